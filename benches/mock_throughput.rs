@@ -1,0 +1,210 @@
+//! End-to-end benchmark of the mock: provisioning flows per second over loopback, and the mock's
+//! CPU per flow.
+//!
+//! The mock runs as its own `fleetstorm mock` process so its CPU time can be read from
+//! /proc/<pid>/stat apart from the clients', which run here as fleetstorm devices.
+//!
+//! cargo bench --bench mock_throughput -- [--flows N] [--concurrency C] [--mode csr|keys|both] [--keys p256|rsa2048]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetstorm::device::{self, CertificateMode, DeviceSpec, DeviceTls, Endpoint, Timeouts};
+use fleetstorm::pki::{KeyAlgorithm, Pki};
+
+struct Args {
+    flows: usize,
+    concurrency: usize,
+    modes: Vec<CertificateMode>,
+    keys: String,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        flows: 2000,
+        concurrency: 64,
+        modes: vec![CertificateMode::Csr, CertificateMode::Keys],
+        keys: "p256".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--flows" => args.flows = it.next().and_then(|v| v.parse().ok()).unwrap_or(args.flows),
+            "--concurrency" => {
+                args.concurrency = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(args.concurrency)
+            }
+            "--mode" => {
+                args.modes = match it.next().as_deref() {
+                    Some("csr") => vec![CertificateMode::Csr],
+                    Some("keys") => vec![CertificateMode::Keys],
+                    _ => args.modes,
+                }
+            }
+            "--keys" => args.keys = it.next().unwrap_or(args.keys),
+            // `cargo bench` passes `--bench`; ignore it and anything else.
+            _ => {}
+        }
+    }
+    args
+}
+
+/// CPU time (user + system) of a process from /proc, in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+struct MockProcess {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mock(pki_dir: &std::path::Path, keys: &str) -> MockProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetstorm"))
+        .args([
+            "--log",
+            "warn",
+            "mock",
+            "--listen",
+            "127.0.0.1:0",
+            "--keys",
+            keys,
+            "--pki",
+        ])
+        .arg(pki_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start fleetstorm mock");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("ready line");
+    let addr = line
+        .strip_prefix("fleetstorm mock listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected ready line: {line:?}"));
+    MockProcess { child, addr }
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pki, _) = Pki::init(dir.path(), &[], KeyAlgorithm::P256).expect("pki");
+    let tls = DeviceTls::new(
+        &pki.root_ca_pem,
+        &pki.claim_cert_pem,
+        &pki.claim_key_pem,
+        false,
+    )
+    .expect("tls");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "mock_throughput: {} flows per mode, {} concurrent clients, keys {}, {} cores, client and mock on the same machine",
+        args.flows, args.concurrency, args.keys, cores
+    );
+    println!(
+        "{:<6} {:>8} {:>10} {:>12} {:>14} {:>14} {:>8}",
+        "mode", "flows", "seconds", "flows/s", "mock CPU/flow", "client CPU/flow", "failed"
+    );
+    for mode in &args.modes {
+        let mock = start_mock(dir.path(), &args.keys);
+        let pid = mock.child.id().to_string();
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: mock.addr.port(),
+        };
+        let mock_cpu0 = cpu_seconds(&pid);
+        let self_cpu0 = cpu_seconds("self");
+        let started = Instant::now();
+        let failed = runtime.block_on(run_flows(&endpoint, &tls, *mode, &args));
+        let elapsed = started.elapsed().as_secs_f64();
+        let mock_cpu = cpu_seconds(&pid) - mock_cpu0;
+        let self_cpu = cpu_seconds("self") - self_cpu0;
+        let label = match mode {
+            CertificateMode::Csr => "csr",
+            CertificateMode::Keys => "keys",
+        };
+        println!(
+            "{:<6} {:>8} {:>10.2} {:>12.0} {:>11.3} ms {:>11.3} ms {:>8}",
+            label,
+            args.flows,
+            elapsed,
+            args.flows as f64 / elapsed,
+            mock_cpu * 1000.0 / args.flows as f64,
+            self_cpu * 1000.0 / args.flows as f64,
+            failed
+        );
+    }
+}
+
+async fn run_flows(
+    endpoint: &Endpoint,
+    tls: &DeviceTls,
+    mode: CertificateMode,
+    args: &Args,
+) -> usize {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency {
+        let (endpoint, tls, next, failed) =
+            (endpoint.clone(), tls.clone(), next.clone(), failed.clone());
+        let flows = args.flows;
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= flows {
+                    return;
+                }
+                let name = format!("bench-{i}-{}", std::process::id());
+                let spec = DeviceSpec {
+                    client_id: name.clone(),
+                    template: "FleetProvisioningTemplate".into(),
+                    parameters: BTreeMap::from([
+                        ("DeviceName".into(), name),
+                        ("SerialNumber".into(), format!("123456{i:06}")),
+                        ("DeviceLocation".into(), "Berlin".into()),
+                    ]),
+                    mode,
+                    csr_key: KeyAlgorithm::P256,
+                    timeouts: Timeouts {
+                        connect: Duration::from_secs(30),
+                        ..Timeouts::default()
+                    },
+                    after: Default::default(),
+                };
+                if let Err(f) = device::provision(&endpoint, &tls, &spec).await.outcome {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    eprintln!("flow {i} failed: {} ({})", f.reason.label(), f.detail);
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    failed.load(std::sync::atomic::Ordering::Relaxed)
+}

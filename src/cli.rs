@@ -1,0 +1,411 @@
+//! Command-line interface: argument parsing and the thin glue from commands to the library.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::{self, RunOptions};
+use crate::mock::{self, MockConfig, MockSettings};
+use crate::pki::{KeyAlgorithm, Pki};
+use crate::scenario::Scenario;
+
+/// Exit codes: part of the public interface.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The run or server failed at runtime.
+    pub const RUNTIME: u8 = 1;
+    /// Bad command-line usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// A scenario, settings or template file is invalid.
+    pub const CONFIG: u8 = 3;
+    /// A PEM file, key or PKI directory is unusable.
+    pub const PKI: u8 = 4;
+    /// The run completed but a threshold failed.
+    pub const THRESHOLDS: u8 = 5;
+    /// Interrupted (Ctrl-C / SIGTERM) before finishing; results so far were written.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetstorm",
+    version,
+    about = "Load tests for AWS IoT Core fleet provisioning by claim"
+)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `fleetstorm=debug`. Default: RUST_LOG or `info`.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create (or reuse) a PKI directory: root CA, server and claim identities.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Run the local AWS IoT Core fleet-provisioning mock endpoint.
+    Mock(MockArgs),
+    /// Run a scenario: virtual devices on a schedule, measured per stage.
+    Run(RunArgs),
+    /// Check a scenario file without running it.
+    Validate {
+        scenario: PathBuf,
+        /// Override any field: path=value (e.g. devices.count=100, schedule.0.rate=20).
+        #[arg(long = "set")]
+        sets: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub scenario: PathBuf,
+    /// Target this endpoint instead of the scenario's (HOST or HOST:PORT).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Results directory (default: results/<scenario>-<UTC timestamp>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No live dashboard: one progress line per second.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Override any scenario field: path=value (repeatable).
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Save each provisioned device's certificate and private key (0600) in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub save_identities: Option<PathBuf>,
+    /// Time in-flight devices get to finish after Ctrl-C / SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create root-ca.pem, server.pem/.key, claim.pem/.key in DIR (an existing DIR is reused as is).
+    Init {
+        dir: PathBuf,
+        /// Extra DNS name or IP for the server certificate (localhost, 127.0.0.1 and ::1 are always in it).
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+        /// Key type of the CA, server and claim identities: p256 or rsa2048.
+        #[arg(long, default_value = "p256")]
+        key_type: KeyAlgorithm,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MockArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8883 (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    pub listen: SocketAddr,
+    /// PKI directory (created with `pki init` defaults when missing).
+    #[arg(long, default_value = "pki")]
+    pub pki: PathBuf,
+    /// Extra provisioning template: NAME=FILE (repeatable).
+    #[arg(long = "template", value_parser = parse_template_arg)]
+    pub templates: Vec<(String, PathBuf)>,
+    /// Mock settings file (TOML): region, account, keys, key_pool_size, token_ttl, templates, ...
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Key type CreateKeysAndCertificate returns: rsa2048 (as AWS, pooled) or p256 (fast).
+    #[arg(long)]
+    pub keys: Option<KeyAlgorithm>,
+}
+
+fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, file) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=FILE, got {s:?}"))?;
+    if !crate::protocol::valid_template_name(name) {
+        return Err(format!(
+            "invalid template name {name:?} (1-36 characters of [0-9A-Za-z_-])"
+        ));
+    }
+    Ok((name.to_string(), PathBuf::from(file)))
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl std::fmt::Display) -> Self {
+        Failure {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<mock::MockError> for Failure {
+    fn from(e: mock::MockError) -> Self {
+        let code = match e {
+            mock::MockError::Pki(_) | mock::MockError::Tls(_) => exit::PKI,
+            mock::MockError::Io(_) => exit::RUNTIME,
+            _ => exit::CONFIG,
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<crate::pki::PkiError> for Failure {
+    fn from(e: crate::pki::PkiError) -> Self {
+        Failure::new(exit::PKI, e)
+    }
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    // A run's embedded mock would log every request; keep the terminal for the run's own output.
+    let default_filter = match cli.command {
+        Command::Run(_) => "warn",
+        _ => "info",
+    };
+    init_tracing(cli.log.as_deref(), default_filter);
+    let result = match cli.command {
+        Command::Pki {
+            command:
+                PkiCommand::Init {
+                    dir,
+                    hostnames,
+                    key_type,
+                },
+        } => pki_init(&dir, &hostnames, key_type),
+        Command::Mock(args) => runtime().and_then(|rt| rt.block_on(run_mock(args))),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run_scenario(args))),
+        Command::Validate { scenario, sets } => validate(&scenario, &sets),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("fleetstorm: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_tracing(filter: Option<&str>, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                exit::RUNTIME,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })
+}
+
+fn pki_init(dir: &Path, hostnames: &[String], alg: KeyAlgorithm) -> Result<u8, Failure> {
+    let (pki, created) = Pki::init(dir, hostnames, alg)?;
+    if created {
+        println!("created PKI in {} ({})", dir.display(), alg.as_str());
+    } else {
+        println!("reusing existing PKI in {} (unchanged)", dir.display());
+    }
+    println!("  trust anchor: {}", pki.root_ca_path().display());
+    println!(
+        "  claim:        {} {}",
+        pki.claim_cert_path().display(),
+        pki.claim_key_path().display()
+    );
+    Ok(exit::OK)
+}
+
+async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
+    let mut settings = match &args.config {
+        Some(path) => MockSettings::from_file(path)?,
+        None => MockSettings::default(),
+    };
+    settings.templates.extend(args.templates.iter().cloned());
+    if let Some(keys) = args.keys {
+        settings.keys = keys;
+    }
+    let (pki, created) = Pki::init(&args.pki, &[], KeyAlgorithm::P256)?;
+    if created {
+        eprintln!("created PKI in {}", args.pki.display());
+    }
+    let mut config = MockConfig::new(Arc::new(pki), settings)?;
+    config.write_registry = true;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                exit::RUNTIME,
+                format!("cannot listen on {}: {e}", args.listen),
+            )
+        })?;
+    let shutdown = CancellationToken::new();
+    let templates: Vec<String> = config.templates.keys().cloned().collect();
+    let key_type = config.settings.keys;
+    let handle = mock::start(config, listener, shutdown.clone()).await?;
+    println!(
+        "fleetstorm mock listening on {} (ca {}, claim {} {})",
+        handle.addr,
+        handle.root_ca_path.display(),
+        handle.claim_cert_path.display(),
+        handle.claim_key_path.display()
+    );
+    println!(
+        "  templates: {}; keys: {} ({} pooled)",
+        templates.join(", "),
+        key_type.as_str(),
+        handle.key_pool().pooled
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let signal = crate::signals::shutdown_signal().await;
+    eprintln!("{signal}: stopping");
+    let report = handle.stop().await;
+    let s = &report.stats;
+    println!(
+        "fleetstorm mock stopped: {} connections ({} TLS failures, {} refused, {} policy disconnects, {} protocol errors, {} takeovers)",
+        s.connections,
+        s.tls_failures,
+        s.connack_refused,
+        s.policy_disconnects,
+        s.protocol_errors,
+        s.takeovers
+    );
+    println!(
+        "  CreateKeysAndCertificate {}/{} rejected, CreateCertificateFromCsr {}/{} rejected, RegisterThing {}/{} rejected",
+        s.create_keys_accepted,
+        s.create_keys_rejected,
+        s.create_from_csr_accepted,
+        s.create_from_csr_rejected,
+        s.register_thing_accepted,
+        s.register_thing_rejected
+    );
+    println!(
+        "  keys: {} ({} from pool, {} generated inline, {} cached for next start)",
+        report.key_type,
+        report.keys.served_from_pool,
+        report.keys.generated_inline,
+        report.cached_keys
+    );
+    println!(
+        "  registry: {} things, {} certificates ({} active, {} pending){}",
+        report.registry.things,
+        report.registry.certificates,
+        report.registry.active_certificates,
+        report.registry.pending_certificates,
+        report
+            .registry_file
+            .as_ref()
+            .map(|p| format!(", written to {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(exit::OK)
+}
+
+fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
+    let scenario = Scenario::load(path, sets).map_err(|e| Failure::new(exit::CONFIG, e))?;
+    let arrivals = scenario.arrivals();
+    let span = arrivals.last().copied().unwrap_or_default();
+    println!(
+        "{}: ok: scenario {:?}, {} devices planned, {} arrivals scheduled over {:.1} s, {} thresholds",
+        path.display(),
+        scenario.name,
+        scenario.devices.count,
+        arrivals.len(),
+        span.as_secs_f64(),
+        scenario.thresholds.len()
+    );
+    Ok(exit::OK)
+}
+
+fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
+            let port = port.parse().map_err(|_| {
+                Failure::new(exit::USAGE, format!("--endpoint {s}: bad port {port:?}"))
+            })?;
+            Ok((
+                host.trim_matches(|c| c == '[' || c == ']').to_string(),
+                Some(port),
+            ))
+        }
+        _ => Ok((s.to_string(), None)),
+    }
+}
+
+async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
+    let scenario =
+        Scenario::load(&args.scenario, &args.sets).map_err(|e| Failure::new(exit::CONFIG, e))?;
+    let endpoint = args.endpoint.as_deref().map(parse_endpoint).transpose()?;
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        PathBuf::from("results").join(format!("{}-{stamp}", scenario.name))
+    });
+    let limit = crate::limits::raise_nofile();
+    eprintln!(
+        "fleetstorm run {}: {} devices planned; open-file limit {} (about {} devices in flight)",
+        scenario.name,
+        scenario.devices.count,
+        limit,
+        limit.saturating_sub(64) / 2
+    );
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let signal = crate::signals::shutdown_signal().await;
+            eprintln!("{signal}: stopping arrivals, draining in-flight devices");
+            stop.cancel();
+        });
+    }
+    let options = RunOptions {
+        out_dir,
+        progress: true,
+        endpoint,
+        drain: args.drain,
+        save_identities: args.save_identities.clone(),
+    };
+    let summary = fleet::run(scenario, options, stop.clone())
+        .await
+        .map_err(|e| {
+            let code = match e {
+                fleet::RunError::Mock(mock::MockError::Pki(_))
+                | fleet::RunError::Pki(_)
+                | fleet::RunError::Tls(_) => exit::PKI,
+                fleet::RunError::Mock(_) => exit::CONFIG,
+                _ => exit::RUNTIME,
+            };
+            Failure::new(code, e)
+        })?;
+    print!("{}", crate::output::render_table(&summary));
+    if stop.is_cancelled() {
+        return Ok(exit::INTERRUPTED);
+    }
+    Ok(if summary.thresholds_ok() {
+        exit::OK
+    } else {
+        exit::THRESHOLDS
+    })
+}

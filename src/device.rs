@@ -1,0 +1,756 @@
+//! One virtual device: the claim-to-registration flow over rumqttc + rustls, timed per stage,
+//! with every failure classified into [`FailureReason`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Serialize;
+
+use crate::pki::{self, KeyAlgorithm};
+use crate::protocol::{
+    CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,
+    CreateKeysAndCertificateResponse, ErrorResponse, Format, RegisterThingRequest,
+    RegisterThingResponse, RequestTopic,
+};
+
+/// The steps of the flow, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    ConnectClaim,
+    Subscribe,
+    CreateCertificate,
+    RegisterThing,
+    ConnectDevice,
+    /// One telemetry publish with the new identity, until its PUBACK.
+    Telemetry,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] = [
+        Stage::ConnectClaim,
+        Stage::Subscribe,
+        Stage::CreateCertificate,
+        Stage::RegisterThing,
+        Stage::ConnectDevice,
+        Stage::Telemetry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::ConnectClaim => "connect_claim",
+            Stage::Subscribe => "subscribe",
+            Stage::CreateCertificate => "create_certificate",
+            Stage::RegisterThing => "register_thing",
+            Stage::ConnectDevice => "connect_device",
+            Stage::Telemetry => "telemetry",
+        }
+    }
+}
+
+/// Why a device failed. Labels (`label()`) are stable: they key CSV columns and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// TLS handshake failed (the alert or error, abbreviated).
+    TlsHandshake(Stage, String),
+    ConnectionRefused(Stage),
+    ConnectionReset(Stage),
+    /// CONNACK with a non-zero return code.
+    ConnackRefused(Stage, u8),
+    SubscribeRefused,
+    /// `…/rejected` with statusCode and errorCode.
+    Rejected(Stage, u16, String),
+    Throttled(Stage),
+    HookDenied,
+    Timeout(Stage),
+    Disconnected(Stage),
+    MalformedResponse(Stage),
+    /// A local problem (e.g. key generation) rather than the endpoint's.
+    Local(Stage),
+    /// The run stopped (Ctrl-C, drain deadline) before the device finished: not a timeout.
+    Aborted,
+}
+
+impl FailureReason {
+    pub fn label(&self) -> String {
+        match self {
+            FailureReason::TlsHandshake(s, alert) => {
+                format!("tls_handshake.{}.{alert}", s.as_str())
+            }
+            FailureReason::ConnectionRefused(s) => format!("connection_refused.{}", s.as_str()),
+            FailureReason::ConnectionReset(s) => format!("connection_reset.{}", s.as_str()),
+            FailureReason::ConnackRefused(s, c) => format!("connack_refused.{}.{c}", s.as_str()),
+            FailureReason::SubscribeRefused => "subscribe_refused".into(),
+            FailureReason::Rejected(s, status, code) => {
+                format!("rejected.{}.{status}.{code}", s.as_str())
+            }
+            FailureReason::Throttled(s) => format!("throttled.{}", s.as_str()),
+            FailureReason::HookDenied => "hook_denied".into(),
+            FailureReason::Timeout(s) => format!("timeout.{}", s.as_str()),
+            FailureReason::Disconnected(s) => format!("disconnected.{}", s.as_str()),
+            FailureReason::MalformedResponse(s) => format!("malformed_response.{}", s.as_str()),
+            FailureReason::Local(s) => format!("local_error.{}", s.as_str()),
+            FailureReason::Aborted => "aborted".into(),
+        }
+    }
+
+    /// The failure class without stage or code (timeseries columns).
+    pub fn class(&self) -> &'static str {
+        match self {
+            FailureReason::TlsHandshake(..) => "tls_handshake",
+            FailureReason::ConnectionRefused(_) => "connection_refused",
+            FailureReason::ConnectionReset(_) => "connection_reset",
+            FailureReason::ConnackRefused(..) => "connack_refused",
+            FailureReason::SubscribeRefused => "subscribe_refused",
+            FailureReason::Rejected(..) => "rejected",
+            FailureReason::Throttled(_) => "throttled",
+            FailureReason::HookDenied => "hook_denied",
+            FailureReason::Timeout(_) => "timeout",
+            FailureReason::Disconnected(_) => "disconnected",
+            FailureReason::MalformedResponse(_) => "malformed_response",
+            FailureReason::Local(_) => "local_error",
+            FailureReason::Aborted => "aborted",
+        }
+    }
+
+    pub const CLASSES: [&'static str; 13] = [
+        "tls_handshake",
+        "connection_refused",
+        "connection_reset",
+        "connack_refused",
+        "subscribe_refused",
+        "rejected",
+        "throttled",
+        "hook_denied",
+        "timeout",
+        "disconnected",
+        "malformed_response",
+        "local_error",
+        "aborted",
+    ];
+}
+
+/// A failure with its human-readable detail.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: FailureReason,
+    pub detail: String,
+}
+
+impl Failure {
+    fn new(reason: FailureReason, detail: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Where devices connect.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// TLS state built once and shared by every device.
+#[derive(Clone)]
+pub struct DeviceTls {
+    roots: Arc<rustls::RootCertStore>,
+    claim: Arc<rustls::ClientConfig>,
+    alpn: bool,
+}
+
+impl DeviceTls {
+    /// `ca_pem`: the endpoint's trust anchor; the claim identity as PEM; `alpn`: offer
+    /// `x-amzn-mqtt-ca` (AWS port 443).
+    pub fn new(
+        ca_pem: &str,
+        claim_cert_pem: &str,
+        claim_key_pem: &str,
+        alpn: bool,
+    ) -> Result<DeviceTls, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| rustls::Error::General(format!("CA file: {e}")))?;
+            roots.add(cert)?;
+        }
+        let roots = Arc::new(roots);
+        let claim = client_config(&roots, claim_cert_pem, claim_key_pem, alpn)?;
+        Ok(DeviceTls { roots, claim, alpn })
+    }
+
+    /// A client configuration for a device's own identity.
+    pub fn for_identity(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+        client_config(&self.roots, cert_pem, key_pem, self.alpn)
+    }
+
+    pub fn claim(&self) -> Arc<rustls::ClientConfig> {
+        self.claim.clone()
+    }
+}
+
+fn client_config(
+    roots: &Arc<rustls::RootCertStore>,
+    cert_pem: &str,
+    key_pem: &str,
+    alpn: bool,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| rustls::Error::General(format!("certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| rustls::Error::General(format!("private key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(chain, key)?;
+    if alpn {
+        config.alpn_protocols = vec![crate::mock::ALPN_MQTT_CA.to_vec()];
+    }
+    Ok(Arc::new(config))
+}
+
+/// How a device gets its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateMode {
+    /// CreateKeysAndCertificate: the endpoint generates the key.
+    #[default]
+    Keys,
+    /// CreateCertificateFromCsr with a device-generated key.
+    Csr,
+}
+
+/// Per-stage timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub subscribe: Duration,
+    pub create_certificate: Duration,
+    pub register_thing: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            subscribe: Duration::from_secs(10),
+            create_certificate: Duration::from_secs(30),
+            register_thing: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a device does once it is registered and connected with its own certificate.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct After {
+    pub action: AfterAction,
+    /// How long to stay connected (`stay`, `telemetry`).
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Telemetry period.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Telemetry topic; `{thingName}` and `{clientId}` are replaced.
+    pub topic: String,
+    /// Telemetry payload size in bytes (a JSON object padded to this size).
+    pub payload_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterAction {
+    #[default]
+    Disconnect,
+    Stay,
+    Telemetry,
+}
+
+impl Default for After {
+    fn default() -> Self {
+        After {
+            action: AfterAction::Disconnect,
+            duration: Duration::from_secs(30),
+            interval: Duration::from_secs(5),
+            topic: "device/{thingName}".into(),
+            payload_bytes: 64,
+        }
+    }
+}
+
+/// What one device does.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    pub client_id: String,
+    pub template: String,
+    pub parameters: BTreeMap<String, String>,
+    pub mode: CertificateMode,
+    pub csr_key: KeyAlgorithm,
+    pub timeouts: Timeouts,
+    pub after: After,
+}
+
+/// What a device achieved.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    pub thing_name: String,
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+    pub device_configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One completed stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageTime {
+    pub stage: Stage,
+    pub service: Duration,
+    pub ended: Instant,
+}
+
+impl StageTime {
+    fn since(stage: Stage, started: Instant) -> StageTime {
+        let ended = Instant::now();
+        StageTime {
+            stage,
+            service: ended - started,
+            ended,
+        }
+    }
+}
+
+/// The result of one device run: per-stage service times and the outcome.
+#[derive(Debug, Clone)]
+pub struct DeviceReport {
+    /// Stages in order: service time and when the stage ended (telemetry may appear many times).
+    pub stages: Vec<StageTime>,
+    /// When the device was connected with its own certificate (the end of provisioning).
+    pub provisioned_at: Option<Instant>,
+    pub outcome: Result<Provisioned, Failure>,
+}
+
+/// Run the full flow once.
+pub async fn provision(endpoint: &Endpoint, tls: &DeviceTls, spec: &DeviceSpec) -> DeviceReport {
+    let mut stages = Vec::with_capacity(Stage::ALL.len());
+    let mut provisioned_at = None;
+    let outcome = run_flow(endpoint, tls, spec, &mut stages, &mut provisioned_at).await;
+    DeviceReport {
+        stages,
+        provisioned_at,
+        outcome,
+    }
+}
+
+async fn run_flow(
+    endpoint: &Endpoint,
+    tls: &DeviceTls,
+    spec: &DeviceSpec,
+    stages: &mut Vec<StageTime>,
+    provisioned_at: &mut Option<Instant>,
+) -> Result<Provisioned, Failure> {
+    let create = match spec.mode {
+        CertificateMode::Keys => RequestTopic::create_keys(Format::Json),
+        CertificateMode::Csr => RequestTopic::create_from_csr(Format::Json),
+    };
+    let register = RequestTopic::register_thing(&spec.template, Format::Json);
+
+    // Device-side key generation happens before the flow (a real device has its key already).
+    let csr = match spec.mode {
+        CertificateMode::Csr => {
+            let alg = spec.csr_key;
+            let cn = spec.client_id.clone();
+            let generated = tokio::task::spawn_blocking(move || pki::generate_csr(alg, &cn))
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        FailureReason::Local(Stage::CreateCertificate),
+                        e.to_string(),
+                    )
+                })?
+                .map_err(|e| {
+                    Failure::new(
+                        FailureReason::Local(Stage::CreateCertificate),
+                        e.to_string(),
+                    )
+                })?;
+            Some((generated.0.serialize_pem(), generated.1))
+        }
+        CertificateMode::Keys => None,
+    };
+
+    let started = Instant::now();
+    let mut session = Session::connect(
+        endpoint,
+        &spec.client_id,
+        tls.claim(),
+        Stage::ConnectClaim,
+        spec.timeouts.connect,
+    )
+    .await?;
+    stages.push(StageTime::since(Stage::ConnectClaim, started));
+
+    let started = Instant::now();
+    let filters = [
+        create.accepted(),
+        create.rejected(),
+        register.accepted(),
+        register.rejected(),
+    ];
+    session.subscribe(&filters, spec.timeouts.subscribe).await?;
+    stages.push(StageTime::since(Stage::Subscribe, started));
+
+    let started = Instant::now();
+    let payload = match &csr {
+        Some((_, csr_pem)) => serde_json::to_vec(&CreateCertificateFromCsrRequest {
+            certificate_signing_request: csr_pem.clone(),
+        })
+        .unwrap_or_default(),
+        None => b"{}".to_vec(),
+    };
+    let body = session
+        .request(
+            &create,
+            payload,
+            Stage::CreateCertificate,
+            spec.timeouts.create_certificate,
+        )
+        .await?;
+    let (certificate_id, certificate_pem, private_key_pem, token) = match &csr {
+        None => {
+            let r: CreateKeysAndCertificateResponse = decode(&body, Stage::CreateCertificate)?;
+            (
+                r.certificate_id,
+                r.certificate_pem,
+                r.private_key,
+                r.certificate_ownership_token,
+            )
+        }
+        Some((key_pem, _)) => {
+            let r: CreateCertificateFromCsrResponse = decode(&body, Stage::CreateCertificate)?;
+            (
+                r.certificate_id,
+                r.certificate_pem,
+                key_pem.clone(),
+                r.certificate_ownership_token,
+            )
+        }
+    };
+    stages.push(StageTime::since(Stage::CreateCertificate, started));
+
+    let started = Instant::now();
+    let request = RegisterThingRequest {
+        certificate_ownership_token: Some(token),
+        parameters: Some(spec.parameters.clone()),
+    };
+    let body = session
+        .request(
+            &register,
+            serde_json::to_vec(&request).unwrap_or_default(),
+            Stage::RegisterThing,
+            spec.timeouts.register_thing,
+        )
+        .await?;
+    let registered: RegisterThingResponse = decode(&body, Stage::RegisterThing)?;
+    stages.push(StageTime::since(Stage::RegisterThing, started));
+    session.disconnect().await;
+
+    // The device's own TLS configuration is built once, outside the timed connect.
+    let own = tls
+        .for_identity(&certificate_pem, &private_key_pem)
+        .map_err(|e| {
+            Failure::new(
+                FailureReason::MalformedResponse(Stage::CreateCertificate),
+                e.to_string(),
+            )
+        })?;
+    let started = Instant::now();
+    let client_id = if registered.thing_name.is_empty() {
+        format!("{}-device", spec.client_id)
+    } else {
+        registered.thing_name.clone()
+    };
+    let mut session = Session::connect(
+        endpoint,
+        &client_id,
+        own,
+        Stage::ConnectDevice,
+        spec.timeouts.connect,
+    )
+    .await?;
+    stages.push(StageTime::since(Stage::ConnectDevice, started));
+    *provisioned_at = Some(Instant::now());
+    match spec.after.action {
+        AfterAction::Disconnect => {}
+        AfterAction::Stay => session.idle(spec.after.duration).await?,
+        AfterAction::Telemetry => {
+            let topic = spec
+                .after
+                .topic
+                .replace("{thingName}", &registered.thing_name)
+                .replace("{clientId}", &client_id);
+            session
+                .telemetry(&topic, &spec.after, spec.timeouts.connect, stages)
+                .await?
+        }
+    }
+    session.disconnect().await;
+
+    Ok(Provisioned {
+        thing_name: registered.thing_name,
+        certificate_id,
+        certificate_pem,
+        private_key_pem,
+        device_configuration: registered.device_configuration,
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8], stage: Stage) -> Result<T, Failure> {
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::new(FailureReason::MalformedResponse(stage), e.to_string()))
+}
+
+/// One MQTT connection driven inline: the device task polls its own event loop.
+struct Session {
+    client: AsyncClient,
+    events: EventLoop,
+}
+
+impl Session {
+    async fn connect(
+        endpoint: &Endpoint,
+        client_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        stage: Stage,
+        timeout: Duration,
+    ) -> Result<Session, Failure> {
+        let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(true);
+        options.set_max_packet_size(150 * 1024, 150 * 1024);
+        let (client, mut events) = AsyncClient::new(options, 16);
+        let mut network = rumqttc::NetworkOptions::new();
+        // Without TCP_NODELAY every request waits out Nagle against delayed ACKs (~40 ms).
+        network.set_tcp_nodelay(true);
+        network.set_connection_timeout(timeout.as_secs().max(1));
+        events.set_network_options(network);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match poll(&mut events, deadline, stage).await? {
+                Event::Incoming(Packet::ConnAck(ack)) => {
+                    if ack.code == ConnectReturnCode::Success {
+                        return Ok(Session { client, events });
+                    }
+                    return Err(Failure::new(
+                        FailureReason::ConnackRefused(stage, ack.code as u8),
+                        format!("CONNACK {:?}", ack.code),
+                    ));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, filters: &[String], timeout: Duration) -> Result<(), Failure> {
+        let stage = Stage::Subscribe;
+        let filters: Vec<SubscribeFilter> = filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+            .collect();
+        self.client
+            .try_subscribe_many(filters)
+            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Event::Incoming(Packet::SubAck(ack)) =
+                poll(&mut self.events, deadline, stage).await?
+            {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    return Err(Failure::new(
+                        FailureReason::SubscribeRefused,
+                        "SUBACK failure",
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Publish a request at QoS 1 and wait for its accepted/rejected response.
+    async fn request(
+        &mut self,
+        topic: &RequestTopic,
+        payload: Vec<u8>,
+        stage: Stage,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Failure> {
+        self.client
+            .try_publish(topic.topic(), QoS::AtLeastOnce, false, payload)
+            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
+        let accepted = topic.accepted();
+        let rejected = topic.rejected();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Event::Incoming(Packet::Publish(p)) =
+                poll(&mut self.events, deadline, stage).await?
+            {
+                if p.topic == accepted {
+                    return Ok(p.payload.to_vec());
+                }
+                if p.topic == rejected {
+                    let error: ErrorResponse = decode(&p.payload, stage)?;
+                    return Err(classify_rejection(stage, error));
+                }
+            }
+        }
+    }
+
+    /// Stay connected (answering keep-alives) for `duration`.
+    async fn idle(&mut self, duration: Duration) -> Result<(), Failure> {
+        let deadline = Instant::now() + duration;
+        loop {
+            match poll(&mut self.events, deadline, Stage::Telemetry).await {
+                Ok(_) => {}
+                Err(f) if f.reason == FailureReason::Timeout(Stage::Telemetry) => return Ok(()),
+                Err(f) => return Err(f),
+            }
+        }
+    }
+
+    /// Publish at QoS 1 every `after.interval` for `after.duration`, timing each PUBACK.
+    async fn telemetry(
+        &mut self,
+        topic: &str,
+        after: &After,
+        timeout: Duration,
+        stages: &mut Vec<StageTime>,
+    ) -> Result<(), Failure> {
+        let end = Instant::now() + after.duration;
+        let mut sequence = 0u64;
+        while Instant::now() < end {
+            let next = Instant::now() + after.interval;
+            sequence += 1;
+            let mut payload = format!("{{\"sequence\":{sequence},\"pad\":\"");
+            let pad = after.payload_bytes.saturating_sub(payload.len() + 2);
+            payload.extend(std::iter::repeat_n('x', pad));
+            payload.push_str("\"}");
+            let sent = Instant::now();
+            self.client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .map_err(|e| Failure::new(FailureReason::Local(Stage::Telemetry), e.to_string()))?;
+            let deadline = sent + timeout;
+            loop {
+                if let Event::Incoming(Packet::PubAck(_)) =
+                    poll(&mut self.events, deadline, Stage::Telemetry).await?
+                {
+                    stages.push(StageTime::since(Stage::Telemetry, sent));
+                    break;
+                }
+            }
+            self.idle(next.min(end).saturating_duration_since(Instant::now()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn disconnect(mut self) {
+        if self.client.try_disconnect().is_ok() {
+            // Flush the DISCONNECT; the event loop ends with an error once it is sent.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while poll(&mut self.events, deadline, Stage::ConnectDevice)
+                .await
+                .is_ok()
+            {}
+        }
+    }
+}
+
+fn classify_rejection(stage: Stage, error: ErrorResponse) -> Failure {
+    let reason = if error.status_code == 429 || error.error_code.contains("Throttl") {
+        FailureReason::Throttled(stage)
+    } else if stage == Stage::RegisterThing
+        && error.status_code == 403
+        && error.error_code.eq_ignore_ascii_case("AccessDenied")
+    {
+        FailureReason::HookDenied
+    } else {
+        FailureReason::Rejected(stage, error.status_code, error.error_code.clone())
+    };
+    Failure::new(reason, error.error_message)
+}
+
+async fn poll(events: &mut EventLoop, deadline: Instant, stage: Stage) -> Result<Event, Failure> {
+    match tokio::time::timeout_at(deadline.into(), events.poll()).await {
+        Err(_) => Err(Failure::new(FailureReason::Timeout(stage), "timed out")),
+        Ok(Ok(event)) => Ok(event),
+        Ok(Err(e)) => Err(classify_connection_error(stage, e)),
+    }
+}
+
+fn classify_connection_error(stage: Stage, e: ConnectionError) -> Failure {
+    use std::io::ErrorKind;
+    let detail = e.to_string();
+    let io_reason = |kind: ErrorKind| match kind {
+        ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused(stage),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => FailureReason::ConnectionReset(stage),
+        _ => FailureReason::Disconnected(stage),
+    };
+    let reason = match &e {
+        ConnectionError::ConnectionRefused(code) => {
+            FailureReason::ConnackRefused(stage, *code as u8)
+        }
+        ConnectionError::Tls(tls) => match tls {
+            rumqttc::TlsError::Io(io) => {
+                if let Some(inner) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    FailureReason::TlsHandshake(stage, tls_error_label(inner))
+                } else {
+                    io_reason(io.kind())
+                }
+            }
+            rumqttc::TlsError::TLS(inner) => {
+                FailureReason::TlsHandshake(stage, tls_error_label(inner))
+            }
+            _ => FailureReason::TlsHandshake(stage, "config".into()),
+        },
+        ConnectionError::Io(io) => io_reason(io.kind()),
+        ConnectionError::MqttState(rumqttc::StateError::Io(io)) => io_reason(io.kind()),
+        ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted) => {
+            FailureReason::Disconnected(stage)
+        }
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
+            FailureReason::Timeout(stage)
+        }
+        _ => FailureReason::Disconnected(stage),
+    };
+    Failure::new(reason, detail)
+}
+
+fn tls_error_label(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::AlertReceived(alert) => format!("{alert:?}").to_lowercase(),
+        rustls::Error::InvalidCertificate(c) => format!("invalid_certificate_{c:?}")
+            .to_lowercase()
+            .chars()
+            .take(48)
+            .collect(),
+        _ => "error".into(),
+    }
+}

@@ -1,0 +1,581 @@
+//! The runner: starts devices on the scenario's schedule (open model), caps in-flight work,
+//! aggregates their results in one task, streams the outputs, and drains on stop.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::SeedableRng;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::device::{self, DeviceSpec, DeviceTls, Endpoint};
+use crate::metrics::StageSet;
+use crate::mock::{self, MockConfig};
+use crate::output::{DeviceRow, Outputs, Summary};
+use crate::pki::{self, KeyAlgorithm, Pki};
+use crate::scenario::{Pattern, PlannedPhase, RetrySettings, Scenario, Target};
+use tokio::task::JoinSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Mock(#[from] mock::MockError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{path}: {source}")]
+    Output {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How `run` is invoked.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// Print a one-line progress update per second on stderr.
+    pub progress: bool,
+    /// `--endpoint HOST[:PORT]`: use this endpoint instead of the scenario's target address.
+    pub endpoint: Option<(String, Option<u16>)>,
+    /// Time allowed for in-flight devices to finish after a stop request.
+    pub drain: Duration,
+    /// Write each new certificate and key here (keys 0600); otherwise they stay in memory.
+    pub save_identities: Option<PathBuf>,
+}
+
+/// What one device reports to the aggregator.
+enum Record {
+    Done(Box<DeviceResult>),
+    Dropped { seq: u64 },
+}
+
+struct DeviceResult {
+    seq: u64,
+    client_id: String,
+    intended: Instant,
+    lag: Duration,
+    report: device::DeviceReport,
+    /// Provisioning time from the actual start (service) and from the intended start (latency).
+    total: (Duration, Duration),
+    attempts: u32,
+}
+
+fn aborted() -> device::DeviceReport {
+    device::DeviceReport {
+        stages: Vec::new(),
+        provisioned_at: None,
+        outcome: Err(device::Failure {
+            reason: device::FailureReason::Aborted,
+            detail: "run stopped before the device finished".into(),
+        }),
+    }
+}
+
+/// Live counters the scheduler and devices update (atomics: no lock).
+#[derive(Default)]
+struct Live {
+    started: AtomicU64,
+    in_flight: AtomicU64,
+    dropped: AtomicU64,
+    max_lag_us: AtomicU64,
+}
+
+/// Run a scenario to the end (or until `stop` is cancelled) and write its results.
+pub async fn run(
+    scenario: Scenario,
+    options: RunOptions,
+    stop: CancellationToken,
+) -> Result<Summary, RunError> {
+    let mock_shutdown = CancellationToken::new();
+    let _guard = mock_shutdown.clone().drop_guard();
+    let (endpoint, tls, mock_handle, endpoint_label, _pki_dir) =
+        prepare_target(&scenario, &options, &mock_shutdown).await?;
+
+    let planned = scenario.devices.count;
+    let client_id = Pattern::parse(&scenario.devices.client_id).map_err(RunError::Other)?;
+    let parameters: Vec<(String, Pattern)> = scenario
+        .devices
+        .parameters
+        .iter()
+        .map(|(k, v)| Pattern::parse(v).map(|p| (k.clone(), p)))
+        .collect::<Result<_, _>>()
+        .map_err(RunError::Other)?;
+
+    let mut outputs = Outputs::create(&options.out_dir, &scenario, &endpoint_label)?;
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let live = Arc::new(Live::default());
+    let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+    let semaphore = Arc::new(Semaphore::new(scenario.max_in_flight));
+    let devices_stop = CancellationToken::new();
+    let spec_base = DeviceSpec {
+        client_id: String::new(),
+        template: scenario.devices.template.clone(),
+        parameters: BTreeMap::new(),
+        mode: scenario.devices.certificate,
+        csr_key: scenario.devices.csr_key,
+        timeouts: scenario.devices.timeouts.into(),
+        after: scenario.devices.after.clone(),
+    };
+
+    let launcher = Launcher {
+        live: live.clone(),
+        tx: tx.clone(),
+        devices_stop: devices_stop.clone(),
+        endpoint: endpoint.clone(),
+        tls: tls.clone(),
+        seed: scenario.seed,
+        retry: scenario.devices.retry.clone(),
+        spec_base,
+        client_id,
+        parameters,
+        semaphore,
+    };
+    let plan = scenario.plan();
+    let limit = scenario.devices.count;
+    let scheduler = tokio::spawn(schedule(launcher, plan, limit, start, stop.clone()));
+    drop(tx);
+
+    // Drain deadline: once a stop is requested, in-flight devices get `drain` to finish.
+    {
+        let stop = stop.clone();
+        let devices_stop = devices_stop.clone();
+        let drain = options.drain;
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            tokio::time::sleep(drain).await;
+            devices_stop.cancel();
+        });
+    }
+
+    // The aggregator: this task.
+    let mut window = Window::new(start);
+    let mut total_set = StageSet::default();
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut provisioned, mut failed, mut dropped_seen) = (0u64, 0u64, 0u64);
+    let mut tick = tokio::time::interval_at(
+        (Instant::now() + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    loop {
+        tokio::select! {
+            record = rx.recv() => match record {
+                Some(Record::Done(r)) => {
+                    let ok = r.report.outcome.is_ok();
+                    let total = ok.then_some(r.total);
+                    window.stages.record_device(r.intended, &r.report.stages, total);
+                    let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
+                    if let Err(f) = &r.report.outcome {
+                        failed += 1;
+                        window.failed += 1;
+                        let label = f.reason.label();
+                        *failures.entry(label.clone()).or_default() += 1;
+                        *window.failed_by_class.entry(f.reason.class().to_string()).or_default() += 1;
+                        outputs.failure(r.seq, &r.client_id, &label, &f.detail, start.elapsed())?;
+                    } else {
+                        provisioned += 1;
+                        window.completed += 1;
+                    }
+                    if let (Some(dir), Ok(p)) = (&options.save_identities, &r.report.outcome) {
+                        save_identity(dir, &r.client_id, p)?;
+                    }
+                    outputs.device(&row)?;
+                }
+                Some(Record::Dropped { seq }) => {
+                    dropped_seen += 1;
+                    outputs.failure(seq, "", "dropped", "in-flight cap reached at the intended arrival", start.elapsed())?;
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let line = window.close(&mut outputs, &live, start, &mut total_set)?;
+                if options.progress {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+    let _ = scheduler.await;
+    // The last, partial interval.
+    window.close(&mut outputs, &live, start, &mut total_set)?;
+    let duration = start.elapsed();
+    let mock_report = match mock_handle {
+        Some(h) => Some(h.stop().await),
+        None => None,
+    };
+    let summary = outputs.finish(crate::output::Totals {
+        scenario: &scenario,
+        started_at,
+        duration,
+        planned,
+        started: live.started.load(Ordering::Relaxed),
+        provisioned,
+        failed,
+        dropped: dropped_seen,
+        max_lag: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
+        failures: &failures,
+        stages: &total_set,
+        endpoint: &endpoint_label,
+        interrupted: stop.is_cancelled(),
+        mock: mock_report.as_ref(),
+    })?;
+    Ok(summary)
+}
+
+/// `<name>.cert.pem` and `<name>.private.key` (0600), named by thing name (or client ID).
+fn save_identity(
+    dir: &std::path::Path,
+    client_id: &str,
+    p: &device::Provisioned,
+) -> Result<(), RunError> {
+    let name = if p.thing_name.is_empty() {
+        client_id
+    } else {
+        &p.thing_name
+    };
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_:.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Output {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    pki::write_file(
+        &dir.join(format!("{name}.cert.pem")),
+        p.certificate_pem.as_bytes(),
+        false,
+    )?;
+    pki::write_file(
+        &dir.join(format!("{name}.private.key")),
+        p.private_key_pem.as_bytes(),
+        true,
+    )?;
+    Ok(())
+}
+
+/// The current one-second window of the aggregator.
+struct Window {
+    stages: StageSet,
+    failed_by_class: BTreeMap<String, u64>,
+    completed: u64,
+    failed: u64,
+    opened: Instant,
+    started_before: u64,
+    dropped_before: u64,
+}
+
+impl Window {
+    fn new(start: Instant) -> Window {
+        Window {
+            stages: StageSet::default(),
+            failed_by_class: BTreeMap::new(),
+            completed: 0,
+            failed: 0,
+            opened: start,
+            started_before: 0,
+            dropped_before: 0,
+        }
+    }
+
+    /// Write this window, fold it into the totals, open the next; returns the progress line.
+    fn close(
+        &mut self,
+        outputs: &mut Outputs,
+        live: &Live,
+        start: Instant,
+        total: &mut StageSet,
+    ) -> Result<String, RunError> {
+        let now = Instant::now();
+        let started = live.started.load(Ordering::Relaxed);
+        let dropped = live.dropped.load(Ordering::Relaxed);
+        let line = outputs.interval(crate::output::Interval {
+            elapsed: now - start,
+            length: now - self.opened,
+            offered: started - self.started_before + dropped - self.dropped_before,
+            started: started - self.started_before,
+            completed: self.completed,
+            failed: self.failed,
+            failed_by_class: &self.failed_by_class,
+            in_flight: live.in_flight.load(Ordering::Relaxed),
+            dropped_total: dropped,
+            stages: &self.stages,
+        })?;
+        total.add(&self.stages);
+        self.stages.reset();
+        self.failed_by_class.clear();
+        self.completed = 0;
+        self.failed = 0;
+        self.opened = now;
+        self.started_before = started;
+        self.dropped_before = dropped;
+        Ok(line)
+    }
+}
+
+/// Everything needed to start one device.
+struct Launcher {
+    live: Arc<Live>,
+    tx: mpsc::UnboundedSender<Record>,
+    devices_stop: CancellationToken,
+    endpoint: Endpoint,
+    tls: DeviceTls,
+    seed: u64,
+    retry: RetrySettings,
+    spec_base: DeviceSpec,
+    client_id: Pattern,
+    parameters: Vec<(String, Pattern)>,
+    semaphore: Arc<Semaphore>,
+}
+
+impl Launcher {
+    /// Start device `seq` (intended to start at `intended`), or count it as dropped when the
+    /// in-flight cap is reached.
+    fn launch(&self, seq: u64, intended: Instant, tasks: &mut JoinSet<()>) {
+        let Ok(permit) = self.semaphore.clone().try_acquire_owned() else {
+            self.live.dropped.fetch_add(1, Ordering::Relaxed);
+            let _ = self.tx.send(Record::Dropped { seq });
+            return;
+        };
+        let lag = intended.elapsed();
+        self.live
+            .max_lag_us
+            .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(self.seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut spec = self.spec_base.clone();
+        spec.client_id = self.client_id.render(seq, &mut rng);
+        spec.parameters = self
+            .parameters
+            .iter()
+            .map(|(k, p)| (k.clone(), p.render(seq, &mut rng)))
+            .collect();
+        self.live.started.fetch_add(1, Ordering::Relaxed);
+        self.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        let (live, tx, endpoint, tls, devices_stop, retry) = (
+            self.live.clone(),
+            self.tx.clone(),
+            self.endpoint.clone(),
+            self.tls.clone(),
+            self.devices_stop.clone(),
+            self.retry.clone(),
+        );
+        tasks.spawn(async move {
+            let begun = Instant::now();
+            let mut attempts = 0;
+            let report = loop {
+                attempts += 1;
+                let report = tokio::select! {
+                    r = device::provision(&endpoint, &tls, &spec) => r,
+                    _ = devices_stop.cancelled() => break aborted(),
+                };
+                match &report.outcome {
+                    Err(f) if retry.retries(f.reason.class(), attempts) => {
+                        let pause = retry.backoff(attempts, rand::RngExt::random::<f64>(&mut rng));
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = devices_stop.cancelled() => break report,
+                        }
+                    }
+                    _ => break report,
+                }
+            };
+            let end = report.provisioned_at.unwrap_or_else(Instant::now);
+            let total = (end - begun, end - intended);
+            drop(permit);
+            live.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(Record::Done(Box::new(DeviceResult {
+                seq,
+                client_id: spec.client_id,
+                intended,
+                lag,
+                report,
+                total,
+                attempts,
+            })));
+        });
+    }
+}
+
+/// The scheduler: runs the phases in order, sleeping until each intended arrival (open model) or
+/// keeping the target number of devices in flight (closed model).
+async fn schedule(
+    launcher: Launcher,
+    plan: Vec<PlannedPhase>,
+    limit: u64,
+    start: Instant,
+    stop: CancellationToken,
+) {
+    let mut tasks = JoinSet::new();
+    let mut seq = 0u64;
+    'phases: for phase in plan {
+        match phase {
+            PlannedPhase::Open(arrivals) => {
+                for offset in arrivals {
+                    if seq >= limit {
+                        break 'phases;
+                    }
+                    let intended = start + offset;
+                    tokio::select! {
+                        _ = stop.cancelled() => break 'phases,
+                        _ = tokio::time::sleep_until(intended.into()) => {}
+                    }
+                    while tasks.try_join_next().is_some() {}
+                    launcher.launch(seq, intended, &mut tasks);
+                    seq += 1;
+                }
+            }
+            PlannedPhase::Closed { begin, ramp } => {
+                let phase_start = start + begin;
+                let phase_end = phase_start + ramp.duration();
+                tokio::select! {
+                    _ = stop.cancelled() => break 'phases,
+                    _ = tokio::time::sleep_until(phase_start.into()) => {}
+                }
+                loop {
+                    let now = Instant::now();
+                    if now >= phase_end || seq >= limit {
+                        break;
+                    }
+                    let target = ramp.at(now - phase_start).floor() as u64;
+                    while launcher.live.in_flight.load(Ordering::Relaxed) < target && seq < limit {
+                        launcher.launch(seq, Instant::now(), &mut tasks);
+                        seq += 1;
+                    }
+                    // Re-check when a device ends or the ramp moves (every 50 ms).
+                    tokio::select! {
+                        _ = stop.cancelled() => break 'phases,
+                        _ = tasks.join_next(), if !tasks.is_empty() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Endpoint, TLS, the embedded mock (if any), a label, and the temporary PKI to keep alive.
+type Prepared = (
+    Endpoint,
+    DeviceTls,
+    Option<mock::MockHandle>,
+    String,
+    Option<tempfile::TempDir>,
+);
+
+async fn prepare_target(
+    scenario: &Scenario,
+    options: &RunOptions,
+    shutdown: &CancellationToken,
+) -> Result<Prepared, RunError> {
+    match &scenario.target {
+        Target::Mock {
+            mock: settings,
+            pki: pki_dir,
+        } if options.endpoint.is_none() => {
+            // Without a configured directory: a fresh PKI per run, removed when the run ends.
+            let (dir, temp) = match pki_dir {
+                Some(d) => (d.clone(), None),
+                None => {
+                    let t = tempfile::Builder::new()
+                        .prefix("fleetstorm-pki-")
+                        .tempdir()
+                        .map_err(|e| {
+                            RunError::Other(format!("cannot create a temporary PKI directory: {e}"))
+                        })?;
+                    (t.path().to_path_buf(), Some(t))
+                }
+            };
+            let (pki, _) = Pki::init(&dir, &[], KeyAlgorithm::P256)?;
+            let config = MockConfig::new(Arc::new(pki), (**settings).clone())?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| RunError::Other(format!("cannot bind the embedded mock: {e}")))?;
+            let handle = mock::start(config, listener, shutdown.clone()).await?;
+            let tls = DeviceTls::new(
+                &handle.pki.root_ca_pem,
+                &handle.pki.claim_cert_pem,
+                &handle.pki.claim_key_pem,
+                false,
+            )?;
+            let endpoint = Endpoint {
+                host: "127.0.0.1".into(),
+                port: handle.addr.port(),
+            };
+            let label = format!(
+                "embedded mock {} (keys {})",
+                handle.addr,
+                settings.keys.as_str()
+            );
+            Ok((endpoint, tls, Some(handle), label, temp))
+        }
+        Target::Mock { pki: pki_dir, .. } => {
+            // --endpoint with a mock target: a separately started `fleetstorm mock` with this PKI.
+            let dir = pki_dir.clone().unwrap_or_else(|| PathBuf::from("pki"));
+            let pki = Pki::load(&dir)?;
+            let (host, port) = options.endpoint.clone().unwrap_or_default();
+            let tls = DeviceTls::new(
+                &pki.root_ca_pem,
+                &pki.claim_cert_pem,
+                &pki.claim_key_pem,
+                false,
+            )?;
+            let port = port.unwrap_or(8883);
+            Ok((
+                Endpoint {
+                    host: host.clone(),
+                    port,
+                },
+                tls,
+                None,
+                format!("{host}:{port}"),
+                None,
+            ))
+        }
+        Target::Endpoint {
+            host,
+            port,
+            alpn,
+            ca,
+            claim_cert,
+            claim_key,
+        } => {
+            let (host, port) = match &options.endpoint {
+                Some((h, p)) => (h.clone(), p.unwrap_or(*port)),
+                None => (host.clone(), *port),
+            };
+            let ca_pem = pki::read_pem_file(ca)?;
+            let cert_pem = pki::read_pem_file(claim_cert)?;
+            let key_pem = pki::read_pem_file(claim_key)?;
+            pki::certs(ca, &ca_pem)?;
+            pki::certs(claim_cert, &cert_pem)?;
+            pki::parse_key(claim_key, &key_pem)?;
+            let alpn = alpn.unwrap_or(port == 443);
+            let tls = DeviceTls::new(&ca_pem, &cert_pem, &key_pem, alpn)?;
+            Ok((
+                Endpoint {
+                    host: host.clone(),
+                    port,
+                },
+                tls,
+                None,
+                format!("{host}:{port}"),
+                None,
+            ))
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The embedded imitation of AWS IoT Core's fleet-provisioning endpoint.
+//!
+//! `start` takes a bound listener and a shutdown token and returns a handle with the address, the
+//! trust anchor and the claim identity, so `fleetstorm run`, `fleetstorm mock` and the tests all run
+//! the same server in process.
+
+pub mod faults;
+pub mod keypool;
+pub mod policy;
+mod provisioning;
+pub mod registry;
+mod session;
+pub mod template;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::pki::{self, KeyAlgorithm, Pki};
+use keypool::{KeyPool, KeyPoolStats};
+use policy::{ArnContext, PolicyDocument};
+use registry::{CertificateStatus, Registry, RegistryCounts};
+use template::Template;
+
+/// ALPN protocol the AWS SDKs offer on port 443.
+pub const ALPN_MQTT_CA: &[u8] = b"x-amzn-mqtt-ca";
+/// Name of the policy attached to the claim certificate.
+pub const CLAIM_POLICY_NAME: &str = "fleet-provisioning_Policy";
+/// Registry snapshot written at stop, under the PKI directory.
+pub const REGISTRY_FILE: &str = "registry.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("template {name:?} ({path}): {source}")]
+    Template {
+        name: String,
+        path: String,
+        source: template::TemplateError,
+    },
+    #[error("template {name:?} ({path}): policy {pointer}: {source}")]
+    TemplatePolicy {
+        name: String,
+        path: String,
+        pointer: String,
+        source: policy::PolicyError,
+    },
+    #[error("invalid template name {0:?} (1-36 characters of [0-9A-Za-z_-])")]
+    TemplateName(String),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Mock settings as written in `fleetstorm mock --config FILE` or a scenario's `[target.mock]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockSettings {
+    /// Region and account used in ARNs (policy resources, template ARNs).
+    pub region: String,
+    pub account: String,
+    /// Key type CreateKeysAndCertificate returns: `rsa2048` (what AWS returns) or `p256` (fast).
+    pub keys: KeyAlgorithm,
+    /// RSA keys kept generated ahead of demand.
+    pub key_pool_size: usize,
+    /// Lifetime of a certificate ownership token.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Time allowed for the TLS handshake, then for the CONNECT packet.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Extra templates: name -> JSON file (relative paths are relative to the settings file).
+    pub templates: BTreeMap<String, PathBuf>,
+    /// Thing groups that exist before any provisioning.
+    pub thing_groups: Vec<String>,
+    /// Seeded fault injection.
+    pub faults: faults::Faults,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        MockSettings {
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            keys: KeyAlgorithm::Rsa2048,
+            key_pool_size: 256,
+            token_ttl: Duration::from_secs(3600),
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            templates: BTreeMap::new(),
+            thing_groups: vec!["fleet-provisioning-group".into()],
+            faults: faults::Faults::default(),
+        }
+    }
+}
+
+impl MockSettings {
+    /// Read a TOML settings file; errors name the file, line and field.
+    pub fn from_file(path: &Path) -> Result<MockSettings, MockError> {
+        let text = std::fs::read_to_string(path).map_err(|e| MockError::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut settings: MockSettings = toml::from_str(&text).map_err(|e| MockError::Config {
+            path: path.display().to_string(),
+            message: crate::toml_error_message(&text, &e),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in settings.templates.values_mut() {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// Everything `start` needs.
+pub struct MockConfig {
+    pub pki: Arc<Pki>,
+    pub settings: MockSettings,
+    /// Templates by name; the seed template is always present as `FleetProvisioningTemplate`.
+    pub templates: BTreeMap<String, Arc<Template>>,
+    /// Write `registry.json` into the PKI directory at stop.
+    pub write_registry: bool,
+}
+
+impl MockConfig {
+    /// Load the templates named in `settings` (refusing invalid ones with path and JSON pointer).
+    pub fn new(pki: Arc<Pki>, settings: MockSettings) -> Result<MockConfig, MockError> {
+        settings
+            .faults
+            .validate()
+            .map_err(|message| MockError::Config {
+                path: "mock settings".into(),
+                message,
+            })?;
+        let arn = ArnContext {
+            region: settings.region.clone(),
+            account: settings.account.clone(),
+        };
+        let mut templates = BTreeMap::new();
+        let seed = load_template(
+            template::SEED_TEMPLATE_NAME,
+            "built-in",
+            template::SEED_TEMPLATE_JSON,
+            &arn,
+        )?;
+        templates.insert(template::SEED_TEMPLATE_NAME.to_string(), seed);
+        for (name, path) in &settings.templates {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| MockError::Config {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+            templates.insert(name.clone(), load_template(name, &shown, &text, &arn)?);
+        }
+        Ok(MockConfig {
+            pki,
+            settings,
+            templates,
+            write_registry: false,
+        })
+    }
+}
+
+fn load_template(
+    name: &str,
+    path: &str,
+    text: &str,
+    _arn: &ArnContext,
+) -> Result<Arc<Template>, MockError> {
+    if !crate::protocol::valid_template_name(name) {
+        return Err(MockError::TemplateName(name.to_string()));
+    }
+    let template = Template::parse(text).map_err(|source| MockError::Template {
+        name: name.to_string(),
+        path: path.to_string(),
+        source,
+    })?;
+    // Inline policy documents must be valid policies; check them now rather than per request.
+    for (pointer, doc) in inline_policy_documents(text) {
+        PolicyDocument::parse(&doc).map_err(|source| MockError::TemplatePolicy {
+            name: name.to_string(),
+            path: path.to_string(),
+            pointer,
+            source,
+        })?;
+    }
+    Ok(Arc::new(template))
+}
+
+/// `(JSON pointer, document)` of every inline `PolicyDocument` of an `AWS::IoT::Policy` resource.
+fn inline_policy_documents(text: &str) -> Vec<(String, serde_json::Value)> {
+    let Ok(body) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(resources) = body.get("Resources").and_then(|r| r.as_object()) else {
+        return Vec::new();
+    };
+    resources
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(|t| t.as_str()) == Some("AWS::IoT::Policy"))
+        .filter_map(|(id, r)| {
+            let doc = r.get("Properties")?.get("PolicyDocument")?;
+            let doc = match doc {
+                serde_json::Value::String(s) => serde_json::from_str(s).ok()?,
+                other => other.clone(),
+            };
+            Some((format!("/Resources/{id}/Properties/PolicyDocument"), doc))
+        })
+        .collect()
+}
+
+/// Counters of everything the mock did; cheap atomics.
+#[derive(Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub tls_failures: AtomicU64,
+    pub connack_refused: AtomicU64,
+    pub policy_disconnects: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub takeovers: AtomicU64,
+    pub accepted: [AtomicU64; 3],
+    pub rejected: [AtomicU64; 3],
+    pub undelivered: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub connections: u64,
+    pub active_connections: u64,
+    pub tls_failures: u64,
+    pub connack_refused: u64,
+    pub policy_disconnects: u64,
+    pub protocol_errors: u64,
+    pub takeovers: u64,
+    pub create_keys_accepted: u64,
+    pub create_keys_rejected: u64,
+    pub create_from_csr_accepted: u64,
+    pub create_from_csr_rejected: u64,
+    pub register_thing_accepted: u64,
+    pub register_thing_rejected: u64,
+    pub undelivered_responses: u64,
+}
+
+pub(crate) struct State {
+    settings: MockSettings,
+    arn: ArnContext,
+    pki: Arc<Pki>,
+    templates: BTreeMap<String, Arc<Template>>,
+    tls: TlsAcceptor,
+    registry: Registry,
+    keys: KeyPool,
+    /// client ID -> (connection number, the token that closes it): the newest connection wins.
+    sessions: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    stats: Stats,
+    active: watch::Sender<u64>,
+    next_connection: AtomicU64,
+}
+
+/// The running mock.
+pub struct MockHandle {
+    pub addr: SocketAddr,
+    pub root_ca_path: PathBuf,
+    pub claim_cert_path: PathBuf,
+    pub claim_key_path: PathBuf,
+    pub pki: Arc<Pki>,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<MockReport>,
+}
+
+/// What the mock reports when it stops.
+#[derive(Debug, Clone, Serialize)]
+pub struct MockReport {
+    pub stats: StatsSnapshot,
+    pub registry: RegistryCounts,
+    pub keys: KeyPoolStats,
+    pub key_type: &'static str,
+    pub registry_file: Option<PathBuf>,
+    pub cached_keys: usize,
+}
+
+impl MockHandle {
+    pub fn stats(&self) -> StatsSnapshot {
+        self.state.snapshot()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    pub fn key_pool(&self) -> KeyPoolStats {
+        self.state.keys.stats()
+    }
+
+    /// Wait until at most `n` connections are open.
+    pub async fn wait_active_at_most(&self, n: u64) {
+        let mut rx = self.state.active.subscribe();
+        let _ = rx.wait_for(|active| *active <= n).await;
+    }
+
+    /// Stop (if not already stopping) and wait for every session to end.
+    pub async fn stop(self) -> MockReport {
+        self.shutdown.cancel();
+        self.join().await
+    }
+
+    /// Wait for the mock to stop after its shutdown token is cancelled.
+    pub async fn join(self) -> MockReport {
+        match self.task.await {
+            Ok(report) => report,
+            Err(_) => self.state.report(None, 0),
+        }
+    }
+}
+
+impl State {
+    fn snapshot(&self) -> StatsSnapshot {
+        let s = &self.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections: g(&s.connections),
+            active_connections: *self.active.borrow(),
+            tls_failures: g(&s.tls_failures),
+            connack_refused: g(&s.connack_refused),
+            policy_disconnects: g(&s.policy_disconnects),
+            protocol_errors: g(&s.protocol_errors),
+            takeovers: g(&s.takeovers),
+            create_keys_accepted: g(&s.accepted[0]),
+            create_keys_rejected: g(&s.rejected[0]),
+            create_from_csr_accepted: g(&s.accepted[1]),
+            create_from_csr_rejected: g(&s.rejected[1]),
+            register_thing_accepted: g(&s.accepted[2]),
+            register_thing_rejected: g(&s.rejected[2]),
+            undelivered_responses: g(&s.undelivered),
+        }
+    }
+
+    fn report(&self, registry_file: Option<PathBuf>, cached_keys: usize) -> MockReport {
+        MockReport {
+            stats: self.snapshot(),
+            registry: self.registry.counts(),
+            keys: self.keys.stats(),
+            key_type: self.keys.algorithm().as_str(),
+            registry_file,
+            cached_keys,
+        }
+    }
+}
+
+/// Build the rustls server configuration: TLS 1.2 and 1.3, client certificate required and
+/// verified against the root CA, ALPN `x-amzn-mqtt-ca` accepted when offered.
+pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, MockError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.root_ca_der.clone())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| MockError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pki.server_chain.clone(), pki.server_key())?;
+    config.alpn_protocols = vec![ALPN_MQTT_CA.to_vec()];
+    // AWS IoT sends no session tickets (spec §6).
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
+
+/// Start the mock on `listener`. It runs until `shutdown` is cancelled.
+pub async fn start(
+    config: MockConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<MockHandle, MockError> {
+    let addr = listener.local_addr()?;
+    let tls = TlsAcceptor::from(Arc::new(server_tls_config(&config.pki)?));
+    let settings = config.settings;
+    let arn = ArnContext {
+        region: settings.region.clone(),
+        account: settings.account.clone(),
+    };
+    let registry = Registry::default();
+    for group in &settings.thing_groups {
+        registry.add_thing_group(group);
+    }
+    // The claim certificate carries the seed's claim policy (+ create-from-csr) for every template.
+    let claim_id = pki::certificate_id(config.pki.claim_cert_der.as_ref());
+    let mut policy_names = Vec::new();
+    for name in config.templates.keys() {
+        let json = policy::claim_policy_json(&arn, name);
+        let doc = PolicyDocument::parse(&json).map_err(|e| MockError::Config {
+            path: "built-in claim policy".into(),
+            message: e.to_string(),
+        })?;
+        let policy_name = if name == template::SEED_TEMPLATE_NAME {
+            CLAIM_POLICY_NAME.to_string()
+        } else {
+            format!("{CLAIM_POLICY_NAME}-{name}")
+        };
+        registry.add_policy(&policy_name, doc, json);
+        policy_names.push(policy_name);
+    }
+    let policy_refs: Vec<&str> = policy_names.iter().map(String::as_str).collect();
+    registry.add_certificate(&claim_id, CertificateStatus::Active, &policy_refs);
+
+    let cache = config.pki.dir.join(keypool::POOL_FILE);
+    let keys = KeyPool::new(settings.keys, settings.key_pool_size, Some(cache));
+    let state = Arc::new(State {
+        arn,
+        pki: config.pki.clone(),
+        templates: config.templates,
+        tls,
+        registry,
+        keys,
+        sessions: Mutex::new(HashMap::new()),
+        stats: Stats::default(),
+        active: watch::Sender::new(0),
+        next_connection: AtomicU64::new(1),
+        settings,
+    });
+    let write_registry = config.write_registry;
+    let task = tokio::spawn(accept_loop(
+        state.clone(),
+        listener,
+        shutdown.clone(),
+        write_registry,
+    ));
+    Ok(MockHandle {
+        addr,
+        root_ca_path: config.pki.root_ca_path(),
+        claim_cert_path: config.pki.claim_cert_path(),
+        claim_key_path: config.pki.claim_key_path(),
+        pki: config.pki,
+        state,
+        shutdown,
+        task,
+    })
+}
+
+async fn accept_loop(
+    state: Arc<State>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    write_registry: bool,
+) -> MockReport {
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    tracker.spawn(session::run(state.clone(), tcp, peer, shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors or similar: back off briefly instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+
+    let state2 = state.clone();
+    let pki_dir = state.pki.dir.clone();
+    // Key-pool shutdown joins a thread and writes files: keep it off the async workers.
+    let (registry_file, cached_keys) = tokio::task::spawn_blocking(move || {
+        let cached = state2.keys.shutdown().unwrap_or_else(|e| {
+            tracing::warn!("could not cache the key pool: {e}");
+            0
+        });
+        let mut file = None;
+        if write_registry {
+            let path = pki_dir.join(REGISTRY_FILE);
+            let text = serde_json::to_vec_pretty(&state2.registry.to_json()).unwrap_or_default();
+            match pki::write_file(&path, &text, false) {
+                Ok(()) => file = Some(path),
+                Err(e) => tracing::warn!("could not write the registry: {e}"),
+            }
+        }
+        (file, cached)
+    })
+    .await
+    .unwrap_or((None, 0));
+    state.report(registry_file, cached_keys)
+}

@@ -1,0 +1,280 @@
+//! The three fleet-provisioning APIs. Each connection has one worker that answers its requests in
+//! order (the SDKs correlate by topic only, spec §1.1), so a slow request never blocks the
+//! connection's reads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::State;
+use super::faults::Verdict;
+use super::template::{RenderContext, RenderError};
+use crate::pki::private_key_pem_like_aws;
+use crate::protocol::{
+    Api, CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,
+    CreateKeysAndCertificateResponse, ErrorResponse, Format, RegisterThingRequest,
+    RegisterThingResponse, RequestTopic,
+};
+
+pub(super) struct Job {
+    pub request: RequestTopic,
+    pub payload: Bytes,
+}
+
+pub(super) enum Response {
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// A fault: close the connection instead of answering.
+    Close,
+}
+
+/// Who is asking.
+pub(super) struct Requester {
+    pub client_id: String,
+    pub claim_certificate_id: String,
+    pub connection: u64,
+}
+
+/// What a handler tells the log beside accepted/rejected.
+type Outcome = Result<(Vec<u8>, String), ErrorResponse>;
+
+pub(super) async fn worker(
+    state: Arc<State>,
+    requester: Requester,
+    mut jobs: mpsc::Receiver<Job>,
+    out: mpsc::Sender<Response>,
+) {
+    let mut dice = state.settings.faults.rng(requester.connection);
+    while let Some(job) = jobs.recv().await {
+        let started = Instant::now();
+        let format = job.request.format;
+        let api = job.request.api;
+        let faults = state.settings.faults.for_api(api);
+        let verdict = if faults.is_quiet() {
+            Verdict::Answer
+        } else {
+            let delay = faults.latency.sample(&mut dice);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            faults.roll(&mut dice)
+        };
+        match verdict {
+            Verdict::Answer => {}
+            Verdict::Disconnect => {
+                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: disconnect");
+                let _ = out.send(Response::Close).await;
+                return;
+            }
+            Verdict::DropResponse => {
+                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: response dropped");
+                continue;
+            }
+            Verdict::Error => {
+                let error = ErrorResponse::new(
+                    if faults.error_status == 0 {
+                        500
+                    } else {
+                        faults.error_status
+                    },
+                    if faults.error_code.is_empty() {
+                        "InternalFailure"
+                    } else {
+                        &faults.error_code
+                    },
+                    "Injected fault.",
+                );
+                state.stats.rejected[api as usize].fetch_add(1, Ordering::Relaxed);
+                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: error", status = error.status_code);
+                let response = Response::Publish {
+                    topic: job.request.rejected(),
+                    payload: format.encode(&error),
+                };
+                if out.send(response).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        let outcome = match api {
+            Api::CreateKeysAndCertificate => create_keys(&state, &requester, &job).await,
+            Api::CreateCertificateFromCsr => create_from_csr(&state, &requester, &job).await,
+            Api::RegisterThing => register_thing(&state, &requester, &job).await,
+        };
+        let index = api as usize;
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        let (topic, payload) = match outcome {
+            Ok((payload, detail)) => {
+                state.stats.accepted[index].fetch_add(1, Ordering::Relaxed);
+                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "accepted", %detail, elapsed_us);
+                (job.request.accepted(), payload)
+            }
+            Err(error) => {
+                state.stats.rejected[index].fetch_add(1, Ordering::Relaxed);
+                info!(
+                    api = api.as_str(),
+                    client_id = %requester.client_id,
+                    outcome = "rejected",
+                    status = error.status_code,
+                    code = %error.error_code,
+                    message = %error.error_message,
+                    elapsed_us
+                );
+                (job.request.rejected(), format.encode(&error))
+            }
+        };
+        if out
+            .send(Response::Publish { topic, payload })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn invalid_payload(message: impl Into<String>) -> ErrorResponse {
+    // UNCONFIRMED: AWS's code for an undecodable request payload is not documented.
+    ErrorResponse::new(400, "InvalidPayload", message)
+}
+
+fn internal(message: impl std::fmt::Display) -> ErrorResponse {
+    ErrorResponse::new(500, "InternalFailure", message.to_string())
+}
+
+fn new_token() -> String {
+    // AWS tokens are opaque; SDKs never parse them.
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+async fn create_keys(state: &Arc<State>, requester: &Requester, job: &Job) -> Outcome {
+    // The request is an empty payload or an empty object (`{}` / CBOR 0xA0): accept both.
+    if !job.payload.is_empty() {
+        let value: serde_json::Value = match job.request.format {
+            Format::Json => serde_json::from_slice(&job.payload)
+                .map_err(|e| invalid_payload(format!("Invalid JSON payload: {e}")))?,
+            Format::Cbor => ciborium::from_reader(&job.payload[..])
+                .map_err(|e| invalid_payload(format!("Invalid CBOR payload: {e}")))?,
+        };
+        if !value.is_object() {
+            return Err(invalid_payload(
+                "The request payload must be empty or an object.",
+            ));
+        }
+    }
+    let worker_state = state.clone();
+    let (key_pem, issued) = tokio::task::spawn_blocking(move || {
+        let key = worker_state.keys.take().map_err(internal)?;
+        let issued = worker_state
+            .pki
+            .issue_device_certificate(&key)
+            .map_err(internal)?;
+        Ok::<_, ErrorResponse>((private_key_pem_like_aws(&key), issued))
+    })
+    .await
+    .map_err(internal)??;
+    let token = new_token();
+    state.registry.add_pending_certificate(
+        &issued.certificate_id,
+        &requester.claim_certificate_id,
+        &token,
+        state.settings.token_ttl,
+    );
+    let detail = format!("certificate {}", issued.certificate_id);
+    let response = CreateKeysAndCertificateResponse {
+        certificate_id: issued.certificate_id,
+        certificate_pem: issued.pem,
+        private_key: key_pem,
+        certificate_ownership_token: token,
+    };
+    Ok((job.request.format.encode(&response), detail))
+}
+
+async fn create_from_csr(state: &Arc<State>, requester: &Requester, job: &Job) -> Outcome {
+    let request: CreateCertificateFromCsrRequest = job
+        .request
+        .format
+        .decode(&job.payload)
+        .map_err(|e| invalid_payload(format!("Invalid request payload: {e}")))?;
+    let worker_state = state.clone();
+    let csr = request.certificate_signing_request;
+    let issued = tokio::task::spawn_blocking(move || worker_state.pki.issue_from_csr(&csr))
+        .await
+        .map_err(internal)?
+        // UNCONFIRMED: AWS's exact errorCode for a bad CSR; status 400 is documented behaviour.
+        .map_err(|e| ErrorResponse::new(400, "InvalidCsr", e.to_string()))?;
+    let token = new_token();
+    state.registry.add_pending_certificate(
+        &issued.certificate_id,
+        &requester.claim_certificate_id,
+        &token,
+        state.settings.token_ttl,
+    );
+    let detail = format!("certificate {}", issued.certificate_id);
+    let response = CreateCertificateFromCsrResponse {
+        certificate_ownership_token: token,
+        certificate_id: issued.certificate_id,
+        certificate_pem: issued.pem,
+    };
+    Ok((job.request.format.encode(&response), detail))
+}
+
+async fn register_thing(state: &Arc<State>, _requester: &Requester, job: &Job) -> Outcome {
+    let format = job.request.format;
+    let request: RegisterThingRequest = format
+        .decode(&job.payload)
+        .map_err(|e| invalid_payload(format!("Invalid request payload: {e}")))?;
+    let token = request.certificate_ownership_token.unwrap_or_default();
+    let bad_token =
+        |message: &str| ErrorResponse::new(400, "InvalidCertificateOwnershipToken", message);
+    let certificate_id = state.registry.check_token(&token).map_err(|e| match e {
+        super::registry::TokenError::Empty => {
+            bad_token("Certificate ownership token cannot be empty.")
+        }
+        // UNCONFIRMED wording for unknown and expired tokens.
+        super::registry::TokenError::Unknown => {
+            bad_token("Certificate ownership token is invalid.")
+        }
+        super::registry::TokenError::Expired => {
+            bad_token("Certificate ownership token has expired.")
+        }
+    })?;
+    let template_name = job.request.template.as_deref().unwrap_or_default();
+    let template = state.templates.get(template_name).ok_or_else(|| {
+        // UNCONFIRMED: code for an unknown template.
+        ErrorResponse::new(
+            404,
+            "ResourceNotFoundException",
+            format!("Template {template_name} does not exist."),
+        )
+    })?;
+    let parameters: BTreeMap<String, String> = request.parameters.unwrap_or_default();
+    let rendered = template
+        .render(&RenderContext {
+            parameters: &parameters,
+            certificate_id: &certificate_id,
+        })
+        .map_err(|e: RenderError| ErrorResponse::new(400, e.error_code(), e.message()))?;
+    state
+        .registry
+        .apply(&token, &rendered)
+        .map_err(|e| ErrorResponse::new(e.status, e.code, e.message))?;
+    let thing_name = rendered
+        .thing
+        .as_ref()
+        .map(|t| t.thing_name.clone())
+        .unwrap_or_default();
+    let detail = format!("thing {thing_name}, certificate {certificate_id}");
+    let response = RegisterThingResponse {
+        device_configuration: rendered.device_configuration,
+        thing_name,
+    };
+    Ok((format.encode(&response), detail))
+}

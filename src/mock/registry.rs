@@ -1,0 +1,419 @@
+//! The mock's registry: certificates, things, policies, ownership tokens.
+//!
+//! One mutex guards it; every critical section is a few map operations, so contention stays far
+//! below the TLS and signing costs that dominate a provisioning flow.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::policy::PolicyDocument;
+use super::template::{OverrideAction, Rendered, ThingSpec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CertificateStatus {
+    Active,
+    Inactive,
+    Revoked,
+    PendingActivation,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateRecord {
+    pub certificate_id: String,
+    pub status: CertificateStatus,
+    /// The claim certificate whose connection created it (None for the claim itself).
+    pub created_by: Option<String>,
+    pub policies: BTreeSet<String>,
+    pub things: BTreeSet<String>,
+    #[serde(serialize_with = "serialize_time")]
+    pub created_at: SystemTime,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThingRecord {
+    pub thing_name: String,
+    pub attributes: BTreeMap<String, String>,
+    pub thing_groups: BTreeSet<String>,
+    pub thing_type_name: Option<String>,
+    pub billing_group: Option<String>,
+    pub certificates: BTreeSet<String>,
+}
+
+/// What a connection needs to know about its certificate, taken once at CONNECT.
+#[derive(Clone)]
+pub struct Identity {
+    pub certificate_id: String,
+    pub policies: Vec<Arc<PolicyDocument>>,
+    pub thing_name: Option<String>,
+}
+
+/// Why a certificate may not connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityRefusal {
+    Unknown,
+    NotActive(CertificateStatus),
+}
+
+struct TokenRecord {
+    certificate_id: String,
+    expires_at: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    certificates: HashMap<String, CertificateRecord>,
+    things: HashMap<String, ThingRecord>,
+    policies: HashMap<String, (Arc<PolicyDocument>, serde_json::Value)>,
+    thing_groups: BTreeSet<String>,
+    tokens: HashMap<String, TokenRecord>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Empty,
+    Unknown,
+    Expired,
+}
+
+/// Why applying a rendered template failed: `(status, errorCode, message)` for the rejected topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RegistryCounts {
+    pub things: usize,
+    pub certificates: usize,
+    pub active_certificates: usize,
+    pub pending_certificates: usize,
+    pub policies: usize,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+        // for a test endpoint; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add_policy(&self, name: &str, document: PolicyDocument, json: serde_json::Value) {
+        self.lock()
+            .policies
+            .insert(name.to_string(), (Arc::new(document), json));
+    }
+
+    pub fn add_thing_group(&self, name: &str) {
+        self.lock().thing_groups.insert(name.to_string());
+    }
+
+    /// Register a certificate created outside the provisioning API (the claim certificate).
+    pub fn add_certificate(
+        &self,
+        certificate_id: &str,
+        status: CertificateStatus,
+        policies: &[&str],
+    ) {
+        self.lock().certificates.insert(
+            certificate_id.to_string(),
+            CertificateRecord {
+                certificate_id: certificate_id.to_string(),
+                status,
+                created_by: None,
+                policies: policies.iter().map(|p| p.to_string()).collect(),
+                things: BTreeSet::new(),
+                created_at: SystemTime::now(),
+            },
+        );
+    }
+
+    pub fn set_certificate_status(&self, certificate_id: &str, status: CertificateStatus) -> bool {
+        match self.lock().certificates.get_mut(certificate_id) {
+            Some(c) => {
+                c.status = status;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The identity of a connecting certificate, if it may connect.
+    pub fn identity(&self, certificate_id: &str) -> Result<Identity, IdentityRefusal> {
+        let inner = self.lock();
+        let cert = inner
+            .certificates
+            .get(certificate_id)
+            .ok_or(IdentityRefusal::Unknown)?;
+        if cert.status != CertificateStatus::Active {
+            return Err(IdentityRefusal::NotActive(cert.status));
+        }
+        Ok(Identity {
+            certificate_id: certificate_id.to_string(),
+            policies: cert
+                .policies
+                .iter()
+                .filter_map(|p| inner.policies.get(p).map(|(doc, _)| doc.clone()))
+                .collect(),
+            thing_name: cert.things.iter().next().cloned(),
+        })
+    }
+
+    /// Record a certificate issued by CreateKeysAndCertificate / CreateCertificateFromCsr and hand
+    /// out its ownership token.
+    pub fn add_pending_certificate(
+        &self,
+        certificate_id: &str,
+        created_by: &str,
+        token: &str,
+        ttl: Duration,
+    ) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        sweep_expired(&mut inner, now);
+        inner.certificates.insert(
+            certificate_id.to_string(),
+            CertificateRecord {
+                certificate_id: certificate_id.to_string(),
+                status: CertificateStatus::PendingActivation,
+                created_by: Some(created_by.to_string()),
+                policies: BTreeSet::new(),
+                things: BTreeSet::new(),
+                created_at: SystemTime::now(),
+            },
+        );
+        inner.tokens.insert(
+            token.to_string(),
+            TokenRecord {
+                certificate_id: certificate_id.to_string(),
+                expires_at: now + ttl,
+            },
+        );
+    }
+
+    /// The certificate a token belongs to, without consuming it.
+    pub fn check_token(&self, token: &str) -> Result<String, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        let inner = self.lock();
+        let record = inner.tokens.get(token).ok_or(TokenError::Unknown)?;
+        if Instant::now() >= record.expires_at {
+            return Err(TokenError::Expired);
+        }
+        Ok(record.certificate_id.clone())
+    }
+
+    /// Apply a rendered template for the certificate behind `token`, consuming the token.
+    /// All checks happen before any change, so a failure leaves the registry untouched.
+    pub fn apply(&self, token: &str, rendered: &Rendered) -> Result<(), ApplyError> {
+        let mut inner = self.lock();
+        let certificate_id = match inner.tokens.get(token) {
+            Some(t) if Instant::now() < t.expires_at => t.certificate_id.clone(),
+            _ => {
+                return Err(ApplyError {
+                    status: 400,
+                    code: "InvalidCertificateOwnershipToken",
+                    message: "Certificate ownership token is invalid or has already been used."
+                        .into(),
+                });
+            }
+        };
+        for policy in &rendered.policies {
+            if policy.document.is_none() && !inner.policies.contains_key(&policy.policy_name) {
+                return Err(ApplyError {
+                    status: 400,
+                    code: "InvalidParameters",
+                    message: format!("Policy {} does not exist.", policy.policy_name),
+                });
+            }
+        }
+        if let Some(thing) = &rendered.thing {
+            check_thing_conflicts(inner.things.get(&thing.thing_name), thing)?;
+        }
+
+        inner.tokens.remove(token);
+        let status = match rendered.certificate.as_ref().map(|c| c.status) {
+            Some(super::template::CertificateStatusSpec::Inactive) => CertificateStatus::Inactive,
+            _ => CertificateStatus::Active,
+        };
+        let mut policy_names = Vec::new();
+        for policy in &rendered.policies {
+            if let Some(doc) = &policy.document
+                && !inner.policies.contains_key(&policy.policy_name)
+            {
+                // Documents were validated when the template was loaded.
+                if let Ok(parsed) = PolicyDocument::parse(doc) {
+                    inner
+                        .policies
+                        .insert(policy.policy_name.clone(), (Arc::new(parsed), doc.clone()));
+                }
+            }
+            policy_names.push(policy.policy_name.clone());
+        }
+        if let Some(thing) = &rendered.thing {
+            for group in &thing.thing_groups {
+                inner.thing_groups.insert(group.clone());
+            }
+            upsert_thing(&mut inner.things, thing, &certificate_id);
+        }
+        if let Some(cert) = inner.certificates.get_mut(&certificate_id) {
+            cert.status = status;
+            cert.policies.extend(policy_names);
+            if let Some(thing) = &rendered.thing {
+                cert.things.insert(thing.thing_name.clone());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn thing(&self, name: &str) -> Option<ThingRecord> {
+        self.lock().things.get(name).cloned()
+    }
+
+    pub fn certificate(&self, certificate_id: &str) -> Option<CertificateRecord> {
+        self.lock().certificates.get(certificate_id).cloned()
+    }
+
+    pub fn counts(&self) -> RegistryCounts {
+        let inner = self.lock();
+        let count = |s| {
+            inner
+                .certificates
+                .values()
+                .filter(|c| c.status == s)
+                .count()
+        };
+        RegistryCounts {
+            things: inner.things.len(),
+            certificates: inner.certificates.len(),
+            active_certificates: count(CertificateStatus::Active),
+            pending_certificates: count(CertificateStatus::PendingActivation),
+            policies: inner.policies.len(),
+        }
+    }
+
+    /// The registry as written to `registry.json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let inner = self.lock();
+        let mut things: Vec<_> = inner.things.values().collect();
+        things.sort_by(|a, b| a.thing_name.cmp(&b.thing_name));
+        let mut certs: Vec<_> = inner.certificates.values().collect();
+        certs.sort_by_key(|c| c.created_at);
+        let policies: BTreeMap<_, _> = inner
+            .policies
+            .iter()
+            .map(|(name, (_, json))| (name.clone(), json.clone()))
+            .collect();
+        serde_json::json!({
+            "things": things,
+            "certificates": certs,
+            "policies": policies,
+            "thingGroups": inner.thing_groups,
+        })
+    }
+}
+
+/// A certificate not activated when its token expires is deleted, as AWS does (spec §1.6).
+fn sweep_expired(inner: &mut Inner, now: Instant) {
+    let expired: Vec<(String, String)> = inner
+        .tokens
+        .iter()
+        .filter(|(_, t)| now >= t.expires_at)
+        .map(|(k, t)| (k.clone(), t.certificate_id.clone()))
+        .collect();
+    for (token, cert) in expired {
+        inner.tokens.remove(&token);
+        if inner
+            .certificates
+            .get(&cert)
+            .is_some_and(|c| c.status == CertificateStatus::PendingActivation)
+        {
+            inner.certificates.remove(&cert);
+        }
+    }
+}
+
+fn check_thing_conflicts(
+    existing: Option<&ThingRecord>,
+    spec: &ThingSpec,
+) -> Result<(), ApplyError> {
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    let conflict = |what: &str| ApplyError {
+        status: 409,
+        code: "ResourceConflictsException",
+        message: format!(
+            "Thing {} already exists with a different {what} and OverrideSettings is FAIL.",
+            spec.thing_name
+        ),
+    };
+    let o = &spec.overrides;
+    if o.attribute_payload == OverrideAction::Fail && existing.attributes != spec.attributes {
+        return Err(conflict("AttributePayload"));
+    }
+    if o.thing_type_name == OverrideAction::Fail && existing.thing_type_name != spec.thing_type_name
+    {
+        return Err(conflict("ThingTypeName"));
+    }
+    let groups: BTreeSet<String> = spec.thing_groups.iter().cloned().collect();
+    if o.thing_groups == OverrideAction::Fail && existing.thing_groups != groups {
+        return Err(conflict("ThingGroups"));
+    }
+    Ok(())
+}
+
+fn upsert_thing(things: &mut HashMap<String, ThingRecord>, spec: &ThingSpec, certificate_id: &str) {
+    let groups: BTreeSet<String> = spec.thing_groups.iter().cloned().collect();
+    match things.get_mut(&spec.thing_name) {
+        None => {
+            things.insert(
+                spec.thing_name.clone(),
+                ThingRecord {
+                    thing_name: spec.thing_name.clone(),
+                    attributes: spec.attributes.clone(),
+                    thing_groups: groups,
+                    thing_type_name: spec.thing_type_name.clone(),
+                    billing_group: spec.billing_group.clone(),
+                    certificates: [certificate_id.to_string()].into(),
+                },
+            );
+        }
+        Some(thing) => {
+            match spec.overrides.attribute_payload {
+                OverrideAction::Replace => thing.attributes = spec.attributes.clone(),
+                OverrideAction::Merge => thing.attributes.extend(spec.attributes.clone()),
+                OverrideAction::DoNothing | OverrideAction::Fail => {}
+            }
+            if spec.overrides.thing_type_name == OverrideAction::Replace {
+                thing.thing_type_name = spec.thing_type_name.clone();
+            }
+            match spec.overrides.thing_groups {
+                OverrideAction::Replace => thing.thing_groups = groups,
+                OverrideAction::Merge => thing.thing_groups.extend(groups),
+                OverrideAction::DoNothing | OverrideAction::Fail => {}
+            }
+            thing.certificates.insert(certificate_id.to_string());
+        }
+    }
+}
+
+fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    s.serialize_f64(secs)
+}

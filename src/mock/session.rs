@@ -1,0 +1,563 @@
+//! One client connection: TLS, MQTT 3.1.1 session, authorization, and delivery of API responses
+//! to this connection only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::{self, QoS};
+use rumqttc::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::State;
+use super::policy::{self, Action, PolicyVars};
+use super::provisioning::{self, Job, Requester, Response};
+use super::registry::Identity;
+use crate::pki::certificate_id;
+use crate::protocol::{MAX_PAYLOAD_BYTES, RequestTopic};
+
+/// Largest MQTT frame read: the 128 KB payload limit plus room for the topic and headers.
+/// Anything larger is refused before it is buffered.
+const MAX_FRAME: usize = MAX_PAYLOAD_BYTES + 1024;
+/// Longest client ID AWS accepts, in bytes.
+const MAX_CLIENT_ID: usize = 128;
+
+/// Why a session ended (for logs and counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    ClientDisconnect,
+    Eof,
+    Io,
+    Malformed,
+    PolicyViolation,
+    ProtocolViolation,
+    KeepAlive,
+    TakenOver,
+    Shutdown,
+    /// Injected fault.
+    Fault,
+}
+
+struct ActiveGuard(Arc<State>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.send_modify(|a| *a = a.saturating_sub(1));
+    }
+}
+
+pub(super) async fn run(
+    state: Arc<State>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    state.stats.connections.fetch_add(1, Ordering::Relaxed);
+    state.active.send_modify(|a| *a += 1);
+    let _guard = ActiveGuard(state.clone());
+    let number = state.next_connection.fetch_add(1, Ordering::Relaxed);
+
+    let faults = &state.settings.faults;
+    if faults.tls_stall_rate > 0.0
+        && rand::RngExt::random::<f64>(&mut faults.rng(number)) < faults.tls_stall_rate
+    {
+        // Injected fault: accept the TCP connection and never answer the handshake.
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(state.settings.handshake_timeout) => {}
+        }
+        drop(tcp);
+        return;
+    }
+    let accept = tokio::time::timeout(state.settings.handshake_timeout, state.tls.accept(tcp));
+    let tls = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = accept => match r {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                state.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                state.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        }
+    };
+    let session = tls.get_ref().1;
+    let Some(cert_id) = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| certificate_id(c.as_ref()))
+    else {
+        // The verifier requires a client certificate, so this cannot happen; refuse anyway.
+        state.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    debug!(
+        %peer,
+        sni = session.server_name().unwrap_or("-"),
+        alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref().unwrap_or("-"),
+        "TLS established"
+    );
+    let (rd, wr) = tokio::io::split(tls);
+    let mut conn = Connection {
+        state: state.clone(),
+        rd,
+        wr,
+        rbuf: BytesMut::with_capacity(4096),
+        wbuf: BytesMut::with_capacity(4096),
+        peer,
+        number,
+        next_pkid: 0,
+        subscriptions: Vec::new(),
+    };
+    let close = conn.serve(cert_id, shutdown).await;
+    match close {
+        Close::Malformed | Close::ProtocolViolation => {
+            state.stats.protocol_errors.fetch_add(1, Ordering::Relaxed)
+        }
+        Close::PolicyViolation => state
+            .stats
+            .policy_disconnects
+            .fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.wr.shutdown()).await;
+}
+
+struct Connection<S> {
+    state: Arc<State>,
+    rd: ReadHalf<S>,
+    wr: WriteHalf<S>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    peer: SocketAddr,
+    number: u64,
+    next_pkid: u16,
+    subscriptions: Vec<(String, QoS)>,
+}
+
+/// A client that has connected: who it is and what it may do.
+struct Client {
+    client_id: String,
+    identity: Identity,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Client {
+    fn allowed(&self, state: &State, action: Action, name: &str) -> bool {
+        let vars = PolicyVars {
+            client_id: &self.client_id,
+            thing_name: self.identity.thing_name.as_deref(),
+            certificate_id: Some(&self.identity.certificate_id),
+        };
+        let resource = state.arn.resource_for(action, name);
+        policy::evaluate(
+            self.identity.policies.iter().map(|p| &**p),
+            action,
+            &resource,
+            &vars,
+        )
+        .is_allowed()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> Connection<S> {
+    async fn serve(&mut self, cert_id: String, shutdown: CancellationToken) -> Close {
+        let connect_deadline = Instant::now() + self.state.settings.connect_timeout;
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Close::Shutdown,
+            _ = tokio::time::sleep_until(connect_deadline) => return Close::KeepAlive,
+            r = self.read_first() => r,
+        };
+        let connect = match first {
+            Ok(Packet::Connect(c)) => c,
+            Ok(_) => return Close::ProtocolViolation,
+            Err(close) => return close,
+        };
+        let client_id = connect.client_id;
+        if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID || client_id.starts_with('$') {
+            return self.refuse(ConnectReturnCode::BadClientId).await;
+        }
+        let identity = match self.state.registry.identity(&cert_id) {
+            Ok(identity) => identity,
+            Err(refusal) => {
+                info!(peer = %self.peer, %client_id, certificate = %cert_id, ?refusal, "CONNECT refused: certificate");
+                return self.refuse(ConnectReturnCode::NotAuthorized).await;
+            }
+        };
+        let (jobs, job_rx) = mpsc::channel(16);
+        let client = Client {
+            client_id,
+            identity,
+            jobs,
+        };
+        if !client.allowed(&self.state, Action::Connect, &client.client_id) {
+            info!(peer = %self.peer, client_id = %client.client_id, "CONNECT refused: policy");
+            return self.refuse(ConnectReturnCode::NotAuthorized).await;
+        }
+
+        // The newest connection with a client ID wins; the older one is closed.
+        let kicked = CancellationToken::new();
+        let previous = lock(&self.state.sessions)
+            .insert(client.client_id.clone(), (self.number, kicked.clone()));
+        if let Some((_, old)) = previous {
+            self.state.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+            old.cancel();
+        }
+        let close = self
+            .session(
+                keep_alive_window(connect.keep_alive),
+                &client,
+                job_rx,
+                &kicked,
+                &shutdown,
+            )
+            .await;
+        let mut sessions = lock(&self.state.sessions);
+        if sessions
+            .get(&client.client_id)
+            .is_some_and(|(n, _)| *n == self.number)
+        {
+            sessions.remove(&client.client_id);
+        }
+        debug!(peer = %self.peer, client_id = %client.client_id, ?close, "session closed");
+        close
+    }
+
+    async fn refuse(&mut self, code: ConnectReturnCode) -> Close {
+        self.state
+            .stats
+            .connack_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.write(Packet::ConnAck(ConnAck::new(code, false))).await;
+        Close::ProtocolViolation
+    }
+
+    async fn session(
+        &mut self,
+        keep_alive: Duration,
+        client: &Client,
+        job_rx: mpsc::Receiver<Job>,
+        kicked: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Close {
+        if self
+            .write(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::Success,
+                false,
+            )))
+            .await
+            .is_err()
+        {
+            return Close::Io;
+        }
+        let (out_tx, mut out_rx) = mpsc::channel::<Response>(16);
+        let requester = Requester {
+            client_id: client.client_id.clone(),
+            claim_certificate_id: client.identity.certificate_id.clone(),
+            connection: self.number,
+        };
+        let worker = tokio::spawn(provisioning::worker(
+            self.state.clone(),
+            requester,
+            job_rx,
+            out_tx,
+        ));
+        let _abort = AbortOnDrop(worker);
+        let mut deadline = Instant::now() + keep_alive;
+        loop {
+            // Packets already buffered are handled before waiting for more input.
+            loop {
+                match Packet::read(&mut self.rbuf, MAX_FRAME) {
+                    Ok(packet) => {
+                        deadline = Instant::now() + keep_alive;
+                        if let Some(close) = self.handle(client, packet).await {
+                            return close;
+                        }
+                    }
+                    Err(mqttbytes::Error::InsufficientBytes(_)) => break,
+                    Err(e) => {
+                        debug!(peer = %self.peer, "malformed packet: {e}");
+                        return Close::Malformed;
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = kicked.cancelled() => {
+                    info!(client_id = %client.client_id, "connection taken over by a newer one with the same client ID");
+                    return Close::TakenOver;
+                }
+                _ = shutdown.cancelled() => return Close::Shutdown,
+                Some(response) = out_rx.recv() => match response {
+                    Response::Publish { topic, payload } => {
+                        if self.deliver(client, topic, payload).await.is_err() {
+                            return Close::Io;
+                        }
+                    }
+                    Response::Close => return Close::Fault,
+                },
+                read = self.rd.read_buf(&mut self.rbuf) => match read {
+                    Ok(0) => return Close::Eof,
+                    Ok(_) => {}
+                    Err(_) => return Close::Io,
+                },
+                _ = tokio::time::sleep_until(deadline) => return Close::KeepAlive,
+            }
+        }
+    }
+
+    /// Read the first packet. An MQTT 5 CONNECT is refused with "unacceptable protocol version".
+    async fn read_first(&mut self) -> Result<Packet, Close> {
+        loop {
+            match mqttbytes::check(self.rbuf.iter(), MAX_FRAME) {
+                Ok(header) => {
+                    let frame = &self.rbuf[..header.frame_length()];
+                    if connect_protocol_level(frame) == Some(5) {
+                        debug!(peer = %self.peer, "MQTT 5 CONNECT refused (MQTT 3.1.1 only)");
+                        let _ = self.refuse(ConnectReturnCode::RefusedProtocolVersion).await;
+                        return Err(Close::ProtocolViolation);
+                    }
+                    return Packet::read(&mut self.rbuf, MAX_FRAME).map_err(|_| Close::Malformed);
+                }
+                Err(mqttbytes::Error::InsufficientBytes(_)) => {
+                    match self.rd.read_buf(&mut self.rbuf).await {
+                        Ok(0) => return Err(Close::Eof),
+                        Ok(_) => {}
+                        Err(_) => return Err(Close::Io),
+                    }
+                }
+                Err(_) => return Err(Close::Malformed),
+            }
+        }
+    }
+
+    /// Handle one packet; `Some` closes the connection.
+    async fn handle(&mut self, client: &Client, packet: Packet) -> Option<Close> {
+        let state = self.state.clone();
+        match packet {
+            Packet::Publish(publish) => {
+                if publish.payload.len() > MAX_PAYLOAD_BYTES {
+                    info!(client_id = %client.client_id, bytes = publish.payload.len(), "publish over 128 KB: closing");
+                    return Some(Close::ProtocolViolation);
+                }
+                if publish.qos == QoS::ExactlyOnce {
+                    // AWS IoT does not support QoS 2: no PUBACK/PUBREC, the message is dropped.
+                    return None;
+                }
+                let topic = publish.topic.as_str();
+                if !mqttbytes::valid_topic(topic) {
+                    return Some(Close::ProtocolViolation);
+                }
+                if !client.allowed(&state, Action::Publish, topic) {
+                    info!(client_id = %client.client_id, %topic, "publish not authorized: closing");
+                    return Some(Close::PolicyViolation);
+                }
+                if publish.qos == QoS::AtLeastOnce
+                    && self
+                        .write(Packet::PubAck(PubAck::new(publish.pkid)))
+                        .await
+                        .is_err()
+                {
+                    return Some(Close::Io);
+                }
+                if let Some(request) = RequestTopic::parse(topic) {
+                    let job = Job {
+                        request,
+                        payload: publish.payload,
+                    };
+                    if client.jobs.send(job).await.is_err() {
+                        return Some(Close::Io);
+                    }
+                }
+                None
+            }
+            Packet::Subscribe(subscribe) => {
+                let mut codes = Vec::with_capacity(subscribe.filters.len());
+                for filter in &subscribe.filters {
+                    if !mqttbytes::valid_filter(&filter.path) {
+                        return Some(Close::ProtocolViolation);
+                    }
+                    // AWS closes an MQTT 3.1.1 connection on an unauthorized subscribe.
+                    if !client.allowed(&state, Action::Subscribe, &filter.path) {
+                        info!(client_id = %client.client_id, filter = %filter.path, "subscribe not authorized: closing");
+                        return Some(Close::PolicyViolation);
+                    }
+                    let qos = min_qos(filter.qos, QoS::AtLeastOnce);
+                    match self
+                        .subscriptions
+                        .iter_mut()
+                        .find(|(f, _)| *f == filter.path)
+                    {
+                        Some(existing) => existing.1 = qos,
+                        None => self.subscriptions.push((filter.path.clone(), qos)),
+                    }
+                    codes.push(SubscribeReasonCode::Success(qos));
+                }
+                let ack = Packet::SubAck(SubAck::new(subscribe.pkid, codes));
+                self.write(ack).await.err()
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                self.subscriptions
+                    .retain(|(f, _)| !unsubscribe.topics.contains(f));
+                let ack = Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid));
+                self.write(ack).await.err()
+            }
+            Packet::PingReq => self.write(Packet::PingResp).await.err(),
+            Packet::PubAck(_) => None,
+            Packet::Disconnect => Some(Close::ClientDisconnect),
+            // A second CONNECT, QoS 2 flow packets, or server-to-client packets.
+            _ => Some(Close::ProtocolViolation),
+        }
+    }
+
+    /// Send an API response to this connection if it subscribed to the topic (and may receive it).
+    async fn deliver(
+        &mut self,
+        client: &Client,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Result<(), Close> {
+        let granted = self
+            .subscriptions
+            .iter()
+            .filter(|(filter, _)| topic_matches(&topic, filter))
+            .map(|(_, qos)| *qos)
+            .max_by_key(|q| *q as u8);
+        let Some(qos) = granted else {
+            self.state.stats.undelivered.fetch_add(1, Ordering::Relaxed);
+            debug!(client_id = %client.client_id, %topic, "response dropped: not subscribed");
+            return Ok(());
+        };
+        if !client.allowed(&self.state, Action::Receive, &topic) {
+            self.state.stats.undelivered.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut publish = Publish::new(topic, qos, payload);
+        if qos == QoS::AtLeastOnce {
+            publish.pkid = self.pkid();
+        }
+        self.write(Packet::Publish(publish)).await
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        self.next_pkid
+    }
+
+    async fn write(&mut self, packet: Packet) -> Result<(), Close> {
+        self.wbuf.clear();
+        packet
+            .write(&mut self.wbuf, usize::MAX)
+            .map_err(|_| Close::ProtocolViolation)?;
+        self.wr.write_all(&self.wbuf).await.map_err(|_| Close::Io)?;
+        self.wr.flush().await.map_err(|_| Close::Io)
+    }
+}
+
+/// The keep-alive AWS enforces: requests are clamped to 30–1200 s (0 means 1200), and the
+/// connection is dropped after 1.5 × keep-alive without a packet.
+fn keep_alive_window(requested: u16) -> Duration {
+    let secs = match requested {
+        0 => 1200,
+        1..=29 => 30,
+        s => s.min(1200),
+    };
+    Duration::from_millis(u64::from(secs) * 1500)
+}
+
+fn min_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) <= (b as u8) { a } else { b }
+}
+
+/// MQTT topic-filter matching. Unlike rumqttc's `matches`, `$`-topics match filters that spell the
+/// `$` level out (`$aws/certificates/create/json/+`); only filters starting with a wildcard skip them.
+pub(crate) fn topic_matches(topic: &str, filter: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for f in filter.split('/') {
+        if f == "#" {
+            return true;
+        }
+        match topic_levels.next() {
+            Some(t) if f == "+" || f == t => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
+}
+
+/// Protocol level byte of a CONNECT frame (`None` if the frame is not a CONNECT or too short).
+fn connect_protocol_level(frame: &[u8]) -> Option<u8> {
+    if frame.first()? >> 4 != 1 {
+        return None;
+    }
+    // Skip the remaining-length varint (1-4 bytes).
+    let mut i = 1;
+    while frame.get(i)? & 0x80 != 0 {
+        i += 1;
+        if i > 4 {
+            return None;
+        }
+    }
+    let name_len = u16::from_be_bytes([*frame.get(i + 1)?, *frame.get(i + 2)?]) as usize;
+    frame.get(i + 3 + name_len).copied()
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_topics_match_explicit_filters_only() {
+        let t = "$aws/certificates/create/json/accepted";
+        assert!(topic_matches(t, t));
+        assert!(topic_matches(t, "$aws/certificates/create/json/+"));
+        assert!(topic_matches(t, "$aws/certificates/#"));
+        assert!(!topic_matches(t, "#"));
+        assert!(!topic_matches(t, "+/certificates/create/json/accepted"));
+        assert!(!topic_matches(t, "$aws/certificates/create/json"));
+        assert!(!topic_matches("$aws/certificates/create/json", t));
+        assert!(topic_matches("device/a", "device/+"));
+        assert!(topic_matches("device/a/b", "device/#"));
+        assert!(!topic_matches("device/a/b", "device/+"));
+    }
+
+    #[test]
+    fn protocol_level_is_read_from_connect_frames() {
+        let mut buf = BytesMut::new();
+        rumqttc::Connect::new("c").write(&mut buf).unwrap();
+        assert_eq!(connect_protocol_level(&buf), Some(4));
+        buf[8] = 5;
+        assert_eq!(connect_protocol_level(&buf), Some(5));
+        assert_eq!(connect_protocol_level(&[0x30, 0]), None);
+        assert_eq!(connect_protocol_level(&[0x10, 0xff, 0xff]), None);
+    }
+}

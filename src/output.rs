@@ -1,0 +1,517 @@
+//! Run outputs, streamed and flushed every second so an interrupted run leaves valid files:
+//! `devices.csv`, `failures.csv`, `timeseries.csv`, `latency.hlog`, and at the end `summary.json`,
+//! `summary.csv` and the stdout table.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use serde::Serialize;
+
+use crate::device::{DeviceReport, FailureReason, Stage};
+use crate::fleet::RunError;
+use crate::metrics::{
+    Percentiles, STAGE_NAMES, StageSet, StageSummary, Threshold, ThresholdInputs, ThresholdResult,
+};
+use crate::mock::MockReport;
+use crate::scenario::Scenario;
+
+/// One row of `devices.csv`.
+#[derive(Debug, Serialize)]
+pub struct DeviceRow {
+    pub seq: u64,
+    pub client_id: String,
+    pub thing_name: String,
+    pub start_lag_us: u64,
+    pub connect_claim_us: Option<u64>,
+    pub subscribe_us: Option<u64>,
+    pub create_certificate_us: Option<u64>,
+    pub register_thing_us: Option<u64>,
+    pub connect_device_us: Option<u64>,
+    pub telemetry_publishes: usize,
+    pub total_us: u64,
+    pub outcome: &'static str,
+    pub reason: String,
+    pub attempts: u32,
+}
+
+impl DeviceRow {
+    pub fn new(
+        seq: u64,
+        client_id: &str,
+        lag: Duration,
+        report: &DeviceReport,
+        total: Duration,
+        attempts: u32,
+    ) -> DeviceRow {
+        let stage = |s: Stage| {
+            report
+                .stages
+                .iter()
+                .find(|t| t.stage == s)
+                .map(|t| t.service.as_micros() as u64)
+        };
+        let (outcome, reason, thing_name) = match &report.outcome {
+            Ok(p) => ("provisioned", String::new(), p.thing_name.clone()),
+            Err(f) => ("failed", f.reason.label(), String::new()),
+        };
+        DeviceRow {
+            seq,
+            client_id: client_id.to_string(),
+            thing_name,
+            start_lag_us: lag.as_micros() as u64,
+            connect_claim_us: stage(Stage::ConnectClaim),
+            subscribe_us: stage(Stage::Subscribe),
+            create_certificate_us: stage(Stage::CreateCertificate),
+            register_thing_us: stage(Stage::RegisterThing),
+            connect_device_us: stage(Stage::ConnectDevice),
+            telemetry_publishes: report
+                .stages
+                .iter()
+                .filter(|t| t.stage == Stage::Telemetry)
+                .count(),
+            total_us: total.as_micros() as u64,
+            outcome,
+            reason,
+            attempts,
+        }
+    }
+}
+
+/// One second of the run.
+pub struct Interval<'a> {
+    pub elapsed: Duration,
+    pub length: Duration,
+    pub offered: u64,
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub failed_by_class: &'a BTreeMap<String, u64>,
+    pub in_flight: u64,
+    pub dropped_total: u64,
+    pub stages: &'a StageSet,
+}
+
+/// Everything the summary needs.
+pub struct Totals<'a> {
+    pub scenario: &'a Scenario,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub planned: u64,
+    pub started: u64,
+    pub provisioned: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub max_lag: Duration,
+    pub failures: &'a BTreeMap<String, u64>,
+    pub stages: &'a StageSet,
+    pub endpoint: &'a str,
+    pub interrupted: bool,
+    pub mock: Option<&'a MockReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceCounts {
+    pub planned: u64,
+    pub started: u64,
+    pub provisioned: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub provisioned_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scheduler {
+    pub max_start_lag_ms: f64,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub endpoint: String,
+    pub interrupted: bool,
+    pub devices: DeviceCounts,
+    pub throughput: Throughput,
+    pub success_rate: f64,
+    pub stages: BTreeMap<String, StageSummary>,
+    pub failures: BTreeMap<String, u64>,
+    pub thresholds: Vec<ThresholdResult>,
+    pub scheduler: Scheduler,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mock: Option<MockReport>,
+    #[serde(skip)]
+    pub out_dir: PathBuf,
+}
+
+impl Summary {
+    pub fn thresholds_ok(&self) -> bool {
+        self.thresholds.iter().all(|t| t.ok)
+    }
+}
+
+pub struct Outputs {
+    dir: PathBuf,
+    devices: csv::Writer<BufWriter<File>>,
+    failures: csv::Writer<BufWriter<File>>,
+    timeseries: csv::Writer<BufWriter<File>>,
+    hlog: BufWriter<File>,
+    serializer: V2DeflateSerializer,
+    buf: Vec<u8>,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Output {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn csv_err(path: &Path) -> impl Fn(csv::Error) -> RunError + '_ {
+    move |e| RunError::Output {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    }
+}
+
+fn create(dir: &Path, name: &str) -> Result<BufWriter<File>, RunError> {
+    let path = dir.join(name);
+    Ok(BufWriter::new(File::create(&path).map_err(io_err(&path))?))
+}
+
+impl Outputs {
+    pub fn create(dir: &Path, scenario: &Scenario, endpoint: &str) -> Result<Outputs, RunError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut timeseries = csv::Writer::from_writer(create(dir, "timeseries.csv")?);
+        let mut header: Vec<String> = ["elapsed_s", "offered", "started", "completed", "failed"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        header.extend(FailureReason::CLASSES.iter().map(|c| format!("failed_{c}")));
+        header.extend(["in_flight", "dropped_total"].map(String::from));
+        for stage in STAGE_NAMES {
+            header.push(format!("{stage}_p50_ms"));
+            header.push(format!("{stage}_p99_ms"));
+        }
+        timeseries
+            .write_record(&header)
+            .map_err(csv_err(&dir.join("timeseries.csv")))?;
+        let mut failures = csv::Writer::from_writer(create(dir, "failures.csv")?);
+        failures
+            .write_record(["elapsed_s", "seq", "client_id", "reason", "detail"])
+            .map_err(csv_err(&dir.join("failures.csv")))?;
+        let mut hlog = create(dir, "latency.hlog")?;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let hlog_path = dir.join("latency.hlog");
+        write!(
+            hlog,
+            "#[fleetstorm {} scenario {} against {endpoint}]\n#[Values are microseconds; tag <stage> = latency from intended start, <stage>.service = service time]\n#[Histogram log format version 1.3]\n#[StartTime: {now:.3} (seconds since epoch)]\n#[BaseTime: {now:.3} (seconds since epoch)]\n\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
+            env!("CARGO_PKG_VERSION"),
+            scenario.name
+        )
+        .map_err(io_err(&hlog_path))?;
+        Ok(Outputs {
+            dir: dir.to_path_buf(),
+            devices: csv::Writer::from_writer(create(dir, "devices.csv")?),
+            failures,
+            timeseries,
+            hlog,
+            serializer: V2DeflateSerializer::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn device(&mut self, row: &DeviceRow) -> Result<(), RunError> {
+        self.devices
+            .serialize(row)
+            .map_err(csv_err(&self.dir.join("devices.csv")))
+    }
+
+    pub fn failure(
+        &mut self,
+        seq: u64,
+        client_id: &str,
+        reason: &str,
+        detail: &str,
+        elapsed: Duration,
+    ) -> Result<(), RunError> {
+        self.failures
+            .write_record([
+                format!("{:.3}", elapsed.as_secs_f64()),
+                seq.to_string(),
+                client_id.to_string(),
+                reason.to_string(),
+                detail.to_string(),
+            ])
+            .map_err(csv_err(&self.dir.join("failures.csv")))
+    }
+
+    /// Write one second of data, flush every file, and return the progress line.
+    pub fn interval(&mut self, i: Interval<'_>) -> Result<String, RunError> {
+        let mut row = vec![
+            format!("{:.1}", i.elapsed.as_secs_f64()),
+            i.offered.to_string(),
+            i.started.to_string(),
+            i.completed.to_string(),
+            i.failed.to_string(),
+        ];
+        row.extend(
+            FailureReason::CLASSES
+                .iter()
+                .map(|c| i.failed_by_class.get(*c).copied().unwrap_or(0).to_string()),
+        );
+        row.push(i.in_flight.to_string());
+        row.push(i.dropped_total.to_string());
+        for h in &i.stages.stages {
+            let p = Percentiles::of(&h.latency);
+            row.push(format!("{:.3}", p.p50_ms));
+            row.push(format!("{:.3}", p.p99_ms));
+        }
+        let ts = self.dir.join("timeseries.csv");
+        self.timeseries.write_record(&row).map_err(csv_err(&ts))?;
+        let start = i.elapsed.saturating_sub(i.length);
+        for (name, h) in STAGE_NAMES.iter().zip(&i.stages.stages) {
+            self.hlog_line(name, &h.latency, start, i.length)?;
+            self.hlog_line(&format!("{name}.service"), &h.service, start, i.length)?;
+        }
+        self.flush()?;
+        let reg = Percentiles::of(
+            &i.stages.stages[crate::metrics::stage_index(Stage::RegisterThing)].latency,
+        );
+        Ok(format!(
+            "[{:>5.0}s] offered {:>4}/s started {:>4} provisioned {:>4} failed {:>3} in flight {:>5} dropped {:>5} | register_thing p99 {:.1} ms",
+            i.elapsed.as_secs_f64(),
+            i.offered,
+            i.started,
+            i.completed,
+            i.failed,
+            i.in_flight,
+            i.dropped_total,
+            reg.p99_ms
+        ))
+    }
+
+    fn hlog_line(
+        &mut self,
+        tag: &str,
+        h: &hdrhistogram::Histogram<u64>,
+        start: Duration,
+        length: Duration,
+    ) -> Result<(), RunError> {
+        if h.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        if self.serializer.serialize(h, &mut self.buf).is_err() {
+            return Ok(());
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&self.buf);
+        let path = self.dir.join("latency.hlog");
+        writeln!(
+            self.hlog,
+            "Tag={tag},{:.3},{:.3},{}.0,{encoded}",
+            start.as_secs_f64(),
+            length.as_secs_f64(),
+            h.max()
+        )
+        .map_err(io_err(&path))
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        let d = &self.dir;
+        self.devices
+            .flush()
+            .map_err(io_err(&d.join("devices.csv")))?;
+        self.failures
+            .flush()
+            .map_err(io_err(&d.join("failures.csv")))?;
+        self.timeseries
+            .flush()
+            .map_err(io_err(&d.join("timeseries.csv")))?;
+        self.hlog.flush().map_err(io_err(&d.join("latency.hlog")))
+    }
+
+    /// Write the summary files and return the summary.
+    pub fn finish(mut self, t: Totals<'_>) -> Result<Summary, RunError> {
+        self.flush()?;
+        let stages: BTreeMap<String, StageSummary> = STAGE_NAMES
+            .iter()
+            .zip(&t.stages.stages)
+            .map(|(name, h)| {
+                (
+                    name.to_string(),
+                    StageSummary {
+                        latency: Percentiles::of(&h.latency),
+                        service: Percentiles::of(&h.service),
+                    },
+                )
+            })
+            .collect();
+        let secs = t.duration.as_secs_f64().max(1e-9);
+        let finished = t.provisioned + t.failed + t.dropped;
+        let success_rate = if finished == 0 {
+            0.0
+        } else {
+            100.0 * t.provisioned as f64 / finished as f64
+        };
+        let throughput = t.provisioned as f64 / secs;
+        let inputs = ThresholdInputs {
+            stages: &stages,
+            success_rate_percent: success_rate,
+            throughput_per_s: throughput,
+            failed: t.failed,
+            dropped: t.dropped,
+        };
+        let thresholds = t
+            .scenario
+            .thresholds
+            .iter()
+            .filter_map(|e| Threshold::parse(e).ok())
+            .map(|th| th.evaluate(&inputs))
+            .collect();
+        let summary = Summary {
+            scenario: t.scenario.name.clone(),
+            started_at: humantime::format_rfc3339_millis(t.started_at).to_string(),
+            duration_s: t.duration.as_secs_f64(),
+            endpoint: t.endpoint.to_string(),
+            interrupted: t.interrupted,
+            devices: DeviceCounts {
+                planned: t.planned,
+                started: t.started,
+                provisioned: t.provisioned,
+                failed: t.failed,
+                dropped: t.dropped,
+            },
+            throughput: Throughput {
+                provisioned_per_s: throughput,
+            },
+            success_rate,
+            stages,
+            failures: t.failures.clone(),
+            thresholds,
+            scheduler: Scheduler {
+                max_start_lag_ms: t.max_lag.as_secs_f64() * 1000.0,
+            },
+            mock: t.mock.cloned(),
+            out_dir: self.dir.clone(),
+        };
+        let path = self.dir.join("summary.json");
+        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+        std::fs::write(&path, json).map_err(io_err(&path))?;
+        let path = self.dir.join("summary.csv");
+        let mut w = csv::Writer::from_path(&path).map_err(csv_err(&path))?;
+        w.write_record([
+            "stage",
+            "count",
+            "mean_ms",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "p999_ms",
+            "max_ms",
+            "service_p50_ms",
+            "service_p99_ms",
+        ])
+        .map_err(csv_err(&path))?;
+        for (name, s) in &summary.stages {
+            let l = &s.latency;
+            w.write_record([
+                name.clone(),
+                l.count.to_string(),
+                format!("{:.3}", l.mean_ms),
+                format!("{:.3}", l.p50_ms),
+                format!("{:.3}", l.p90_ms),
+                format!("{:.3}", l.p99_ms),
+                format!("{:.3}", l.p999_ms),
+                format!("{:.3}", l.max_ms),
+                format!("{:.3}", s.service.p50_ms),
+                format!("{:.3}", s.service.p99_ms),
+            ])
+            .map_err(csv_err(&path))?;
+        }
+        w.flush().map_err(io_err(&path))?;
+        Ok(summary)
+    }
+}
+
+/// The end-of-run table (k6-style).
+pub fn render_table(s: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let d = &s.devices;
+    let _ = writeln!(
+        out,
+        "\nfleetstorm: {} against {}{}",
+        s.scenario,
+        s.endpoint,
+        if s.interrupted { " (interrupted)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "  devices: {} planned, {} started, {} provisioned, {} failed, {} dropped in {:.1} s",
+        d.planned, d.started, d.provisioned, d.failed, d.dropped, s.duration_s
+    );
+    let _ = writeln!(
+        out,
+        "  throughput: {:.2} provisioned/s, success rate {:.2} %, max start lag {:.1} ms",
+        s.throughput.provisioned_per_s, s.success_rate, s.scheduler.max_start_lag_ms
+    );
+    let _ = writeln!(
+        out,
+        "\n  {:<20} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   {:>11}",
+        "stage (ms)", "count", "mean", "p50", "p90", "p99", "p99.9", "max", "service p50"
+    );
+    for name in STAGE_NAMES {
+        if let Some(st) = s.stages.get(name).filter(|st| st.latency.count > 0) {
+            let l = &st.latency;
+            let _ = writeln!(
+                out,
+                "  {:<20} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}   {:>11.2}",
+                name,
+                l.count,
+                l.mean_ms,
+                l.p50_ms,
+                l.p90_ms,
+                l.p99_ms,
+                l.p999_ms,
+                l.max_ms,
+                st.service.p50_ms
+            );
+        }
+    }
+    if !s.failures.is_empty() {
+        let _ = writeln!(out, "\n  failures:");
+        let mut f: Vec<_> = s.failures.iter().collect();
+        f.sort_by(|a, b| b.1.cmp(a.1));
+        for (reason, n) in f {
+            let _ = writeln!(out, "    {n:>7}  {reason}");
+        }
+    }
+    if !s.thresholds.is_empty() {
+        let _ = writeln!(out, "\n  thresholds:");
+        for t in &s.thresholds {
+            let value = t.value.map_or("no data".to_string(), |v| format!("{v:.3}"));
+            let _ = writeln!(
+                out,
+                "    {} {} (value {value})",
+                if t.ok { "PASS" } else { "FAIL" },
+                t.expr
+            );
+        }
+    }
+    let _ = writeln!(out, "\n  results: {}", s.out_dir.display());
+    out
+}

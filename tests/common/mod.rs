@@ -1,0 +1,134 @@
+//! Shared test setup: the real mock on an ephemeral loopback port, and small MQTT helpers.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetstorm::device::{DeviceTls, Endpoint};
+use fleetstorm::mock::{self, MockConfig, MockHandle, MockSettings};
+use fleetstorm::pki::{KeyAlgorithm, Pki};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestMock {
+    pub handle: MockHandle,
+    pub tls: DeviceTls,
+    pub endpoint: Endpoint,
+    pub dir: tempfile::TempDir,
+}
+
+/// Start the mock in process on 127.0.0.1:0 with P-256 keys (fast) unless `tweak` says otherwise.
+pub async fn start_mock(tweak: impl FnOnce(&mut MockSettings)) -> TestMock {
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, _) = Pki::init(&dir.path().join("pki"), &[], KeyAlgorithm::P256).unwrap();
+    let mut settings = MockSettings {
+        keys: KeyAlgorithm::P256,
+        ..MockSettings::default()
+    };
+    tweak(&mut settings);
+    let config = MockConfig::new(Arc::new(pki), settings).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = mock::start(config, listener, CancellationToken::new())
+        .await
+        .unwrap();
+    let tls = DeviceTls::new(
+        &handle.pki.root_ca_pem,
+        &handle.pki.claim_cert_pem,
+        &handle.pki.claim_key_pem,
+        false,
+    )
+    .unwrap();
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port: handle.addr.port(),
+    };
+    TestMock {
+        handle,
+        tls,
+        endpoint,
+        dir,
+    }
+}
+
+/// A raw MQTT client on the claim identity (or any client config).
+pub struct Client {
+    pub client: AsyncClient,
+    pub events: EventLoop,
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Client {
+    pub async fn connect(m: &TestMock, client_id: &str, tls: Arc<rustls::ClientConfig>) -> Client {
+        let mut c = Client::new(m, client_id, tls);
+        match c.next().await {
+            Ok(Packet::ConnAck(ack)) => assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        c
+    }
+
+    pub fn new(m: &TestMock, client_id: &str, tls: Arc<rustls::ClientConfig>) -> Client {
+        let mut options = MqttOptions::new(client_id, m.endpoint.host.clone(), m.endpoint.port);
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(300 * 1024, 300 * 1024);
+        let (client, mut events) = AsyncClient::new(options, 16);
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
+        Client { client, events }
+    }
+
+    /// The next incoming packet (outgoing events skipped), or the connection error.
+    pub async fn next(&mut self) -> Result<Packet, rumqttc::ConnectionError> {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.poll()).await {
+                Err(_) => panic!("no event within {WAIT:?}"),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Event::Incoming(p))) => return Ok(p),
+                Ok(Ok(Event::Outgoing(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, filter: &str) {
+        self.client.try_subscribe(filter, QoS::AtLeastOnce).unwrap();
+        loop {
+            match self.next().await {
+                Ok(Packet::SubAck(_)) => return,
+                Ok(_) => continue,
+                Err(e) => panic!("subscribe {filter}: {e}"),
+            }
+        }
+    }
+
+    pub fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .unwrap();
+    }
+
+    /// The next PUBLISH received (topic, payload).
+    pub async fn next_publish(&mut self) -> (String, Vec<u8>) {
+        loop {
+            match self.next().await {
+                Ok(Packet::Publish(p)) => return (p.topic, p.payload.to_vec()),
+                Ok(_) => continue,
+                Err(e) => panic!("waiting for a publish: {e}"),
+            }
+        }
+    }
+
+    /// Run until the server closes the connection; returns the error seen.
+    pub async fn closed(&mut self) -> rumqttc::ConnectionError {
+        loop {
+            match self.next().await {
+                Ok(_) => continue,
+                Err(e) => return e,
+            }
+        }
+    }
+}

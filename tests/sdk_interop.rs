@@ -1,0 +1,304 @@
+//! The official AWS IoT Device SDK v2 for Python against a `fleetstorm mock` process.
+//!
+//! The test creates its own virtualenv under `target/sdk-venv` from `tests/sdk/requirements.txt`
+//! when it is missing. It never skips: without Python or PyPI it fails and says why.
+
+use std::io::{BufRead, BufReader};
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's python, creating the venv on first use.
+fn venv_python() -> PathBuf {
+    let venv = manifest_dir().join("target").join("sdk-venv");
+    let python = venv.join("bin").join("python");
+    let requirements = manifest_dir().join("tests/sdk/requirements.txt");
+    let ready = python.exists()
+        && Command::new(&python)
+            .args([
+                "-c",
+                "import awsiot.iotidentity, awscrt.mqtt_request_response",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is required for the SDK interop test (python3 -m venv)");
+        assert!(
+            status.success(),
+            "python3 -m venv {} failed",
+            venv.display()
+        );
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&requirements)
+            .status()
+            .expect("pip");
+        assert!(
+            status.success(),
+            "pip install -r {} failed",
+            requirements.display()
+        );
+    }
+    python
+}
+
+struct Mock {
+    child: Child,
+    /// Kept open so the mock's later stdout lines never meet a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+    port: u16,
+    pki: PathBuf,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mock(dir: &Path, host: &str) -> Mock {
+    let pki = dir.join("pki");
+    let out = Command::new(BIN)
+        .args(["pki", "init"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let template = dir.join("region.json");
+    std::fs::write(
+        &template,
+        r#"{"Parameters":{"DeviceName":{"Type":"String"}},
+            "Resources":{"thing":{"Type":"AWS::IoT::Thing","Properties":{
+              "ThingName":{"Fn::Join":["-",[{"Ref":"DeviceName"},{"Ref":"AWS::Region"}]]}}}}}"#,
+    )
+    .unwrap();
+    let config = dir.join("mock.toml");
+    std::fs::write(&config, "keys = \"rsa2048\"\nkey_pool_size = 4\n").unwrap();
+    let listen = (host, 0)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .expect("localhost resolves");
+    let mut child = Command::new(BIN)
+        .args([
+            "--log",
+            "info",
+            "mock",
+            "--listen",
+            &listen.to_string(),
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--template")
+        .arg(format!("RegionTemplate={}", template.display()))
+        .arg("--pki")
+        .arg(&pki)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    let expected_tail = format!(
+        "(ca {}, claim {} {})",
+        pki.join("root-ca.pem").display(),
+        pki.join("claim.pem").display(),
+        pki.join("claim.key").display()
+    );
+    assert!(
+        line.trim_end().ends_with(&expected_tail),
+        "ready line: {line:?}"
+    );
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("fleetstorm mock listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("ready line: {line:?}"));
+    Mock {
+        child,
+        _stdout: stdout,
+        port: addr.port(),
+        pki,
+    }
+}
+
+fn run_sdk(python: &Path, mock: &Mock, work: &Path, mode: &str, extra: &[&str]) -> Value {
+    let script = manifest_dir().join("tests/sdk/fleet_provision.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--endpoint", "localhost", "--port", &mock.port.to_string()])
+        .arg("--ca")
+        .arg(mock.pki.join("root-ca.pem"))
+        .arg("--cert")
+        .arg(mock.pki.join("claim.pem"))
+        .arg("--key")
+        .arg(mock.pki.join("claim.key"))
+        .args(["--mode", mode])
+        .arg("--workdir")
+        .arg(work)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK script failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("script output {stdout:?}: {e}"))
+}
+
+#[test]
+fn official_python_sdk_provisions_against_the_mock() {
+    let python = venv_python();
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start_mock(dir.path(), "localhost");
+    let params = |name: &str| {
+        format!(r#"{{"DeviceName":"{name}","SerialNumber":"123456001","DeviceLocation":"Berlin"}}"#)
+    };
+
+    // CreateKeysAndCertificate -> RegisterThing -> connect with the new certificate.
+    let work = dir.path().join("keys");
+    std::fs::create_dir_all(&work).unwrap();
+    let r = run_sdk(
+        &python,
+        &mock,
+        &work,
+        "keys",
+        &[
+            "--template",
+            "FleetProvisioningTemplate",
+            "--params",
+            &params("sdk-keys"),
+        ],
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["stage"], "done", "{r}");
+    assert_eq!(r["thingName"], "sdk-keys");
+    assert_eq!(r["privateKeyHeader"], "-----BEGIN RSA PRIVATE KEY-----");
+    assert_eq!(r["certificateId"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        r["deviceConfiguration"]["LocationUrl"],
+        "https://www.berlin.de"
+    );
+
+    // The same with CreateCertificateFromCsr, the CSR made here.
+    let work = dir.path().join("csr");
+    std::fs::create_dir_all(&work).unwrap();
+    let (key, csr) =
+        fleetstorm::pki::generate_csr(fleetstorm::pki::KeyAlgorithm::P256, "sdk-csr").unwrap();
+    std::fs::write(work.join("device.csr"), csr).unwrap();
+    std::fs::write(work.join("device.key"), key.serialize_pem()).unwrap();
+    let csr_path = work.join("device.csr").display().to_string();
+    let key_path = work.join("device.key").display().to_string();
+    let r = run_sdk(
+        &python,
+        &mock,
+        &work,
+        "csr",
+        &[
+            "--template",
+            "FleetProvisioningTemplate",
+            "--params",
+            &params("sdk-csr"),
+            "--csr",
+            &csr_path,
+            "--csr-key",
+            &key_path,
+        ],
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["stage"], "done", "{r}");
+    assert_eq!(r["thingName"], "sdk-csr");
+
+    // A bad ownership token.
+    let work = dir.path().join("badtoken");
+    std::fs::create_dir_all(&work).unwrap();
+    let r = run_sdk(
+        &python,
+        &mock,
+        &work,
+        "keys",
+        &[
+            "--template",
+            "FleetProvisioningTemplate",
+            "--params",
+            &params("sdk-bad"),
+            "--token-override",
+            "not-a-token",
+        ],
+    );
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["stage"], "register", "{r}");
+    assert_eq!(r["error"]["statusCode"], 400, "{r}");
+    assert_eq!(
+        r["error"]["errorCode"], "InvalidCertificateOwnershipToken",
+        "{r}"
+    );
+
+    // An unresolvable reference in the template.
+    let work = dir.path().join("region");
+    std::fs::create_dir_all(&work).unwrap();
+    let r = run_sdk(
+        &python,
+        &mock,
+        &work,
+        "keys",
+        &[
+            "--template",
+            "RegionTemplate",
+            "--params",
+            r#"{"DeviceName":"x"}"#,
+        ],
+    );
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["statusCode"], 400, "{r}");
+    assert_eq!(r["error"]["errorCode"], "InvalidParameters", "{r}");
+    assert_eq!(
+        r["error"]["errorMessage"], "Cannot resolve reference value: AWS::Region",
+        "{r}"
+    );
+
+    // SIGTERM: the mock writes its registry and exits cleanly.
+    let mut mock = mock;
+    let status = Command::new("kill")
+        .args(["-TERM", &mock.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = mock.child.wait().unwrap();
+    assert!(exit.success(), "mock exit: {exit}");
+    let registry: Value =
+        serde_json::from_slice(&std::fs::read(mock.pki.join("registry.json")).unwrap()).unwrap();
+    let things: Vec<&str> = registry["things"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["thing_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(things, ["sdk-csr", "sdk-keys"]);
+}

@@ -68,6 +68,8 @@ fn cpu_seconds(pid: &str) -> f64 {
 struct MockProcess {
     child: Child,
     addr: std::net::SocketAddr,
+    /// Kept open for the mock's later output.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Drop for MockProcess {
@@ -96,15 +98,18 @@ fn start_mock(pki_dir: &std::path::Path, keys: &str) -> MockProcess {
         .expect("start fleetstorm mock");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("ready line");
+    let mut stdout = BufReader::new(stdout);
+    stdout.read_line(&mut line).expect("ready line");
     let addr = line
         .strip_prefix("fleetstorm mock listening on ")
         .and_then(|r| r.split_whitespace().next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("unexpected ready line: {line:?}"));
-    MockProcess { child, addr }
+    MockProcess {
+        child,
+        addr,
+        _stdout: stdout,
+    }
 }
 
 fn main() {

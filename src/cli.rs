@@ -13,6 +13,14 @@ use crate::mock::{self, MockConfig, MockSettings};
 use crate::pki::{KeyAlgorithm, Pki};
 use crate::scenario::Scenario;
 
+/// `println!` that ignores a closed stdout (a reader that went away must not kill a server).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit codes: part of the public interface.
 pub mod exit {
     /// Success.
@@ -222,12 +230,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn pki_init(dir: &Path, hostnames: &[String], alg: KeyAlgorithm) -> Result<u8, Failure> {
     let (pki, created) = Pki::init(dir, hostnames, alg)?;
     if created {
-        println!("created PKI in {} ({})", dir.display(), alg.as_str());
+        out!("created PKI in {} ({})", dir.display(), alg.as_str());
     } else {
-        println!("reusing existing PKI in {} (unchanged)", dir.display());
+        out!("reusing existing PKI in {} (unchanged)", dir.display());
     }
-    println!("  trust anchor: {}", pki.root_ca_path().display());
-    println!(
+    out!("  trust anchor: {}", pki.root_ca_path().display());
+    out!(
         "  claim:        {} {}",
         pki.claim_cert_path().display(),
         pki.claim_key_path().display()
@@ -262,14 +270,14 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let templates: Vec<String> = config.templates.keys().cloned().collect();
     let key_type = config.settings.keys;
     let handle = mock::start(config, listener, shutdown.clone()).await?;
-    println!(
+    out!(
         "fleetstorm mock listening on {} (ca {}, claim {} {})",
         handle.addr,
         handle.root_ca_path.display(),
         handle.claim_cert_path.display(),
         handle.claim_key_path.display()
     );
-    println!(
+    out!(
         "  templates: {}; keys: {} ({} pooled)",
         templates.join(", "),
         key_type.as_str(),
@@ -282,7 +290,7 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     eprintln!("{signal}: stopping");
     let report = handle.stop().await;
     let s = &report.stats;
-    println!(
+    out!(
         "fleetstorm mock stopped: {} connections ({} TLS failures, {} refused, {} policy disconnects, {} protocol errors, {} takeovers)",
         s.connections,
         s.tls_failures,
@@ -291,7 +299,7 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
         s.protocol_errors,
         s.takeovers
     );
-    println!(
+    out!(
         "  CreateKeysAndCertificate {}/{} rejected, CreateCertificateFromCsr {}/{} rejected, RegisterThing {}/{} rejected",
         s.create_keys_accepted,
         s.create_keys_rejected,
@@ -300,14 +308,14 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
         s.register_thing_accepted,
         s.register_thing_rejected
     );
-    println!(
+    out!(
         "  keys: {} ({} from pool, {} generated inline, {} cached for next start)",
         report.key_type,
         report.keys.served_from_pool,
         report.keys.generated_inline,
         report.cached_keys
     );
-    println!(
+    out!(
         "  registry: {} things, {} certificates ({} active, {} pending){}",
         report.registry.things,
         report.registry.certificates,
@@ -326,7 +334,7 @@ fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
     let scenario = Scenario::load(path, sets).map_err(|e| Failure::new(exit::CONFIG, e))?;
     let arrivals = scenario.arrivals();
     let span = arrivals.last().copied().unwrap_or_default();
-    println!(
+    out!(
         "{}: ok: scenario {:?}, {} devices planned, {} arrivals scheduled over {:.1} s, {} thresholds",
         path.display(),
         scenario.name,
@@ -399,7 +407,14 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             };
             Failure::new(code, e)
         })?;
-    print!("{}", crate::output::render_table(&summary));
+    {
+        use std::io::Write as _;
+        let _ = write!(
+            std::io::stdout(),
+            "{}",
+            crate::output::render_table(&summary)
+        );
+    }
     if stop.is_cancelled() {
         return Ok(exit::INTERRUPTED);
     }

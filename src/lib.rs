@@ -12,6 +12,7 @@ pub mod pki;
 pub mod protocol;
 pub mod scenario;
 pub mod signals;
+pub mod tls;
 
 /// "line L, column C: message" for a TOML parse error in `text`.
 pub fn toml_error_message(text: &str, err: &toml::de::Error) -> String {

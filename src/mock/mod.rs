@@ -370,7 +370,7 @@ impl State {
 /// Build the rustls server configuration: TLS 1.2 and 1.3, client certificate required and
 /// verified against the root CA, ALPN `x-amzn-mqtt-ca` accepted when offered.
 pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, MockError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::tls::provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.root_ca_der.clone())?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(

@@ -1,0 +1,105 @@
+//! The command-line contract: `pki init`, refusals of bad templates and settings at mock start.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
+
+#[test]
+fn pki_init_creates_the_documented_files_and_reuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let first = Command::new(BIN)
+        .args(["pki", "init"])
+        .arg(&pki)
+        .args(["--hostname", "iot.test"])
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    assert!(String::from_utf8_lossy(&first.stdout).contains("created PKI"));
+    for f in [
+        "root-ca.pem",
+        "root-ca.key",
+        "server.pem",
+        "server.key",
+        "claim.pem",
+        "claim.key",
+    ] {
+        assert!(pki.join(f).exists(), "{f}");
+    }
+    let claim = std::fs::read(pki.join("claim.pem")).unwrap();
+    let second = Command::new(BIN)
+        .args(["pki", "init"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("reusing existing PKI"));
+    assert_eq!(std::fs::read(pki.join("claim.pem")).unwrap(), claim);
+}
+
+#[test]
+fn an_invalid_template_is_refused_at_start_with_its_path_and_json_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("bad.json");
+    std::fs::write(
+        &template,
+        r#"{"Resources":{"thing":{"Type":"AWS::IoT::Thing","Properties":{"ThingName":{"Fn::If":["a","b","c"]}}}}}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["mock", "--listen", "127.0.0.1:0", "--pki"])
+        .arg(dir.path().join("pki"))
+        .arg("--template")
+        .arg(format!("Bad={}", template.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.json"), "{stderr}");
+    assert!(
+        stderr.contains("/Resources/thing/Properties/ThingName"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_settings_file_and_a_broken_pem_get_distinct_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mock.toml");
+    std::fs::write(&config, "keys = \"p256\"\ntoken_tl = \"1h\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["mock", "--listen", "127.0.0.1:0", "--pki"])
+        .arg(dir.path().join("pki"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mock.toml") && stderr.contains("line 2") && stderr.contains("token_tl"),
+        "{stderr}"
+    );
+
+    let pki = dir.path().join("pki2");
+    assert!(
+        Command::new(BIN)
+            .args(["pki", "init"])
+            .arg(&pki)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        pki.join("claim.key"),
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["mock", "--listen", "127.0.0.1:0", "--pki"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("claim.key"));
+}

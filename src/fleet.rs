@@ -171,6 +171,7 @@ pub async fn run(
                     let ok = r.report.outcome.is_ok();
                     let total = ok.then_some(r.total);
                     window.stages.record_device(r.intended, &r.report.stages, total);
+                    window.max_lag = window.max_lag.max(r.lag);
                     let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
                     if let Err(f) = &r.report.outcome {
                         failed += 1;
@@ -274,6 +275,8 @@ struct Window {
     completed: u64,
     failed: u64,
     opened: Instant,
+    /// Largest start lag (scheduler behind) among devices that ended in this window.
+    max_lag: Duration,
     started_before: u64,
     dropped_before: u64,
 }
@@ -286,6 +289,7 @@ impl Window {
             completed: 0,
             failed: 0,
             opened: start,
+            max_lag: Duration::ZERO,
             started_before: 0,
             dropped_before: 0,
         }
@@ -312,8 +316,10 @@ impl Window {
             failed_by_class: &self.failed_by_class,
             in_flight: live.in_flight.load(Ordering::Relaxed),
             dropped_total: dropped,
+            max_lag: self.max_lag,
             stages: &self.stages,
         })?;
+        self.max_lag = Duration::ZERO;
         total.add(&self.stages);
         self.stages.reset();
         self.failed_by_class.clear();

@@ -93,6 +93,7 @@ pub struct Interval<'a> {
     pub failed_by_class: &'a BTreeMap<String, u64>,
     pub in_flight: u64,
     pub dropped_total: u64,
+    pub max_lag: Duration,
     pub stages: &'a StageSet,
 }
 
@@ -198,7 +199,7 @@ impl Outputs {
             .map(|s| s.to_string())
             .collect();
         header.extend(FailureReason::CLASSES.iter().map(|c| format!("failed_{c}")));
-        header.extend(["in_flight", "dropped_total"].map(String::from));
+        header.extend(["in_flight", "dropped_total", "start_lag_max_ms"].map(String::from));
         for stage in STAGE_NAMES {
             header.push(format!("{stage}_p50_ms"));
             header.push(format!("{stage}_p99_ms"));
@@ -275,6 +276,7 @@ impl Outputs {
         );
         row.push(i.in_flight.to_string());
         row.push(i.dropped_total.to_string());
+        row.push(format!("{:.3}", i.max_lag.as_secs_f64() * 1000.0));
         for h in &i.stages.stages {
             let p = Percentiles::of(&h.latency);
             row.push(format!("{:.3}", p.p50_ms));

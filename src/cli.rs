@@ -64,6 +64,19 @@ pub enum Command {
     Mock(MockArgs),
     /// Run a scenario: virtual devices on a schedule, measured per stage.
     Run(RunArgs),
+    /// Compare run directories against the first (the baseline), flagging differences beyond
+    /// run-to-run noise; prints a table and writes compare.csv.
+    Compare {
+        /// Run directories; the first is the baseline.
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the CSV.
+        #[arg(long, default_value = "compare.csv")]
+        out: PathBuf,
+        /// Bootstrap seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Check a scenario file without running it.
     Validate {
         scenario: PathBuf,
@@ -193,6 +206,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Mock(args) => runtime().and_then(|rt| rt.block_on(run_mock(args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run_scenario(args))),
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
+        Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -330,6 +344,22 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> {
+    let comparison = crate::compare::compare(dirs, seed).map_err(|e| {
+        let code = match e {
+            crate::compare::CompareError::Write { .. } => exit::RUNTIME,
+            _ => exit::CONFIG,
+        };
+        Failure::new(code, e)
+    })?;
+    out!("{}", comparison.render_table());
+    comparison
+        .write_csv(out)
+        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+    out!("  comparison: {}", out.display());
+    Ok(exit::OK)
+}
+
 fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
     let scenario = Scenario::load(path, sets).map_err(|e| Failure::new(exit::CONFIG, e))?;
     let arrivals = scenario.arrivals();
@@ -362,21 +392,29 @@ fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
 }
 
 async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
-    let scenario =
-        Scenario::load(&args.scenario, &args.sets).map_err(|e| Failure::new(exit::CONFIG, e))?;
+    let scenarios = Scenario::load_variants(&args.scenario, &args.sets)
+        .map_err(|e| Failure::new(exit::CONFIG, e))?;
+    let name = scenarios
+        .first()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let seed = scenarios.first().map_or(1, |s| s.seed);
     let endpoint = args.endpoint.as_deref().map(parse_endpoint).transpose()?;
     let out_dir = args.out.clone().unwrap_or_else(|| {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
             .replace(':', "");
-        PathBuf::from("results").join(format!("{}-{stamp}", scenario.name))
+        PathBuf::from("results").join(format!("{name}-{stamp}"))
     });
     let limit = crate::limits::raise_nofile();
     eprintln!(
-        "fleetstorm run {}: {} devices planned; open-file limit {} (about {} devices in flight)",
-        scenario.name,
-        scenario.devices.count,
-        limit,
+        "fleetstorm run {name}: {} devices planned{}; open-file limit {limit} (about {} devices in flight)",
+        scenarios.first().map_or(0, |s| s.devices.count),
+        if scenarios.len() > 1 {
+            format!(" per variant, {} variants", scenarios.len())
+        } else {
+            String::new()
+        },
         limit.saturating_sub(64) / 2
     );
     let stop = CancellationToken::new();
@@ -388,39 +426,55 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             stop.cancel();
         });
     }
-    let options = RunOptions {
-        out_dir,
-        progress: true,
-        endpoint,
-        drain: args.drain,
-        save_identities: args.save_identities.clone(),
-    };
-    let summary = fleet::run(scenario, options, stop.clone())
-        .await
-        .map_err(|e| {
-            let code = match e {
-                fleet::RunError::Mock(mock::MockError::Pki(_))
-                | fleet::RunError::Pki(_)
-                | fleet::RunError::Tls(_) => exit::PKI,
-                fleet::RunError::Mock(_) => exit::CONFIG,
-                _ => exit::RUNTIME,
-            };
-            Failure::new(code, e)
-        })?;
-    {
-        use std::io::Write as _;
-        let _ = write!(
-            std::io::stdout(),
-            "{}",
-            crate::output::render_table(&summary)
-        );
+    let mut all_ok = true;
+    let mut dirs = Vec::new();
+    let variants = scenarios.len() > 1;
+    for scenario in scenarios {
+        if stop.is_cancelled() {
+            break;
+        }
+        let dir = match (&scenario.variant, variants) {
+            (Some(v), true) => out_dir.join(v),
+            _ => out_dir.clone(),
+        };
+        if let Some(v) = &scenario.variant {
+            eprintln!("variant {v}: results in {}", dir.display());
+        }
+        let options = RunOptions {
+            out_dir: dir.clone(),
+            progress: true,
+            endpoint: endpoint.clone(),
+            drain: args.drain,
+            save_identities: args.save_identities.clone(),
+        };
+        let summary = fleet::run(scenario, options, stop.clone())
+            .await
+            .map_err(|e| {
+                let code = match e {
+                    fleet::RunError::Mock(mock::MockError::Pki(_))
+                    | fleet::RunError::Pki(_)
+                    | fleet::RunError::Tls(_) => exit::PKI,
+                    fleet::RunError::Mock(_) => exit::CONFIG,
+                    _ => exit::RUNTIME,
+                };
+                Failure::new(code, e)
+            })?;
+        out!("{}", crate::output::render_table(&summary));
+        all_ok &= summary.thresholds_ok();
+        dirs.push(dir);
+    }
+    if variants && dirs.len() > 1 {
+        let comparison =
+            crate::compare::compare(&dirs, seed).map_err(|e| Failure::new(exit::RUNTIME, e))?;
+        out!("{}", comparison.render_table());
+        let csv = out_dir.join("compare.csv");
+        comparison
+            .write_csv(&csv)
+            .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+        out!("  comparison: {}", csv.display());
     }
     if stop.is_cancelled() {
         return Ok(exit::INTERRUPTED);
     }
-    Ok(if summary.thresholds_ok() {
-        exit::OK
-    } else {
-        exit::THRESHOLDS
-    })
+    Ok(if all_ok { exit::OK } else { exit::THRESHOLDS })
 }

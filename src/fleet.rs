@@ -53,7 +53,7 @@ pub struct RunOptions {
 /// What one device reports to the aggregator.
 enum Record {
     Done(Box<DeviceResult>),
-    Dropped { seq: u64 },
+    Dropped { seq: u64, intended: Instant },
 }
 
 struct DeviceResult {
@@ -157,6 +157,7 @@ pub async fn run(
 
     // The aggregator: this task.
     let mut window = Window::new(start);
+    let mut levels = crate::output::LevelCounts::default();
     let mut total_set = StageSet::default();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let (mut provisioned, mut failed, mut dropped_seen) = (0u64, 0u64, 0u64);
@@ -172,6 +173,8 @@ pub async fn run(
                     let total = ok.then_some(r.total);
                     window.stages.record_device(r.intended, &r.report.stages, total);
                     window.max_lag = window.max_lag.max(r.lag);
+                    let class = r.report.outcome.as_ref().err().map(|f| f.reason.class());
+                    levels.record(&scenario, r.intended - start, class);
                     let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
                     if let Err(f) = &r.report.outcome {
                         failed += 1;
@@ -189,8 +192,9 @@ pub async fn run(
                     }
                     outputs.device(&row)?;
                 }
-                Some(Record::Dropped { seq }) => {
+                Some(Record::Dropped { seq, intended }) => {
                     dropped_seen += 1;
+                    levels.record(&scenario, intended - start, Some("dropped"));
                     outputs.failure(seq, "", "dropped", "in-flight cap reached at the intended arrival", start.elapsed())?;
                 }
                 None => break,
@@ -225,6 +229,7 @@ pub async fn run(
         stages: &total_set,
         endpoint: &endpoint_label,
         interrupted: stop.is_cancelled(),
+        levels: &levels,
         mock: mock_report.as_ref(),
     })?;
     Ok(summary)
@@ -353,7 +358,7 @@ impl Launcher {
     fn launch(&self, seq: u64, intended: Instant, tasks: &mut JoinSet<()>) {
         let Ok(permit) = self.semaphore.clone().try_acquire_owned() else {
             self.live.dropped.fetch_add(1, Ordering::Relaxed);
-            let _ = self.tx.send(Record::Dropped { seq });
+            let _ = self.tx.send(Record::Dropped { seq, intended });
             return;
         };
         let lag = intended.elapsed();

@@ -2,6 +2,7 @@
 //! with a faithful local mock endpoint.
 
 pub mod cli;
+pub mod compare;
 pub mod device;
 pub mod fleet;
 pub mod limits;

@@ -97,6 +97,105 @@ pub struct Interval<'a> {
     pub stages: &'a StageSet,
 }
 
+/// Devices counted by the offered-rate level of their *intended* start (so a device belongs to
+/// the level that offered it, whenever it finished).
+#[derive(Debug, Default)]
+pub struct LevelCounts {
+    /// (target rate, offered, completed, throttled), in schedule order.
+    levels: Vec<(f64, u64, u64, u64)>,
+}
+
+impl LevelCounts {
+    /// Count one arrival that intended to start at `offset`; `failure` is its failure class
+    /// (`None` = provisioned, `Some("dropped")` = never started).
+    pub fn record(&mut self, scenario: &Scenario, offset: Duration, failure: Option<&str>) {
+        let Some(rate) = scenario.rate_at(offset) else {
+            return;
+        };
+        let rate = (rate * 1000.0).round() / 1000.0;
+        let index = match self.levels.iter().position(|l| l.0 == rate) {
+            Some(i) => i,
+            None => {
+                self.levels.push((rate, 0, 0, 0));
+                self.levels.len() - 1
+            }
+        };
+        let level = &mut self.levels[index];
+        level.1 += 1;
+        match failure {
+            None => level.2 += 1,
+            Some("throttled") => level.3 += 1,
+            Some(_) => {}
+        }
+    }
+}
+
+/// One offered-rate level of the schedule, judged.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RateLevel {
+    pub target_per_s: f64,
+    pub offered: u64,
+    pub completed: u64,
+    pub throttled: u64,
+    pub throttled_fraction: f64,
+    pub completion_ratio: f64,
+    pub sustainable: bool,
+}
+
+/// The throttle-limit finder's result.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThrottleAnalysis {
+    /// The stage with the most throttled failures.
+    pub throttling_stage: Option<String>,
+    pub levels: Vec<RateLevel>,
+}
+
+/// Judge each rate level: sustainable when few arrivals were throttled and completions kept pace.
+pub fn throttle_analysis(
+    scenario: &Scenario,
+    counts: &LevelCounts,
+    failures: &BTreeMap<String, u64>,
+) -> Option<ThrottleAnalysis> {
+    if counts.levels.is_empty() {
+        return None;
+    }
+    let a = &scenario.analysis;
+    let mut levels: Vec<RateLevel> = counts
+        .levels
+        .iter()
+        .map(|&(target, offered, completed, throttled)| {
+            let ratio = |n: u64| {
+                if offered == 0 {
+                    0.0
+                } else {
+                    n as f64 / offered as f64
+                }
+            };
+            RateLevel {
+                target_per_s: target,
+                offered,
+                completed,
+                throttled,
+                throttled_fraction: ratio(throttled),
+                completion_ratio: ratio(completed),
+                sustainable: offered > 0
+                    && ratio(throttled) <= a.max_throttled_fraction
+                    && ratio(completed) >= a.min_completion_ratio,
+            }
+        })
+        .collect();
+    levels.sort_by(|x, y| x.target_per_s.total_cmp(&y.target_per_s));
+    let throttling_stage = failures
+        .iter()
+        .filter_map(|(label, n)| label.strip_prefix("throttled.").map(|stage| (stage, *n)))
+        .max_by_key(|(_, n)| *n)
+        .map(|(stage, _)| stage.to_string());
+    Some(ThrottleAnalysis {
+        throttling_stage,
+        levels,
+    })
+}
+
 /// Everything the summary needs.
 pub struct Totals<'a> {
     pub scenario: &'a Scenario,
@@ -112,6 +211,7 @@ pub struct Totals<'a> {
     pub stages: &'a StageSet,
     pub endpoint: &'a str,
     pub interrupted: bool,
+    pub levels: &'a LevelCounts,
     pub mock: Option<&'a MockReport>,
 }
 
@@ -149,6 +249,13 @@ pub struct Summary {
     pub failures: BTreeMap<String, u64>,
     pub thresholds: Vec<ThresholdResult>,
     pub scheduler: Scheduler,
+    /// The highest offered rate judged sustainable (throttle-limit finder), when the schedule
+    /// has rate levels.
+    pub sustainable_rate_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleAnalysis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockReport>,
     #[serde(skip)]
@@ -384,8 +491,21 @@ impl Outputs {
             .filter_map(|e| Threshold::parse(e).ok())
             .map(|th| th.evaluate(&inputs))
             .collect();
+        let throttle = throttle_analysis(t.scenario, t.levels, t.failures);
+        // The highest sustainable level below the first unsustainable one: a rate that only
+        // looks fine after the limit was crossed (e.g. a lucky window) does not count.
+        let sustainable_rate_per_s = throttle.as_ref().and_then(|th| {
+            th.levels
+                .iter()
+                .take_while(|l| l.sustainable)
+                .map(|l| l.target_per_s)
+                .reduce(f64::max)
+        });
         let summary = Summary {
             scenario: t.scenario.name.clone(),
+            sustainable_rate_per_s,
+            throttle,
+            variant: t.scenario.variant.clone(),
             started_at: humantime::format_rfc3339_millis(t.started_at).to_string(),
             duration_s: t.duration.as_secs_f64(),
             endpoint: t.endpoint.to_string(),
@@ -501,6 +621,36 @@ pub fn render_table(s: &Summary) -> String {
         for (reason, n) in f {
             let _ = writeln!(out, "    {n:>7}  {reason}");
         }
+    }
+    if let Some(th) = &s.throttle
+        && th.levels.len() > 1
+    {
+        let _ = writeln!(out, "\n  rate levels (throttle-limit finder):");
+        for l in &th.levels {
+            let _ = writeln!(
+                out,
+                "    offered {:>8.2}/s: {:>6} arrivals, {:>6.1} % completed, {:>6.2} % throttled  {}",
+                l.target_per_s,
+                l.offered,
+                l.completion_ratio * 100.0,
+                l.throttled_fraction * 100.0,
+                if l.sustainable {
+                    "ok"
+                } else {
+                    "NOT sustainable"
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  sustainable rate: {}{}",
+            s.sustainable_rate_per_s
+                .map_or("none of the levels".to_string(), |r| format!("{r:.2}/s")),
+            th.throttling_stage
+                .as_ref()
+                .map(|st| format!(" (throttling stage: {st})"))
+                .unwrap_or_default()
+        );
     }
     if !s.thresholds.is_empty() {
         let _ = writeln!(out, "\n  thresholds:");

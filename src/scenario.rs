@@ -38,6 +38,42 @@ pub struct Scenario {
     /// k6-style pass/fail expressions, e.g. `"register_thing.p99 < 800ms"`.
     #[serde(default)]
     pub thresholds: Vec<String>,
+    /// How the throttle-limit analysis judges a rate level.
+    #[serde(default)]
+    pub analysis: Analysis,
+    /// Variants run one after another on the same schedule, each with a fresh mock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+    /// Set when this scenario is one variant of a comparison.
+    #[serde(skip)]
+    pub variant: Option<String>,
+}
+
+/// `[[variants]]`: a name and `path = value` overrides (any field, as with `--set`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub set: toml::Table,
+}
+
+/// A rate level is sustainable when at most `max_throttled_fraction` of its arrivals were
+/// throttled and completions reached `min_completion_ratio` of the offered rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Analysis {
+    pub max_throttled_fraction: f64,
+    pub min_completion_ratio: f64,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            max_throttled_fraction: 0.01,
+            min_completion_ratio: 0.9,
+        }
+    }
 }
 
 fn default_seed() -> u64 {
@@ -218,6 +254,16 @@ pub struct PhaseSpec {
     pub stages: Option<Vec<RampStage>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_step: Option<f64>,
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub step_duration: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
 }
 
 /// k6-style executors.
@@ -228,6 +274,7 @@ pub enum Executor {
     RampingArrivalRate,
     Burst,
     RampingConcurrency,
+    Step,
 }
 
 impl PhaseSpec {
@@ -238,6 +285,7 @@ impl PhaseSpec {
             Executor::RampingArrivalRate => &["start_rate", "stages"],
             Executor::Burst => &["count"],
             Executor::RampingConcurrency => &["start", "stages"],
+            Executor::Step => &["start_rate", "rate_step", "step_duration", "steps"],
         };
         let present = [
             ("rate", self.rate.is_some()),
@@ -246,6 +294,9 @@ impl PhaseSpec {
             ("start", self.start.is_some()),
             ("stages", self.stages.is_some()),
             ("count", self.count.is_some()),
+            ("rate_step", self.rate_step.is_some()),
+            ("step_duration", self.step_duration.is_some()),
+            ("steps", self.steps.is_some()),
         ];
         let name = serde_json::to_value(self.executor)
             .ok()
@@ -276,6 +327,12 @@ impl PhaseSpec {
                 start: self.start.unwrap_or(0.0),
                 stages: self.stages.clone().ok_or_else(|| need("stages"))?,
             },
+            Executor::Step => Phase::Step {
+                start_rate: self.start_rate.ok_or_else(|| need("start_rate"))?,
+                rate_step: self.rate_step.ok_or_else(|| need("rate_step"))?,
+                step_duration: self.step_duration.ok_or_else(|| need("step_duration"))?,
+                steps: self.steps.ok_or_else(|| need("steps"))?,
+            },
         })
     }
 }
@@ -295,6 +352,55 @@ pub enum Phase {
     /// Closed model: keep a number of devices in flight, ramping linearly from `start` through
     /// each stage's `target`; a device starts as soon as another ends.
     RampingConcurrency { start: f64, stages: Vec<RampStage> },
+    /// `steps` constant-rate levels of `step_duration` each: `start_rate`, `start_rate +
+    /// rate_step`, ... (the throttle-limit probe).
+    Step {
+        start_rate: f64,
+        rate_step: f64,
+        step_duration: Duration,
+        steps: u32,
+    },
+}
+
+impl Phase {
+    fn duration(&self) -> Duration {
+        match self {
+            Phase::ConstantArrivalRate { duration, .. } => *duration,
+            Phase::RampingArrivalRate { stages, .. } | Phase::RampingConcurrency { stages, .. } => {
+                stages.iter().map(|s| s.duration).sum()
+            }
+            Phase::Burst { .. } => Duration::ZERO,
+            Phase::Step {
+                step_duration,
+                steps,
+                ..
+            } => *step_duration * *steps,
+        }
+    }
+
+    /// The offered arrival rate `t` into this phase (open phases with a rate only).
+    fn rate_at(&self, t: Duration) -> Option<f64> {
+        match self {
+            Phase::ConstantArrivalRate { rate, .. } => Some(*rate),
+            Phase::RampingArrivalRate { start_rate, stages } => Some(
+                Ramp {
+                    start: *start_rate,
+                    stages: stages.clone(),
+                }
+                .at(t),
+            ),
+            Phase::Step {
+                start_rate,
+                rate_step,
+                step_duration,
+                steps,
+            } => {
+                let k = (t.as_secs_f64() / step_duration.as_secs_f64()).floor() as u32;
+                Some(start_rate + rate_step * f64::from(k.min(steps.saturating_sub(1))))
+            }
+            Phase::Burst { .. } | Phase::RampingConcurrency { .. } => None,
+        }
+    }
 }
 
 /// A phase turned into what the scheduler does.
@@ -345,9 +451,50 @@ pub struct RampStage {
 impl Scenario {
     /// Read and validate a scenario file; `sets` are `path=value` overrides applied first.
     pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
-        let file = path.display().to_string();
+        let (text, doc) = Self::read(path, sets)?;
+        Self::from_doc(path, &text, &doc, sets.is_empty())
+    }
+
+    /// The scenario, or one scenario per `[[variants]]` entry (each with its overrides applied
+    /// on top of the file and `sets`).
+    pub fn load_variants(path: &Path, sets: &[String]) -> Result<Vec<Scenario>, ScenarioError> {
+        let base = Self::load(path, sets)?;
+        if base.variants.is_empty() {
+            return Ok(vec![base]);
+        }
+        let (text, mut doc) = Self::read(path, sets)?;
+        doc.remove("variants");
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, variant) in base.variants.iter().enumerate() {
+            let err = |message: String| ScenarioError {
+                file: path.display().to_string(),
+                message: format!("variants[{i}] ({}): {message}", variant.name),
+            };
+            if !seen.insert(variant.name.clone()) || variant.name.is_empty() {
+                return Err(err("variant names must be unique and not empty".into()));
+            }
+            let mut vdoc = doc.clone();
+            for (key, value) in flatten(&variant.set) {
+                let keys: Vec<&str> = key.split('.').collect();
+                let mut root = toml::Value::Table(std::mem::take(&mut vdoc));
+                let result = set_path(&mut root, &keys, value);
+                if let toml::Value::Table(t) = root {
+                    vdoc = t;
+                }
+                result.map_err(|m| err(format!("set.{key}: {m}")))?;
+            }
+            let mut scenario =
+                Self::from_doc(path, &text, &vdoc, false).map_err(|e| err(e.message))?;
+            scenario.variant = Some(variant.name.clone());
+            out.push(scenario);
+        }
+        Ok(out)
+    }
+
+    fn read(path: &Path, sets: &[String]) -> Result<(String, toml::Table), ScenarioError> {
         let err = |message: String| ScenarioError {
-            file: file.clone(),
+            file: path.display().to_string(),
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
@@ -356,9 +503,32 @@ impl Scenario {
         for set in sets {
             apply_set(&mut doc, set).map_err(|m| err(format!("--set {set}: {m}")))?;
         }
-        // Re-serialise so serde errors after `--set` still point at a line of what was parsed.
-        let merged = if sets.is_empty() {
-            text.clone()
+        Ok((text, doc))
+    }
+
+    fn from_doc(
+        path: &Path,
+        text: &str,
+        doc: &toml::Table,
+        pristine: bool,
+    ) -> Result<Scenario, ScenarioError> {
+        let err = |message: String| ScenarioError {
+            file: path.display().to_string(),
+            message,
+        };
+        // `[target]` without `kind` means the embedded mock.
+        let mut doc = doc.clone();
+        let mut pristine = pristine;
+        if let Some(toml::Value::Table(target)) = doc.get_mut("target")
+            && !target.contains_key("kind")
+        {
+            target.insert("kind".into(), toml::Value::String("mock".into()));
+            pristine = false;
+        }
+        // Parse the original text when nothing was overridden so errors point at its lines;
+        // otherwise re-serialise (the line then refers to the merged document, shown in the error).
+        let merged = if pristine {
+            text.to_string()
         } else {
             toml::to_string(&doc).map_err(|e| err(e.to_string()))?
         };
@@ -468,6 +638,23 @@ impl Scenario {
                         return Err(format!("{at}.count: must be at least 1"));
                     }
                 }
+                Phase::Step {
+                    start_rate,
+                    rate_step,
+                    step_duration,
+                    steps,
+                } => {
+                    check_rate(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
+                    if !(rate_step.is_finite() && *rate_step >= 0.0) {
+                        return Err(format!("{at}.rate_step: must be a number >= 0"));
+                    }
+                    if step_duration.is_zero() {
+                        return Err(format!("{at}.step_duration: must be positive"));
+                    }
+                    if *steps == 0 {
+                        return Err(format!("{at}.steps: must be at least 1"));
+                    }
+                }
                 Phase::RampingConcurrency { start, stages } => {
                     if !(start.is_finite() && *start >= 0.0) {
                         return Err(format!("{at}.start: must be a number >= 0"));
@@ -565,10 +752,40 @@ impl Scenario {
                 Phase::Burst { count } => {
                     out.extend(std::iter::repeat_n(*phase_start, *count as usize));
                 }
+                Phase::Step {
+                    start_rate,
+                    rate_step,
+                    step_duration,
+                    steps,
+                } => {
+                    for k in 0..*steps {
+                        let rate = start_rate + rate_step * f64::from(k);
+                        let n = (rate * step_duration.as_secs_f64()).round() as u64;
+                        for i in 0..n {
+                            out.push(*phase_start + Duration::from_secs_f64(i as f64 / rate));
+                        }
+                        *phase_start += *step_duration;
+                    }
+                }
                 Phase::RampingConcurrency { .. } => {}
             }
         }
         out
+    }
+
+    /// The offered rate the schedule intends at `t` from the start (None in bursts and closed
+    /// phases).
+    pub fn rate_at(&self, t: Duration) -> Option<f64> {
+        let mut begin = Duration::ZERO;
+        for spec in &self.schedule {
+            let phase = spec.to_phase("schedule").ok()?;
+            let d = phase.duration();
+            if t < begin + d {
+                return phase.rate_at(t - begin);
+            }
+            begin += d;
+        }
+        None
     }
 }
 
@@ -620,6 +837,22 @@ pub fn apply_set(doc: &mut toml::Table, set: &str) -> Result<(), String> {
         *doc = t;
     }
     result
+}
+
+/// Leaves of a table as `dotted.path = value` (quoted dotted keys and nested tables both work).
+fn flatten(table: &toml::Table) -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(t) => out.extend(
+                flatten(t)
+                    .into_iter()
+                    .map(|(sub, v)| (format!("{k}.{sub}"), v)),
+            ),
+            other => out.push((k.clone(), other.clone())),
+        }
+    }
+    out
 }
 
 fn set_path(node: &mut toml::Value, keys: &[&str], value: toml::Value) -> Result<(), String> {
@@ -878,6 +1111,68 @@ mod tests {
         );
         s.devices.count = 7;
         assert_eq!(s.arrivals().len(), 7);
+    }
+
+    #[test]
+    fn variants_apply_their_overrides_on_top_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            r#"
+[devices]
+count = 10
+[[schedule]]
+executor = "burst"
+count = 10
+[[variants]]
+name = "base"
+[[variants]]
+name = "csr"
+set = { "devices.certificate" = "csr", "target.mock.quotas.enabled" = true }
+[[variants]]
+name = "nested"
+[variants.set.devices]
+count = 3
+"#,
+        )
+        .unwrap();
+        let v = Scenario::load_variants(&path, &[]).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].variant.as_deref(), Some("base"));
+        assert_eq!(v[1].devices.certificate, CertificateMode::Csr);
+        let Target::Mock { mock, .. } = &v[1].target else {
+            panic!()
+        };
+        assert!(mock.quotas.enabled);
+        assert_eq!(v[2].devices.count, 3);
+        assert_eq!(v[0].devices.count, 10);
+        std::fs::write(&path, "[devices]\ncount = 1\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n[[variants]]\nname = \"x\"\nset = { \"devices.count\" = \"many\" }\n").unwrap();
+        let e = Scenario::load_variants(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("variants[0] (x)") && e.contains("count"), "{e}");
+    }
+
+    #[test]
+    fn a_step_schedule_offers_rising_levels() {
+        let s: Scenario = toml::from_str(
+            r#"
+            [devices]
+            count = 1000
+            [[schedule]]
+            executor = "step"
+            start_rate = 2
+            rate_step = 2
+            step_duration = "2s"
+            steps = 3
+            "#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.arrivals().len(), 4 + 8 + 12);
+        assert_eq!(s.rate_at(Duration::from_millis(500)), Some(2.0));
+        assert_eq!(s.rate_at(Duration::from_millis(3500)), Some(4.0));
+        assert_eq!(s.rate_at(Duration::from_millis(5999)), Some(6.0));
+        assert_eq!(s.rate_at(Duration::from_secs(6)), None);
     }
 
     #[test]

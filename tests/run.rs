@@ -348,3 +348,58 @@ fn sigint_mid_run_leaves_complete_parseable_files() {
             >= 2
     );
 }
+
+fn probe(extra: &[&str]) -> fleetstorm::output::Summary {
+    let dir = tempfile::tempdir().unwrap();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/throttle-probe.toml");
+    let mut sets: Vec<String> = vec!["schedule.0.step_duration=\"2s\"".into()];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    let s = Scenario::load(&path, &sets).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(fleet::run(s, options(dir.path()), CancellationToken::new()))
+        .unwrap()
+}
+
+#[test]
+fn the_throttle_probe_finds_the_default_register_thing_limit() {
+    let summary = probe(&[]);
+    let rate = summary.sustainable_rate_per_s.expect("a sustainable rate");
+    assert!(
+        (8.5..=11.5).contains(&rate),
+        "{rate} not within 15% of 10/s: {:?}",
+        summary.throttle
+    );
+    let th = summary.throttle.unwrap();
+    assert_eq!(th.throttling_stage.as_deref(), Some("register_thing"));
+    assert!(
+        th.levels
+            .iter()
+            .any(|l| !l.sustainable && l.throttled_fraction > 0.05)
+    );
+    assert!(
+        summary
+            .failures
+            .keys()
+            .all(|k| k == "throttled.register_thing"),
+        "{:?}",
+        summary.failures
+    );
+}
+
+#[test]
+fn the_throttle_probe_follows_a_limit_changed_with_set() {
+    let summary = probe(&[
+        "target.mock.quotas.register_thing_per_s=20",
+        "schedule.0.start_rate=4",
+        "schedule.0.rate_step=4",
+        "schedule.0.steps=7",
+    ]);
+    let rate = summary.sustainable_rate_per_s.expect("a sustainable rate");
+    assert!(
+        (17.0..=23.0).contains(&rate),
+        "{rate} not within 15% of 20/s: {:?}",
+        summary.throttle
+    );
+}

@@ -8,6 +8,7 @@ pub mod faults;
 pub mod keypool;
 pub mod policy;
 mod provisioning;
+pub mod quotas;
 pub mod registry;
 mod session;
 pub mod template;
@@ -91,6 +92,8 @@ pub struct MockSettings {
     pub thing_groups: Vec<String>,
     /// Seeded fault injection.
     pub faults: faults::Faults,
+    /// AWS quotas (off by default).
+    pub quotas: quotas::QuotaSettings,
 }
 
 impl Default for MockSettings {
@@ -106,6 +109,7 @@ impl Default for MockSettings {
             templates: BTreeMap::new(),
             thing_groups: vec!["fleet-provisioning-group".into()],
             faults: faults::Faults::default(),
+            quotas: quotas::QuotaSettings::default(),
         }
     }
 }
@@ -237,6 +241,8 @@ pub struct Stats {
     pub policy_disconnects: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub takeovers: AtomicU64,
+    pub throttled: [AtomicU64; 3],
+    pub throttled_connects: AtomicU64,
     pub accepted: [AtomicU64; 3],
     pub rejected: [AtomicU64; 3],
     pub undelivered: AtomicU64,
@@ -259,6 +265,10 @@ pub struct StatsSnapshot {
     pub register_thing_accepted: u64,
     pub register_thing_rejected: u64,
     pub undelivered_responses: u64,
+    pub throttled_create_keys: u64,
+    pub throttled_create_from_csr: u64,
+    pub throttled_register_thing: u64,
+    pub throttled_connects: u64,
 }
 
 pub(crate) struct State {
@@ -269,6 +279,7 @@ pub(crate) struct State {
     tls: TlsAcceptor,
     registry: Registry,
     keys: KeyPool,
+    quotas: quotas::Quotas,
     /// client ID -> (connection number, the token that closes it): the newest connection wins.
     sessions: Mutex<HashMap<String, (u64, CancellationToken)>>,
     stats: Stats,
@@ -352,6 +363,10 @@ impl State {
             register_thing_accepted: g(&s.accepted[2]),
             register_thing_rejected: g(&s.rejected[2]),
             undelivered_responses: g(&s.undelivered),
+            throttled_create_keys: g(&s.throttled[0]),
+            throttled_create_from_csr: g(&s.throttled[1]),
+            throttled_register_thing: g(&s.throttled[2]),
+            throttled_connects: g(&s.throttled_connects),
         }
     }
 
@@ -435,6 +450,7 @@ pub async fn start(
         tls,
         registry,
         keys,
+        quotas: quotas::Quotas::new(&settings.quotas),
         sessions: Mutex::new(HashMap::new()),
         stats: Stats::default(),
         active: watch::Sender::new(0),

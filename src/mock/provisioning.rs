@@ -56,6 +56,22 @@ pub(super) async fn worker(
         let started = Instant::now();
         let format = job.request.format;
         let api = job.request.api;
+        if !state.quotas.allow_api(api) {
+            let q = state.quotas.settings();
+            let error =
+                ErrorResponse::new(q.throttle_status, &q.throttle_error_code, "Rate exceeded");
+            state.stats.throttled[api as usize].fetch_add(1, Ordering::Relaxed);
+            state.stats.rejected[api as usize].fetch_add(1, Ordering::Relaxed);
+            info!(api = api.as_str(), client_id = %requester.client_id, outcome = "throttled");
+            let response = Response::Publish {
+                topic: job.request.rejected(),
+                payload: format.encode(&error),
+            };
+            if out.send(response).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let faults = state.settings.faults.for_api(api);
         let verdict = if faults.is_quiet() {
             Verdict::Answer

@@ -45,6 +45,8 @@ enum Close {
     Shutdown,
     /// Injected fault.
     Fault,
+    /// Over the CONNECT quota.
+    Throttled,
 }
 
 struct ActiveGuard(Arc<State>);
@@ -122,6 +124,7 @@ pub(super) async fn run(
         number,
         next_pkid: 0,
         subscriptions: Vec::new(),
+        publish_quota: state.quotas.publish_bucket(),
     };
     let close = conn.serve(cert_id, shutdown).await;
     match close {
@@ -147,6 +150,8 @@ struct Connection<S> {
     number: u64,
     next_pkid: u16,
     subscriptions: Vec<(String, QoS)>,
+    /// Publishes over this connection's quota are discarded, as AWS does.
+    publish_quota: Option<super::quotas::TokenBucket>,
 }
 
 /// A client that has connected: who it is and what it may do.
@@ -209,6 +214,15 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             return self.refuse(ConnectReturnCode::NotAuthorized).await;
         }
 
+        if !self.state.quotas.allow_connect(&client.client_id) {
+            // Over the CONNECT rate: AWS refuses; under MQTT 3.1.1 the client sees the socket close.
+            self.state
+                .stats
+                .throttled_connects
+                .fetch_add(1, Ordering::Relaxed);
+            info!(peer = %self.peer, client_id = %client.client_id, "CONNECT throttled: closing");
+            return Close::Throttled;
+        }
         // The newest connection with a client ID wins; the older one is closed.
         let kicked = CancellationToken::new();
         let previous = lock(&self.state.sessions)
@@ -365,6 +379,10 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                 if !client.allowed(&state, Action::Publish, topic) {
                     info!(client_id = %client.client_id, %topic, "publish not authorized: closing");
                     return Some(Close::PolicyViolation);
+                }
+                if self.publish_quota.as_ref().is_some_and(|b| !b.try_take()) {
+                    debug!(client_id = %client.client_id, %topic, "publish over the per-connection quota: discarded");
+                    return None;
                 }
                 if publish.qos == QoS::AtLeastOnce
                     && self

@@ -68,7 +68,9 @@ pub enum FailureReason {
     /// `…/rejected` with statusCode and errorCode.
     Rejected(Stage, u16, String),
     Throttled(Stage),
-    HookDenied,
+    /// RegisterThing refused by the pre-provisioning hook (AWS: ACCESS_DENIED), with the cause
+    /// when the message names one (deny, hook error, malformed hook output, hook timeout).
+    HookDenied(HookCause),
     Timeout(Stage),
     Disconnected(Stage),
     MalformedResponse(Stage),
@@ -92,7 +94,10 @@ impl FailureReason {
                 format!("rejected.{}.{status}.{code}", s.as_str())
             }
             FailureReason::Throttled(s) => format!("throttled.{}", s.as_str()),
-            FailureReason::HookDenied => "hook_denied".into(),
+            FailureReason::HookDenied(HookCause::Denied) => "hook_denied".into(),
+            FailureReason::HookDenied(HookCause::Error) => "hook_denied.error".into(),
+            FailureReason::HookDenied(HookCause::Malformed) => "hook_denied.malformed".into(),
+            FailureReason::HookDenied(HookCause::Timeout) => "hook_denied.timeout".into(),
             FailureReason::Timeout(s) => format!("timeout.{}", s.as_str()),
             FailureReason::Disconnected(s) => format!("disconnected.{}", s.as_str()),
             FailureReason::MalformedResponse(s) => format!("malformed_response.{}", s.as_str()),
@@ -111,7 +116,7 @@ impl FailureReason {
             FailureReason::SubscribeRefused => "subscribe_refused",
             FailureReason::Rejected(..) => "rejected",
             FailureReason::Throttled(_) => "throttled",
-            FailureReason::HookDenied => "hook_denied",
+            FailureReason::HookDenied(_) => "hook_denied",
             FailureReason::Timeout(_) => "timeout",
             FailureReason::Disconnected(_) => "disconnected",
             FailureReason::MalformedResponse(_) => "malformed_response",
@@ -135,6 +140,30 @@ impl FailureReason {
         "local_error",
         "aborted",
     ];
+}
+
+/// Why a pre-provisioning hook refused, as far as the rejection message tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookCause {
+    Denied,
+    Error,
+    Malformed,
+    Timeout,
+}
+
+impl HookCause {
+    fn from_message(message: &str) -> HookCause {
+        let m = message.to_ascii_lowercase();
+        if m.contains("timed out") || m.contains("timeout") || m.contains("deadline") {
+            HookCause::Timeout
+        } else if m.contains("malformed") || m.contains("invalid response") {
+            HookCause::Malformed
+        } else if m.contains("error") || m.contains("failed") || m.contains("exception") {
+            HookCause::Error
+        } else {
+            HookCause::Denied
+        }
+    }
 }
 
 /// A failure with its human-readable detail.
@@ -690,7 +719,7 @@ fn classify_rejection(stage: Stage, error: ErrorResponse) -> Failure {
         && error.status_code == 403
         && error.error_code.eq_ignore_ascii_case("AccessDenied")
     {
-        FailureReason::HookDenied
+        FailureReason::HookDenied(HookCause::from_message(&error.error_message))
     } else {
         FailureReason::Rejected(stage, error.status_code, error.error_code.clone())
     };

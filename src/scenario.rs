@@ -554,6 +554,7 @@ impl Scenario {
         };
         match &mut self.target {
             Target::Mock { mock, pki } => {
+                mock.base_dir = base.to_path_buf();
                 mock.templates.values_mut().for_each(fix);
                 if let Some(p) = pki {
                     fix(p);
@@ -621,17 +622,7 @@ impl Scenario {
                     if !(start_rate.is_finite() && *start_rate >= 0.0) {
                         return Err(format!("{at}.start_rate: must be a number >= 0"));
                     }
-                    if stages.is_empty() {
-                        return Err(format!("{at}.stages: at least one stage is required"));
-                    }
-                    for (j, s) in stages.iter().enumerate() {
-                        if !(s.target.is_finite() && s.target >= 0.0) {
-                            return Err(format!("{at}.stages[{j}].target: must be a number >= 0"));
-                        }
-                        if s.duration.is_zero() {
-                            return Err(format!("{at}.stages[{j}].duration: must be positive"));
-                        }
-                    }
+                    check_stages(&at, stages)?;
                 }
                 Phase::Burst { count } => {
                     if *count == 0 {
@@ -659,17 +650,7 @@ impl Scenario {
                     if !(start.is_finite() && *start >= 0.0) {
                         return Err(format!("{at}.start: must be a number >= 0"));
                     }
-                    if stages.is_empty() {
-                        return Err(format!("{at}.stages: at least one stage is required"));
-                    }
-                    for (j, s) in stages.iter().enumerate() {
-                        if !(s.target.is_finite() && s.target >= 0.0) {
-                            return Err(format!("{at}.stages[{j}].target: must be a number >= 0"));
-                        }
-                        if s.duration.is_zero() {
-                            return Err(format!("{at}.stages[{j}].duration: must be positive"));
-                        }
-                    }
+                    check_stages(&at, stages)?;
                 }
             }
         }
@@ -787,6 +768,21 @@ impl Scenario {
         }
         None
     }
+}
+
+fn check_stages(at: &str, stages: &[RampStage]) -> Result<(), String> {
+    if stages.is_empty() {
+        return Err(format!("{at}.stages: at least one stage is required"));
+    }
+    for (j, s) in stages.iter().enumerate() {
+        if !(s.target.is_finite() && s.target >= 0.0) {
+            return Err(format!("{at}.stages[{j}].target: must be a number >= 0"));
+        }
+        if s.duration.is_zero() {
+            return Err(format!("{at}.stages[{j}].duration: must be positive"));
+        }
+    }
+    Ok(())
 }
 
 fn check_rate(rate: f64) -> Result<(), String> {

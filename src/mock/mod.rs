@@ -5,6 +5,8 @@
 //! the same server in process.
 
 pub mod faults;
+pub mod hooks;
+mod http_hook;
 pub mod keypool;
 pub mod policy;
 mod provisioning;
@@ -94,6 +96,12 @@ pub struct MockSettings {
     pub faults: faults::Faults,
     /// AWS quotas (off by default).
     pub quotas: quotas::QuotaSettings,
+    /// Pre-provisioning hooks by template name.
+    pub hooks: BTreeMap<String, hooks::HookSettings>,
+    /// Directory that relative paths in hook settings are resolved against (the settings or
+    /// scenario file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 impl Default for MockSettings {
@@ -110,6 +118,8 @@ impl Default for MockSettings {
             thing_groups: vec!["fleet-provisioning-group".into()],
             faults: faults::Faults::default(),
             quotas: quotas::QuotaSettings::default(),
+            hooks: BTreeMap::new(),
+            base_dir: PathBuf::from("."),
         }
     }
 }
@@ -126,6 +136,7 @@ impl MockSettings {
             message: crate::toml_error_message(&text, &e),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        settings.base_dir = base.to_path_buf();
         for file in settings.templates.values_mut() {
             if file.is_relative() {
                 *file = base.join(&*file);
@@ -280,6 +291,7 @@ pub(crate) struct State {
     registry: Registry,
     keys: KeyPool,
     quotas: quotas::Quotas,
+    hooks: HashMap<String, hooks::Hook>,
     /// client ID -> (connection number, the token that closes it): the newest connection wins.
     sessions: Mutex<HashMap<String, (u64, CancellationToken)>>,
     stats: Stats,
@@ -441,6 +453,48 @@ pub async fn start(
     let policy_refs: Vec<&str> = policy_names.iter().map(String::as_str).collect();
     registry.add_certificate(&claim_id, CertificateStatus::Active, &policy_refs);
 
+    let mut hook_map = HashMap::new();
+    for (template_name, hook_settings) in &settings.hooks {
+        if !config.templates.contains_key(template_name) {
+            return Err(MockError::Config {
+                path: format!("hooks.{template_name}"),
+                message: format!(
+                    "no template named {template_name:?} (known: {})",
+                    config
+                        .templates
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let mut hook_settings = hook_settings.clone();
+        if hook_settings.kind == hooks::HookKind::Http
+            && hook_settings.url.as_deref() == Some("embedded")
+        {
+            let url = http_hook::start(
+                hook_settings
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| "123456".into()),
+                hook_settings
+                    .parameter
+                    .clone()
+                    .unwrap_or_else(|| "SerialNumber".into()),
+                shutdown.clone(),
+            )
+            .await?;
+            hook_settings.url = Some(url);
+        }
+        let hook = hooks::Hook::new(template_name, &hook_settings, &settings.base_dir).map_err(
+            |message| MockError::Config {
+                path: format!("hooks.{template_name}"),
+                message,
+            },
+        )?;
+        hook_map.insert(template_name.clone(), hook);
+    }
     let cache = config.pki.dir.join(keypool::POOL_FILE);
     let keys = KeyPool::new(settings.keys, settings.key_pool_size, Some(cache));
     let state = Arc::new(State {
@@ -451,6 +505,7 @@ pub async fn start(
         registry,
         keys,
         quotas: quotas::Quotas::new(&settings.quotas),
+        hooks: hook_map,
         sessions: Mutex::new(HashMap::new()),
         stats: Stats::default(),
         active: watch::Sender::new(0),
@@ -502,6 +557,9 @@ async fn accept_loop(
     drop(listener);
     tracker.close();
     tracker.wait().await;
+    for hook in state.hooks.values() {
+        hook.shutdown().await;
+    }
 
     let state2 = state.clone();
     let pki_dir = state.pki.dir.clone();

@@ -13,6 +13,7 @@ use tracing::info;
 
 use super::State;
 use super::faults::Verdict;
+use super::hooks::{HookEvent, HookOutcome};
 use super::template::{RenderContext, RenderError};
 use crate::pki::private_key_pem_like_aws;
 use crate::protocol::{
@@ -199,6 +200,7 @@ async fn create_keys(state: &Arc<State>, requester: &Requester, job: &Job) -> Ou
     let token = new_token();
     state.registry.add_pending_certificate(
         &issued.certificate_id,
+        &issued.pem,
         &requester.claim_certificate_id,
         &token,
         state.settings.token_ttl,
@@ -229,6 +231,7 @@ async fn create_from_csr(state: &Arc<State>, requester: &Requester, job: &Job) -
     let token = new_token();
     state.registry.add_pending_certificate(
         &issued.certificate_id,
+        &issued.pem,
         &requester.claim_certificate_id,
         &token,
         state.settings.token_ttl,
@@ -242,7 +245,7 @@ async fn create_from_csr(state: &Arc<State>, requester: &Requester, job: &Job) -
     Ok((job.request.format.encode(&response), detail))
 }
 
-async fn register_thing(state: &Arc<State>, _requester: &Requester, job: &Job) -> Outcome {
+async fn register_thing(state: &Arc<State>, requester: &Requester, job: &Job) -> Outcome {
     let format = job.request.format;
     let request: RegisterThingRequest = format
         .decode(&job.payload)
@@ -271,7 +274,36 @@ async fn register_thing(state: &Arc<State>, _requester: &Requester, job: &Job) -
             format!("Template {template_name} does not exist."),
         )
     })?;
-    let parameters: BTreeMap<String, String> = request.parameters.unwrap_or_default();
+    let mut parameters: BTreeMap<String, String> = request.parameters.unwrap_or_default();
+    if let Some(hook) = state.hooks.get(template_name) {
+        let certificate_pem = state
+            .registry
+            .certificate_pem(&certificate_id)
+            .unwrap_or_default();
+        let event = HookEvent {
+            claim_certificate_id: requester.claim_certificate_id.clone(),
+            certificate_id: certificate_id.clone(),
+            certificate_pem,
+            template_arn: format!(
+                "arn:aws:iot:{}:{}:provisioningtemplate/{template_name}",
+                state.settings.region, state.settings.account
+            ),
+            client_id: requester.client_id.clone(),
+            parameters: parameters.clone(),
+        };
+        match hook.invoke(&event).await {
+            // parameterOverrides replace request parameters before the template runs.
+            HookOutcome::Allow {
+                parameter_overrides,
+            } => parameters.extend(parameter_overrides),
+            HookOutcome::Reject {
+                status,
+                error_code,
+                message,
+                ..
+            } => return Err(ErrorResponse::new(status, &error_code, message)),
+        }
+    }
     let rendered = template
         .render(&RenderContext {
             parameters: &parameters,

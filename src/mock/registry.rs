@@ -24,6 +24,9 @@ pub enum CertificateStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct CertificateRecord {
     pub certificate_id: String,
+    /// Kept for the pre-provisioning hook's event; not written to registry.json.
+    #[serde(skip)]
+    pub certificate_pem: String,
     pub status: CertificateStatus,
     /// The claim certificate whose connection created it (None for the claim itself).
     pub created_by: Option<String>,
@@ -130,6 +133,7 @@ impl Registry {
             certificate_id.to_string(),
             CertificateRecord {
                 certificate_id: certificate_id.to_string(),
+                certificate_pem: String::new(),
                 status,
                 created_by: None,
                 policies: policies.iter().map(|p| p.to_string()).collect(),
@@ -175,6 +179,7 @@ impl Registry {
     pub fn add_pending_certificate(
         &self,
         certificate_id: &str,
+        certificate_pem: &str,
         created_by: &str,
         token: &str,
         ttl: Duration,
@@ -186,6 +191,7 @@ impl Registry {
             certificate_id.to_string(),
             CertificateRecord {
                 certificate_id: certificate_id.to_string(),
+                certificate_pem: certificate_pem.to_string(),
                 status: CertificateStatus::PendingActivation,
                 created_by: Some(created_by.to_string()),
                 policies: BTreeSet::new(),
@@ -280,6 +286,13 @@ impl Registry {
 
     pub fn thing(&self, name: &str) -> Option<ThingRecord> {
         self.lock().things.get(name).cloned()
+    }
+
+    pub fn certificate_pem(&self, certificate_id: &str) -> Option<String> {
+        self.lock()
+            .certificates
+            .get(certificate_id)
+            .map(|c| c.certificate_pem.clone())
     }
 
     pub fn certificate(&self, certificate_id: &str) -> Option<CertificateRecord> {

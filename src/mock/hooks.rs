@@ -1,20 +1,29 @@
-//! PLACEHOLDER (being written by another engineer): pre-provisioning hooks. Overwrite freely.
-#![allow(dead_code, unused_variables)]
-use std::collections::BTreeMap;
+//! Pre-provisioning hooks (spec §3): built-in rules, a Python Lambda handler run unchanged in warm
+//! worker processes, any executable speaking JSON on stdin/stdout, or an HTTP service on loopback.
+//! Every kind gets added latency and AWS's deadline; deny, error, malformed output and timeout all
+//! become a rejected RegisterThing, never a disconnect.
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct HookSettings {
-    pub kind: HookKind,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub prefix: Option<String>,
-    #[serde(default)]
-    pub parameter: Option<String>,
-}
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tracing::info;
+
+use super::faults::Latency;
+
+const SHIM: &str = include_str!("lambda_shim.py");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookKind {
+    #[default]
     None,
     SerialPrefix,
     AllowList,
@@ -22,7 +31,61 @@ pub enum HookKind {
     Command,
     Http,
 }
-#[derive(Debug, Clone, serde::Serialize)]
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandMode {
+    PythonLambda,
+    JsonStdio,
+}
+
+/// `[hooks.<TemplateName>]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookSettings {
+    pub kind: HookKind,
+    /// Parameter the built-in rules look at.
+    pub parameter: Option<String>,
+    pub prefix: Option<String>,
+    pub file: Option<PathBuf>,
+    pub fraction: f64,
+    pub seed: u64,
+    pub command: Vec<String>,
+    pub mode: Option<CommandMode>,
+    pub handler: String,
+    pub workers: usize,
+    pub url: Option<String>,
+    pub latency: Latency,
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    pub deny_status: u16,
+    pub deny_error_code: String,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings {
+            kind: HookKind::None,
+            parameter: None,
+            prefix: None,
+            file: None,
+            fraction: 0.0,
+            seed: 1,
+            command: Vec::new(),
+            mode: None,
+            handler: "lambda_handler".into(),
+            workers: 4,
+            url: None,
+            latency: Latency::None,
+            deadline: Duration::from_secs(5),
+            deny_status: 403,
+            deny_error_code: "AccessDenied".into(),
+        }
+    }
+}
+
+/// The AWS event (payloadVersion 2020-04-01).
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HookEvent {
     pub claim_certificate_id: String,
@@ -32,6 +95,7 @@ pub struct HookEvent {
     pub client_id: String,
     pub parameters: BTreeMap<String, String>,
 }
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum HookOutcome {
     Allow {
@@ -44,6 +108,7 @@ pub enum HookOutcome {
         cause: HookFailure,
     },
 }
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookFailure {
     Denied,
@@ -51,19 +116,708 @@ pub enum HookFailure {
     Malformed,
     Timeout,
 }
-pub struct Hook;
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HookStats {
+    pub invocations: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub errors: u64,
+    pub malformed: u64,
+    pub timeouts: u64,
+    pub cold_starts: u64,
+}
+
+/// A warm Python worker: the shim with the handler loaded.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+enum Rule {
+    Allow,
+    SerialPrefix {
+        parameter: String,
+        prefix: String,
+    },
+    AllowList {
+        parameter: String,
+        file: PathBuf,
+        cache: Mutex<(Option<SystemTime>, std::collections::HashSet<String>)>,
+    },
+    DenyFraction {
+        fraction: f64,
+        rng: Mutex<rand::rngs::StdRng>,
+    },
+    Python {
+        program: String,
+        handler_file: PathBuf,
+        handler: String,
+        shim: PathBuf,
+        idle: tokio::sync::Mutex<Vec<Worker>>,
+        slots: tokio::sync::Semaphore,
+    },
+    JsonStdio {
+        command: Vec<String>,
+    },
+    Http {
+        url: String,
+    },
+}
+
+/// One template's hook.
+pub struct Hook {
+    template: String,
+    settings: HookSettings,
+    rule: Rule,
+    _shim_dir: Option<tempfile::TempDir>,
+    counters: [AtomicU64; 7],
+}
+
 impl Hook {
-    pub fn new(
-        template: &str,
-        settings: &HookSettings,
-        base_dir: &std::path::Path,
-    ) -> Result<Hook, String> {
-        Ok(Hook)
+    pub fn new(template: &str, settings: &HookSettings, base_dir: &Path) -> Result<Hook, String> {
+        let at = |field: &str| format!("hooks.{template}.{field}");
+        let resolve = |p: &Path| {
+            if p.is_relative() {
+                base_dir.join(p)
+            } else {
+                p.to_path_buf()
+            }
+        };
+        let parameter = settings
+            .parameter
+            .clone()
+            .unwrap_or_else(|| "SerialNumber".into());
+        if settings.deadline.is_zero() {
+            return Err(format!("{}: must be positive", at("deadline")));
+        }
+        let mut shim_dir = None;
+        let rule = match settings.kind {
+            HookKind::None => Rule::Allow,
+            HookKind::SerialPrefix => Rule::SerialPrefix {
+                parameter,
+                prefix: settings
+                    .prefix
+                    .clone()
+                    .ok_or_else(|| format!("{}: required by serial-prefix", at("prefix")))?,
+            },
+            HookKind::AllowList => {
+                let file = resolve(
+                    settings
+                        .file
+                        .as_deref()
+                        .ok_or_else(|| format!("{}: required by allow-list", at("file")))?,
+                );
+                let list = read_list(&file)
+                    .map_err(|e| format!("{}: {}: {e}", at("file"), file.display()))?;
+                Rule::AllowList {
+                    parameter,
+                    file,
+                    cache: Mutex::new(list),
+                }
+            }
+            HookKind::DenyFraction => {
+                if !(0.0..=1.0).contains(&settings.fraction) {
+                    return Err(format!("{}: must be between 0 and 1", at("fraction")));
+                }
+                Rule::DenyFraction {
+                    fraction: settings.fraction,
+                    rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(settings.seed)),
+                }
+            }
+            HookKind::Command => {
+                if settings.command.is_empty() {
+                    return Err(format!(
+                        "{}: required by command (e.g. [\"python3\", \"handler.py\"])",
+                        at("command")
+                    ));
+                }
+                let python = settings.command.last().is_some_and(|c| c.ends_with(".py"));
+                match settings.mode.unwrap_or(if python {
+                    CommandMode::PythonLambda
+                } else {
+                    CommandMode::JsonStdio
+                }) {
+                    CommandMode::PythonLambda => {
+                        let [program, file] = settings.command.as_slice() else {
+                            return Err(format!(
+                                "{}: python-lambda mode takes [interpreter, handler file]",
+                                at("command")
+                            ));
+                        };
+                        let handler_file = resolve(Path::new(file));
+                        if !handler_file.is_file() {
+                            return Err(format!(
+                                "{}: {} does not exist",
+                                at("command"),
+                                handler_file.display()
+                            ));
+                        }
+                        let dir =
+                            tempfile::tempdir().map_err(|e| format!("{}: {e}", at("command")))?;
+                        let shim = dir.path().join("fleetstorm_lambda_shim.py");
+                        std::fs::write(&shim, SHIM)
+                            .map_err(|e| format!("{}: {e}", at("command")))?;
+                        shim_dir = Some(dir);
+                        let workers = settings.workers.max(1);
+                        Rule::Python {
+                            program: program.clone(),
+                            handler_file,
+                            handler: settings.handler.clone(),
+                            shim,
+                            idle: tokio::sync::Mutex::new(Vec::new()),
+                            slots: tokio::sync::Semaphore::new(workers),
+                        }
+                    }
+                    CommandMode::JsonStdio => {
+                        let mut command = settings.command.clone();
+                        command[0] = resolve_program(&command[0], base_dir);
+                        Rule::JsonStdio { command }
+                    }
+                }
+            }
+            HookKind::Http => {
+                let url = settings
+                    .url
+                    .clone()
+                    .ok_or_else(|| format!("{}: required by http", at("url")))?;
+                loopback_target(&url).map_err(|e| format!("{}: {e}", at("url")))?;
+                Rule::Http { url }
+            }
+        };
+        let hook = Hook {
+            template: template.to_string(),
+            settings: settings.clone(),
+            rule,
+            _shim_dir: shim_dir,
+            counters: Default::default(),
+        };
+        Ok(hook)
     }
-    pub async fn invoke(&self, event: &HookEvent) -> HookOutcome {
-        HookOutcome::Allow {
-            parameter_overrides: BTreeMap::new(),
+
+    /// Start the warm workers of a Python hook now (they are otherwise started on first use).
+    pub async fn warm_up(&self) -> Result<(), String> {
+        if let Rule::Python { idle, .. } = &self.rule {
+            let n = self.settings.workers.max(1);
+            let mut started = Vec::with_capacity(n);
+            for _ in 0..n {
+                started.push(self.spawn_worker().await?);
+            }
+            idle.lock().await.extend(started);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> HookStats {
+        let c = |i: usize| self.counters[i].load(Ordering::Relaxed);
+        HookStats {
+            invocations: c(0),
+            allowed: c(1),
+            denied: c(2),
+            errors: c(3),
+            malformed: c(4),
+            timeouts: c(5),
+            cold_starts: c(6),
         }
     }
-    pub async fn shutdown(&self) {}
+
+    pub async fn shutdown(&self) {
+        if let Rule::Python { idle, .. } = &self.rule {
+            for mut w in idle.lock().await.drain(..) {
+                let _ = w.child.kill().await;
+            }
+        }
+    }
+
+    /// Run the hook for one RegisterThing, within the deadline.
+    pub async fn invoke(&self, event: &HookEvent) -> HookOutcome {
+        self.counters[0].fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let deadline = self.settings.deadline;
+        let latency = {
+            let mut rng = rand::rng();
+            self.settings.latency.sample(&mut rng)
+        };
+        let decided = tokio::time::timeout(deadline, async {
+            tokio::time::sleep(latency).await;
+            self.decide(event).await
+        })
+        .await;
+        let outcome = match decided {
+            Ok(Ok(Some(overrides))) => HookOutcome::Allow {
+                parameter_overrides: overrides,
+            },
+            Ok(Ok(None)) => self.reject(
+                HookFailure::Denied,
+                "Pre-provisioning hook denied the request.".into(),
+            ),
+            Ok(Err((cause, why))) => self.reject(cause, why),
+            Err(_) => self.reject(
+                HookFailure::Timeout,
+                format!(
+                    "Pre-provisioning hook timed out after {}.",
+                    humantime::format_duration(deadline)
+                ),
+            ),
+        };
+        let index = match &outcome {
+            HookOutcome::Allow { .. } => 1,
+            HookOutcome::Reject {
+                cause: HookFailure::Denied,
+                ..
+            } => 2,
+            HookOutcome::Reject {
+                cause: HookFailure::Error,
+                ..
+            } => 3,
+            HookOutcome::Reject {
+                cause: HookFailure::Malformed,
+                ..
+            } => 4,
+            HookOutcome::Reject {
+                cause: HookFailure::Timeout,
+                ..
+            } => 5,
+        };
+        self.counters[index].fetch_add(1, Ordering::Relaxed);
+        let decision = match &outcome {
+            HookOutcome::Allow { .. } => "allow",
+            HookOutcome::Reject { cause, .. } => match cause {
+                HookFailure::Denied => "deny",
+                HookFailure::Error => "error",
+                HookFailure::Malformed => "malformed",
+                HookFailure::Timeout => "timeout",
+            },
+        };
+        info!(template = %self.template, client_id = %event.client_id, decision, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "pre-provisioning hook");
+        outcome
+    }
+
+    fn reject(&self, cause: HookFailure, message: String) -> HookOutcome {
+        HookOutcome::Reject {
+            status: self.settings.deny_status,
+            error_code: self.settings.deny_error_code.clone(),
+            message,
+            cause,
+        }
+    }
+
+    /// `Ok(Some(overrides))` allow, `Ok(None)` deny, `Err` error / malformed.
+    async fn decide(
+        &self,
+        event: &HookEvent,
+    ) -> Result<Option<BTreeMap<String, String>>, (HookFailure, String)> {
+        let param = |name: &str| event.parameters.get(name).map(String::as_str).unwrap_or("");
+        let rule_answer = |allow: bool| Ok(allow.then(BTreeMap::new));
+        match &self.rule {
+            Rule::Allow => rule_answer(true),
+            Rule::SerialPrefix { parameter, prefix } => rule_answer(
+                event.parameters.contains_key(parameter)
+                    && param(parameter).starts_with(prefix.as_str()),
+            ),
+            Rule::AllowList {
+                parameter,
+                file,
+                cache,
+            } => {
+                let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                if modified != cache.0
+                    && let Ok(fresh) = read_list(file)
+                {
+                    *cache = fresh;
+                }
+                rule_answer(cache.1.contains(param(parameter)))
+            }
+            Rule::DenyFraction { fraction, rng } => {
+                let x: f64 = rng
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .random::<f64>();
+                rule_answer(x >= *fraction)
+            }
+            Rule::Python { idle, slots, .. } => {
+                let _slot = slots
+                    .acquire()
+                    .await
+                    .map_err(|e| (HookFailure::Error, e.to_string()))?;
+                let worker = idle.lock().await.pop();
+                let mut worker = match worker {
+                    Some(w) => w,
+                    None => self
+                        .spawn_worker()
+                        .await
+                        .map_err(|e| (HookFailure::Error, e))?,
+                };
+                // If this future is dropped (deadline), the worker is dropped and killed
+                // (kill_on_drop): a hung handler cannot poison the pool.
+                let line = self.ask(&mut worker, event).await?;
+                idle.lock().await.push(worker);
+                let reply: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
+                    (
+                        HookFailure::Malformed,
+                        "Pre-provisioning hook returned malformed output.".to_string(),
+                    )
+                })?;
+                if let Some(err) = reply.get("error") {
+                    return Err((
+                        HookFailure::Error,
+                        format!(
+                            "Pre-provisioning hook failed with an error: {}",
+                            err.as_str().unwrap_or("?")
+                        ),
+                    ));
+                }
+                parse_response(reply.get("ok").unwrap_or(&serde_json::Value::Null))
+            }
+            Rule::JsonStdio { command } => {
+                self.counters[6].fetch_add(1, Ordering::Relaxed);
+                let mut child = Command::new(&command[0])
+                    .args(&command[1..])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| {
+                        (
+                            HookFailure::Error,
+                            format!("Pre-provisioning hook failed to start: {e}"),
+                        )
+                    })?;
+                let body = serde_json::to_vec(event).unwrap_or_default();
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = stdin.write_all(&body).await;
+                }
+                let mut out = Vec::new();
+                if let Some(mut stdout) = child.stdout.take() {
+                    let _ = stdout.read_to_end(&mut out).await;
+                }
+                let status = child
+                    .wait()
+                    .await
+                    .map_err(|e| (HookFailure::Error, e.to_string()))?;
+                if !status.success() {
+                    return Err((
+                        HookFailure::Error,
+                        format!("Pre-provisioning hook failed with an error: exit {status}"),
+                    ));
+                }
+                let reply: serde_json::Value = serde_json::from_slice(&out).map_err(|_| {
+                    (
+                        HookFailure::Malformed,
+                        "Pre-provisioning hook returned malformed output.".to_string(),
+                    )
+                })?;
+                parse_response(&reply)
+            }
+            Rule::Http { url } => {
+                let body = serde_json::to_vec(event).unwrap_or_default();
+                let (status, reply) = http_post(url, &body).await.map_err(|e| {
+                    (
+                        HookFailure::Error,
+                        format!("Pre-provisioning hook failed with an error: {e}"),
+                    )
+                })?;
+                if !(200..300).contains(&status) {
+                    return Err((
+                        HookFailure::Error,
+                        format!("Pre-provisioning hook failed with an error: HTTP {status}"),
+                    ));
+                }
+                let reply: serde_json::Value = serde_json::from_slice(&reply).map_err(|_| {
+                    (
+                        HookFailure::Malformed,
+                        "Pre-provisioning hook returned malformed output.".to_string(),
+                    )
+                })?;
+                parse_response(&reply)
+            }
+        }
+    }
+
+    async fn spawn_worker(&self) -> Result<Worker, String> {
+        let Rule::Python {
+            program,
+            handler_file,
+            handler,
+            shim,
+            ..
+        } = &self.rule
+        else {
+            return Err("not a Python hook".into());
+        };
+        self.counters[6].fetch_add(1, Ordering::Relaxed);
+        let mut child = Command::new(program)
+            .arg(shim)
+            .arg(handler_file)
+            .arg(handler)
+            .arg(self.settings.deadline.as_millis().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("Pre-provisioning hook failed to start {program}: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        Ok(Worker {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    async fn ask(
+        &self,
+        worker: &mut Worker,
+        event: &HookEvent,
+    ) -> Result<String, (HookFailure, String)> {
+        let mut line = serde_json::to_string(event).unwrap_or_default();
+        line.push('\n');
+        let broken = |e: std::io::Error| {
+            (
+                HookFailure::Error,
+                format!("Pre-provisioning hook failed with an error: worker: {e}"),
+            )
+        };
+        worker
+            .stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(broken)?;
+        worker.stdin.flush().await.map_err(broken)?;
+        let mut reply = String::new();
+        let n = worker.stdout.read_line(&mut reply).await.map_err(broken)?;
+        if n == 0 {
+            return Err((
+                HookFailure::Error,
+                "Pre-provisioning hook failed with an error: the handler process exited".into(),
+            ));
+        }
+        Ok(reply)
+    }
+}
+
+/// `{"allowProvisioning": true, "parameterOverrides": {...}}` -> allow with overrides.
+fn parse_response(
+    v: &serde_json::Value,
+) -> Result<Option<BTreeMap<String, String>>, (HookFailure, String)> {
+    let malformed = |why: &str| {
+        (
+            HookFailure::Malformed,
+            format!("Pre-provisioning hook returned malformed output: {why}."),
+        )
+    };
+    let obj = v
+        .as_object()
+        .ok_or_else(|| malformed("not a JSON object"))?;
+    let mut overrides = BTreeMap::new();
+    if let Some(o) = obj.get("parameterOverrides").filter(|o| !o.is_null()) {
+        let o = o
+            .as_object()
+            .ok_or_else(|| malformed("parameterOverrides is not an object"))?;
+        for (k, v) in o {
+            let v = v
+                .as_str()
+                .ok_or_else(|| malformed("parameterOverrides values must be strings"))?;
+            overrides.insert(k.clone(), v.to_string());
+        }
+    }
+    Ok((obj.get("allowProvisioning") == Some(&serde_json::Value::Bool(true))).then_some(overrides))
+}
+
+fn read_list(
+    file: &Path,
+) -> std::io::Result<(Option<SystemTime>, std::collections::HashSet<String>)> {
+    let modified = std::fs::metadata(file)?.modified().ok();
+    let text = std::fs::read_to_string(file)?;
+    Ok((
+        modified,
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect(),
+    ))
+}
+
+fn resolve_program(program: &str, base_dir: &Path) -> String {
+    if program.contains('/') && Path::new(program).is_relative() {
+        base_dir.join(program).display().to_string()
+    } else {
+        program.to_string()
+    }
+}
+
+/// Hooks are local simulations: only plain-HTTP URLs on loopback are accepted, so a test or a
+/// shipped scenario can never send traffic off the machine.
+fn loopback_target(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs on loopback are supported")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .trim_matches(|c| c == '[' || c == ']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(format!(
+            "{host} is not a loopback address (hooks are local simulations)"
+        ));
+    }
+    Ok((authority.to_string(), path))
+}
+
+/// A minimal HTTP/1.1 POST to a loopback hook service (hand-written: one request shape, no TLS,
+/// loopback only). Returns (status, body).
+async fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let (authority, path) = loopback_target(url)?;
+    let mut stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| format!("{authority}: {e}"))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.write_all(body).await.map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no HTTP response")?;
+    let status_line = String::from_utf8_lossy(&response[..end]);
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("bad HTTP status line")?;
+    Ok((status, response[end + 4..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(serial: &str) -> HookEvent {
+        HookEvent {
+            claim_certificate_id: "c".into(),
+            certificate_id: "d".into(),
+            certificate_pem: String::new(),
+            template_arn: "arn".into(),
+            client_id: "client".into(),
+            parameters: [("SerialNumber".to_string(), serial.to_string())].into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn built_in_rules_decide_and_latency_beyond_the_deadline_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule: HookSettings =
+            toml::from_str("kind = \"serial-prefix\"\nprefix = \"123456\"").unwrap();
+        let hook = Hook::new("T", &rule, dir.path()).unwrap();
+        assert!(matches!(
+            hook.invoke(&event("123456001")).await,
+            HookOutcome::Allow { .. }
+        ));
+        assert!(matches!(
+            hook.invoke(&event("999")).await,
+            HookOutcome::Reject {
+                cause: HookFailure::Denied,
+                status: 403,
+                ..
+            }
+        ));
+
+        let list = dir.path().join("serials.txt");
+        std::fs::write(&list, "A1\nB2\n").unwrap();
+        let rule: HookSettings =
+            toml::from_str("kind = \"allow-list\"\nfile = \"serials.txt\"").unwrap();
+        let hook = Hook::new("T", &rule, dir.path()).unwrap();
+        assert!(matches!(
+            hook.invoke(&event("B2")).await,
+            HookOutcome::Allow { .. }
+        ));
+        assert!(matches!(
+            hook.invoke(&event("C3")).await,
+            HookOutcome::Reject { .. }
+        ));
+
+        let rule: HookSettings =
+            toml::from_str("kind = \"deny-fraction\"\nfraction = 0.5\nseed = 3").unwrap();
+        let hook = Hook::new("T", &rule, dir.path()).unwrap();
+        let mut denied = 0;
+        for _ in 0..400 {
+            if matches!(hook.invoke(&event("x")).await, HookOutcome::Reject { .. }) {
+                denied += 1;
+            }
+        }
+        assert!((140..=260).contains(&denied), "{denied}");
+
+        let slow: HookSettings =
+            toml::from_str("kind = \"none\"\nlatency = \"2s\"\ndeadline = \"50ms\"").unwrap();
+        let hook = Hook::new("T", &slow, dir.path()).unwrap();
+        assert!(matches!(
+            hook.invoke(&event("x")).await,
+            HookOutcome::Reject {
+                cause: HookFailure::Timeout,
+                ..
+            }
+        ));
+        assert_eq!(hook.stats().timeouts, 1);
+    }
+
+    #[test]
+    fn settings_are_checked_and_http_is_loopback_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad: HookSettings =
+            toml::from_str("kind = \"http\"\nurl = \"http://192.0.2.1/hook\"").unwrap();
+        assert!(
+            Hook::new("T", &bad, dir.path())
+                .err()
+                .unwrap()
+                .contains("loopback")
+        );
+        let bad: HookSettings = toml::from_str("kind = \"serial-prefix\"").unwrap();
+        assert!(
+            Hook::new("T", &bad, dir.path())
+                .err()
+                .unwrap()
+                .contains("hooks.T.prefix")
+        );
+        let bad: HookSettings =
+            toml::from_str("kind = \"allow-list\"\nfile = \"missing.txt\"").unwrap();
+        assert!(
+            Hook::new("T", &bad, dir.path())
+                .err()
+                .unwrap()
+                .contains("missing.txt")
+        );
+        assert!(toml::from_str::<HookSettings>("kind = \"lambda\"").is_err());
+        assert!(
+            parse_response(
+                &serde_json::json!({"allowProvisioning": true, "parameterOverrides": {"a": 1}})
+            )
+            .is_err()
+        );
+        assert_eq!(
+            parse_response(&serde_json::json!({"allowProvisioning": "yes"})).unwrap(),
+            None
+        );
+    }
 }

@@ -493,6 +493,10 @@ pub async fn start(
                 message,
             },
         )?;
+        hook.warm_up().await.map_err(|message| MockError::Config {
+            path: format!("hooks.{template_name}"),
+            message,
+        })?;
         hook_map.insert(template_name.clone(), hook);
     }
     let cache = config.pki.dir.join(keypool::POOL_FILE);

@@ -1,0 +1,192 @@
+//! Pre-provisioning hooks seen from the runner: the mock's hook decisions reach devices as
+//! rejected RegisterThing responses with the right failure reason, never as disconnects.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use fleetstorm::fleet::{self, RunOptions};
+use fleetstorm::scenario::Scenario;
+use tokio_util::sync::CancellationToken;
+
+fn run(dir: &Path, hook: &str, extra_devices: &str) -> fleetstorm::output::Summary {
+    let path = dir.join("s.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+name = "hooks"
+max_in_flight = 100
+[target]
+kind = "mock"
+[target.mock]
+keys = "p256"
+[target.mock.hooks.FleetProvisioningTemplate]
+{hook}
+[devices]
+count = 6
+client_id = "h-{{seq:03}}"
+certificate = "csr"
+[devices.parameters]
+SerialNumber = "{{pick:123456=1,999999=1}}{{seq:03}}"
+DeviceName = "h-thing-{{seq:03}}"
+DeviceLocation = "Berlin"
+{extra_devices}
+[[schedule]]
+executor = "burst"
+count = 6
+"#
+        ),
+    )
+    .unwrap();
+    let s = Scenario::load(&path, &[]).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(fleet::run(
+            s,
+            RunOptions {
+                out_dir: dir.join("out"),
+                progress: false,
+                endpoint: None,
+                drain: Duration::from_secs(5),
+                save_identities: None,
+            },
+            CancellationToken::new(),
+        ))
+        .unwrap()
+}
+
+fn handler(dir: &Path, body: &str) -> String {
+    let path = dir.join("handler.py");
+    std::fs::write(&path, body).unwrap();
+    format!(
+        "kind = \"command\"\ncommand = [\"python3\", \"{}\"]\nworkers = 2",
+        path.display()
+    )
+}
+
+#[test]
+fn the_seed_handler_denies_bad_serials_as_hook_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/hooks/Provisioning_hook.py");
+    let hook = format!(
+        "kind = \"command\"\ncommand = [\"python3\", \"{}\"]",
+        seed.display()
+    );
+    let s = run(dir.path(), &hook, "");
+    let d = &s.devices;
+    assert_eq!(d.provisioned + d.failed, 6);
+    assert!(d.provisioned > 0 && d.failed > 0, "{:?}", s.failures);
+    assert_eq!(
+        s.failures.get("hook_denied").copied(),
+        Some(d.failed),
+        "{:?}",
+        s.failures
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameter_overrides_show_in_the_registered_thing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = handler(
+        dir.path(),
+        "def lambda_handler(event, context):\n    assert event['clientId'] and event['certificatePem'].startswith('-----BEGIN CERTIFICATE')\n    return {'allowProvisioning': True, 'parameterOverrides': {'SerialNumber': 'OVERRIDDEN-' + event['parameters']['SerialNumber']}}\n",
+    );
+    let settings: fleetstorm::mock::hooks::HookSettings = toml::from_str(&hook).unwrap();
+    let m = common::start_mock(|s| {
+        s.hooks.insert("FleetProvisioningTemplate".into(), settings);
+    })
+    .await;
+    let spec = fleetstorm::device::DeviceSpec {
+        client_id: "override-client".into(),
+        template: "FleetProvisioningTemplate".into(),
+        parameters: [
+            ("DeviceName".to_string(), "override-thing".to_string()),
+            ("SerialNumber".to_string(), "123456777".to_string()),
+            ("DeviceLocation".to_string(), "Berlin".to_string()),
+        ]
+        .into(),
+        mode: fleetstorm::device::CertificateMode::Csr,
+        csr_key: fleetstorm::pki::KeyAlgorithm::P256,
+        timeouts: Default::default(),
+        after: Default::default(),
+    };
+    let report = fleetstorm::device::provision(&m.endpoint, &m.tls, &spec).await;
+    assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
+    let thing = m.handle.registry().thing("override-thing").unwrap();
+    assert_eq!(thing.attributes["serialNumber"], "OVERRIDDEN-123456777");
+}
+
+#[test]
+fn an_exception_garbage_output_and_a_slow_handler_are_rejections_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let raising = handler(
+        dir.path(),
+        "def lambda_handler(event, context):\n    raise RuntimeError('database down')\n",
+    );
+    let s = run(dir.path(), &raising, "");
+    assert_eq!(
+        s.failures.get("hook_denied.error").copied(),
+        Some(6),
+        "{:?}",
+        s.failures
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("garbage.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat > /dev/null\necho 'this is not json'\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let garbage = format!(
+        "kind = \"command\"\nmode = \"json-stdio\"\ncommand = [\"{}\"]",
+        script.display()
+    );
+    let s = run(dir.path(), &garbage, "");
+    assert_eq!(
+        s.failures.get("hook_denied.malformed").copied(),
+        Some(6),
+        "{:?}",
+        s.failures
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let slow = handler(
+        dir.path(),
+        "import time\ndef lambda_handler(event, context):\n    time.sleep(2)\n    return {'allowProvisioning': True}\n",
+    ) + "\ndeadline = \"300ms\"";
+    let s = run(dir.path(), &slow, "");
+    assert_eq!(
+        s.failures.get("hook_denied.timeout").copied(),
+        Some(6),
+        "{:?}",
+        s.failures
+    );
+    // Rejections, not disconnects: the devices got as far as RegisterThing's answer.
+    assert_eq!(s.stages["create_certificate"].latency.count, 6);
+}
+
+#[test]
+fn an_http_hook_on_loopback_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = run(
+        dir.path(),
+        "kind = \"http\"\nurl = \"embedded\"\nprefix = \"123456\"",
+        "",
+    );
+    let d = &s.devices;
+    assert!(d.provisioned > 0 && d.failed > 0, "{:?}", s.failures);
+    assert_eq!(
+        s.failures.get("hook_denied").copied(),
+        Some(d.failed),
+        "{:?}",
+        s.failures
+    );
+}

@@ -322,6 +322,18 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
         s.register_thing_accepted,
         s.register_thing_rejected
     );
+    for (template, h) in &report.hooks {
+        out!(
+            "  hook {template}: {} invocations, {} allowed, {} denied, {} errors, {} malformed, {} timeouts, {} cold starts",
+            h.invocations,
+            h.allowed,
+            h.denied,
+            h.errors,
+            h.malformed,
+            h.timeouts,
+            h.cold_starts
+        );
+    }
     out!(
         "  keys: {} ({} from pool, {} generated inline, {} cached for next start)",
         report.key_type,

@@ -190,3 +190,72 @@ fn an_http_hook_on_loopback_decides() {
         s.failures
     );
 }
+
+#[test]
+fn an_http_hook_answers_from_a_loopback_server_started_by_the_test() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    // Answer every request: allow serials starting with 123456, deny the rest.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        let n = stream.read(&mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    break Some(buf[end + 4..].to_vec());
+                }
+            };
+            let Some(body) = body else { continue };
+            let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(
+                event["certificatePem"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("-----BEGIN CERTIFICATE")
+            );
+            let allow = event["parameters"]["SerialNumber"]
+                .as_str()
+                .unwrap()
+                .starts_with("123456");
+            let reply = serde_json::json!({"allowProvisioning": allow}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let s = run(dir.path(), &format!("kind = \"http\"\nurl = \"{url}\""), "");
+    let d = &s.devices;
+    assert!(d.provisioned > 0 && d.failed > 0, "{:?}", s.failures);
+    assert_eq!(
+        s.failures.get("hook_denied").copied(),
+        Some(d.failed),
+        "{:?}",
+        s.failures
+    );
+    let hook = &s.mock.as_ref().unwrap().hooks["FleetProvisioningTemplate"];
+    assert_eq!(hook.invocations, 6);
+    assert_eq!(hook.allowed, d.provisioned);
+}

@@ -477,7 +477,7 @@ impl Hook {
                     .args(&command[1..])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
+                    .stderr(handler_log())
                     .kill_on_drop(true)
                     .spawn()
                     .map_err(|e| {
@@ -556,7 +556,7 @@ impl Hook {
             .arg(self.settings.deadline.as_millis().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(handler_log())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("Pre-provisioning hook failed to start {program}: {e}"))?;
@@ -597,6 +597,16 @@ impl Hook {
             ));
         }
         Ok(reply)
+    }
+}
+
+/// Where a handler's own logging goes: the terminal with `--log debug` (the local stand-in for
+/// CloudWatch), else nowhere, so it cannot drown a run's progress output.
+fn handler_log() -> Stdio {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
     }
 }
 

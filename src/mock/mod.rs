@@ -320,6 +320,8 @@ pub struct MockReport {
     pub key_type: &'static str,
     pub registry_file: Option<PathBuf>,
     pub cached_keys: usize,
+    /// Per template: invocations, decisions, cold starts of its pre-provisioning hook.
+    pub hooks: BTreeMap<String, hooks::HookStats>,
 }
 
 impl MockHandle {
@@ -390,6 +392,11 @@ impl State {
             key_type: self.keys.algorithm().as_str(),
             registry_file,
             cached_keys,
+            hooks: self
+                .hooks
+                .iter()
+                .map(|(name, hook)| (name.clone(), hook.stats()))
+                .collect(),
         }
     }
 }

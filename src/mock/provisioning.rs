@@ -57,45 +57,36 @@ pub(super) async fn worker(
         let started = Instant::now();
         let format = job.request.format;
         let api = job.request.api;
-        if !state.quotas.allow_api(api) {
-            let q = state.quotas.settings();
-            let error =
-                ErrorResponse::new(q.throttle_status, &q.throttle_error_code, "Rate exceeded");
+        let outcome = if !state.quotas.allow_api(api) {
             state.stats.throttled[api as usize].fetch_add(1, Ordering::Relaxed);
-            state.stats.rejected[api as usize].fetch_add(1, Ordering::Relaxed);
-            info!(api = api.as_str(), client_id = %requester.client_id, outcome = "throttled");
-            let response = Response::Publish {
-                topic: job.request.rejected(),
-                payload: format.encode(&error),
-            };
-            if out.send(response).await.is_err() {
-                return;
-            }
-            continue;
-        }
-        let faults = state.settings.faults.for_api(api);
-        let verdict = if faults.is_quiet() {
-            Verdict::Answer
+            let q = state.quotas.settings();
+            Err(ErrorResponse::new(
+                q.throttle_status,
+                &q.throttle_error_code,
+                "Rate exceeded",
+            ))
         } else {
-            let delay = faults.latency.sample(&mut dice);
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            faults.roll(&mut dice)
-        };
-        match verdict {
-            Verdict::Answer => {}
-            Verdict::Disconnect => {
-                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: disconnect");
-                let _ = out.send(Response::Close).await;
-                return;
-            }
-            Verdict::DropResponse => {
-                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: response dropped");
-                continue;
-            }
-            Verdict::Error => {
-                let error = ErrorResponse::new(
+            let faults = state.settings.faults.for_api(api);
+            let verdict = if faults.is_quiet() {
+                Verdict::Answer
+            } else {
+                let delay = faults.latency.sample(&mut dice);
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                faults.roll(&mut dice)
+            };
+            match verdict {
+                Verdict::Disconnect => {
+                    info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: disconnect");
+                    let _ = out.send(Response::Close).await;
+                    return;
+                }
+                Verdict::DropResponse => {
+                    info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: response dropped");
+                    continue;
+                }
+                Verdict::Error => Err(ErrorResponse::new(
                     if faults.error_status == 0 {
                         500
                     } else {
@@ -107,23 +98,15 @@ pub(super) async fn worker(
                         &faults.error_code
                     },
                     "Injected fault.",
-                );
-                state.stats.rejected[api as usize].fetch_add(1, Ordering::Relaxed);
-                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: error", status = error.status_code);
-                let response = Response::Publish {
-                    topic: job.request.rejected(),
-                    payload: format.encode(&error),
-                };
-                if out.send(response).await.is_err() {
-                    return;
-                }
-                continue;
+                )),
+                Verdict::Answer => match api {
+                    Api::CreateKeysAndCertificate => create_keys(&state, &requester, &job).await,
+                    Api::CreateCertificateFromCsr => {
+                        create_from_csr(&state, &requester, &job).await
+                    }
+                    Api::RegisterThing => register_thing(&state, &requester, &job).await,
+                },
             }
-        }
-        let outcome = match api {
-            Api::CreateKeysAndCertificate => create_keys(&state, &requester, &job).await,
-            Api::CreateCertificateFromCsr => create_from_csr(&state, &requester, &job).await,
-            Api::RegisterThing => register_thing(&state, &requester, &job).await,
         };
         let index = api as usize;
         let elapsed_us = started.elapsed().as_micros() as u64;

@@ -5,7 +5,7 @@
 //!
 //! Run one size per invocation: peak RSS is the process's high-water mark.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fleetstorm::fleet::{self, RunOptions};
 use fleetstorm::scenario::Scenario;
@@ -90,13 +90,7 @@ duration = "{duration_s}s"
     let summary = runtime
         .block_on(fleet::run(
             scenario,
-            RunOptions {
-                out_dir: dir.path().join("out"),
-                progress: false,
-                endpoint: None,
-                drain: Duration::from_secs(10),
-                save_identities: None,
-            },
+            RunOptions::new(dir.path().join("out")),
             CancellationToken::new(),
         ))
         .expect("run");

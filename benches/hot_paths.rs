@@ -1,5 +1,6 @@
 //! Criterion benches of the per-request hot paths: template evaluation, policy matching,
-//! metrics recording and merging, MQTT encode/decode of the API payloads.
+//! metrics recording and merging, MQTT encode/decode of the API payloads, and one frame of the
+//! live dashboard.
 //!
 //! cargo bench --bench hot_paths
 
@@ -131,5 +132,71 @@ fn mqtt(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, template, policy_match, metrics, mqtt);
+/// One dashboard frame with a full chart history (10 minutes), every stage and five failure
+/// reasons, on a 200x60 terminal: the per-frame cost of the TUI (it draws `tui::FPS` a second).
+fn dashboard(c: &mut Criterion) {
+    use fleetstorm::live::{CURVE, FailureView, Snapshot, StageView};
+    use fleetstorm::metrics::{Percentiles, STAGE_NAMES};
+    use std::sync::Arc;
+    let p = |base: f64| Percentiles {
+        count: 123_456,
+        mean_ms: base,
+        p50_ms: base,
+        p90_ms: base * 2.0,
+        p99_ms: base * 3.0,
+        p999_ms: base * 4.0,
+        max_ms: base * 5.0,
+    };
+    let mut app = fleetstorm::tui::App::default();
+    for t in 1..=600u64 {
+        app.update(Arc::new(Snapshot {
+            scenario: "bench".into(),
+            endpoint: "embedded mock".into(),
+            elapsed: Duration::from_secs(t),
+            schedule_elapsed: Duration::from_secs(t),
+            planned: Duration::from_secs(900),
+            phase: "2/3 ramping-arrival-rate".into(),
+            target_rate: Some(2000.0),
+            planned_devices: 1_000_000,
+            started: 2000 * t,
+            provisioned: 1990 * t,
+            failed: 10 * t,
+            in_flight: 4000,
+            interval: Duration::from_secs(1),
+            interval_offered: 2000 + t % 50,
+            interval_provisioned: 1990 + t % 30,
+            interval_failed: 10 + t % 7,
+            stages: STAGE_NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, name)| StageView {
+                    name,
+                    interval: p(10.0 + i as f64),
+                    total: p(20.0 + i as f64),
+                    curve: CURVE.iter().map(|q| (*q, 1.0 + q / 10.0)).collect(),
+                })
+                .collect(),
+            failures: (0..5)
+                .map(|i| FailureView {
+                    reason: format!("rejected.register_thing.{i}"),
+                    count: 100 * i,
+                    latest: "ThrottlingException: Rate exceeded for RegisterThing".into(),
+                })
+                .collect(),
+            ..Snapshot::default()
+        }));
+    }
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 60)).expect("terminal");
+    c.bench_function("tui/frame_200x60", |b| {
+        b.iter(|| {
+            terminal
+                .draw(|f| fleetstorm::tui::render(f, &app))
+                .map(|frame| frame.area.width)
+                .expect("draw")
+        })
+    });
+}
+
+criterion_group!(benches, template, policy_match, metrics, mqtt, dashboard);
 criterion_main!(benches);

@@ -225,7 +225,8 @@ fn init_tracing(filter: Option<&str>, default: &str) {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(crate::tui::LogWriter::make)
         .try_init();
 }
 
@@ -434,47 +435,46 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         let stop = stop.clone();
         tokio::spawn(async move {
             let signal = crate::signals::shutdown_signal().await;
-            eprintln!("{signal}: stopping arrivals, draining in-flight devices");
+            crate::tui::log_line(format!(
+                "{signal}: stopping arrivals, draining in-flight devices"
+            ));
             stop.cancel();
         });
     }
-    let mut all_ok = true;
-    let mut dirs = Vec::new();
-    let variants = scenarios.len() > 1;
-    for scenario in scenarios {
-        if stop.is_cancelled() {
-            break;
+    let controls = crate::live::Controls::new();
+    let dashboard = if !args.no_tui && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        match crate::tui::Dashboard::start(controls.clone(), stop.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("no live dashboard ({e}): printing progress lines instead");
+                None
+            }
         }
-        let dir = match (&scenario.variant, variants) {
-            (Some(v), true) => out_dir.join(v),
-            _ => out_dir.clone(),
-        };
-        if let Some(v) = &scenario.variant {
-            eprintln!("variant {v}: results in {}", dir.display());
-        }
-        let options = RunOptions {
-            out_dir: dir.clone(),
-            progress: true,
-            endpoint: endpoint.clone(),
-            drain: args.drain,
-            save_identities: args.save_identities.clone(),
-        };
-        let summary = fleet::run(scenario, options, stop.clone())
-            .await
-            .map_err(|e| {
-                let code = match e {
-                    fleet::RunError::Mock(mock::MockError::Pki(_))
-                    | fleet::RunError::Pki(_)
-                    | fleet::RunError::Tls(_) => exit::PKI,
-                    fleet::RunError::Mock(_) => exit::CONFIG,
-                    _ => exit::RUNTIME,
-                };
-                Failure::new(code, e)
-            })?;
-        out!("{}", crate::output::render_table(&summary));
-        all_ok &= summary.thresholds_ok();
-        dirs.push(dir);
+    } else {
+        None
+    };
+    // While the dashboard owns the terminal, tables wait until it gives it back.
+    let mut tables = Vec::new();
+    let result = run_variants(
+        scenarios,
+        &args,
+        &out_dir,
+        endpoint,
+        RunContext {
+            controls,
+            snapshots: dashboard.as_ref().map(|d| d.snapshots.clone()),
+            stop: stop.clone(),
+            tables: dashboard.is_some().then_some(&mut tables),
+        },
+    )
+    .await;
+    if let Some(d) = dashboard {
+        d.finish().await;
     }
+    for t in tables {
+        out!("{t}");
+    }
+    let (all_ok, dirs, variants) = result?;
     if variants && dirs.len() > 1 {
         let comparison =
             crate::compare::compare(&dirs, seed).map_err(|e| Failure::new(exit::RUNTIME, e))?;
@@ -489,4 +489,68 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         return Ok(exit::INTERRUPTED);
     }
     Ok(if all_ok { exit::OK } else { exit::THRESHOLDS })
+}
+
+/// What the variants of one `run` share.
+struct RunContext<'a> {
+    controls: Arc<crate::live::Controls>,
+    snapshots: Option<tokio::sync::watch::Sender<Arc<crate::live::Snapshot>>>,
+    stop: CancellationToken,
+    /// Collect the end-of-run tables here instead of printing them (dashboard on screen).
+    tables: Option<&'a mut Vec<String>>,
+}
+
+/// Run each variant in turn; (thresholds all passed, result folders, several variants).
+async fn run_variants(
+    scenarios: Vec<Scenario>,
+    args: &RunArgs,
+    out_dir: &Path,
+    endpoint: Option<(String, Option<u16>)>,
+    mut ctx: RunContext<'_>,
+) -> Result<(bool, Vec<PathBuf>, bool), Failure> {
+    let stop = ctx.stop.clone();
+    let mut all_ok = true;
+    let mut dirs = Vec::new();
+    let variants = scenarios.len() > 1;
+    for scenario in scenarios {
+        if stop.is_cancelled() {
+            break;
+        }
+        let dir = match (&scenario.variant, variants) {
+            (Some(v), true) => out_dir.join(v),
+            _ => out_dir.to_path_buf(),
+        };
+        if let Some(v) = &scenario.variant {
+            crate::tui::log_line(format!("variant {v}: results in {}", dir.display()));
+        }
+        let options = RunOptions {
+            progress: ctx.snapshots.is_none(),
+            controls: ctx.controls.clone(),
+            snapshots: ctx.snapshots.clone(),
+            endpoint: endpoint.clone(),
+            drain: args.drain,
+            save_identities: args.save_identities.clone(),
+            ..RunOptions::new(dir.clone())
+        };
+        let summary = fleet::run(scenario, options, stop.clone())
+            .await
+            .map_err(|e| {
+                let code = match e {
+                    fleet::RunError::Mock(mock::MockError::Pki(_))
+                    | fleet::RunError::Pki(_)
+                    | fleet::RunError::Tls(_) => exit::PKI,
+                    fleet::RunError::Mock(_) => exit::CONFIG,
+                    _ => exit::RUNTIME,
+                };
+                Failure::new(code, e)
+            })?;
+        let table = crate::output::render_table(&summary);
+        match ctx.tables.as_mut() {
+            Some(tables) => tables.push(table),
+            None => out!("{table}"),
+        }
+        all_ok &= summary.thresholds_ok();
+        dirs.push(dir);
+    }
+    Ok((all_ok, dirs, variants))
 }

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::SeedableRng;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::device::{self, DeviceSpec, DeviceTls, Endpoint};
-use crate::metrics::StageSet;
+use crate::live::{Controls, FailureView, ScheduleClock, Snapshot, StageView};
+use crate::metrics::{Percentiles, STAGE_NAMES, StageSet};
 use crate::mock::{self, MockConfig};
 use crate::output::{DeviceRow, Outputs, Summary};
 use crate::pki::{self, KeyAlgorithm, Pki};
@@ -48,18 +49,43 @@ pub struct RunOptions {
     pub drain: Duration,
     /// Write each new certificate and key here (keys 0600); otherwise they stay in memory.
     pub save_identities: Option<PathBuf>,
+    /// Pause and arrival-rate multiplier (the dashboard's keys); recorded in the results.
+    pub controls: Arc<Controls>,
+    /// Where the aggregator publishes its once-a-second snapshot (the dashboard).
+    pub snapshots: Option<watch::Sender<Arc<Snapshot>>>,
+}
+
+impl RunOptions {
+    /// Options for a run writing to `out_dir`, with defaults for the rest.
+    pub fn new(out_dir: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            out_dir: out_dir.into(),
+            progress: false,
+            endpoint: None,
+            drain: Duration::from_secs(10),
+            save_identities: None,
+            controls: Controls::new(),
+            snapshots: None,
+        }
+    }
 }
 
 /// What one device reports to the aggregator.
 enum Record {
     Done(Box<DeviceResult>),
-    Dropped { seq: u64, intended: Instant },
+    /// `offset`: the schedule time it was due at.
+    Dropped {
+        seq: u64,
+        offset: Duration,
+    },
 }
 
 struct DeviceResult {
     seq: u64,
     client_id: String,
     intended: Instant,
+    /// Schedule time the device was due at (see `live`).
+    offset: Duration,
     lag: Duration,
     report: device::DeviceReport,
     /// Provisioning time from the actual start (service) and from the intended start (latency).
@@ -140,7 +166,17 @@ pub async fn run(
     };
     let plan = scenario.plan();
     let limit = scenario.devices.count;
-    let scheduler = tokio::spawn(schedule(launcher, plan, limit, start, stop.clone()));
+    let clock = Arc::new(ScheduleClock::new(start, options.controls.current()));
+    let scheduler = tokio::spawn(schedule(
+        launcher,
+        plan,
+        limit,
+        Pacer {
+            clock: clock.clone(),
+            controls: options.controls.subscribe(),
+        },
+        stop.clone(),
+    ));
     drop(tx);
 
     // Drain deadline: once a stop is requested, in-flight devices get `drain` to finish.
@@ -156,11 +192,22 @@ pub async fn run(
     }
 
     // The aggregator: this task.
-    let mut window = Window::new(start);
-    let mut levels = crate::output::LevelCounts::default();
-    let mut total_set = StageSet::default();
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut provisioned, mut failed, mut dropped_seen) = (0u64, 0u64, 0u64);
+    let mut agg = Aggregator {
+        scenario: &scenario,
+        endpoint: &endpoint_label,
+        live: &live,
+        clock: &clock,
+        start,
+        window: Window::new(start),
+        levels: crate::output::LevelCounts::default(),
+        total: StageSet::default(),
+        failures: BTreeMap::new(),
+        latest: BTreeMap::new(),
+        provisioned: 0,
+        failed: 0,
+        dropped: 0,
+        stopping: false,
+    };
     let mut tick = tokio::time::interval_at(
         (Instant::now() + Duration::from_secs(1)).into(),
         Duration::from_secs(1),
@@ -168,39 +215,20 @@ pub async fn run(
     loop {
         tokio::select! {
             record = rx.recv() => match record {
-                Some(Record::Done(r)) => {
-                    let ok = r.report.outcome.is_ok();
-                    let total = ok.then_some(r.total);
-                    window.stages.record_device(r.intended, &r.report.stages, total);
-                    window.max_lag = window.max_lag.max(r.lag);
-                    let class = r.report.outcome.as_ref().err().map(|f| f.reason.class());
-                    levels.record(&scenario, r.intended - start, class);
-                    let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
-                    if let Err(f) = &r.report.outcome {
-                        failed += 1;
-                        window.failed += 1;
-                        let label = f.reason.label();
-                        *failures.entry(label.clone()).or_default() += 1;
-                        *window.failed_by_class.entry(f.reason.class().to_string()).or_default() += 1;
-                        outputs.failure(r.seq, &r.client_id, &label, &f.detail, start.elapsed())?;
-                    } else {
-                        provisioned += 1;
-                        window.completed += 1;
-                    }
-                    if let (Some(dir), Ok(p)) = (&options.save_identities, &r.report.outcome) {
-                        save_identity(dir, &r.client_id, p)?;
-                    }
-                    outputs.device(&row)?;
-                }
-                Some(Record::Dropped { seq, intended }) => {
-                    dropped_seen += 1;
-                    levels.record(&scenario, intended - start, Some("dropped"));
+                Some(Record::Done(r)) => agg.done(*r, &mut outputs, &options)?,
+                Some(Record::Dropped { seq, offset }) => {
+                    agg.dropped += 1;
+                    agg.levels.record(&scenario, offset, Some("dropped"));
                     outputs.failure(seq, "", "dropped", "in-flight cap reached at the intended arrival", start.elapsed())?;
                 }
                 None => break,
             },
             _ = tick.tick() => {
-                let line = window.close(&mut outputs, &live, start, &mut total_set)?;
+                agg.stopping = stop.is_cancelled();
+                let (line, snapshot) = agg.close(&mut outputs, options.snapshots.is_some())?;
+                if let (Some(tx), Some(s)) = (&options.snapshots, snapshot) {
+                    tx.send_replace(Arc::new(s));
+                }
                 if options.progress {
                     eprintln!("{line}");
                 }
@@ -209,12 +237,26 @@ pub async fn run(
     }
     let _ = scheduler.await;
     // The last, partial interval.
-    window.close(&mut outputs, &live, start, &mut total_set)?;
+    agg.stopping = stop.is_cancelled();
+    let (_, snapshot) = agg.close(&mut outputs, options.snapshots.is_some())?;
+    if let (Some(tx), Some(mut s)) = (&options.snapshots, snapshot) {
+        s.finished = true;
+        tx.send_replace(Arc::new(s));
+    }
     let duration = start.elapsed();
     let mock_report = match mock_handle {
         Some(h) => Some(h.stop().await),
         None => None,
     };
+    let Aggregator {
+        levels,
+        total,
+        failures,
+        provisioned,
+        failed,
+        dropped,
+        ..
+    } = agg;
     let summary = outputs.finish(crate::output::Totals {
         scenario: &scenario,
         started_at,
@@ -223,16 +265,180 @@ pub async fn run(
         started: live.started.load(Ordering::Relaxed),
         provisioned,
         failed,
-        dropped: dropped_seen,
+        dropped,
         max_lag: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
         failures: &failures,
-        stages: &total_set,
+        stages: &total,
         endpoint: &endpoint_label,
         interrupted: stop.is_cancelled(),
         levels: &levels,
         mock: mock_report.as_ref(),
+        rate_changes: options.controls.changes_since(start),
     })?;
     Ok(summary)
+}
+
+/// The aggregator's state: the only owner of the histograms and counters.
+struct Aggregator<'a> {
+    scenario: &'a Scenario,
+    endpoint: &'a str,
+    live: &'a Live,
+    clock: &'a ScheduleClock,
+    start: Instant,
+    window: Window,
+    levels: crate::output::LevelCounts,
+    total: StageSet,
+    failures: BTreeMap<String, u64>,
+    /// The latest detail message per failure label.
+    latest: BTreeMap<String, String>,
+    provisioned: u64,
+    failed: u64,
+    dropped: u64,
+    stopping: bool,
+}
+
+impl Aggregator<'_> {
+    fn done(
+        &mut self,
+        r: DeviceResult,
+        outputs: &mut Outputs,
+        options: &RunOptions,
+    ) -> Result<(), RunError> {
+        let ok = r.report.outcome.is_ok();
+        let total = ok.then_some(r.total);
+        let w = &mut self.window;
+        w.stages.record_device(r.intended, &r.report.stages, total);
+        w.max_lag = w.max_lag.max(r.lag);
+        let class = r.report.outcome.as_ref().err().map(|f| f.reason.class());
+        self.levels.record(self.scenario, r.offset, class);
+        let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
+        if let Err(f) = &r.report.outcome {
+            self.failed += 1;
+            w.failed += 1;
+            let label = f.reason.label();
+            *self.failures.entry(label.clone()).or_default() += 1;
+            *w.failed_by_class
+                .entry(f.reason.class().to_string())
+                .or_default() += 1;
+            outputs.failure(r.seq, &r.client_id, &label, &f.detail, self.start.elapsed())?;
+            self.latest.insert(label, f.detail.clone());
+        } else {
+            self.provisioned += 1;
+            w.completed += 1;
+        }
+        if let (Some(dir), Ok(p)) = (&options.save_identities, &r.report.outcome) {
+            save_identity(dir, &r.client_id, p)?;
+        }
+        outputs.device(&row)
+    }
+
+    /// Write the current window, fold it into the totals, open the next; returns the progress
+    /// line and, when `want_snapshot`, the dashboard's snapshot.
+    fn close(
+        &mut self,
+        outputs: &mut Outputs,
+        want_snapshot: bool,
+    ) -> Result<(String, Option<Snapshot>), RunError> {
+        let now = Instant::now();
+        let live = self.live;
+        let started = live.started.load(Ordering::Relaxed);
+        let dropped = live.dropped.load(Ordering::Relaxed);
+        let in_flight = live.in_flight.load(Ordering::Relaxed);
+        let schedule_now = self.clock.at(now);
+        let rate = self.clock.rate();
+        let multiplier = if rate.paused { 0.0 } else { rate.multiplier };
+        let target_rate = self.scenario.rate_at(schedule_now).map(|r| r * multiplier);
+        let w = &mut self.window;
+        let offered = started - w.started_before + dropped - w.dropped_before;
+        let length = now - w.opened;
+        let line = outputs.interval(crate::output::Interval {
+            elapsed: now - self.start,
+            length,
+            offered,
+            started: started - w.started_before,
+            completed: w.completed,
+            failed: w.failed,
+            failed_by_class: &w.failed_by_class,
+            in_flight,
+            dropped_total: dropped,
+            max_lag: w.max_lag,
+            stages: &w.stages,
+            target_rate,
+            multiplier,
+        })?;
+        self.total.add(&w.stages);
+        let snapshot = want_snapshot.then(|| {
+            let stages = STAGE_NAMES
+                .iter()
+                .zip(w.stages.stages.iter().zip(&self.total.stages))
+                .map(|(name, (interval, total))| StageView {
+                    name,
+                    interval: Percentiles::of(&interval.latency),
+                    total: Percentiles::of(&total.latency),
+                    curve: crate::live::CURVE
+                        .iter()
+                        .filter(|_| !total.latency.is_empty())
+                        .map(|p| {
+                            let v = total.latency.value_at_quantile(p / 100.0);
+                            (*p, v as f64 / 1000.0)
+                        })
+                        .collect(),
+                })
+                .collect();
+            let mut failures: Vec<FailureView> = self
+                .failures
+                .iter()
+                .map(|(reason, count)| FailureView {
+                    reason: reason.clone(),
+                    count: *count,
+                    latest: self.latest.get(reason).cloned().unwrap_or_default(),
+                })
+                .collect();
+            if self.dropped > 0 {
+                failures.push(FailureView {
+                    reason: "dropped".into(),
+                    count: self.dropped,
+                    latest: "in-flight cap reached at the intended arrival".into(),
+                });
+            }
+            failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+            Snapshot {
+                scenario: self.scenario.name.clone(),
+                variant: self.scenario.variant.clone(),
+                endpoint: self.endpoint.to_string(),
+                elapsed: now - self.start,
+                schedule_elapsed: schedule_now,
+                planned: self.scenario.planned_duration(),
+                phase: self
+                    .scenario
+                    .phase_at(schedule_now)
+                    .map(|(i, e)| {
+                        format!("{}/{} {}", i + 1, self.scenario.schedule.len(), e.as_str())
+                    })
+                    .unwrap_or_default(),
+                target_rate,
+                rate,
+                stopping: self.stopping,
+                finished: false,
+                planned_devices: self.scenario.devices.count,
+                started,
+                provisioned: self.provisioned,
+                failed: self.failed,
+                in_flight,
+                dropped,
+                interval: length,
+                interval_offered: offered,
+                interval_provisioned: w.completed,
+                interval_failed: w.failed,
+                lag_interval: w.max_lag,
+                lag_max: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
+                stages,
+                failures,
+            }
+        });
+        w.reset(now, started, dropped);
+        Ok((line, snapshot))
+    }
 }
 
 /// `<name>.cert.pem` and `<name>.private.key` (0600), named by thing name (or client ID).
@@ -300,32 +506,9 @@ impl Window {
         }
     }
 
-    /// Write this window, fold it into the totals, open the next; returns the progress line.
-    fn close(
-        &mut self,
-        outputs: &mut Outputs,
-        live: &Live,
-        start: Instant,
-        total: &mut StageSet,
-    ) -> Result<String, RunError> {
-        let now = Instant::now();
-        let started = live.started.load(Ordering::Relaxed);
-        let dropped = live.dropped.load(Ordering::Relaxed);
-        let line = outputs.interval(crate::output::Interval {
-            elapsed: now - start,
-            length: now - self.opened,
-            offered: started - self.started_before + dropped - self.dropped_before,
-            started: started - self.started_before,
-            completed: self.completed,
-            failed: self.failed,
-            failed_by_class: &self.failed_by_class,
-            in_flight: live.in_flight.load(Ordering::Relaxed),
-            dropped_total: dropped,
-            max_lag: self.max_lag,
-            stages: &self.stages,
-        })?;
+    /// Open the next window at `now`.
+    fn reset(&mut self, now: Instant, started: u64, dropped: u64) {
         self.max_lag = Duration::ZERO;
-        total.add(&self.stages);
         self.stages.reset();
         self.failed_by_class.clear();
         self.completed = 0;
@@ -333,7 +516,6 @@ impl Window {
         self.opened = now;
         self.started_before = started;
         self.dropped_before = dropped;
-        Ok(line)
     }
 }
 
@@ -355,10 +537,10 @@ struct Launcher {
 impl Launcher {
     /// Start device `seq` (intended to start at `intended`), or count it as dropped when the
     /// in-flight cap is reached.
-    fn launch(&self, seq: u64, intended: Instant, tasks: &mut JoinSet<()>) {
+    fn launch(&self, seq: u64, intended: Instant, offset: Duration, tasks: &mut JoinSet<()>) {
         let Ok(permit) = self.semaphore.clone().try_acquire_owned() else {
             self.live.dropped.fetch_add(1, Ordering::Relaxed);
-            let _ = self.tx.send(Record::Dropped { seq, intended });
+            let _ = self.tx.send(Record::Dropped { seq, offset });
             return;
         };
         let lag = intended.elapsed();
@@ -412,6 +594,7 @@ impl Launcher {
                 seq,
                 client_id: spec.client_id,
                 intended,
+                offset,
                 lag,
                 report,
                 total,
@@ -421,13 +604,51 @@ impl Launcher {
     }
 }
 
+/// Schedule time and the controls that move it.
+struct Pacer {
+    clock: Arc<ScheduleClock>,
+    controls: watch::Receiver<crate::live::Rate>,
+}
+
+impl Pacer {
+    /// Wait until schedule time reaches `t`; returns the real instant it did (the device's
+    /// intended start), or None when the run is stopped. Pauses and multiplier changes made
+    /// while waiting move the instant.
+    async fn until(&mut self, t: Duration, stop: &CancellationToken) -> Option<Instant> {
+        loop {
+            let due = self.clock.real_at(t);
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = self.changed() => {}
+                _ = sleep_until_opt(due) => return due,
+            }
+        }
+    }
+
+    /// Wait for the next change of the controls and apply it (forever once they are gone).
+    async fn changed(&mut self) {
+        if self.controls.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let rate = *self.controls.borrow_and_update();
+        self.clock.set(Instant::now(), rate);
+    }
+}
+
+async fn sleep_until_opt(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The scheduler: runs the phases in order, sleeping until each intended arrival (open model) or
-/// keeping the target number of devices in flight (closed model).
+/// keeping the target number of devices in flight (closed model), on schedule time.
 async fn schedule(
     launcher: Launcher,
     plan: Vec<PlannedPhase>,
     limit: u64,
-    start: Instant,
+    mut pacer: Pacer,
     stop: CancellationToken,
 ) {
     let mut tasks = JoinSet::new();
@@ -439,37 +660,41 @@ async fn schedule(
                     if seq >= limit {
                         break 'phases;
                     }
-                    let intended = start + offset;
-                    tokio::select! {
-                        _ = stop.cancelled() => break 'phases,
-                        _ = tokio::time::sleep_until(intended.into()) => {}
-                    }
+                    let Some(intended) = pacer.until(offset, &stop).await else {
+                        break 'phases;
+                    };
                     while tasks.try_join_next().is_some() {}
-                    launcher.launch(seq, intended, &mut tasks);
+                    launcher.launch(seq, intended, offset, &mut tasks);
                     seq += 1;
                 }
             }
             PlannedPhase::Closed { begin, ramp } => {
-                let phase_start = start + begin;
-                let phase_end = phase_start + ramp.duration();
-                tokio::select! {
-                    _ = stop.cancelled() => break 'phases,
-                    _ = tokio::time::sleep_until(phase_start.into()) => {}
+                let phase_end = begin + ramp.duration();
+                if pacer.until(begin, &stop).await.is_none() {
+                    break 'phases;
                 }
                 loop {
                     let now = Instant::now();
-                    if now >= phase_end || seq >= limit {
+                    let at = pacer.clock.at(now);
+                    if at >= phase_end || seq >= limit {
                         break;
                     }
-                    let target = ramp.at(now - phase_start).floor() as u64;
+                    let rate = pacer.clock.rate();
+                    let target = if rate.paused {
+                        0
+                    } else {
+                        (ramp.at(at - begin) * rate.multiplier).floor() as u64
+                    };
                     while launcher.live.in_flight.load(Ordering::Relaxed) < target && seq < limit {
-                        launcher.launch(seq, Instant::now(), &mut tasks);
+                        launcher.launch(seq, Instant::now(), at, &mut tasks);
                         seq += 1;
                     }
-                    // Re-check when a device ends or the ramp moves (every 50 ms).
+                    // Re-check when a device ends, the controls change or the ramp moves
+                    // (every 50 ms).
                     tokio::select! {
                         _ = stop.cancelled() => break 'phases,
                         _ = tasks.join_next(), if !tasks.is_empty() => {}
+                        _ = pacer.changed() => {}
                         _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                     }
                 }

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod device;
 pub mod fleet;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod mock;
 pub mod output;
@@ -14,6 +15,7 @@ pub mod protocol;
 pub mod scenario;
 pub mod signals;
 pub mod tls;
+pub mod tui;
 
 /// "line L, column C: message" for a TOML parse error in `text`.
 pub fn toml_error_message(text: &str, err: &toml::de::Error) -> String {

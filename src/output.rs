@@ -95,6 +95,10 @@ pub struct Interval<'a> {
     pub dropped_total: u64,
     pub max_lag: Duration,
     pub stages: &'a StageSet,
+    /// What the schedule asked for at the end of the interval (multiplier applied).
+    pub target_rate: Option<f64>,
+    /// The live arrival-rate multiplier (0 while paused).
+    pub multiplier: f64,
 }
 
 /// Devices counted by the offered-rate level of their *intended* start (so a device belongs to
@@ -213,6 +217,7 @@ pub struct Totals<'a> {
     pub interrupted: bool,
     pub levels: &'a LevelCounts,
     pub mock: Option<&'a MockReport>,
+    pub rate_changes: Vec<crate::live::RateChange>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -249,6 +254,9 @@ pub struct Summary {
     pub failures: BTreeMap<String, u64>,
     pub thresholds: Vec<ThresholdResult>,
     pub scheduler: Scheduler,
+    /// Pauses and arrival-rate multiplier changes made from the dashboard during the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_changes: Vec<crate::live::RateChange>,
     /// The highest offered rate judged sustainable (throttle-limit finder), when the schedule
     /// has rate levels.
     pub sustainable_rate_per_s: Option<f64>,
@@ -311,6 +319,7 @@ impl Outputs {
             header.push(format!("{stage}_p50_ms"));
             header.push(format!("{stage}_p99_ms"));
         }
+        header.extend(["target_rate_per_s", "rate_multiplier"].map(String::from));
         timeseries
             .write_record(&header)
             .map_err(csv_err(&dir.join("timeseries.csv")))?;
@@ -389,6 +398,8 @@ impl Outputs {
             row.push(format!("{:.3}", p.p50_ms));
             row.push(format!("{:.3}", p.p99_ms));
         }
+        row.push(i.target_rate.map(|r| format!("{r:.3}")).unwrap_or_default());
+        row.push(format!("{:.2}", i.multiplier));
         let ts = self.dir.join("timeseries.csv");
         self.timeseries.write_record(&row).map_err(csv_err(&ts))?;
         let start = i.elapsed.saturating_sub(i.length);
@@ -528,6 +539,7 @@ impl Outputs {
                 max_start_lag_ms: t.max_lag.as_secs_f64() * 1000.0,
             },
             mock: t.mock.cloned(),
+            rate_changes: t.rate_changes,
             out_dir: self.dir.clone(),
         };
         let path = self.dir.join("summary.json");

@@ -277,6 +277,19 @@ pub enum Executor {
     Step,
 }
 
+impl Executor {
+    /// The name as written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Executor::ConstantArrivalRate => "constant-arrival-rate",
+            Executor::RampingArrivalRate => "ramping-arrival-rate",
+            Executor::Burst => "burst",
+            Executor::RampingConcurrency => "ramping-concurrency",
+            Executor::Step => "step",
+        }
+    }
+}
+
 impl PhaseSpec {
     /// The phase this entry describes; errors name the field (`at` is e.g. `schedule[0]`).
     pub fn to_phase(&self, at: &str) -> Result<Phase, String> {
@@ -752,6 +765,29 @@ impl Scenario {
             }
         }
         out
+    }
+
+    /// Planned length of the whole schedule.
+    pub fn planned_duration(&self) -> Duration {
+        self.schedule
+            .iter()
+            .filter_map(|p| p.to_phase("schedule").ok())
+            .map(|p| p.duration())
+            .sum()
+    }
+
+    /// The phase running at `t` (schedule time): its index and executor; the last phase once the
+    /// schedule is over.
+    pub fn phase_at(&self, t: Duration) -> Option<(usize, Executor)> {
+        let mut begin = Duration::ZERO;
+        for (i, spec) in self.schedule.iter().enumerate() {
+            let d = spec.to_phase("schedule").ok()?.duration();
+            if t < begin + d || i + 1 == self.schedule.len() {
+                return Some((i, spec.executor));
+            }
+            begin += d;
+        }
+        None
     }
 
     /// The offered rate the schedule intends at `t` from the start (None in bursts and closed

@@ -18,11 +18,8 @@ fn scenario(dir: &Path, body: &str) -> std::path::PathBuf {
 
 fn options(out: &Path) -> RunOptions {
     RunOptions {
-        out_dir: out.to_path_buf(),
-        progress: false,
-        endpoint: None,
         drain: Duration::from_secs(5),
-        save_identities: None,
+        ..RunOptions::new(out)
     }
 }
 

@@ -46,11 +46,8 @@ count = 6
         .block_on(fleet::run(
             s,
             RunOptions {
-                out_dir: dir.join("out"),
-                progress: false,
-                endpoint: None,
                 drain: Duration::from_secs(5),
-                save_identities: None,
+                ..RunOptions::new(dir.join("out"))
             },
             CancellationToken::new(),
         ))

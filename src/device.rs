@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -298,6 +299,30 @@ pub struct After {
     pub topic: String,
     /// Telemetry payload size in bytes (a JSON object padded to this size).
     pub payload_bytes: usize,
+    /// Not part of the scenario file: a gauge of devices currently connected with their own
+    /// identity (a live view or a benchmark reads it while devices stay connected).
+    #[serde(skip)]
+    pub connected: Option<Arc<AtomicU64>>,
+}
+
+/// Holds one count in [`After::connected`] while the device's own session is up.
+struct ConnectedGuard(Option<Arc<AtomicU64>>);
+
+impl ConnectedGuard {
+    fn new(gauge: &Option<Arc<AtomicU64>>) -> ConnectedGuard {
+        if let Some(g) = gauge {
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+        ConnectedGuard(gauge.clone())
+    }
+}
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
@@ -317,6 +342,7 @@ impl Default for After {
             interval: Duration::from_secs(5),
             topic: "device/{thingName}".into(),
             payload_bytes: 64,
+            connected: None,
         }
     }
 }
@@ -522,6 +548,7 @@ async fn run_flow(
     .await?;
     stages.push(StageTime::since(Stage::ConnectDevice, started));
     *provisioned_at = Some(Instant::now());
+    let _connected = ConnectedGuard::new(&spec.after.connected);
     match spec.after.action {
         AfterAction::Disconnect => {}
         AfterAction::Stay => session.idle(spec.after.duration).await?,

@@ -486,13 +486,23 @@ fn stay() {
     let rss = status_kb("self", "VmRSS:");
     let mock_plateau = mock_rss();
     let peak = status_kb("self", "VmHWM:");
-    let per = |after: u64, before: u64| after.saturating_sub(before) as f64 * 1024.0 / n.max(1) as f64 / 1000.0;
+    let per = |after: u64, before: u64| {
+        after.saturating_sub(before) as f64 * 1024.0 / n.max(1) as f64 / 1000.0
+    };
     println!(
         "stay: {devices} devices at {rate}/s, mock {}: {n} connected, {} failed, ramp {ramp:.1} s ({:.0} µs CPU/flow{}) | load average {load_before} before, {} after",
-        if separate { "in its own process" } else { "in process" },
+        if separate {
+            "in its own process"
+        } else {
+            "in process"
+        },
         failed.load(Ordering::Relaxed),
         ramp_cpu * 1e6 / n.max(1) as f64,
-        if separate { ", client only" } else { ", devices + mock" },
+        if separate {
+            ", client only"
+        } else {
+            ", devices + mock"
+        },
         loadavg(),
     );
     if separate {

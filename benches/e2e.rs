@@ -1,13 +1,37 @@
-//! End-to-end load benchmark: `fleetstorm run` in process (devices + embedded mock on the same
-//! 2 cores), printing flows/s, CPU per flow and peak RSS.
+//! End-to-end load benchmark, devices and the embedded mock in one process on the same cores.
 //!
-//! cargo bench --bench e2e -- [--devices N] [--rate R] [--mode csr|keys] [--in-flight M]
+//! Flow mode (default): `fleetstorm run` in process, printing flows/s, CPU per flow and peak RSS
+//! beside a calibration of the crypto floor measured in the same run (mutual-TLS P-256
+//! handshakes client + server, CSR key + signature), so the achieved/limit ratio holds on a noisy
+//! machine.
+//!
+//! cargo bench --bench e2e -- [--devices N] [--rate R] [--mode csr|keys] [--keys p256|rsa2048]
+//!                            [--in-flight M] [--pki DIR] [--tui]
+//!
+//! `--tui` also runs the dashboard's work (snapshot updates and frames on a 200x60 test terminal)
+//! and prints its CPU per frame and share of one core, timed on its thread's CPU clock.
+//!
+//! Stay mode: N devices provision at `--rate` and stay connected; once all are connected the
+//! bench prints RSS per connected device. With the mock in process the figure is client + mock;
+//! `--mock-process` runs `fleetstorm mock` as a child process and splits client and mock.
+//!
+//! cargo bench --bench e2e -- --stay --devices N [--rate R] [--mock-process]
 //!
 //! Run one size per invocation: peak RSS is the process's high-water mark.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use fleetstorm::device::{
+    self, After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Endpoint, Timeouts,
+};
 use fleetstorm::fleet::{self, RunOptions};
+use fleetstorm::mock::{self, MockConfig, MockSettings, keypool::KeyPool};
+use fleetstorm::pki::{self, KeyAlgorithm, Pki};
 use fleetstorm::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +44,13 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+/// A `kB` field of /proc/<pid>/status (`pid` may be `self`).
+fn status_kb(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with(field))
@@ -30,8 +59,9 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User + system CPU seconds of /proc/<which>/stat (`self`, `thread-self` or a pid).
+fn cpu_seconds(which: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
@@ -39,13 +69,175 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn main() {
+    fleetstorm::limits::raise_nofile();
+    if flag("--stay") {
+        stay();
+    } else {
+        flows();
+    }
+}
+
+/// The crypto floor of one CSR flow on this machine, measured on this thread.
+struct Calibration {
+    handshake_us: f64,
+    csr_us: f64,
+    sign_us: f64,
+}
+
+impl Calibration {
+    /// Two mutual-TLS handshakes (claim, own), the device's key + CSR, the CA's signature.
+    fn floor_us(&self) -> f64 {
+        2.0 * self.handshake_us + self.csr_us + self.sign_us
+    }
+
+    fn limit_per_s(&self) -> f64 {
+        cores() as f64 * 1e6 / self.floor_us()
+    }
+}
+
+/// CPU time of this thread (nanosecond clock), insensitive to other processes' load.
+fn thread_cpu() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// The dashboard's work (take each snapshot, draw `tui::FPS` frames a second on a 200x60
+/// terminal), timed on the CPU clock of the thread doing it: (frames, CPU seconds).
+fn dashboard(
+    mut snapshots: tokio::sync::watch::Receiver<Arc<fleetstorm::live::Snapshot>>,
+) -> tokio::task::JoinHandle<(u64, f64)> {
+    use ratatui::{Terminal, backend::TestBackend};
+    tokio::spawn(async move {
+        let mut app = fleetstorm::tui::App::default();
+        let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / fleetstorm::tui::FPS);
+        let (mut frames, mut cpu) = (0u64, 0.0f64);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let t0 = thread_cpu();
+                    terminal.draw(|f| fleetstorm::tui::render(f, &app)).expect("draw");
+                    cpu += thread_cpu() - t0;
+                    frames += 1;
+                }
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let t0 = thread_cpu();
+                    app.update(snapshots.borrow_and_update().clone());
+                    cpu += thread_cpu() - t0;
+                }
+            }
+        }
+        (frames, cpu)
+    })
+}
+
+/// Time `n` in-memory mutual-TLS handshakes (client and server, the configurations devices and
+/// the mock use), `n` P-256 keys + CSRs, and `n` CA signatures of those CSRs.
+fn calibrate(pki: &Pki, tls: &DeviceTls, n: usize) -> Calibration {
+    let server = Arc::new(mock::server_tls_config(pki).expect("server config"));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let per_op = |f: &mut dyn FnMut()| {
+        f(); // warm caches
+        let cpu0 = thread_cpu();
+        for _ in 0..n {
+            f();
+        }
+        (thread_cpu() - cpu0) * 1e6 / n as f64
+    };
+    let handshake_us = per_op(&mut || {
+        let client = rustls::ClientConnection::new(tls.claim(), name.clone()).expect("client");
+        let server = rustls::ServerConnection::new(server.clone()).expect("server");
+        let (mut c, mut s) = (
+            rustls::Connection::from(client),
+            rustls::Connection::from(server),
+        );
+        while c.is_handshaking() || s.is_handshaking() {
+            pump(&mut c, &mut s);
+            pump(&mut s, &mut c);
+        }
+    });
+    let mut csrs = Vec::with_capacity(n + 1);
+    let csr_us = per_op(&mut || {
+        let (_, csr) = pki::generate_csr(KeyAlgorithm::P256, "calibration").expect("csr");
+        csrs.push(csr);
+    });
+    let mut next = csrs.into_iter();
+    let sign_us = per_op(&mut || {
+        let csr = next.next().expect("csr");
+        pki.issue_from_csr(&csr).expect("sign");
+    });
+    Calibration {
+        handshake_us,
+        csr_us,
+        sign_us,
+    }
+}
+
+/// Move every pending TLS record from `from` to `to`.
+fn pump(from: &mut rustls::Connection, to: &mut rustls::Connection) {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire).expect("write_tls");
+    }
+    let mut rd = &wire[..];
+    while !rd.is_empty() {
+        to.read_tls(&mut rd).expect("read_tls");
+        to.process_new_packets().expect("handshake");
+    }
+}
+
+fn device_tls(pki: &Pki) -> DeviceTls {
+    DeviceTls::new(
+        &pki.root_ca_pem,
+        &pki.claim_cert_pem,
+        &pki.claim_key_pem,
+        false,
+    )
+    .expect("device TLS")
+}
+
+fn flows() {
     let devices: u64 = arg("--devices", 1000);
     let rate: f64 = arg("--rate", 3000.0);
     let in_flight: u64 = arg("--in-flight", 2000);
     let mode: String = arg("--mode", "csr".to_string());
-    fleetstorm::limits::raise_nofile();
+    let keys: String = arg("--keys", "p256".to_string());
     let dir = tempfile::tempdir().expect("tempdir");
+    let pki_dir = arg("--pki", dir.path().join("pki"));
+    let (pki, _) = Pki::init(&pki_dir, &[], KeyAlgorithm::P256).expect("pki");
+    let calibration = calibrate(&pki, &device_tls(&pki), 200);
+
+    let pool = devices as usize;
+    let warm_up = (mode == "keys" && keys == "rsa2048").then(|| {
+        // The mock loads the pool cached in its PKI directory; fill it to `pool` keys first.
+        let started = Instant::now();
+        let cached = pki_dir.join(mock::keypool::POOL_FILE);
+        let keypool = KeyPool::new(KeyAlgorithm::Rsa2048, pool, Some(cached));
+        let loaded = keypool.stats().pooled;
+        while keypool.stats().pooled < pool {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let cached = keypool.shutdown().expect("cache the key pool");
+        (started.elapsed(), loaded, cached)
+    });
+
     let path = dir.path().join("e2e.toml");
     let duration_s = (devices as f64 / rate).ceil().max(1.0);
     std::fs::write(
@@ -56,8 +248,10 @@ name = "e2e"
 max_in_flight = {in_flight}
 [target]
 kind = "mock"
+pki = "{pki}"
 [target.mock]
-keys = "p256"
+keys = "{keys}"
+key_pool_size = {pool}
 [devices]
 count = {devices}
 client_id = "e2e-{{seq:06}}"
@@ -75,40 +269,317 @@ register_thing = "60s"
 executor = "constant-arrival-rate"
 rate = {rate}
 duration = "{duration_s}s"
-"#
+"#,
+            pki = pki_dir.display()
         ),
     )
     .expect("scenario");
     let scenario = Scenario::load(&path, &[]).expect("scenario");
-    let rss_before = status_kb("VmRSS:");
+    let rss_before = status_kb("self", "VmRSS:");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let cpu0 = cpu_seconds();
+    let load_before = loadavg();
+    let cpu0 = cpu_seconds("self");
     let started = Instant::now();
-    let summary = runtime
-        .block_on(fleet::run(
-            scenario,
-            RunOptions::new(dir.path().join("out")),
-            CancellationToken::new(),
-        ))
-        .expect("run");
+    let with_tui = flag("--tui");
+    let (summary, tui) = runtime.block_on(async {
+        let mut options = RunOptions::new(dir.path().join("out"));
+        let mut tui = None;
+        if with_tui {
+            let (tx, rx) = tokio::sync::watch::channel(Arc::default());
+            options.snapshots = Some(tx);
+            tui = Some(dashboard(rx));
+        }
+        let summary = fleet::run(scenario, options, CancellationToken::new())
+            .await
+            .expect("run");
+        let tui = match tui {
+            Some(t) => Some(t.await.expect("dashboard")),
+            None => None,
+        };
+        (summary, tui)
+    });
     let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
-    let peak = status_kb("VmHWM:");
+    let cpu = cpu_seconds("self") - cpu0;
+    let peak = status_kb("self", "VmHWM:");
     let d = &summary.devices;
+    let achieved = summary.throughput.provisioned_per_s;
+    let cpu_per_flow_us = cpu * 1e6 / d.provisioned.max(1) as f64;
     println!(
-        "e2e: {} devices ({mode}, offered {rate}/s, in-flight cap {in_flight}): {} provisioned, {} failed, {} dropped in {:.2} s",
-        devices, d.provisioned, d.failed, d.dropped, wall
+        "e2e: {} devices ({mode}, keys {keys}, offered {rate}/s, in-flight cap {in_flight}): {} provisioned, {} failed, {} dropped in {:.2} s (load average {load_before} before, {} after)",
+        devices,
+        d.provisioned,
+        d.failed,
+        d.dropped,
+        wall,
+        loadavg()
     );
     println!(
-        "  throughput {:.0} flows/s | CPU {:.0} µs/flow (devices + mock) | peak RSS {:.1} MiB (baseline {:.1} MiB) | total p50 {:.1} ms, p99 {:.1} ms",
-        summary.throughput.provisioned_per_s,
-        cpu * 1e6 / d.provisioned.max(1) as f64,
+        "  throughput {achieved:.0} flows/s | CPU {cpu_per_flow_us:.0} µs/flow (devices + mock) | peak RSS {:.1} MiB (baseline {:.1} MiB) | total p50 {:.1} ms, p99 {:.1} ms",
         peak as f64 / 1024.0,
         rss_before as f64 / 1024.0,
         summary.stages["total"].latency.p50_ms,
         summary.stages["total"].latency.p99_ms,
     );
+    let c = &calibration;
+    println!(
+        "  calibration: handshake {:.0} µs CPU (client + server), P-256 key + CSR {:.0} µs, CA signature {:.0} µs -> crypto floor {:.0} µs/flow, limit {:.0} flows/s on {} cores | achieved {:.0} % of the limit, CPU/flow {:.2}× the floor",
+        c.handshake_us,
+        c.csr_us,
+        c.sign_us,
+        c.floor_us(),
+        c.limit_per_s(),
+        cores(),
+        100.0 * achieved / c.limit_per_s(),
+        cpu_per_flow_us / c.floor_us(),
+    );
+    if let Some((frames, tui_cpu)) = tui {
+        println!(
+            "  dashboard: {frames} frames in {wall:.1} s, {:.0} µs CPU per frame, {:.2} % of one core ({:.2} % of this run's CPU)",
+            tui_cpu * 1e6 / frames.max(1) as f64,
+            100.0 * tui_cpu / wall,
+            100.0 * tui_cpu / cpu.max(1e-9),
+        );
+    }
+    if let Some((time, loaded, cached)) = warm_up {
+        println!(
+            "  RSA-2048 pool warm-up: {pool} keys in {:.1} s ({loaded} loaded from the cache, {:.0} keys/s generated); {cached} keys left in the cache after warm-up",
+            time.as_secs_f64(),
+            (pool - loaded.min(pool)) as f64 / time.as_secs_f64().max(1e-9),
+        );
+    }
+}
+
+/// `fleetstorm mock` as a child process.
+struct MockProcess {
+    child: Child,
+    port: u16,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mock_process(pki_dir: &std::path::Path) -> MockProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetstorm"))
+        .args([
+            "--log",
+            "warn",
+            "mock",
+            "--listen",
+            "127.0.0.1:0",
+            "--keys",
+            "p256",
+            "--pki",
+        ])
+        .arg(pki_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start fleetstorm mock");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("ready line");
+    let port = line
+        .strip_prefix("fleetstorm mock listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("unexpected ready line: {line:?}"))
+        .port();
+    MockProcess {
+        child,
+        port,
+        _stdout: stdout,
+    }
+}
+
+fn stay() {
+    let devices: u64 = arg("--devices", 1000);
+    let rate: f64 = arg("--rate", 500.0);
+    let separate = flag("--mock-process");
+    let nofile = fleetstorm::limits::raise_nofile();
+    // Each connected device holds one socket, and the in-process mock another.
+    let sockets = if separate { devices } else { 2 * devices };
+    if sockets + 32 > nofile {
+        eprintln!(
+            "warning: {sockets} sockets needed, open-file limit {nofile}: some devices will fail"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pki, _) = Pki::init(dir.path(), &[], KeyAlgorithm::P256).expect("pki");
+    let pki = Arc::new(pki);
+    let tls = device_tls(&pki);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let shutdown = CancellationToken::new();
+    let mut child = None;
+    let mut in_process = None;
+    let port = if separate {
+        let m = start_mock_process(dir.path());
+        let port = m.port;
+        child = Some(m);
+        port
+    } else {
+        let settings = MockSettings {
+            keys: KeyAlgorithm::P256,
+            ..MockSettings::default()
+        };
+        let config = MockConfig::new(pki.clone(), settings).expect("mock config");
+        let handle = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            mock::start(config, listener, shutdown.clone())
+                .await
+                .expect("mock")
+        });
+        let port = handle.addr.port();
+        in_process = Some(handle);
+        port
+    };
+    let mock_pid = child.as_ref().map(|c| c.child.id().to_string());
+    let mock_rss = || mock_pid.as_deref().map_or(0, |p| status_kb(p, "VmRSS:"));
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let rss_before = status_kb("self", "VmRSS:");
+    let mock_before = mock_rss();
+    let connected = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let spec = DeviceSpec {
+        client_id: String::new(),
+        template: "FleetProvisioningTemplate".into(),
+        parameters: BTreeMap::new(),
+        mode: CertificateMode::Csr,
+        csr_key: KeyAlgorithm::P256,
+        timeouts: Timeouts {
+            connect: Duration::from_secs(60),
+            subscribe: Duration::from_secs(60),
+            create_certificate: Duration::from_secs(60),
+            register_thing: Duration::from_secs(60),
+        },
+        after: After {
+            action: AfterAction::Stay,
+            duration: Duration::from_secs(3600),
+            connected: Some(connected.clone()),
+            ..After::default()
+        },
+    };
+    let load_before = loadavg();
+    let cpu0 = cpu_seconds("self");
+    let started = Instant::now();
+    let devices_stop = CancellationToken::new();
+    let scheduler = {
+        let (stop, failed) = (devices_stop.clone(), failed.clone());
+        runtime.spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            let start = tokio::time::Instant::now();
+            for seq in 0..devices {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate)).await;
+                let mut spec = spec.clone();
+                spec.client_id = format!("stay-{seq:06}");
+                spec.parameters = BTreeMap::from([
+                    ("DeviceName".into(), spec.client_id.clone()),
+                    ("SerialNumber".into(), format!("123456{seq:06}")),
+                    ("DeviceLocation".into(), "Berlin".into()),
+                ]);
+                let (endpoint, tls, stop, failed) =
+                    (endpoint.clone(), tls.clone(), stop.clone(), failed.clone());
+                tasks.spawn(async move {
+                    tokio::select! {
+                        report = device::provision(&endpoint, &tls, &spec) => {
+                            if let Err(f) = report.outcome {
+                                if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                                    eprintln!("{} failed: {} ({})", spec.client_id, f.reason.label(), f.detail);
+                                }
+                            }
+                        }
+                        _ = stop.cancelled() => {}
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    };
+    // Wait until every device is connected with its own certificate (or failed), or progress stops.
+    let mut last = (0, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let (c, f) = (
+            connected.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed),
+        );
+        if c + f >= devices {
+            break;
+        }
+        if c + f != last.0 {
+            last = (c + f, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(60) {
+            eprintln!("no progress for 60 s: {c} connected, {f} failed");
+            break;
+        }
+    }
+    let ramp = started.elapsed().as_secs_f64();
+    let ramp_cpu = cpu_seconds("self") - cpu0;
+    // Let the last claim sessions close on both sides before reading the plateau.
+    std::thread::sleep(Duration::from_secs(2));
+    let n = connected.load(Ordering::Relaxed);
+    let rss = status_kb("self", "VmRSS:");
+    let mock_plateau = mock_rss();
+    let peak = status_kb("self", "VmHWM:");
+    let per = |after: u64, before: u64| {
+        after.saturating_sub(before) as f64 * 1024.0 / n.max(1) as f64 / 1000.0
+    };
+    println!(
+        "stay: {devices} devices at {rate}/s, mock {}: {n} connected, {} failed, ramp {ramp:.1} s ({:.0} µs CPU/flow{}) | load average {load_before} before, {} after",
+        if separate {
+            "in its own process"
+        } else {
+            "in process"
+        },
+        failed.load(Ordering::Relaxed),
+        ramp_cpu * 1e6 / n.max(1) as f64,
+        if separate {
+            ", client only"
+        } else {
+            ", devices + mock"
+        },
+        loadavg(),
+    );
+    if separate {
+        println!(
+            "  RSS per connected device: client {:.1} KB, mock {:.1} KB | client RSS {:.1} MiB (before {:.1}, peak {:.1}), mock RSS {:.1} MiB (before {:.1})",
+            per(rss, rss_before),
+            per(mock_plateau, mock_before),
+            rss as f64 / 1024.0,
+            rss_before as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            mock_plateau as f64 / 1024.0,
+            mock_before as f64 / 1024.0,
+        );
+    } else {
+        println!(
+            "  RSS per connected device: {:.1} KB (client + mock in one process) | RSS {:.1} MiB (before {:.1}, peak {:.1})",
+            per(rss, rss_before),
+            rss as f64 / 1024.0,
+            rss_before as f64 / 1024.0,
+            peak as f64 / 1024.0,
+        );
+    }
+    devices_stop.cancel();
+    let _ = runtime.block_on(scheduler);
+    if let Some(handle) = in_process {
+        shutdown.cancel();
+        runtime.block_on(handle.join());
+    }
+    drop(child);
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -212,17 +213,20 @@ impl DeviceTls {
             roots.add(cert)?;
         }
         let roots = Arc::new(roots);
-        let claim = client_config(&roots, claim_cert_pem, claim_key_pem, alpn)?;
+        let claim = Arc::new(client_config(&roots, claim_cert_pem, claim_key_pem, alpn)?);
         Ok(DeviceTls { roots, claim, alpn })
     }
 
-    /// A client configuration for a device's own identity.
+    /// A client configuration for a device's own identity. It holds no session cache: a device
+    /// connects once with it, and the default cache preallocates room for 256 servers.
     pub fn for_identity(
         &self,
         cert_pem: &str,
         key_pem: &str,
     ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-        client_config(&self.roots, cert_pem, key_pem, self.alpn)
+        let mut config = client_config(&self.roots, cert_pem, key_pem, self.alpn)?;
+        config.resumption = rustls::client::Resumption::disabled();
+        Ok(Arc::new(config))
     }
 
     pub fn claim(&self) -> Arc<rustls::ClientConfig> {
@@ -235,7 +239,7 @@ fn client_config(
     cert_pem: &str,
     key_pem: &str,
     alpn: bool,
-) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+) -> Result<rustls::ClientConfig, rustls::Error> {
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| rustls::Error::General(format!("certificate: {e}")))?;
@@ -249,7 +253,7 @@ fn client_config(
     if alpn {
         config.alpn_protocols = vec![crate::mock::ALPN_MQTT_CA.to_vec()];
     }
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// How a device gets its certificate.
@@ -298,6 +302,30 @@ pub struct After {
     pub topic: String,
     /// Telemetry payload size in bytes (a JSON object padded to this size).
     pub payload_bytes: usize,
+    /// Not part of the scenario file: a gauge of devices currently connected with their own
+    /// identity (a live view or a benchmark reads it while devices stay connected).
+    #[serde(skip)]
+    pub connected: Option<Arc<AtomicU64>>,
+}
+
+/// Holds one count in [`After::connected`] while the device's own session is up.
+struct ConnectedGuard(Option<Arc<AtomicU64>>);
+
+impl ConnectedGuard {
+    fn new(gauge: &Option<Arc<AtomicU64>>) -> ConnectedGuard {
+        if let Some(g) = gauge {
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+        ConnectedGuard(gauge.clone())
+    }
+}
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
@@ -317,6 +345,7 @@ impl Default for After {
             interval: Duration::from_secs(5),
             topic: "device/{thingName}".into(),
             payload_bytes: 64,
+            connected: None,
         }
     }
 }
@@ -391,6 +420,59 @@ async fn run_flow(
     stages: &mut Vec<StageTime>,
     provisioned_at: &mut Option<Instant>,
 ) -> Result<Provisioned, Failure> {
+    // The claim phase runs in its own allocation: its buffers, CSR and responses are freed before
+    // the device connects with its own identity (and may stay connected for a long time).
+    let claimed = Box::pin(claim(endpoint, tls, spec, stages)).await?;
+
+    // The device's own TLS configuration is built once, outside the timed connect.
+    let own = tls
+        .for_identity(&claimed.certificate_pem, &claimed.private_key_pem)
+        .map_err(|e| {
+            Failure::new(
+                FailureReason::MalformedResponse(Stage::CreateCertificate),
+                e.to_string(),
+            )
+        })?;
+    let started = Instant::now();
+    let client_id = if claimed.thing_name.is_empty() {
+        format!("{}-device", spec.client_id)
+    } else {
+        claimed.thing_name.clone()
+    };
+    let mut session = Box::pin(Session::connect(
+        endpoint,
+        &client_id,
+        own,
+        Stage::ConnectDevice,
+        spec.timeouts.connect,
+    ))
+    .await?;
+    stages.push(StageTime::since(Stage::ConnectDevice, started));
+    *provisioned_at = Some(Instant::now());
+    let _connected = ConnectedGuard::new(&spec.after.connected);
+    match spec.after.action {
+        AfterAction::Disconnect => {}
+        AfterAction::Stay => session.idle(spec.after.duration).await?,
+        AfterAction::Telemetry => {
+            let topic = spec
+                .after
+                .topic
+                .replace("{thingName}", &claimed.thing_name)
+                .replace("{clientId}", &client_id);
+            Box::pin(session.telemetry(&topic, &spec.after, spec.timeouts.connect, stages)).await?
+        }
+    }
+    session.disconnect().await;
+    Ok(claimed)
+}
+
+/// Claim connection, subscribe, create a certificate, register the thing, disconnect.
+async fn claim(
+    endpoint: &Endpoint,
+    tls: &DeviceTls,
+    spec: &DeviceSpec,
+    stages: &mut Vec<StageTime>,
+) -> Result<Provisioned, Failure> {
     let create = match spec.mode {
         CertificateMode::Keys => RequestTopic::create_keys(Format::Json),
         CertificateMode::Csr => RequestTopic::create_from_csr(Format::Json),
@@ -398,24 +480,30 @@ async fn run_flow(
     let register = RequestTopic::register_thing(&spec.template, Format::Json);
 
     // Device-side key generation happens before the flow (a real device has its key already).
+    // A P-256 key and CSR take tens of microseconds: cheaper inline than a hand-off to the
+    // blocking pool; RSA key generation takes tens of milliseconds and goes there.
     let csr = match spec.mode {
         CertificateMode::Csr => {
             let alg = spec.csr_key;
-            let cn = spec.client_id.clone();
-            let generated = tokio::task::spawn_blocking(move || pki::generate_csr(alg, &cn))
-                .await
-                .map_err(|e| {
-                    Failure::new(
-                        FailureReason::Local(Stage::CreateCertificate),
-                        e.to_string(),
-                    )
-                })?
-                .map_err(|e| {
-                    Failure::new(
-                        FailureReason::Local(Stage::CreateCertificate),
-                        e.to_string(),
-                    )
-                })?;
+            let generated = if alg == KeyAlgorithm::P256 {
+                pki::generate_csr(alg, &spec.client_id)
+            } else {
+                let cn = spec.client_id.clone();
+                tokio::task::spawn_blocking(move || pki::generate_csr(alg, &cn))
+                    .await
+                    .map_err(|e| {
+                        Failure::new(
+                            FailureReason::Local(Stage::CreateCertificate),
+                            e.to_string(),
+                        )
+                    })?
+            }
+            .map_err(|e| {
+                Failure::new(
+                    FailureReason::Local(Stage::CreateCertificate),
+                    e.to_string(),
+                )
+            })?;
             Some((generated.0.serialize_pem(), generated.1))
         }
         CertificateMode::Keys => None,
@@ -496,48 +584,6 @@ async fn run_flow(
     let registered: RegisterThingResponse = decode(&body, Stage::RegisterThing)?;
     stages.push(StageTime::since(Stage::RegisterThing, started));
     session.disconnect().await;
-
-    // The device's own TLS configuration is built once, outside the timed connect.
-    let own = tls
-        .for_identity(&certificate_pem, &private_key_pem)
-        .map_err(|e| {
-            Failure::new(
-                FailureReason::MalformedResponse(Stage::CreateCertificate),
-                e.to_string(),
-            )
-        })?;
-    let started = Instant::now();
-    let client_id = if registered.thing_name.is_empty() {
-        format!("{}-device", spec.client_id)
-    } else {
-        registered.thing_name.clone()
-    };
-    let mut session = Session::connect(
-        endpoint,
-        &client_id,
-        own,
-        Stage::ConnectDevice,
-        spec.timeouts.connect,
-    )
-    .await?;
-    stages.push(StageTime::since(Stage::ConnectDevice, started));
-    *provisioned_at = Some(Instant::now());
-    match spec.after.action {
-        AfterAction::Disconnect => {}
-        AfterAction::Stay => session.idle(spec.after.duration).await?,
-        AfterAction::Telemetry => {
-            let topic = spec
-                .after
-                .topic
-                .replace("{thingName}", &registered.thing_name)
-                .replace("{clientId}", &client_id);
-            session
-                .telemetry(&topic, &spec.after, spec.timeouts.connect, stages)
-                .await?
-        }
-    }
-    session.disconnect().await;
-
     Ok(Provisioned {
         thing_name: registered.thing_name,
         certificate_id,
@@ -551,6 +597,11 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], stage: Stage) -> Result<T
     serde_json::from_slice(body)
         .map_err(|e| Failure::new(FailureReason::MalformedResponse(stage), e.to_string()))
 }
+
+/// Publishes a device keeps unacknowledged at most (requests and telemetry go one at a time).
+const INFLIGHT: u16 = 4;
+/// Requests queued to the event loop at most (a subscribe, a publish, a disconnect).
+const REQUEST_CAPACITY: usize = 4;
 
 /// One MQTT connection driven inline: the device task polls its own event loop.
 struct Session {
@@ -571,7 +622,10 @@ impl Session {
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         options.set_max_packet_size(150 * 1024, 150 * 1024);
-        let (client, mut events) = AsyncClient::new(options, 16);
+        // A device has one request in flight at a time: rumqttc's defaults (100 in-flight
+        // publishes, a 16-deep request channel) cost kilobytes per connection for nothing.
+        options.set_inflight(INFLIGHT);
+        let (client, mut events) = AsyncClient::new(options, REQUEST_CAPACITY);
         let mut network = rumqttc::NetworkOptions::new();
         // Without TCP_NODELAY every request waits out Nagle against delayed ACKs (~40 ms).
         network.set_tcp_nodelay(true);
@@ -582,6 +636,8 @@ impl Session {
             match poll(&mut events, deadline, stage).await? {
                 Event::Incoming(Packet::ConnAck(ack)) => {
                     if ack.code == ConnectReturnCode::Success {
+                        // rumqttc preallocates room for 100 events; a device sees a few at a time.
+                        events.state.events.shrink_to(INFLIGHT as usize);
                         return Ok(Session { client, events });
                     }
                     return Err(Failure::new(

@@ -204,11 +204,11 @@ async fn create_from_csr(state: &Arc<State>, requester: &Requester, job: &Job) -
         .format
         .decode(&job.payload)
         .map_err(|e| invalid_payload(format!("Invalid request payload: {e}")))?;
-    let worker_state = state.clone();
-    let csr = request.certificate_signing_request;
-    let issued = tokio::task::spawn_blocking(move || worker_state.pki.issue_from_csr(&csr))
-        .await
-        .map_err(internal)?
+    // Verifying the CSR and signing with the CA's P-256 key take tens of microseconds: inline,
+    // which is cheaper than a hand-off to the blocking pool and back.
+    let issued = state
+        .pki
+        .issue_from_csr(&request.certificate_signing_request)
         // UNCONFIRMED: AWS's exact errorCode for a bad CSR; status 400 is documented behaviour.
         .map_err(|e| ErrorResponse::new(400, "InvalidCsr", e.to_string()))?;
     let token = new_token();

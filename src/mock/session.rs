@@ -28,6 +28,9 @@ use crate::protocol::{MAX_PAYLOAD_BYTES, RequestTopic};
 /// Largest MQTT frame read: the 128 KB payload limit plus room for the topic and headers.
 /// Anything larger is refused before it is buffered.
 const MAX_FRAME: usize = MAX_PAYLOAD_BYTES + 1024;
+/// Read buffer room kept free before each read: small, since an idle connection keeps its buffer;
+/// larger packets grow it as they arrive.
+const READ_CHUNK: usize = 1024;
 /// Longest client ID AWS accepts, in bytes.
 const MAX_CLIENT_ID: usize = 128;
 
@@ -118,13 +121,14 @@ pub(super) async fn run(
         state: state.clone(),
         rd,
         wr,
-        rbuf: BytesMut::with_capacity(4096),
-        wbuf: BytesMut::with_capacity(4096),
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: BytesMut::new(),
         peer,
         number,
         next_pkid: 0,
         subscriptions: Vec::new(),
         publish_quota: state.quotas.publish_bucket(),
+        worker: None,
     };
     let close = conn.serve(cert_id, shutdown).await;
     match close {
@@ -152,13 +156,53 @@ struct Connection<S> {
     subscriptions: Vec<(String, QoS)>,
     /// Publishes over this connection's quota are discarded, as AWS does.
     publish_quota: Option<super::quotas::TokenBucket>,
+    /// The provisioning worker, started by the first API request: connections that never make
+    /// one (devices connected with their own certificate) hold no task and no channels.
+    worker: Option<Worker>,
+}
+
+/// This connection's provisioning worker: requests in, responses out, aborted with the connection.
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+    responses: mpsc::Receiver<Response>,
+    _task: AbortOnDrop,
+}
+
+impl Worker {
+    fn start(state: &Arc<State>, client: &Client, connection: u64) -> Worker {
+        let (jobs, job_rx) = mpsc::channel(16);
+        let (out_tx, responses) = mpsc::channel::<Response>(16);
+        let requester = Requester {
+            client_id: client.client_id.clone(),
+            claim_certificate_id: client.identity.certificate_id.clone(),
+            connection,
+        };
+        let task = tokio::spawn(provisioning::worker(
+            state.clone(),
+            requester,
+            job_rx,
+            out_tx,
+        ));
+        Worker {
+            jobs,
+            responses,
+            _task: AbortOnDrop(task),
+        }
+    }
+}
+
+/// The worker's next response; pending forever while no worker runs.
+async fn next_response(worker: &mut Option<Worker>) -> Option<Response> {
+    match worker {
+        Some(w) => w.responses.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A client that has connected: who it is and what it may do.
 struct Client {
     client_id: String,
     identity: Identity,
-    jobs: mpsc::Sender<Job>,
 }
 
 impl Client {
@@ -203,11 +247,9 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                 return self.refuse(ConnectReturnCode::NotAuthorized).await;
             }
         };
-        let (jobs, job_rx) = mpsc::channel(16);
         let client = Client {
             client_id,
             identity,
-            jobs,
         };
         if !client.allowed(&self.state, Action::Connect, &client.client_id) {
             info!(peer = %self.peer, client_id = %client.client_id, "CONNECT refused: policy");
@@ -235,7 +277,6 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             .session(
                 keep_alive_window(connect.keep_alive),
                 &client,
-                job_rx,
                 &kicked,
                 &shutdown,
             )
@@ -264,7 +305,6 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         &mut self,
         keep_alive: Duration,
         client: &Client,
-        job_rx: mpsc::Receiver<Job>,
         kicked: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Close {
@@ -278,19 +318,6 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         {
             return Close::Io;
         }
-        let (out_tx, mut out_rx) = mpsc::channel::<Response>(16);
-        let requester = Requester {
-            client_id: client.client_id.clone(),
-            claim_certificate_id: client.identity.certificate_id.clone(),
-            connection: self.number,
-        };
-        let worker = tokio::spawn(provisioning::worker(
-            self.state.clone(),
-            requester,
-            job_rx,
-            out_tx,
-        ));
-        let _abort = AbortOnDrop(worker);
         let mut deadline = Instant::now() + keep_alive;
         loop {
             // Packets already buffered are handled before waiting for more input.
@@ -316,7 +343,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                     return Close::TakenOver;
                 }
                 _ = shutdown.cancelled() => return Close::Shutdown,
-                Some(response) = out_rx.recv() => match response {
+                Some(response) = next_response(&mut self.worker) => match response {
                     Response::Publish { topic, payload } => {
                         if self.deliver(client, topic, payload).await.is_err() {
                             return Close::Io;
@@ -324,7 +351,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                     }
                     Response::Close => return Close::Fault,
                 },
-                read = self.rd.read_buf(&mut self.rbuf) => match read {
+                read = read_more(&mut self.rd, &mut self.rbuf) => match read {
                     Ok(0) => return Close::Eof,
                     Ok(_) => {}
                     Err(_) => return Close::Io,
@@ -348,7 +375,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                     return Packet::read(&mut self.rbuf, MAX_FRAME).map_err(|_| Close::Malformed);
                 }
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {
-                    match self.rd.read_buf(&mut self.rbuf).await {
+                    match read_more(&mut self.rd, &mut self.rbuf).await {
                         Ok(0) => return Err(Close::Eof),
                         Ok(_) => {}
                         Err(_) => return Err(Close::Io),
@@ -397,7 +424,11 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                         request,
                         payload: publish.payload,
                     };
-                    if client.jobs.send(job).await.is_err() {
+                    let number = self.number;
+                    let worker = self
+                        .worker
+                        .get_or_insert_with(|| Worker::start(&state, client, number));
+                    if worker.jobs.send(job).await.is_err() {
                         return Some(Close::Io);
                     }
                 }
@@ -484,6 +515,15 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         self.wr.write_all(&self.wbuf).await.map_err(|_| Close::Io)?;
         self.wr.flush().await.map_err(|_| Close::Io)
     }
+}
+
+/// Read what is available into `buf`, with at least [`READ_CHUNK`] bytes of room.
+async fn read_more<R: AsyncRead>(
+    rd: &mut ReadHalf<R>,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    rd.read_buf(buf).await
 }
 
 /// The keep-alive AWS enforces: requests are clamped to 30–1200 s (0 means 1200), and the

@@ -306,6 +306,11 @@ pub struct After {
     /// identity (a live view or a benchmark reads it while devices stay connected).
     #[serde(skip)]
     pub connected: Option<Arc<AtomicU64>>,
+    /// Not part of the scenario file: cancelled when the run stops, so devices that stay
+    /// connected or send telemetry end that phase early and disconnect cleanly (they were
+    /// provisioned: ending their stay is not a failure).
+    #[serde(skip)]
+    pub release: tokio_util::sync::CancellationToken,
 }
 
 /// Holds one count in [`After::connected`] while the device's own session is up.
@@ -346,6 +351,7 @@ impl Default for After {
             topic: "device/{thingName}".into(),
             payload_bytes: 64,
             connected: None,
+            release: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -450,16 +456,25 @@ async fn run_flow(
     stages.push(StageTime::since(Stage::ConnectDevice, started));
     *provisioned_at = Some(Instant::now());
     let _connected = ConnectedGuard::new(&spec.after.connected);
+    let release = &spec.after.release;
     match spec.after.action {
         AfterAction::Disconnect => {}
-        AfterAction::Stay => session.idle(spec.after.duration).await?,
+        AfterAction::Stay => {
+            tokio::select! {
+                r = session.idle(spec.after.duration) => r?,
+                _ = release.cancelled() => {}
+            }
+        }
         AfterAction::Telemetry => {
             let topic = spec
                 .after
                 .topic
                 .replace("{thingName}", &claimed.thing_name)
                 .replace("{clientId}", &client_id);
-            Box::pin(session.telemetry(&topic, &spec.after, spec.timeouts.connect, stages)).await?
+            tokio::select! {
+                r = Box::pin(session.telemetry(&topic, &spec.after, spec.timeouts.connect, stages)) => r?,
+                _ = release.cancelled() => {}
+            }
         }
     }
     session.disconnect().await;

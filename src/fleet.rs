@@ -111,6 +111,8 @@ struct Live {
     in_flight: AtomicU64,
     dropped: AtomicU64,
     max_lag_us: AtomicU64,
+    /// Devices connected with their own identity right now (stay / telemetry).
+    connected: Arc<AtomicU64>,
 }
 
 /// Run a scenario to the end (or until `stop` is cancelled) and write its results.
@@ -148,7 +150,12 @@ pub async fn run(
         mode: scenario.devices.certificate,
         csr_key: scenario.devices.csr_key,
         timeouts: scenario.devices.timeouts.into(),
-        after: scenario.devices.after.clone(),
+        after: device::After {
+            connected: Some(live.connected.clone()),
+            // Devices that stay connected end their stay when the run is asked to stop.
+            release: stop.child_token(),
+            ..scenario.devices.after.clone()
+        },
     };
 
     let launcher = Launcher {
@@ -344,6 +351,7 @@ impl Aggregator<'_> {
         let started = live.started.load(Ordering::Relaxed);
         let dropped = live.dropped.load(Ordering::Relaxed);
         let in_flight = live.in_flight.load(Ordering::Relaxed);
+        let connected = live.connected.load(Ordering::Relaxed);
         let schedule_now = self.clock.at(now);
         let rate = self.clock.rate();
         let multiplier = if rate.paused { 0.0 } else { rate.multiplier };
@@ -360,6 +368,7 @@ impl Aggregator<'_> {
             failed: w.failed,
             failed_by_class: &w.failed_by_class,
             in_flight,
+            connected,
             dropped_total: dropped,
             max_lag: w.max_lag,
             stages: &w.stages,
@@ -425,6 +434,7 @@ impl Aggregator<'_> {
                 provisioned: self.provisioned,
                 failed: self.failed,
                 in_flight,
+                connected,
                 dropped,
                 interval: length,
                 interval_offered: offered,

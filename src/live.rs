@@ -250,6 +250,8 @@ pub struct Snapshot {
     pub provisioned: u64,
     pub failed: u64,
     pub in_flight: u64,
+    /// Devices connected with their own identity now (they stay or send telemetry).
+    pub connected: u64,
     pub dropped: u64,
     /// Length of the last interval and its counts.
     pub interval: Duration,

@@ -92,6 +92,7 @@ pub struct Interval<'a> {
     pub failed: u64,
     pub failed_by_class: &'a BTreeMap<String, u64>,
     pub in_flight: u64,
+    pub connected: u64,
     pub dropped_total: u64,
     pub max_lag: Duration,
     pub stages: &'a StageSet,
@@ -319,7 +320,7 @@ impl Outputs {
             header.push(format!("{stage}_p50_ms"));
             header.push(format!("{stage}_p99_ms"));
         }
-        header.extend(["target_rate_per_s", "rate_multiplier"].map(String::from));
+        header.extend(["target_rate_per_s", "rate_multiplier", "connected"].map(String::from));
         timeseries
             .write_record(&header)
             .map_err(csv_err(&dir.join("timeseries.csv")))?;
@@ -400,6 +401,7 @@ impl Outputs {
         }
         row.push(i.target_rate.map(|r| format!("{r:.3}")).unwrap_or_default());
         row.push(format!("{:.2}", i.multiplier));
+        row.push(i.connected.to_string());
         let ts = self.dir.join("timeseries.csv");
         self.timeseries.write_record(&row).map_err(csv_err(&ts))?;
         let start = i.elapsed.saturating_sub(i.length);

@@ -246,8 +246,8 @@ fn render_header(frame: &mut Frame, area: Rect, app: &App) {
                 }),
             ),
             Span::raw(format!(
-                "  in flight {}  dropped {}",
-                s.in_flight, s.dropped
+                "  in flight {}  connected {}  dropped {}",
+                s.in_flight, s.connected, s.dropped
             )),
             lag,
         ]),

@@ -45,8 +45,12 @@ struct Harness {
 }
 
 fn start(dir: &Path) -> Harness {
+    start_with(dir, LONG)
+}
+
+fn start_with(dir: &Path, body: &str) -> Harness {
     let path = dir.join("s.toml");
-    std::fs::write(&path, LONG).unwrap();
+    std::fs::write(&path, body).unwrap();
     let scenario = Scenario::load(&path, &[]).unwrap();
     let controls = Controls::new();
     let stop = CancellationToken::new();
@@ -218,4 +222,40 @@ async fn pause_and_rate_keys_steer_arrivals_and_are_recorded() {
     assert!(multipliers.contains(&0.0), "{multipliers:?}");
     assert!(multipliers.contains(&1.0) && multipliers.contains(&1.5));
     assert!(rows.iter().any(|r| &r[target] == "60.000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staying_devices_are_counted_connected_and_a_stop_releases_them_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let stay = LONG
+        .replace("count = 20000", "count = 25")
+        .replace(
+            "[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = 40\nduration = \"5m\"",
+            "[devices.after]\naction = \"stay\"\nduration = \"10m\"\n[[schedule]]\nexecutor = \"burst\"\ncount = 25",
+        );
+    assert!(stay.contains("action = \"stay\""));
+    let mut h = start_with(dir.path(), &stay);
+    let all = h.until(|s| s.connected == 25).await;
+    // A device's result is recorded when it ends: staying devices are still in flight.
+    assert_eq!((all.started, all.in_flight, all.provisioned), (25, 25, 0));
+    h.press('q');
+    let summary = h.run.await.unwrap();
+    let (app, screen) = h.ui.await.unwrap();
+    assert!(summary.interrupted);
+    assert_eq!(summary.devices.provisioned, 25);
+    assert_eq!(summary.devices.failed, 0, "{:?}", summary.failures);
+    assert_eq!(app.snapshot.connected, 0, "all disconnected at the end");
+    assert!(screen.contains("connected 0"), "{screen}");
+    let mut reader = csv::Reader::from_path(dir.path().join("out/timeseries.csv")).unwrap();
+    let col = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "connected")
+        .unwrap();
+    let connected: Vec<u64> = reader
+        .records()
+        .map(|r| r.unwrap()[col].parse().unwrap())
+        .collect();
+    assert!(connected.contains(&25), "{connected:?}");
 }

@@ -65,17 +65,27 @@ pub enum Command {
     /// Run a scenario: virtual devices on a schedule, measured per stage.
     Run(RunArgs),
     /// Compare run directories against the first (the baseline), flagging differences beyond
-    /// run-to-run noise; prints a table and writes compare.csv.
+    /// run-to-run noise; prints a table and writes compare.csv and, beside it, compare.html.
     Compare {
         /// Run directories; the first is the baseline.
         #[arg(required = true, num_args = 2..)]
         dirs: Vec<PathBuf>,
-        /// Where to write the CSV.
+        /// Where to write the CSV (compare.html goes into the same folder).
         #[arg(long, default_value = "compare.csv")]
         out: PathBuf,
         /// Bootstrap seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Rebuild report.html from a run folder's files; on a variants folder (run folders below
+    /// it), the page with every variant overlaid.
+    Report {
+        /// A run folder (summary.json, timeseries.csv, failures.csv, latency.hlog, scenario.toml)
+        /// or a variants results folder.
+        dir: PathBuf,
+        /// Where to write the page (default: DIR/report.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Check a scenario file without running it.
     Validate {
@@ -181,6 +191,17 @@ impl From<mock::MockError> for Failure {
     }
 }
 
+impl From<crate::report::ReportError> for Failure {
+    fn from(e: crate::report::ReportError) -> Self {
+        let code = if e.is_input() {
+            exit::CONFIG
+        } else {
+            exit::RUNTIME
+        };
+        Failure::new(code, e)
+    }
+}
+
 impl From<crate::pki::PkiError> for Failure {
     fn from(e: crate::pki::PkiError) -> Self {
         Failure::new(exit::PKI, e)
@@ -207,6 +228,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run_scenario(args))),
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
+        Command::Report { dir, out } => report(&dir, out.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -369,7 +391,25 @@ fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> 
         .write_csv(out)
         .map_err(|e| Failure::new(exit::RUNTIME, e))?;
     out!("  comparison: {}", out.display());
+    let html = out.with_file_name("compare.html");
+    crate::report::write_compare_report(&html, dirs, &comparison)?;
+    out!("  comparison page: {}", html.display());
     Ok(exit::OK)
+}
+
+fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
+    let path = crate::report::regenerate(dir, out)?;
+    out!("report: {}", path.display());
+    Ok(exit::OK)
+}
+
+/// Write a report after a run. The run's files are already on disk, so a failure here is
+/// printed and does not change the run's exit code.
+fn report_after_run(what: &str, result: Result<PathBuf, crate::report::ReportError>) {
+    match result {
+        Ok(path) => out!("  {what}: {}", path.display()),
+        Err(e) => eprintln!("fleetstorm: {what} not written: {e}"),
+    }
 }
 
 fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
@@ -472,18 +512,28 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
                 Failure::new(code, e)
             })?;
         out!("{}", crate::output::render_table(&summary));
+        report_after_run("report", crate::report::write_run_report(&dir, None));
         all_ok &= summary.thresholds_ok();
         dirs.push(dir);
     }
-    if variants && dirs.len() > 1 {
-        let comparison =
-            crate::compare::compare(&dirs, seed).map_err(|e| Failure::new(exit::RUNTIME, e))?;
-        out!("{}", comparison.render_table());
-        let csv = out_dir.join("compare.csv");
-        comparison
-            .write_csv(&csv)
-            .map_err(|e| Failure::new(exit::RUNTIME, e))?;
-        out!("  comparison: {}", csv.display());
+    if variants && !dirs.is_empty() {
+        let comparison = if dirs.len() > 1 {
+            let comparison =
+                crate::compare::compare(&dirs, seed).map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            out!("{}", comparison.render_table());
+            let csv = out_dir.join("compare.csv");
+            comparison
+                .write_csv(&csv)
+                .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            out!("  comparison: {}", csv.display());
+            Some(comparison)
+        } else {
+            None
+        };
+        report_after_run(
+            "variants report",
+            crate::report::write_variants_report(&out_dir, &dirs, comparison.as_ref(), None),
+        );
     }
     if stop.is_cancelled() {
         return Ok(exit::INTERRUPTED);

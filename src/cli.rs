@@ -29,7 +29,8 @@ pub mod exit {
     pub const RUNTIME: u8 = 1;
     /// Bad command-line usage (clap's own code).
     pub const USAGE: u8 = 2;
-    /// A scenario, settings or template file is invalid.
+    /// A scenario, settings or template file is invalid, or a results file that `report` or
+    /// `compare` reads is missing or malformed.
     pub const CONFIG: u8 = 3;
     /// A PEM file, key or PKI directory is unusable.
     pub const PKI: u8 = 4;

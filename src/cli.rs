@@ -29,7 +29,8 @@ pub mod exit {
     pub const RUNTIME: u8 = 1;
     /// Bad command-line usage (clap's own code).
     pub const USAGE: u8 = 2;
-    /// A scenario, settings or template file is invalid.
+    /// A scenario, settings or template file is invalid, or a results file that `report` or
+    /// `compare` reads is missing or malformed.
     pub const CONFIG: u8 = 3;
     /// A PEM file, key or PKI directory is unusable.
     pub const PKI: u8 = 4;
@@ -65,17 +66,27 @@ pub enum Command {
     /// Run a scenario: virtual devices on a schedule, measured per stage.
     Run(RunArgs),
     /// Compare run directories against the first (the baseline), flagging differences beyond
-    /// run-to-run noise; prints a table and writes compare.csv.
+    /// run-to-run noise; prints a table and writes compare.csv and, beside it, compare.html.
     Compare {
         /// Run directories; the first is the baseline.
         #[arg(required = true, num_args = 2..)]
         dirs: Vec<PathBuf>,
-        /// Where to write the CSV.
+        /// Where to write the CSV (compare.html goes into the same folder).
         #[arg(long, default_value = "compare.csv")]
         out: PathBuf,
         /// Bootstrap seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Rebuild report.html from a run folder's files; on a variants folder (run folders below
+    /// it), the page with every variant overlaid.
+    Report {
+        /// A run folder (summary.json, timeseries.csv, failures.csv, latency.hlog, scenario.toml)
+        /// or a variants results folder.
+        dir: PathBuf,
+        /// Where to write the page (default: DIR/report.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Check a scenario file without running it.
     Validate {
@@ -181,6 +192,17 @@ impl From<mock::MockError> for Failure {
     }
 }
 
+impl From<crate::report::ReportError> for Failure {
+    fn from(e: crate::report::ReportError) -> Self {
+        let code = if e.is_input() {
+            exit::CONFIG
+        } else {
+            exit::RUNTIME
+        };
+        Failure::new(code, e)
+    }
+}
+
 impl From<crate::pki::PkiError> for Failure {
     fn from(e: crate::pki::PkiError) -> Self {
         Failure::new(exit::PKI, e)
@@ -207,6 +229,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run_scenario(args))),
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
+        Command::Report { dir, out } => report(&dir, out.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -370,7 +393,30 @@ fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> 
         .write_csv(out)
         .map_err(|e| Failure::new(exit::RUNTIME, e))?;
     out!("  comparison: {}", out.display());
+    let html = out.with_file_name("compare.html");
+    crate::report::write_compare_report(&html, dirs, &comparison)?;
+    out!("  comparison page: {}", html.display());
     Ok(exit::OK)
+}
+
+fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
+    let path = crate::report::regenerate(dir, out)?;
+    out!("report: {}", path.display());
+    Ok(exit::OK)
+}
+
+/// Write a report after a run. The run's files are already on disk, so a failure here is
+/// printed and does not change the run's exit code.
+/// The line that says where a report went; a report that could not be written is logged and
+/// changes nothing else (the results files are already written).
+fn report_after_run(what: &str, result: Result<PathBuf, crate::report::ReportError>) -> String {
+    match result {
+        Ok(path) => format!("  {what}: {}", path.display()),
+        Err(e) => {
+            crate::tui::log_line(format!("fleetstorm: {what} not written: {e}"));
+            String::new()
+        }
+    }
 }
 
 fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
@@ -475,15 +521,27 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         out!("{t}");
     }
     let (all_ok, dirs, variants) = result?;
-    if variants && dirs.len() > 1 {
-        let comparison =
-            crate::compare::compare(&dirs, seed).map_err(|e| Failure::new(exit::RUNTIME, e))?;
-        out!("{}", comparison.render_table());
-        let csv = out_dir.join("compare.csv");
-        comparison
-            .write_csv(&csv)
-            .map_err(|e| Failure::new(exit::RUNTIME, e))?;
-        out!("  comparison: {}", csv.display());
+    if variants && !dirs.is_empty() {
+        let comparison = if dirs.len() > 1 {
+            let comparison =
+                crate::compare::compare(&dirs, seed).map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            out!("{}", comparison.render_table());
+            let csv = out_dir.join("compare.csv");
+            comparison
+                .write_csv(&csv)
+                .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            out!("  comparison: {}", csv.display());
+            Some(comparison)
+        } else {
+            None
+        };
+        out!(
+            "{}",
+            report_after_run(
+                "variants report",
+                crate::report::write_variants_report(&out_dir, &dirs, comparison.as_ref(), None),
+            )
+        );
     }
     if stop.is_cancelled() {
         return Ok(exit::INTERRUPTED);
@@ -544,7 +602,11 @@ async fn run_variants(
                 };
                 Failure::new(code, e)
             })?;
-        let table = crate::output::render_table(&summary);
+        let mut table = crate::output::render_table(&summary);
+        table.push_str(&report_after_run(
+            "report",
+            crate::report::write_run_report(&dir, None),
+        ));
         match ctx.tables.as_mut() {
             Some(tables) => tables.push(table),
             None => out!("{table}"),

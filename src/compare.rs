@@ -26,6 +26,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 
 use crate::metrics::STAGE_NAMES;
+use crate::report::{ReportError, Timeseries};
 
 /// Bootstrap resamples per test.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
@@ -173,13 +174,29 @@ fn read_run(dir: &Path, notes: &mut Vec<String>) -> Result<Run, CompareError> {
         Err(source) => return Err(CompareError::Read { path, source }),
     };
     let path = dir.join("timeseries.csv");
-    let completed = match std::fs::File::open(&path) {
-        Ok(file) => Some(parse_timeseries(&path, file)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let completed: Option<Vec<f64>> = match Timeseries::read(&path) {
+        Ok(ts) => Some(
+            ts.full_intervals("completed")
+                .into_iter()
+                .map(|(_, n, _)| n)
+                .collect(),
+        ),
+        Err(ReportError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             notes.push(format!("{label}: no timeseries.csv, throughput not tested"));
             None
         }
-        Err(source) => return Err(CompareError::Read { path, source }),
+        Err(ReportError::Read { path, source }) => {
+            return Err(CompareError::Read { path, source });
+        }
+        Err(ReportError::Invalid { path, detail }) => {
+            return Err(CompareError::Timeseries { path, detail });
+        }
+        Err(e) => {
+            return Err(CompareError::Timeseries {
+                path,
+                detail: e.to_string(),
+            });
+        }
     };
     let longest = intervals
         .as_ref()
@@ -209,7 +226,7 @@ fn read_run(dir: &Path, notes: &mut Vec<String>) -> Result<Run, CompareError> {
 
 /// The interval histograms of an HdrHistogram interval log, per tag, in time order. A last line
 /// cut short (a run killed mid-write) is ignored.
-fn parse_hlog(
+pub(crate) fn parse_hlog(
     path: &Path,
     bytes: &[u8],
 ) -> Result<BTreeMap<String, Vec<Histogram<u64>>>, CompareError> {
@@ -262,42 +279,6 @@ fn parse_hlog(
             (tag, v.into_iter().map(|(_, h)| h).collect())
         })
         .collect())
-}
-
-/// Per-interval `completed` counts; intervals shorter than half a second (a partial last
-/// interval) are left out.
-fn parse_timeseries(path: &Path, file: std::fs::File) -> Result<Vec<f64>, CompareError> {
-    let err = |detail: String| CompareError::Timeseries {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
-    let headers = reader.headers().map_err(|e| err(e.to_string()))?.clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| err(format!("no `{name}` column")))
-    };
-    let (elapsed_col, completed_col) = (column("elapsed_s")?, column("completed")?);
-    let mut out = Vec::new();
-    let mut previous = 0.0;
-    for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| err(e.to_string()))?;
-        let number = |col: usize, name: &str| {
-            record
-                .get(col)
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .ok_or_else(|| err(format!("row {}: bad `{name}`", i + 2)))
-        };
-        let elapsed = number(elapsed_col, "elapsed_s")?;
-        let completed = number(completed_col, "completed")?;
-        if elapsed - previous >= 0.5 {
-            out.push(completed);
-        }
-        previous = elapsed;
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -700,9 +681,10 @@ impl Comparison {
         self.rows.iter().find(|r| r.metric == metric)
     }
 
-    /// The table for stdout: per row the metric, the baseline's value, then for each other run
-    /// its value, the difference, the relative difference and `*` when significant.
-    pub fn render_table(&self) -> String {
+    /// The table as text cells: the header, then per row the metric, the baseline's value and,
+    /// for each other run, its value, the difference, the relative difference and `*` when
+    /// significant. Shared by the stdout table and `compare.html`.
+    pub fn cells(&self) -> (Vec<String>, Vec<Vec<String>>) {
         let mut header = vec!["metric".to_string(), self.runs[0].clone()];
         for label in &self.runs[1..] {
             header.extend([
@@ -736,6 +718,12 @@ impl Comparison {
                 cells
             })
             .collect();
+        (header, lines)
+    }
+
+    /// The table for stdout (see [`Comparison::cells`]).
+    pub fn render_table(&self) -> String {
+        let (header, lines) = self.cells();
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for cells in &lines {
             for (w, c) in widths.iter_mut().zip(cells) {

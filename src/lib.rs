@@ -12,6 +12,7 @@ pub mod mock;
 pub mod output;
 pub mod pki;
 pub mod protocol;
+pub mod report;
 pub mod scenario;
 pub mod signals;
 pub mod tls;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::device::{Stage, StageTime};
 
@@ -104,7 +104,8 @@ impl StageSet {
 }
 
 /// Percentile summary of one histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Percentiles {
     pub count: u64,
     pub mean_ms: f64,
@@ -147,10 +148,11 @@ impl Percentiles {
 }
 
 /// A stage in `summary.json`: intended-start latency, with service time beside it.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct StageSummary {
     #[serde(flatten)]
     pub latency: Percentiles,
+    #[serde(default)]
     pub service: Percentiles,
 }
 
@@ -189,7 +191,7 @@ pub struct ThresholdInputs<'a> {
     pub dropped: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThresholdResult {
     pub expr: String,
     pub ok: bool,

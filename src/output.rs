@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::device::{DeviceReport, FailureReason, Stage};
 use crate::fleet::RunError;
@@ -136,7 +136,7 @@ impl LevelCounts {
 }
 
 /// One offered-rate level of the schedule, judged.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RateLevel {
     pub target_per_s: f64,
     pub offered: u64,
@@ -148,7 +148,7 @@ pub struct RateLevel {
 }
 
 /// The throttle-limit finder's result.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThrottleAnalysis {
     /// The stage with the most throttled failures.
     pub throttling_stage: Option<String>,
@@ -221,7 +221,8 @@ pub struct Totals<'a> {
     pub rate_changes: Vec<crate::live::RateChange>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeviceCounts {
     pub planned: u64,
     pub started: u64,
@@ -230,12 +231,14 @@ pub struct DeviceCounts {
     pub dropped: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Throughput {
     pub provisioned_per_s: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Scheduler {
     pub max_start_lag_ms: f64,
 }
@@ -306,6 +309,26 @@ fn create(dir: &Path, name: &str) -> Result<BufWriter<File>, RunError> {
     Ok(BufWriter::new(File::create(&path).map_err(io_err(&path))?))
 }
 
+/// `scenario.toml`: the scenario exactly as run (after `--set` and the variant's overrides), for
+/// the report and for running it again.
+fn write_scenario(dir: &Path, scenario: &Scenario) -> Result<(), RunError> {
+    let path = dir.join("scenario.toml");
+    let text = toml::to_string_pretty(scenario).map_err(|e| RunError::Output {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    let variant = scenario
+        .variant
+        .as_ref()
+        .map(|v| format!(", variant {v:?}"))
+        .unwrap_or_default();
+    let header = format!(
+        "# The scenario as run (scenario {:?}{variant}), after --set and variant overrides.\n",
+        scenario.name
+    );
+    std::fs::write(&path, header + &text).map_err(io_err(&path))
+}
+
 impl Outputs {
     pub fn create(dir: &Path, scenario: &Scenario, endpoint: &str) -> Result<Outputs, RunError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -328,6 +351,7 @@ impl Outputs {
         failures
             .write_record(["elapsed_s", "seq", "client_id", "reason", "detail"])
             .map_err(csv_err(&dir.join("failures.csv")))?;
+        write_scenario(dir, scenario)?;
         let mut hlog = create(dir, "latency.hlog")?;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

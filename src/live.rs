@@ -35,7 +35,7 @@ impl Default for Rate {
 }
 
 /// One change made during a run, as recorded in `summary.json`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct RateChange {
     /// Seconds since the start of the run (real time).
     pub elapsed_s: f64,

@@ -222,6 +222,15 @@ async fn pause_and_rate_keys_steer_arrivals_and_are_recorded() {
     assert!(multipliers.contains(&0.0), "{multipliers:?}");
     assert!(multipliers.contains(&1.0) && multipliers.contains(&1.5));
     assert!(rows.iter().any(|r| &r[target] == "60.000"));
+
+    // The report lists the changes.
+    let report = fleetstorm::report::write_run_report(&dir.path().join("out"), None).unwrap();
+    let html = std::fs::read_to_string(report).unwrap();
+    let section = &html[html
+        .find("Changes made during the run")
+        .expect("rate changes section")..];
+    assert_eq!(section.matches("<td>paused</td>").count(), 1, "{section}");
+    assert!(section.contains("<td>x1.5</td>"), "{section}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

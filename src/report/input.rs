@@ -43,6 +43,9 @@ pub struct SummaryIn {
     pub sustainable_rate_per_s: Option<f64>,
     #[serde(default)]
     pub throttle: Option<ThrottleAnalysis>,
+    /// Pauses and rate-multiplier changes made from the dashboard.
+    #[serde(default)]
+    pub rate_changes: Vec<crate::live::RateChange>,
 }
 
 /// `timeseries.csv`, read by header name: the columns a run writes today, plus any later ones.
@@ -58,12 +61,13 @@ const REQUIRED_COLUMNS: [&str; 5] = ["elapsed_s", "offered", "started", "complet
 /// Whether fleetstorm writes (or wrote) this column: its cells must be numbers. Cells of other
 /// columns (added later, by hand, ...) that are not numbers are ignored.
 fn known_column(name: &str) -> bool {
-    const OTHERS: [&str; 5] = [
+    const OTHERS: [&str; 6] = [
         "in_flight",
         "dropped_total",
         "start_lag_max_ms",
         "target_rate_per_s",
         "rate_multiplier",
+        "connected",
     ];
     REQUIRED_COLUMNS.contains(&name)
         || OTHERS.contains(&name)

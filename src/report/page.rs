@@ -207,6 +207,29 @@ fn throttle_section(s: &SummaryIn) -> Markup {
     }
 }
 
+/// Pauses and multiplier changes made from the live dashboard (none: no section).
+fn rate_changes_section(s: &SummaryIn) -> Markup {
+    if s.rate_changes.is_empty() {
+        return html! {};
+    }
+    html! {
+        section #rate-changes {
+            h2 { "Changes made during the run" }
+            p.note { "From the live dashboard; the throughput chart's target line follows them." }
+            table {
+                tr { th { "at (s)" } th { "arrivals" } th { "rate multiplier" } }
+                @for c in &s.rate_changes {
+                    tr {
+                        td { (format!("{:.1}", c.elapsed_s)) }
+                        td { @if c.paused { "paused" } @else { "running" } }
+                        td { (format!("x{:.1}", c.multiplier)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn scenario_section(run: &RunData) -> Markup {
     html! {
         section #scenario {
@@ -237,6 +260,7 @@ pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, R
         (summary_section(s))
         (thresholds_section(s))
         section #throughput { h2 { "Throughput over time" } (throughput_chart(run)?) }
+        (rate_changes_section(s))
         section #latency {
             h2 { "Latency over time, per stage" }
             p.note { "p50 and p99 of the devices that finished each stage in each 1 s interval; gaps are intervals where none did." }

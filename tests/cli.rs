@@ -103,3 +103,34 @@ fn a_bad_settings_file_and_a_broken_pem_get_distinct_exit_codes() {
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("claim.key"));
 }
+
+#[test]
+fn every_shipped_scenario_validates_and_documents_how_to_run_it() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let out = Command::new(BIN)
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            text.starts_with('#') && text.contains(&format!("scenarios/{name}")),
+            "{name}: starts with a comment saying what it is and how to run it"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} scenarios");
+}

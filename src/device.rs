@@ -15,11 +15,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
 use crate::pki::{self, KeyAlgorithm};
+
+mod lean;
 use crate::protocol::{
     CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,
     CreateKeysAndCertificateResponse, ErrorResponse, Format, RegisterThingRequest,
     RegisterThingResponse, RequestTopic,
 };
+use lean::LeanSession;
 
 /// The steps of the flow, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -439,12 +442,13 @@ async fn run_flow(
     } else {
         claimed.thing_name.clone()
     };
-    let mut session = Box::pin(Session::connect(
+    let mut session = Box::pin(LeanSession::connect(
         endpoint,
         &client_id,
         own,
         Stage::ConnectDevice,
         spec.timeouts.connect,
+        KEEP_ALIVE,
     ))
     .await?;
     stages.push(StageTime::since(Stage::ConnectDevice, started));
@@ -452,18 +456,62 @@ async fn run_flow(
     let _connected = ConnectedGuard::new(&spec.after.connected);
     match spec.after.action {
         AfterAction::Disconnect => {}
-        AfterAction::Stay => session.idle(spec.after.duration).await?,
+        AfterAction::Stay => {
+            session
+                .idle(Instant::now() + spec.after.duration, Stage::Telemetry)
+                .await?
+        }
         AfterAction::Telemetry => {
             let topic = spec
                 .after
                 .topic
                 .replace("{thingName}", &claimed.thing_name)
                 .replace("{clientId}", &client_id);
-            Box::pin(session.telemetry(&topic, &spec.after, spec.timeouts.connect, stages)).await?
+            Box::pin(telemetry(
+                &mut session,
+                &topic,
+                &spec.after,
+                spec.timeouts.connect,
+                stages,
+            ))
+            .await?
         }
     }
     session.disconnect().await;
     Ok(claimed)
+}
+
+/// The keep-alive devices ask for (AWS accepts 30–1200 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Publish at QoS 1 every `after.interval` for `after.duration`, timing each PUBACK.
+async fn telemetry(
+    session: &mut LeanSession,
+    topic: &str,
+    after: &After,
+    timeout: Duration,
+    stages: &mut Vec<StageTime>,
+) -> Result<(), Failure> {
+    let end = Instant::now() + after.duration;
+    let mut sequence = 0u64;
+    let mut payload = String::with_capacity(after.payload_bytes);
+    while Instant::now() < end {
+        let next = Instant::now() + after.interval;
+        sequence += 1;
+        payload.clear();
+        use std::fmt::Write as _;
+        let _ = write!(payload, "{{\"sequence\":{sequence},\"pad\":\"");
+        let pad = after.payload_bytes.saturating_sub(payload.len() + 2);
+        payload.extend(std::iter::repeat_n('x', pad));
+        payload.push_str("\"}");
+        let sent = Instant::now();
+        session
+            .publish_acked(topic, payload.as_bytes(), sent + timeout, Stage::Telemetry)
+            .await?;
+        stages.push(StageTime::since(Stage::Telemetry, sent));
+        session.idle(next.min(end), Stage::Telemetry).await?;
+    }
+    Ok(())
 }
 
 /// Claim connection, subscribe, create a certificate, register the thing, disconnect.
@@ -708,54 +756,6 @@ impl Session {
         }
     }
 
-    /// Stay connected (answering keep-alives) for `duration`.
-    async fn idle(&mut self, duration: Duration) -> Result<(), Failure> {
-        let deadline = Instant::now() + duration;
-        loop {
-            match poll(&mut self.events, deadline, Stage::Telemetry).await {
-                Ok(_) => {}
-                Err(f) if f.reason == FailureReason::Timeout(Stage::Telemetry) => return Ok(()),
-                Err(f) => return Err(f),
-            }
-        }
-    }
-
-    /// Publish at QoS 1 every `after.interval` for `after.duration`, timing each PUBACK.
-    async fn telemetry(
-        &mut self,
-        topic: &str,
-        after: &After,
-        timeout: Duration,
-        stages: &mut Vec<StageTime>,
-    ) -> Result<(), Failure> {
-        let end = Instant::now() + after.duration;
-        let mut sequence = 0u64;
-        while Instant::now() < end {
-            let next = Instant::now() + after.interval;
-            sequence += 1;
-            let mut payload = format!("{{\"sequence\":{sequence},\"pad\":\"");
-            let pad = after.payload_bytes.saturating_sub(payload.len() + 2);
-            payload.extend(std::iter::repeat_n('x', pad));
-            payload.push_str("\"}");
-            let sent = Instant::now();
-            self.client
-                .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                .map_err(|e| Failure::new(FailureReason::Local(Stage::Telemetry), e.to_string()))?;
-            let deadline = sent + timeout;
-            loop {
-                if let Event::Incoming(Packet::PubAck(_)) =
-                    poll(&mut self.events, deadline, Stage::Telemetry).await?
-                {
-                    stages.push(StageTime::since(Stage::Telemetry, sent));
-                    break;
-                }
-            }
-            self.idle(next.min(end).saturating_duration_since(Instant::now()))
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn disconnect(mut self) {
         if self.client.try_disconnect().is_ok() {
             // Flush the DISCONNECT; the event loop ends with an error once it is sent.
@@ -791,13 +791,8 @@ async fn poll(events: &mut EventLoop, deadline: Instant, stage: Stage) -> Result
 }
 
 fn classify_connection_error(stage: Stage, e: ConnectionError) -> Failure {
-    use std::io::ErrorKind;
     let detail = e.to_string();
-    let io_reason = |kind: ErrorKind| match kind {
-        ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused(stage),
-        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => FailureReason::ConnectionReset(stage),
-        _ => FailureReason::Disconnected(stage),
-    };
+    let io_reason = |kind| io_reason(stage, kind);
     let reason = match &e {
         ConnectionError::ConnectionRefused(code) => {
             FailureReason::ConnackRefused(stage, *code as u8)
@@ -826,6 +821,15 @@ fn classify_connection_error(stage: Stage, e: ConnectionError) -> Failure {
         _ => FailureReason::Disconnected(stage),
     };
     Failure::new(reason, detail)
+}
+
+fn io_reason(stage: Stage, kind: std::io::ErrorKind) -> FailureReason {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused(stage),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => FailureReason::ConnectionReset(stage),
+        _ => FailureReason::Disconnected(stage),
+    }
 }
 
 fn tls_error_label(e: &rustls::Error) -> String {

@@ -1,28 +1,25 @@
-//! One virtual device: the claim-to-registration flow over rumqttc + rustls, timed per stage,
-//! with every failure classified into [`FailureReason`].
+//! One virtual device: the claim-to-registration flow over MQTT 3.1.1 + rustls (a lean client on
+//! rumqttc's codec, see `lean`), timed per stage, with every failure classified into
+//! [`FailureReason`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
 use crate::pki::{self, KeyAlgorithm};
-
-mod lean;
 use crate::protocol::{
     CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,
     CreateKeysAndCertificateResponse, ErrorResponse, Format, RegisterThingRequest,
     RegisterThingResponse, RequestTopic,
 };
-use lean::LeanSession;
+
+mod lean;
+use lean::Session;
 
 /// The steps of the flow, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -442,7 +439,7 @@ async fn run_flow(
     } else {
         claimed.thing_name.clone()
     };
-    let mut session = Box::pin(LeanSession::connect(
+    let mut session = Box::pin(Session::connect(
         endpoint,
         &client_id,
         own,
@@ -486,7 +483,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Publish at QoS 1 every `after.interval` for `after.duration`, timing each PUBACK.
 async fn telemetry(
-    session: &mut LeanSession,
+    session: &mut Session,
     topic: &str,
     after: &After,
     timeout: Duration,
@@ -564,6 +561,7 @@ async fn claim(
         tls.claim(),
         Stage::ConnectClaim,
         spec.timeouts.connect,
+        KEEP_ALIVE,
     )
     .await?;
     stages.push(StageTime::since(Stage::ConnectClaim, started));
@@ -575,7 +573,13 @@ async fn claim(
         register.accepted(),
         register.rejected(),
     ];
-    session.subscribe(&filters, spec.timeouts.subscribe).await?;
+    session
+        .subscribe(
+            &filters,
+            Instant::now() + spec.timeouts.subscribe,
+            Stage::Subscribe,
+        )
+        .await?;
     stages.push(StageTime::since(Stage::Subscribe, started));
 
     let started = Instant::now();
@@ -586,14 +590,14 @@ async fn claim(
         .unwrap_or_default(),
         None => b"{}".to_vec(),
     };
-    let body = session
-        .request(
-            &create,
-            payload,
-            Stage::CreateCertificate,
-            spec.timeouts.create_certificate,
-        )
-        .await?;
+    let body = request(
+        &mut session,
+        &create,
+        &payload,
+        Stage::CreateCertificate,
+        spec.timeouts.create_certificate,
+    )
+    .await?;
     let (certificate_id, certificate_pem, private_key_pem, token) = match &csr {
         None => {
             let r: CreateKeysAndCertificateResponse = decode(&body, Stage::CreateCertificate)?;
@@ -617,18 +621,18 @@ async fn claim(
     stages.push(StageTime::since(Stage::CreateCertificate, started));
 
     let started = Instant::now();
-    let request = RegisterThingRequest {
+    let register_request = RegisterThingRequest {
         certificate_ownership_token: Some(token),
         parameters: Some(spec.parameters.clone()),
     };
-    let body = session
-        .request(
-            &register,
-            serde_json::to_vec(&request).unwrap_or_default(),
-            Stage::RegisterThing,
-            spec.timeouts.register_thing,
-        )
-        .await?;
+    let body = request(
+        &mut session,
+        &register,
+        &serde_json::to_vec(&register_request).unwrap_or_default(),
+        Stage::RegisterThing,
+        spec.timeouts.register_thing,
+    )
+    .await?;
     let registered: RegisterThingResponse = decode(&body, Stage::RegisterThing)?;
     stages.push(StageTime::since(Stage::RegisterThing, started));
     session.disconnect().await;
@@ -646,126 +650,30 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], stage: Stage) -> Result<T
         .map_err(|e| Failure::new(FailureReason::MalformedResponse(stage), e.to_string()))
 }
 
-/// Publishes a device keeps unacknowledged at most (requests and telemetry go one at a time).
-const INFLIGHT: u16 = 4;
-/// Requests queued to the event loop at most (a subscribe, a publish, a disconnect).
-const REQUEST_CAPACITY: usize = 4;
-
-/// One MQTT connection driven inline: the device task polls its own event loop.
-struct Session {
-    client: AsyncClient,
-    events: EventLoop,
-}
-
-impl Session {
-    async fn connect(
-        endpoint: &Endpoint,
-        client_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        stage: Stage,
-        timeout: Duration,
-    ) -> Result<Session, Failure> {
-        let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_clean_session(true);
-        options.set_max_packet_size(150 * 1024, 150 * 1024);
-        // A device has one request in flight at a time: rumqttc's defaults (100 in-flight
-        // publishes, a 16-deep request channel) cost kilobytes per connection for nothing.
-        options.set_inflight(INFLIGHT);
-        let (client, mut events) = AsyncClient::new(options, REQUEST_CAPACITY);
-        let mut network = rumqttc::NetworkOptions::new();
-        // Without TCP_NODELAY every request waits out Nagle against delayed ACKs (~40 ms).
-        network.set_tcp_nodelay(true);
-        network.set_connection_timeout(timeout.as_secs().max(1));
-        events.set_network_options(network);
-        let deadline = Instant::now() + timeout;
-        loop {
-            match poll(&mut events, deadline, stage).await? {
-                Event::Incoming(Packet::ConnAck(ack)) => {
-                    if ack.code == ConnectReturnCode::Success {
-                        // rumqttc preallocates room for 100 events; a device sees a few at a time.
-                        events.state.events.shrink_to(INFLIGHT as usize);
-                        return Ok(Session { client, events });
-                    }
-                    return Err(Failure::new(
-                        FailureReason::ConnackRefused(stage, ack.code as u8),
-                        format!("CONNACK {:?}", ack.code),
-                    ));
-                }
-                _ => continue,
-            }
-        }
+/// Publish a request at QoS 1 and wait for its accepted/rejected response.
+async fn request(
+    session: &mut Session,
+    topic: &RequestTopic,
+    payload: &[u8],
+    stage: Stage,
+    timeout: Duration,
+) -> Result<bytes::Bytes, Failure> {
+    let accepted = topic.accepted();
+    let rejected = topic.rejected();
+    let (index, body) = session
+        .request(
+            &topic.topic(),
+            payload,
+            [&accepted, &rejected],
+            Instant::now() + timeout,
+            stage,
+        )
+        .await?;
+    if index == 0 {
+        return Ok(body);
     }
-
-    async fn subscribe(&mut self, filters: &[String], timeout: Duration) -> Result<(), Failure> {
-        let stage = Stage::Subscribe;
-        let filters: Vec<SubscribeFilter> = filters
-            .iter()
-            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
-            .collect();
-        self.client
-            .try_subscribe_many(filters)
-            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Event::Incoming(Packet::SubAck(ack)) =
-                poll(&mut self.events, deadline, stage).await?
-            {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    return Err(Failure::new(
-                        FailureReason::SubscribeRefused,
-                        "SUBACK failure",
-                    ));
-                }
-                return Ok(());
-            }
-        }
-    }
-
-    /// Publish a request at QoS 1 and wait for its accepted/rejected response.
-    async fn request(
-        &mut self,
-        topic: &RequestTopic,
-        payload: Vec<u8>,
-        stage: Stage,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, Failure> {
-        self.client
-            .try_publish(topic.topic(), QoS::AtLeastOnce, false, payload)
-            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
-        let accepted = topic.accepted();
-        let rejected = topic.rejected();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Event::Incoming(Packet::Publish(p)) =
-                poll(&mut self.events, deadline, stage).await?
-            {
-                if p.topic == accepted {
-                    return Ok(p.payload.to_vec());
-                }
-                if p.topic == rejected {
-                    let error: ErrorResponse = decode(&p.payload, stage)?;
-                    return Err(classify_rejection(stage, error));
-                }
-            }
-        }
-    }
-
-    async fn disconnect(mut self) {
-        if self.client.try_disconnect().is_ok() {
-            // Flush the DISCONNECT; the event loop ends with an error once it is sent.
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while poll(&mut self.events, deadline, Stage::ConnectDevice)
-                .await
-                .is_ok()
-            {}
-        }
-    }
+    let error: ErrorResponse = decode(&body, stage)?;
+    Err(classify_rejection(stage, error))
 }
 
 fn classify_rejection(stage: Stage, error: ErrorResponse) -> Failure {
@@ -780,47 +688,6 @@ fn classify_rejection(stage: Stage, error: ErrorResponse) -> Failure {
         FailureReason::Rejected(stage, error.status_code, error.error_code.clone())
     };
     Failure::new(reason, error.error_message)
-}
-
-async fn poll(events: &mut EventLoop, deadline: Instant, stage: Stage) -> Result<Event, Failure> {
-    match tokio::time::timeout_at(deadline.into(), events.poll()).await {
-        Err(_) => Err(Failure::new(FailureReason::Timeout(stage), "timed out")),
-        Ok(Ok(event)) => Ok(event),
-        Ok(Err(e)) => Err(classify_connection_error(stage, e)),
-    }
-}
-
-fn classify_connection_error(stage: Stage, e: ConnectionError) -> Failure {
-    let detail = e.to_string();
-    let io_reason = |kind| io_reason(stage, kind);
-    let reason = match &e {
-        ConnectionError::ConnectionRefused(code) => {
-            FailureReason::ConnackRefused(stage, *code as u8)
-        }
-        ConnectionError::Tls(tls) => match tls {
-            rumqttc::TlsError::Io(io) => {
-                if let Some(inner) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    FailureReason::TlsHandshake(stage, tls_error_label(inner))
-                } else {
-                    io_reason(io.kind())
-                }
-            }
-            rumqttc::TlsError::TLS(inner) => {
-                FailureReason::TlsHandshake(stage, tls_error_label(inner))
-            }
-            _ => FailureReason::TlsHandshake(stage, "config".into()),
-        },
-        ConnectionError::Io(io) => io_reason(io.kind()),
-        ConnectionError::MqttState(rumqttc::StateError::Io(io)) => io_reason(io.kind()),
-        ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted) => {
-            FailureReason::Disconnected(stage)
-        }
-        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
-            FailureReason::Timeout(stage)
-        }
-        _ => FailureReason::Disconnected(stage),
-    };
-    Failure::new(reason, detail)
 }
 
 fn io_reason(stage: Stage, kind: std::io::ErrorKind) -> FailureReason {

@@ -1,17 +1,19 @@
-//! The device's own-identity MQTT 3.1.1 session, hand-written over tokio-rustls with rumqttc's
-//! v4 codec (`mqttbytes`: the same packet encoding and decoding rumqttc uses).
+//! The device's MQTT 3.1.1 client, hand-written over tokio-rustls with rumqttc's v4 codec
+//! (`mqttbytes`: the same packet encoding and decoding rumqttc uses).
 //!
-//! Why not rumqttc here: this session may stay connected for hours on thousands of devices, and
-//! rumqttc allocates ~24 KB per connection that cannot be configured (two 8 KB codec buffers and
-//! an 8 KB table of QoS 2 packet IDs). This phase only sends CONNECT, PINGREQ, PUBLISH (QoS 1)
-//! and DISCONNECT and receives CONNACK, PINGRESP and PUBACK, so its buffers start at a few dozen
-//! bytes and grow only if a bigger packet arrives.
+//! Why not rumqttc's client: the own-identity session may stay connected for hours on thousands
+//! of devices, and rumqttc allocates ~24 KB per connection that cannot be configured (two 8 KB
+//! codec buffers and an 8 KB table of QoS 2 packet IDs), plus a request channel and event queue;
+//! on the claim connection the same allocations (zeroed) cost CPU on every flow. A device only
+//! needs clean sessions at QoS 0/1: CONNECT, SUBSCRIBE, PUBLISH, PUBACK, PINGREQ and DISCONNECT
+//! out; CONNACK, SUBACK, PUBLISH, PUBACK and PINGRESP in. Its buffers start at a few dozen bytes
+//! and grow only when a bigger packet arrives.
 
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, QoS};
 use rumqttc::{ConnectReturnCode, Packet};
 use rustls::pki_types::ServerName;
@@ -28,7 +30,7 @@ const MAX_PACKET: usize = 150 * 1024;
 const READ_ROOM: usize = 64;
 
 /// One connected MQTT 3.1.1 session with clean session, QoS 0/1 only.
-pub(super) struct LeanSession {
+pub(super) struct Session {
     stream: TlsStream<TcpStream>,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -44,7 +46,7 @@ pub(super) struct LeanSession {
     pub(super) pongs: u64,
 }
 
-impl LeanSession {
+impl Session {
     /// TCP connect, TLS handshake, CONNECT and CONNACK, all within `timeout`.
     pub(super) async fn connect(
         endpoint: &Endpoint,
@@ -53,7 +55,7 @@ impl LeanSession {
         stage: Stage,
         timeout: Duration,
         keep_alive: Duration,
-    ) -> Result<LeanSession, Failure> {
+    ) -> Result<Session, Failure> {
         let deadline = Instant::now() + timeout;
         tokio::time::timeout_at(
             deadline.into(),
@@ -69,7 +71,7 @@ impl LeanSession {
         tls: Arc<rustls::ClientConfig>,
         stage: Stage,
         keep_alive: Duration,
-    ) -> Result<LeanSession, Failure> {
+    ) -> Result<Session, Failure> {
         let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
             .await
             .map_err(|e| Failure::new(io_reason(stage, e.kind()), e.to_string()))?;
@@ -86,7 +88,7 @@ impl LeanSession {
             .connect(name, tcp)
             .await
             .map_err(|e| handshake_failure(stage, e))?;
-        let mut session = LeanSession {
+        let mut session = Session {
             stream,
             rbuf: BytesMut::with_capacity(READ_ROOM),
             wbuf: BytesMut::new(),
@@ -122,6 +124,79 @@ impl LeanSession {
         }
     }
 
+    /// Subscribe to `filters` at QoS 1 and wait for the SUBACK until `deadline`.
+    pub(super) async fn subscribe(
+        &mut self,
+        filters: &[String],
+        deadline: Instant,
+        stage: Stage,
+    ) -> Result<(), Failure> {
+        let pkid = self.pkid();
+        let mut subscribe = rumqttc::Subscribe::new_many(
+            filters
+                .iter()
+                .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+        );
+        subscribe.pkid = pkid;
+        self.send(|buf| subscribe.write(buf), stage).await?;
+        let ack = self
+            .wait(
+                deadline,
+                stage,
+                |p| matches!(p, Packet::SubAck(ack) if ack.pkid == pkid),
+            )
+            .await?;
+        match ack {
+            Some(Packet::SubAck(ack))
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
+            {
+                Err(Failure::new(
+                    FailureReason::SubscribeRefused,
+                    "SUBACK failure",
+                ))
+            }
+            Some(_) => Ok(()),
+            None => Err(Failure::new(FailureReason::Timeout(stage), "no SUBACK")),
+        }
+    }
+
+    /// Publish a request at QoS 1 and wait until `deadline` for a PUBLISH on one of `topics`;
+    /// returns which one (its index) and the payload.
+    pub(super) async fn request(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        topics: [&str; 2],
+        deadline: Instant,
+        stage: Stage,
+    ) -> Result<(usize, Bytes), Failure> {
+        let pkid = self.pkid();
+        self.send(|buf| write_publish(buf, topic, pkid, payload), stage)
+            .await?;
+        let response = self
+            .wait(
+                deadline,
+                stage,
+                |p| matches!(p, Packet::Publish(p) if topics.contains(&p.topic.as_str())),
+            )
+            .await?;
+        match response {
+            Some(Packet::Publish(p)) => {
+                let index = usize::from(p.topic != topics[0]);
+                Ok((index, p.payload))
+            }
+            _ => Err(Failure::new(FailureReason::Timeout(stage), "no response")),
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        self.next_pkid
+    }
+
     /// Stay connected, answering keep-alives, until `until`.
     pub(super) async fn idle(&mut self, until: Instant, stage: Stage) -> Result<(), Failure> {
         match self.wait(until, stage, |_| false).await? {
@@ -138,8 +213,7 @@ impl LeanSession {
         deadline: Instant,
         stage: Stage,
     ) -> Result<(), Failure> {
-        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-        let pkid = self.next_pkid;
+        let pkid = self.pkid();
         self.send(|buf| write_publish(buf, topic, pkid, payload), stage)
             .await?;
         let acked = self
@@ -155,17 +229,9 @@ impl LeanSession {
         }
     }
 
-    /// Send DISCONNECT and close TLS, bounded by one second.
+    /// Send DISCONNECT (the MQTT goodbye; the TCP close follows), bounded by one second.
     pub(super) async fn disconnect(mut self) {
-        let bye = async {
-            if self
-                .send(|buf| rumqttc::Disconnect.write(buf), Stage::ConnectDevice)
-                .await
-                .is_ok()
-            {
-                let _ = self.stream.shutdown().await;
-            }
-        };
+        let bye = self.send(|buf| rumqttc::Disconnect.write(buf), Stage::ConnectDevice);
         let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
     }
 
@@ -198,19 +264,22 @@ impl LeanSession {
                 Err(_) => continue,
                 Ok(r) => r?,
             };
-            match packet {
+            match &packet {
                 Packet::PingResp => {
                     self.awaiting_pong = false;
                     self.pongs += 1;
                 }
                 Packet::Publish(p) if p.qos == QoS::AtLeastOnce => {
-                    // Not subscribed, so unexpected; acknowledged all the same.
-                    self.send(|buf| rumqttc::PubAck::new(p.pkid).write(buf), stage)
-                        .await?;
+                    self.queue(|buf| rumqttc::PubAck::new(p.pkid).write(buf), stage)?;
                 }
-                p if want(&p) => return Ok(Some(p)),
                 _ => {}
             }
+            if want(&packet) {
+                // A queued PUBACK goes out with the caller's next packet (the next request, or
+                // DISCONNECT), or with a keep-alive ping: one write instead of two.
+                return Ok(Some(packet));
+            }
+            self.send(|_| Ok(0), stage).await?;
         }
     }
 
@@ -252,15 +321,27 @@ impl LeanSession {
         }
     }
 
-    /// Encode one packet and write it in one go.
+    /// Encode one packet behind those queued.
+    fn queue(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
+        stage: Stage,
+    ) -> Result<(), Failure> {
+        encode(&mut self.wbuf)
+            .map(drop)
+            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))
+    }
+
+    /// Encode one packet and write it with any queued ones in one go (one TLS record).
     async fn send(
         &mut self,
         encode: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
         stage: Stage,
     ) -> Result<(), Failure> {
-        self.wbuf.clear();
-        encode(&mut self.wbuf)
-            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
+        self.queue(encode, stage)?;
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
         self.stream
             .write_all(&self.wbuf)
             .await
@@ -269,6 +350,7 @@ impl LeanSession {
             .flush()
             .await
             .map_err(|e| self.io_failure(stage, e))?;
+        self.wbuf.clear();
         self.next_ping = Instant::now() + self.keep_alive;
         Ok(())
     }
@@ -281,11 +363,8 @@ fn write_publish(
     pkid: u16,
     payload: &[u8],
 ) -> Result<usize, mqttbytes::Error> {
-    let mut publish = rumqttc::Publish::from_bytes(
-        topic,
-        QoS::AtLeastOnce,
-        bytes::Bytes::copy_from_slice(payload),
-    );
+    let mut publish =
+        rumqttc::Publish::from_bytes(topic, QoS::AtLeastOnce, Bytes::copy_from_slice(payload));
     publish.pkid = pkid;
     publish.write(buf)
 }
@@ -387,12 +466,12 @@ mod tests {
         device: &Provisioned,
         client_id: &str,
         keep_alive: Duration,
-    ) -> Result<LeanSession, Failure> {
+    ) -> Result<Session, Failure> {
         let own = f
             .tls
             .for_identity(&device.certificate_pem, &device.private_key_pem)
             .unwrap();
-        LeanSession::connect(
+        Session::connect(
             &f.endpoint,
             client_id,
             own,

@@ -144,10 +144,14 @@ pub(super) async fn run(
             .fetch_add(1, Ordering::Relaxed),
         _ => 0,
     };
-    // Whatever was queued before the close (a PUBACK, a response) goes out first.
+    // Whatever was queued before the close (a PUBACK, a response) goes out first. A client that
+    // said goodbye (DISCONNECT or EOF) gets no TLS close_notify: the TCP close is enough, and a
+    // write fewer per connection.
     let bye = async {
         let _ = conn.flush().await;
-        let _ = conn.wr.shutdown().await;
+        if !matches!(close, Close::ClientDisconnect | Close::Eof) {
+            let _ = conn.wr.shutdown().await;
+        }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
 }

@@ -1,15 +1,12 @@
-//! One virtual device: the claim-to-registration flow over rumqttc + rustls, timed per stage,
-//! with every failure classified into [`FailureReason`].
+//! One virtual device: the claim-to-registration flow over MQTT 3.1.1 + rustls (a lean client on
+//! rumqttc's codec, see `lean`), timed per stage, with every failure classified into
+//! [`FailureReason`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
@@ -20,6 +17,9 @@ use crate::protocol::{
     CreateKeysAndCertificateResponse, ErrorResponse, Format, RegisterThingRequest,
     RegisterThingResponse, RequestTopic,
 };
+
+mod lean;
+use lean::Session;
 
 /// The steps of the flow, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -451,6 +451,7 @@ async fn run_flow(
         own,
         Stage::ConnectDevice,
         spec.timeouts.connect,
+        KEEP_ALIVE,
     ))
     .await?;
     stages.push(StageTime::since(Stage::ConnectDevice, started));
@@ -461,7 +462,7 @@ async fn run_flow(
         AfterAction::Disconnect => {}
         AfterAction::Stay => {
             tokio::select! {
-                r = session.idle(spec.after.duration) => r?,
+                r = session.idle(Instant::now() + spec.after.duration, Stage::Telemetry) => r?,
                 _ = release.cancelled() => {}
             }
         }
@@ -472,13 +473,52 @@ async fn run_flow(
                 .replace("{thingName}", &claimed.thing_name)
                 .replace("{clientId}", &client_id);
             tokio::select! {
-                r = Box::pin(session.telemetry(&topic, &spec.after, spec.timeouts.connect, stages)) => r?,
+                r = Box::pin(telemetry(
+                    &mut session,
+                    &topic,
+                    &spec.after,
+                    spec.timeouts.connect,
+                    stages,
+                )) => r?,
                 _ = release.cancelled() => {}
             }
         }
     }
     session.disconnect().await;
     Ok(claimed)
+}
+
+/// The keep-alive devices ask for (AWS accepts 30–1200 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Publish at QoS 1 every `after.interval` for `after.duration`, timing each PUBACK.
+async fn telemetry(
+    session: &mut Session,
+    topic: &str,
+    after: &After,
+    timeout: Duration,
+    stages: &mut Vec<StageTime>,
+) -> Result<(), Failure> {
+    let end = Instant::now() + after.duration;
+    let mut sequence = 0u64;
+    let mut payload = String::with_capacity(after.payload_bytes);
+    while Instant::now() < end {
+        let next = Instant::now() + after.interval;
+        sequence += 1;
+        payload.clear();
+        use std::fmt::Write as _;
+        let _ = write!(payload, "{{\"sequence\":{sequence},\"pad\":\"");
+        let pad = after.payload_bytes.saturating_sub(payload.len() + 2);
+        payload.extend(std::iter::repeat_n('x', pad));
+        payload.push_str("\"}");
+        let sent = Instant::now();
+        session
+            .publish_acked(topic, payload.as_bytes(), sent + timeout, Stage::Telemetry)
+            .await?;
+        stages.push(StageTime::since(Stage::Telemetry, sent));
+        session.idle(next.min(end), Stage::Telemetry).await?;
+    }
+    Ok(())
 }
 
 /// Claim connection, subscribe, create a certificate, register the thing, disconnect.
@@ -531,6 +571,7 @@ async fn claim(
         tls.claim(),
         Stage::ConnectClaim,
         spec.timeouts.connect,
+        KEEP_ALIVE,
     )
     .await?;
     stages.push(StageTime::since(Stage::ConnectClaim, started));
@@ -542,7 +583,13 @@ async fn claim(
         register.accepted(),
         register.rejected(),
     ];
-    session.subscribe(&filters, spec.timeouts.subscribe).await?;
+    session
+        .subscribe(
+            &filters,
+            Instant::now() + spec.timeouts.subscribe,
+            Stage::Subscribe,
+        )
+        .await?;
     stages.push(StageTime::since(Stage::Subscribe, started));
 
     let started = Instant::now();
@@ -553,14 +600,14 @@ async fn claim(
         .unwrap_or_default(),
         None => b"{}".to_vec(),
     };
-    let body = session
-        .request(
-            &create,
-            payload,
-            Stage::CreateCertificate,
-            spec.timeouts.create_certificate,
-        )
-        .await?;
+    let body = request(
+        &mut session,
+        &create,
+        &payload,
+        Stage::CreateCertificate,
+        spec.timeouts.create_certificate,
+    )
+    .await?;
     let (certificate_id, certificate_pem, private_key_pem, token) = match &csr {
         None => {
             let r: CreateKeysAndCertificateResponse = decode(&body, Stage::CreateCertificate)?;
@@ -584,18 +631,18 @@ async fn claim(
     stages.push(StageTime::since(Stage::CreateCertificate, started));
 
     let started = Instant::now();
-    let request = RegisterThingRequest {
+    let register_request = RegisterThingRequest {
         certificate_ownership_token: Some(token),
         parameters: Some(spec.parameters.clone()),
     };
-    let body = session
-        .request(
-            &register,
-            serde_json::to_vec(&request).unwrap_or_default(),
-            Stage::RegisterThing,
-            spec.timeouts.register_thing,
-        )
-        .await?;
+    let body = request(
+        &mut session,
+        &register,
+        &serde_json::to_vec(&register_request).unwrap_or_default(),
+        Stage::RegisterThing,
+        spec.timeouts.register_thing,
+    )
+    .await?;
     let registered: RegisterThingResponse = decode(&body, Stage::RegisterThing)?;
     stages.push(StageTime::since(Stage::RegisterThing, started));
     session.disconnect().await;
@@ -613,174 +660,30 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], stage: Stage) -> Result<T
         .map_err(|e| Failure::new(FailureReason::MalformedResponse(stage), e.to_string()))
 }
 
-/// Publishes a device keeps unacknowledged at most (requests and telemetry go one at a time).
-const INFLIGHT: u16 = 4;
-/// Requests queued to the event loop at most (a subscribe, a publish, a disconnect).
-const REQUEST_CAPACITY: usize = 4;
-
-/// One MQTT connection driven inline: the device task polls its own event loop.
-struct Session {
-    client: AsyncClient,
-    events: EventLoop,
-}
-
-impl Session {
-    async fn connect(
-        endpoint: &Endpoint,
-        client_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        stage: Stage,
-        timeout: Duration,
-    ) -> Result<Session, Failure> {
-        let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_clean_session(true);
-        options.set_max_packet_size(150 * 1024, 150 * 1024);
-        // A device has one request in flight at a time: rumqttc's defaults (100 in-flight
-        // publishes, a 16-deep request channel) cost kilobytes per connection for nothing.
-        options.set_inflight(INFLIGHT);
-        let (client, mut events) = AsyncClient::new(options, REQUEST_CAPACITY);
-        let mut network = rumqttc::NetworkOptions::new();
-        // Without TCP_NODELAY every request waits out Nagle against delayed ACKs (~40 ms).
-        network.set_tcp_nodelay(true);
-        network.set_connection_timeout(timeout.as_secs().max(1));
-        events.set_network_options(network);
-        let deadline = Instant::now() + timeout;
-        loop {
-            match poll(&mut events, deadline, stage).await? {
-                Event::Incoming(Packet::ConnAck(ack)) => {
-                    if ack.code == ConnectReturnCode::Success {
-                        // rumqttc preallocates room for 100 events; a device sees a few at a time.
-                        events.state.events.shrink_to(INFLIGHT as usize);
-                        return Ok(Session { client, events });
-                    }
-                    return Err(Failure::new(
-                        FailureReason::ConnackRefused(stage, ack.code as u8),
-                        format!("CONNACK {:?}", ack.code),
-                    ));
-                }
-                _ => continue,
-            }
-        }
+/// Publish a request at QoS 1 and wait for its accepted/rejected response.
+async fn request(
+    session: &mut Session,
+    topic: &RequestTopic,
+    payload: &[u8],
+    stage: Stage,
+    timeout: Duration,
+) -> Result<bytes::Bytes, Failure> {
+    let accepted = topic.accepted();
+    let rejected = topic.rejected();
+    let (index, body) = session
+        .request(
+            &topic.topic(),
+            payload,
+            [&accepted, &rejected],
+            Instant::now() + timeout,
+            stage,
+        )
+        .await?;
+    if index == 0 {
+        return Ok(body);
     }
-
-    async fn subscribe(&mut self, filters: &[String], timeout: Duration) -> Result<(), Failure> {
-        let stage = Stage::Subscribe;
-        let filters: Vec<SubscribeFilter> = filters
-            .iter()
-            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
-            .collect();
-        self.client
-            .try_subscribe_many(filters)
-            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Event::Incoming(Packet::SubAck(ack)) =
-                poll(&mut self.events, deadline, stage).await?
-            {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    return Err(Failure::new(
-                        FailureReason::SubscribeRefused,
-                        "SUBACK failure",
-                    ));
-                }
-                return Ok(());
-            }
-        }
-    }
-
-    /// Publish a request at QoS 1 and wait for its accepted/rejected response.
-    async fn request(
-        &mut self,
-        topic: &RequestTopic,
-        payload: Vec<u8>,
-        stage: Stage,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, Failure> {
-        self.client
-            .try_publish(topic.topic(), QoS::AtLeastOnce, false, payload)
-            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
-        let accepted = topic.accepted();
-        let rejected = topic.rejected();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Event::Incoming(Packet::Publish(p)) =
-                poll(&mut self.events, deadline, stage).await?
-            {
-                if p.topic == accepted {
-                    return Ok(p.payload.to_vec());
-                }
-                if p.topic == rejected {
-                    let error: ErrorResponse = decode(&p.payload, stage)?;
-                    return Err(classify_rejection(stage, error));
-                }
-            }
-        }
-    }
-
-    /// Stay connected (answering keep-alives) for `duration`.
-    async fn idle(&mut self, duration: Duration) -> Result<(), Failure> {
-        let deadline = Instant::now() + duration;
-        loop {
-            match poll(&mut self.events, deadline, Stage::Telemetry).await {
-                Ok(_) => {}
-                Err(f) if f.reason == FailureReason::Timeout(Stage::Telemetry) => return Ok(()),
-                Err(f) => return Err(f),
-            }
-        }
-    }
-
-    /// Publish at QoS 1 every `after.interval` for `after.duration`, timing each PUBACK.
-    async fn telemetry(
-        &mut self,
-        topic: &str,
-        after: &After,
-        timeout: Duration,
-        stages: &mut Vec<StageTime>,
-    ) -> Result<(), Failure> {
-        let end = Instant::now() + after.duration;
-        let mut sequence = 0u64;
-        while Instant::now() < end {
-            let next = Instant::now() + after.interval;
-            sequence += 1;
-            let mut payload = format!("{{\"sequence\":{sequence},\"pad\":\"");
-            let pad = after.payload_bytes.saturating_sub(payload.len() + 2);
-            payload.extend(std::iter::repeat_n('x', pad));
-            payload.push_str("\"}");
-            let sent = Instant::now();
-            self.client
-                .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                .map_err(|e| Failure::new(FailureReason::Local(Stage::Telemetry), e.to_string()))?;
-            let deadline = sent + timeout;
-            loop {
-                if let Event::Incoming(Packet::PubAck(_)) =
-                    poll(&mut self.events, deadline, Stage::Telemetry).await?
-                {
-                    stages.push(StageTime::since(Stage::Telemetry, sent));
-                    break;
-                }
-            }
-            self.idle(next.min(end).saturating_duration_since(Instant::now()))
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn disconnect(mut self) {
-        if self.client.try_disconnect().is_ok() {
-            // Flush the DISCONNECT; the event loop ends with an error once it is sent.
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while poll(&mut self.events, deadline, Stage::ConnectDevice)
-                .await
-                .is_ok()
-            {}
-        }
-    }
+    let error: ErrorResponse = decode(&body, stage)?;
+    Err(classify_rejection(stage, error))
 }
 
 fn classify_rejection(stage: Stage, error: ErrorResponse) -> Failure {
@@ -797,50 +700,13 @@ fn classify_rejection(stage: Stage, error: ErrorResponse) -> Failure {
     Failure::new(reason, error.error_message)
 }
 
-async fn poll(events: &mut EventLoop, deadline: Instant, stage: Stage) -> Result<Event, Failure> {
-    match tokio::time::timeout_at(deadline.into(), events.poll()).await {
-        Err(_) => Err(Failure::new(FailureReason::Timeout(stage), "timed out")),
-        Ok(Ok(event)) => Ok(event),
-        Ok(Err(e)) => Err(classify_connection_error(stage, e)),
-    }
-}
-
-fn classify_connection_error(stage: Stage, e: ConnectionError) -> Failure {
+fn io_reason(stage: Stage, kind: std::io::ErrorKind) -> FailureReason {
     use std::io::ErrorKind;
-    let detail = e.to_string();
-    let io_reason = |kind: ErrorKind| match kind {
+    match kind {
         ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused(stage),
         ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => FailureReason::ConnectionReset(stage),
         _ => FailureReason::Disconnected(stage),
-    };
-    let reason = match &e {
-        ConnectionError::ConnectionRefused(code) => {
-            FailureReason::ConnackRefused(stage, *code as u8)
-        }
-        ConnectionError::Tls(tls) => match tls {
-            rumqttc::TlsError::Io(io) => {
-                if let Some(inner) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    FailureReason::TlsHandshake(stage, tls_error_label(inner))
-                } else {
-                    io_reason(io.kind())
-                }
-            }
-            rumqttc::TlsError::TLS(inner) => {
-                FailureReason::TlsHandshake(stage, tls_error_label(inner))
-            }
-            _ => FailureReason::TlsHandshake(stage, "config".into()),
-        },
-        ConnectionError::Io(io) => io_reason(io.kind()),
-        ConnectionError::MqttState(rumqttc::StateError::Io(io)) => io_reason(io.kind()),
-        ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted) => {
-            FailureReason::Disconnected(stage)
-        }
-        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
-            FailureReason::Timeout(stage)
-        }
-        _ => FailureReason::Disconnected(stage),
-    };
-    Failure::new(reason, detail)
+    }
 }
 
 fn tls_error_label(e: &rustls::Error) -> String {

@@ -1,6 +1,7 @@
-//! The three fleet-provisioning APIs. Each connection has one worker that answers its requests in
-//! order (the SDKs correlate by topic only, spec §1.1), so a slow request never blocks the
-//! connection's reads.
+//! The three fleet-provisioning APIs. A connection answers its requests in order (the SDKs
+//! correlate by topic only, spec §1.1): in its own task when nothing on the request's path waits,
+//! otherwise through one worker task, so a slow request (hook, injected latency, RSA key) never
+//! blocks the connection's reads.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,107 +38,143 @@ pub(super) enum Response {
 }
 
 /// Who is asking.
-pub(super) struct Requester {
-    pub client_id: String,
-    pub claim_certificate_id: String,
+pub(super) struct Requester<'a> {
+    pub client_id: &'a str,
+    pub claim_certificate_id: &'a str,
     pub connection: u64,
 }
 
 /// What a handler tells the log beside accepted/rejected.
 type Outcome = Result<(Vec<u8>, String), ErrorResponse>;
 
+/// Whether a request can be answered in the connection's own task: nothing in its path waits
+/// (no injected latency or fault, no pre-provisioning hook, no key generation on the blocking
+/// pool), so a hand-off to a worker task would cost two channel hops and wake-ups for nothing.
+pub(super) fn answers_inline(state: &State, request: &RequestTopic) -> bool {
+    if !state.settings.faults.for_api(request.api).is_quiet() {
+        return false;
+    }
+    match request.api {
+        Api::CreateCertificateFromCsr => true,
+        Api::RegisterThing => request
+            .template
+            .as_deref()
+            .is_none_or(|t| !state.hooks.contains_key(t)),
+        Api::CreateKeysAndCertificate => false,
+    }
+}
+
+/// Answers one connection's requests in order, for requests that may wait (see
+/// [`answers_inline`]); once started it answers every later request of its connection too.
 pub(super) async fn worker(
     state: Arc<State>,
-    requester: Requester,
+    client_id: String,
+    claim_certificate_id: String,
+    connection: u64,
     mut jobs: mpsc::Receiver<Job>,
     out: mpsc::Sender<Response>,
 ) {
-    let mut dice = state.settings.faults.rng(requester.connection);
+    let requester = Requester {
+        client_id: &client_id,
+        claim_certificate_id: &claim_certificate_id,
+        connection,
+    };
+    let mut dice = None;
     while let Some(job) = jobs.recv().await {
-        let started = Instant::now();
-        let format = job.request.format;
-        let api = job.request.api;
-        let outcome = if !state.quotas.allow_api(api) {
-            state.stats.throttled[api as usize].fetch_add(1, Ordering::Relaxed);
-            let q = state.quotas.settings();
-            Err(ErrorResponse::new(
-                q.throttle_status,
-                &q.throttle_error_code,
-                "Rate exceeded",
-            ))
-        } else {
-            let faults = state.settings.faults.for_api(api);
-            let verdict = if faults.is_quiet() {
-                Verdict::Answer
-            } else {
-                let delay = faults.latency.sample(&mut dice);
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                faults.roll(&mut dice)
-            };
-            match verdict {
-                Verdict::Disconnect => {
-                    info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: disconnect");
-                    let _ = out.send(Response::Close).await;
-                    return;
-                }
-                Verdict::DropResponse => {
-                    info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: response dropped");
-                    continue;
-                }
-                Verdict::Error => Err(ErrorResponse::new(
-                    if faults.error_status == 0 {
-                        500
-                    } else {
-                        faults.error_status
-                    },
-                    if faults.error_code.is_empty() {
-                        "InternalFailure"
-                    } else {
-                        &faults.error_code
-                    },
-                    "Injected fault.",
-                )),
-                Verdict::Answer => match api {
-                    Api::CreateKeysAndCertificate => create_keys(&state, &requester, &job).await,
-                    Api::CreateCertificateFromCsr => {
-                        create_from_csr(&state, &requester, &job).await
-                    }
-                    Api::RegisterThing => register_thing(&state, &requester, &job).await,
-                },
-            }
+        let Some(response) = answer(&state, &requester, &mut dice, job).await else {
+            continue;
         };
-        let index = api as usize;
-        let elapsed_us = started.elapsed().as_micros() as u64;
-        let (topic, payload) = match outcome {
-            Ok((payload, detail)) => {
-                state.stats.accepted[index].fetch_add(1, Ordering::Relaxed);
-                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "accepted", %detail, elapsed_us);
-                (job.request.accepted(), payload)
-            }
-            Err(error) => {
-                state.stats.rejected[index].fetch_add(1, Ordering::Relaxed);
-                info!(
-                    api = api.as_str(),
-                    client_id = %requester.client_id,
-                    outcome = "rejected",
-                    status = error.status_code,
-                    code = %error.error_code,
-                    message = %error.error_message,
-                    elapsed_us
-                );
-                (job.request.rejected(), format.encode(&error))
-            }
-        };
-        if out
-            .send(Response::Publish { topic, payload })
-            .await
-            .is_err()
-        {
+        let close = matches!(response, Response::Close);
+        if out.send(response).await.is_err() || close {
             return;
         }
     }
+}
+
+/// The response to one request (`None`: an injected fault drops it). `dice` is the connection's
+/// fault RNG, made at its first use.
+pub(super) async fn answer(
+    state: &Arc<State>,
+    requester: &Requester<'_>,
+    dice: &mut Option<rand::rngs::StdRng>,
+    job: Job,
+) -> Option<Response> {
+    let started = Instant::now();
+    let format = job.request.format;
+    let api = job.request.api;
+    let outcome = if !state.quotas.allow_api(api) {
+        state.stats.throttled[api as usize].fetch_add(1, Ordering::Relaxed);
+        let q = state.quotas.settings();
+        Err(ErrorResponse::new(
+            q.throttle_status,
+            &q.throttle_error_code,
+            "Rate exceeded",
+        ))
+    } else {
+        let faults = state.settings.faults.for_api(api);
+        let verdict = if faults.is_quiet() {
+            Verdict::Answer
+        } else {
+            // The connection's seeded dice, made at its first fault roll.
+            let dice = dice.get_or_insert_with(|| state.settings.faults.rng(requester.connection));
+            let delay = faults.latency.sample(dice);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            faults.roll(dice)
+        };
+        match verdict {
+            Verdict::Disconnect => {
+                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: disconnect");
+                return Some(Response::Close);
+            }
+            Verdict::DropResponse => {
+                info!(api = api.as_str(), client_id = %requester.client_id, outcome = "fault: response dropped");
+                return None;
+            }
+            Verdict::Error => Err(ErrorResponse::new(
+                if faults.error_status == 0 {
+                    500
+                } else {
+                    faults.error_status
+                },
+                if faults.error_code.is_empty() {
+                    "InternalFailure"
+                } else {
+                    &faults.error_code
+                },
+                "Injected fault.",
+            )),
+            Verdict::Answer => match api {
+                Api::CreateKeysAndCertificate => create_keys(state, requester, &job).await,
+                Api::CreateCertificateFromCsr => create_from_csr(state, requester, &job),
+                Api::RegisterThing => register_thing(state, requester, &job).await,
+            },
+        }
+    };
+    let index = api as usize;
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let (topic, payload) = match outcome {
+        Ok((payload, detail)) => {
+            state.stats.accepted[index].fetch_add(1, Ordering::Relaxed);
+            info!(api = api.as_str(), client_id = %requester.client_id, outcome = "accepted", %detail, elapsed_us);
+            (job.request.accepted(), payload)
+        }
+        Err(error) => {
+            state.stats.rejected[index].fetch_add(1, Ordering::Relaxed);
+            info!(
+                api = api.as_str(),
+                client_id = %requester.client_id,
+                outcome = "rejected",
+                status = error.status_code,
+                code = %error.error_code,
+                message = %error.error_message,
+                elapsed_us
+            );
+            (job.request.rejected(), format.encode(&error))
+        }
+    };
+    Some(Response::Publish { topic, payload })
 }
 
 fn invalid_payload(message: impl Into<String>) -> ErrorResponse {
@@ -154,7 +191,7 @@ fn new_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-async fn create_keys(state: &Arc<State>, requester: &Requester, job: &Job) -> Outcome {
+async fn create_keys(state: &Arc<State>, requester: &Requester<'_>, job: &Job) -> Outcome {
     // The request is an empty payload or an empty object (`{}` / CBOR 0xA0): accept both.
     if !job.payload.is_empty() {
         let value: serde_json::Value = match job.request.format {
@@ -184,7 +221,7 @@ async fn create_keys(state: &Arc<State>, requester: &Requester, job: &Job) -> Ou
     state.registry.add_pending_certificate(
         &issued.certificate_id,
         &issued.pem,
-        &requester.claim_certificate_id,
+        requester.claim_certificate_id,
         &token,
         state.settings.token_ttl,
     );
@@ -198,7 +235,7 @@ async fn create_keys(state: &Arc<State>, requester: &Requester, job: &Job) -> Ou
     Ok((job.request.format.encode(&response), detail))
 }
 
-async fn create_from_csr(state: &Arc<State>, requester: &Requester, job: &Job) -> Outcome {
+fn create_from_csr(state: &Arc<State>, requester: &Requester<'_>, job: &Job) -> Outcome {
     let request: CreateCertificateFromCsrRequest = job
         .request
         .format
@@ -215,7 +252,7 @@ async fn create_from_csr(state: &Arc<State>, requester: &Requester, job: &Job) -
     state.registry.add_pending_certificate(
         &issued.certificate_id,
         &issued.pem,
-        &requester.claim_certificate_id,
+        requester.claim_certificate_id,
         &token,
         state.settings.token_ttl,
     );
@@ -228,7 +265,7 @@ async fn create_from_csr(state: &Arc<State>, requester: &Requester, job: &Job) -
     Ok((job.request.format.encode(&response), detail))
 }
 
-async fn register_thing(state: &Arc<State>, requester: &Requester, job: &Job) -> Outcome {
+async fn register_thing(state: &Arc<State>, requester: &Requester<'_>, job: &Job) -> Outcome {
     let format = job.request.format;
     let request: RegisterThingRequest = format
         .decode(&job.payload)
@@ -264,14 +301,14 @@ async fn register_thing(state: &Arc<State>, requester: &Requester, job: &Job) ->
             .certificate_pem(&certificate_id)
             .unwrap_or_default();
         let event = HookEvent {
-            claim_certificate_id: requester.claim_certificate_id.clone(),
+            claim_certificate_id: requester.claim_certificate_id.to_owned(),
             certificate_id: certificate_id.clone(),
             certificate_pem,
             template_arn: format!(
                 "arn:aws:iot:{}:{}:provisioningtemplate/{template_name}",
                 state.settings.region, state.settings.account
             ),
-            client_id: requester.client_id.clone(),
+            client_id: requester.client_id.to_owned(),
             parameters: parameters.clone(),
         };
         match hook.invoke(&event).await {

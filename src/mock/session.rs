@@ -28,9 +28,12 @@ use crate::protocol::{MAX_PAYLOAD_BYTES, RequestTopic};
 /// Largest MQTT frame read: the 128 KB payload limit plus room for the topic and headers.
 /// Anything larger is refused before it is buffered.
 const MAX_FRAME: usize = MAX_PAYLOAD_BYTES + 1024;
-/// Read buffer room kept free before each read: small, since an idle connection keeps its buffer;
-/// larger packets grow it as they arrive.
+/// Read room for the CONNECT (client ID, and for SDKs a username with metrics).
 const READ_CHUNK: usize = 1024;
+/// Read room kept free while a session waits for its next packet: small, since an idle
+/// connection keeps its buffer (a PINGREQ is 2 bytes); a packet whose header says it is larger
+/// reserves its whole size.
+const IDLE_ROOM: usize = 64;
 /// Longest client ID AWS accepts, in bytes.
 const MAX_CLIENT_ID: usize = 128;
 
@@ -141,7 +144,16 @@ pub(super) async fn run(
             .fetch_add(1, Ordering::Relaxed),
         _ => 0,
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), conn.wr.shutdown()).await;
+    // Whatever was queued before the close (a PUBACK, a response) goes out first. A client that
+    // said goodbye (DISCONNECT or EOF) gets no TLS close_notify: the TCP close is enough, and a
+    // write fewer per connection.
+    let bye = async {
+        let _ = conn.flush().await;
+        if !matches!(close, Close::ClientDisconnect | Close::Eof) {
+            let _ = conn.wr.shutdown().await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
 }
 
 struct Connection<S> {
@@ -172,14 +184,11 @@ impl Worker {
     fn start(state: &Arc<State>, client: &Client, connection: u64) -> Worker {
         let (jobs, job_rx) = mpsc::channel(16);
         let (out_tx, responses) = mpsc::channel::<Response>(16);
-        let requester = Requester {
-            client_id: client.client_id.clone(),
-            claim_certificate_id: client.identity.certificate_id.clone(),
-            connection,
-        };
         let task = tokio::spawn(provisioning::worker(
             state.clone(),
-            requester,
+            client.client_id.clone(),
+            client.identity.certificate_id.clone(),
+            connection,
             job_rx,
             out_tx,
         ));
@@ -318,10 +327,14 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         {
             return Close::Io;
         }
+        if self.rbuf.is_empty() {
+            // The CONNECT's read room is not kept for the life of the connection.
+            self.rbuf = BytesMut::new();
+        }
         let mut deadline = Instant::now() + keep_alive;
         loop {
             // Packets already buffered are handled before waiting for more input.
-            loop {
+            let wanted = loop {
                 match Packet::read(&mut self.rbuf, MAX_FRAME) {
                     Ok(packet) => {
                         deadline = Instant::now() + keep_alive;
@@ -329,12 +342,15 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                             return close;
                         }
                     }
-                    Err(mqttbytes::Error::InsufficientBytes(_)) => break,
+                    Err(mqttbytes::Error::InsufficientBytes(n)) => break n,
                     Err(e) => {
                         debug!(peer = %self.peer, "malformed packet: {e}");
                         return Close::Malformed;
                     }
                 }
+            };
+            if self.flush().await.is_err() {
+                return Close::Io;
             }
             tokio::select! {
                 biased;
@@ -343,15 +359,12 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                     return Close::TakenOver;
                 }
                 _ = shutdown.cancelled() => return Close::Shutdown,
-                Some(response) = next_response(&mut self.worker) => match response {
-                    Response::Publish { topic, payload } => {
-                        if self.deliver(client, topic, payload).await.is_err() {
-                            return Close::Io;
-                        }
+                Some(response) = next_response(&mut self.worker) => {
+                    if let Err(close) = self.respond(client, Some(response)) {
+                        return close;
                     }
-                    Response::Close => return Close::Fault,
-                },
-                read = read_more(&mut self.rd, &mut self.rbuf) => match read {
+                }
+                read = read_more(&mut self.rd, &mut self.rbuf, wanted) => match read {
                     Ok(0) => return Close::Eof,
                     Ok(_) => {}
                     Err(_) => return Close::Io,
@@ -375,7 +388,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                     return Packet::read(&mut self.rbuf, MAX_FRAME).map_err(|_| Close::Malformed);
                 }
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {
-                    match read_more(&mut self.rd, &mut self.rbuf).await {
+                    match read_more(&mut self.rd, &mut self.rbuf, READ_CHUNK).await {
                         Ok(0) => return Err(Close::Eof),
                         Ok(_) => {}
                         Err(_) => return Err(Close::Io),
@@ -413,24 +426,32 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                 }
                 if publish.qos == QoS::AtLeastOnce
                     && self
-                        .write(Packet::PubAck(PubAck::new(publish.pkid)))
-                        .await
+                        .queue(Packet::PubAck(PubAck::new(publish.pkid)))
                         .is_err()
                 {
-                    return Some(Close::Io);
+                    return Some(Close::ProtocolViolation);
                 }
-                if let Some(request) = RequestTopic::parse(topic) {
-                    let job = Job {
-                        request,
-                        payload: publish.payload,
+                let request = RequestTopic::parse(topic)?;
+                let job = Job {
+                    request,
+                    payload: publish.payload,
+                };
+                // Requests are answered in order: once a worker runs, it answers them all.
+                if self.worker.is_none() && provisioning::answers_inline(&state, &job.request) {
+                    let requester = Requester {
+                        client_id: &client.client_id,
+                        claim_certificate_id: &client.identity.certificate_id,
+                        connection: self.number,
                     };
-                    let number = self.number;
-                    let worker = self
-                        .worker
-                        .get_or_insert_with(|| Worker::start(&state, client, number));
-                    if worker.jobs.send(job).await.is_err() {
-                        return Some(Close::Io);
-                    }
+                    let response = provisioning::answer(&state, &requester, &mut None, job).await;
+                    return self.respond(client, response).err();
+                }
+                let number = self.number;
+                let worker = self
+                    .worker
+                    .get_or_insert_with(|| Worker::start(&state, client, number));
+                if worker.jobs.send(job).await.is_err() {
+                    return Some(Close::Io);
                 }
                 None
             }
@@ -457,15 +478,15 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                     codes.push(SubscribeReasonCode::Success(qos));
                 }
                 let ack = Packet::SubAck(SubAck::new(subscribe.pkid, codes));
-                self.write(ack).await.err()
+                self.queue(ack).err()
             }
             Packet::Unsubscribe(unsubscribe) => {
                 self.subscriptions
                     .retain(|(f, _)| !unsubscribe.topics.contains(f));
                 let ack = Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid));
-                self.write(ack).await.err()
+                self.queue(ack).err()
             }
-            Packet::PingReq => self.write(Packet::PingResp).await.err(),
+            Packet::PingReq => self.queue(Packet::PingResp).err(),
             Packet::PubAck(_) => None,
             Packet::Disconnect => Some(Close::ClientDisconnect),
             // A second CONNECT, QoS 2 flow packets, or server-to-client packets.
@@ -473,13 +494,18 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         }
     }
 
-    /// Send an API response to this connection if it subscribed to the topic (and may receive it).
-    async fn deliver(
-        &mut self,
-        client: &Client,
-        topic: String,
-        payload: Vec<u8>,
-    ) -> Result<(), Close> {
+    /// Queue an API response (`None`: dropped by an injected fault); a fault may close instead.
+    fn respond(&mut self, client: &Client, response: Option<Response>) -> Result<(), Close> {
+        match response {
+            Some(Response::Publish { topic, payload }) => self.deliver(client, topic, payload),
+            Some(Response::Close) => Err(Close::Fault),
+            None => Ok(()),
+        }
+    }
+
+    /// Queue an API response for this connection if it subscribed to the topic (and may receive
+    /// it).
+    fn deliver(&mut self, client: &Client, topic: String, payload: Vec<u8>) -> Result<(), Close> {
         let granted = self
             .subscriptions
             .iter()
@@ -499,7 +525,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         if qos == QoS::AtLeastOnce {
             publish.pkid = self.pkid();
         }
-        self.write(Packet::Publish(publish)).await
+        self.queue(Packet::Publish(publish))
     }
 
     fn pkid(&mut self) -> u16 {
@@ -507,22 +533,39 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         self.next_pkid
     }
 
-    async fn write(&mut self, packet: Packet) -> Result<(), Close> {
-        self.wbuf.clear();
+    /// Encode a packet behind those already queued; [`Self::flush`] sends them.
+    fn queue(&mut self, packet: Packet) -> Result<(), Close> {
         packet
             .write(&mut self.wbuf, usize::MAX)
             .map_err(|_| Close::ProtocolViolation)?;
+        Ok(())
+    }
+
+    /// Send what is queued in one TLS record and one write (a PUBACK and the API response
+    /// together, or every answer to packets that arrived together).
+    async fn flush(&mut self) -> Result<(), Close> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
         self.wr.write_all(&self.wbuf).await.map_err(|_| Close::Io)?;
+        self.wbuf.clear();
         self.wr.flush().await.map_err(|_| Close::Io)
+    }
+
+    async fn write(&mut self, packet: Packet) -> Result<(), Close> {
+        self.queue(packet)?;
+        self.flush().await
     }
 }
 
-/// Read what is available into `buf`, with at least [`READ_CHUNK`] bytes of room.
+/// Read what is available into `buf`, with room for the `wanted` bytes the next packet still
+/// needs and at least [`IDLE_ROOM`].
 async fn read_more<R: AsyncRead>(
     rd: &mut ReadHalf<R>,
     buf: &mut BytesMut,
+    wanted: usize,
 ) -> std::io::Result<usize> {
-    buf.reserve(READ_CHUNK);
+    buf.reserve(wanted.max(IDLE_ROOM));
     rd.read_buf(buf).await
 }
 

@@ -1,0 +1,584 @@
+//! The device's MQTT 3.1.1 client, hand-written over tokio-rustls with rumqttc's v4 codec
+//! (`mqttbytes`: the same packet encoding and decoding rumqttc uses).
+//!
+//! Why not rumqttc's client: the own-identity session may stay connected for hours on thousands
+//! of devices, and rumqttc allocates ~24 KB per connection that cannot be configured (two 8 KB
+//! codec buffers and an 8 KB table of QoS 2 packet IDs), plus a request channel and event queue;
+//! on the claim connection the same allocations (zeroed) cost CPU on every flow. A device only
+//! needs clean sessions at QoS 0/1: CONNECT, SUBSCRIBE, PUBLISH, PUBACK, PINGREQ and DISCONNECT
+//! out; CONNACK, SUBACK, PUBLISH, PUBACK and PINGRESP in. Its buffers start at a few dozen bytes
+//! and grow only when a bigger packet arrives.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::{self, QoS};
+use rumqttc::{ConnectReturnCode, Packet};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::{Endpoint, Failure, FailureReason, Stage, io_reason, tls_error_label};
+
+/// Largest packet accepted from the endpoint (AWS's 128 KB payload limit plus headers).
+const MAX_PACKET: usize = 150 * 1024;
+/// Read room kept free before each read: CONNACK, PINGRESP and PUBACK are 2–4 bytes.
+const READ_ROOM: usize = 64;
+
+/// One connected MQTT 3.1.1 session with clean session, QoS 0/1 only.
+pub(super) struct Session {
+    stream: TlsStream<TcpStream>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    keep_alive: Duration,
+    /// When the next PINGREQ is due (keep-alive after the last packet sent).
+    next_ping: Instant,
+    /// A PINGREQ is unanswered.
+    awaiting_pong: bool,
+    next_pkid: u16,
+    /// CONNACK accepted: from then on a TLS error is a lost connection, not a handshake failure.
+    connected: bool,
+    /// PINGRESPs received (tests read it).
+    pub(super) pongs: u64,
+}
+
+impl Session {
+    /// TCP connect, TLS handshake, CONNECT and CONNACK, all within `timeout`.
+    pub(super) async fn connect(
+        endpoint: &Endpoint,
+        client_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        stage: Stage,
+        timeout: Duration,
+        keep_alive: Duration,
+    ) -> Result<Session, Failure> {
+        let deadline = Instant::now() + timeout;
+        tokio::time::timeout_at(
+            deadline.into(),
+            Self::connect_inner(endpoint, client_id, tls, stage, keep_alive),
+        )
+        .await
+        .unwrap_or_else(|_| Err(Failure::new(FailureReason::Timeout(stage), "timed out")))
+    }
+
+    async fn connect_inner(
+        endpoint: &Endpoint,
+        client_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        stage: Stage,
+        keep_alive: Duration,
+    ) -> Result<Session, Failure> {
+        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| Failure::new(io_reason(stage, e.kind()), e.to_string()))?;
+        // Without TCP_NODELAY a small packet can wait out Nagle against delayed ACKs (~40 ms).
+        tcp.set_nodelay(true)
+            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
+        let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+            Failure::new(
+                FailureReason::TlsHandshake(stage, "config".into()),
+                e.to_string(),
+            )
+        })?;
+        let stream = TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| handshake_failure(stage, e))?;
+        let mut session = Session {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_ROOM),
+            wbuf: BytesMut::new(),
+            keep_alive,
+            next_ping: Instant::now() + keep_alive,
+            awaiting_pong: false,
+            next_pkid: 0,
+            connected: false,
+            pongs: 0,
+        };
+        let mut connect = rumqttc::Connect::new(client_id);
+        connect.keep_alive = u16::try_from(keep_alive.as_secs()).unwrap_or(u16::MAX);
+        connect.clean_session = true;
+        session.send(|buf| connect.write(buf), stage).await?;
+        // Only a CONNACK may come first; with TLS 1.3 a refused client certificate surfaces
+        // here, as an alert on the first read.
+        match session.read_packet(stage).await {
+            Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
+                // The CONNECT's buffer is not needed again at its size.
+                session.wbuf = BytesMut::new();
+                session.connected = true;
+                Ok(session)
+            }
+            Ok(Packet::ConnAck(ack)) => Err(Failure::new(
+                FailureReason::ConnackRefused(stage, ack.code as u8),
+                format!("CONNACK {:?}", ack.code),
+            )),
+            Ok(other) => Err(Failure::new(
+                FailureReason::Disconnected(stage),
+                format!("expected CONNACK, got {other:?}"),
+            )),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Subscribe to `filters` at QoS 1 and wait for the SUBACK until `deadline`.
+    pub(super) async fn subscribe(
+        &mut self,
+        filters: &[String],
+        deadline: Instant,
+        stage: Stage,
+    ) -> Result<(), Failure> {
+        let pkid = self.pkid();
+        let mut subscribe = rumqttc::Subscribe::new_many(
+            filters
+                .iter()
+                .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+        );
+        subscribe.pkid = pkid;
+        self.send(|buf| subscribe.write(buf), stage).await?;
+        let ack = self
+            .wait(
+                deadline,
+                stage,
+                |p| matches!(p, Packet::SubAck(ack) if ack.pkid == pkid),
+            )
+            .await?;
+        match ack {
+            Some(Packet::SubAck(ack))
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
+            {
+                Err(Failure::new(
+                    FailureReason::SubscribeRefused,
+                    "SUBACK failure",
+                ))
+            }
+            Some(_) => Ok(()),
+            None => Err(Failure::new(FailureReason::Timeout(stage), "no SUBACK")),
+        }
+    }
+
+    /// Publish a request at QoS 1 and wait until `deadline` for a PUBLISH on one of `topics`;
+    /// returns which one (its index) and the payload.
+    pub(super) async fn request(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        topics: [&str; 2],
+        deadline: Instant,
+        stage: Stage,
+    ) -> Result<(usize, Bytes), Failure> {
+        let pkid = self.pkid();
+        self.send(|buf| write_publish(buf, topic, pkid, payload), stage)
+            .await?;
+        let response = self
+            .wait(
+                deadline,
+                stage,
+                |p| matches!(p, Packet::Publish(p) if topics.contains(&p.topic.as_str())),
+            )
+            .await?;
+        match response {
+            Some(Packet::Publish(p)) => {
+                let index = usize::from(p.topic != topics[0]);
+                Ok((index, p.payload))
+            }
+            _ => Err(Failure::new(FailureReason::Timeout(stage), "no response")),
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        self.next_pkid
+    }
+
+    /// Stay connected, answering keep-alives, until `until`.
+    pub(super) async fn idle(&mut self, until: Instant, stage: Stage) -> Result<(), Failure> {
+        match self.wait(until, stage, |_| false).await? {
+            None => Ok(()),
+            Some(_) => unreachable!("no packet is awaited"),
+        }
+    }
+
+    /// Publish at QoS 1 and wait (keeping the session alive) for its PUBACK until `deadline`.
+    pub(super) async fn publish_acked(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        deadline: Instant,
+        stage: Stage,
+    ) -> Result<(), Failure> {
+        let pkid = self.pkid();
+        self.send(|buf| write_publish(buf, topic, pkid, payload), stage)
+            .await?;
+        let acked = self
+            .wait(
+                deadline,
+                stage,
+                |p| matches!(p, Packet::PubAck(ack) if ack.pkid == pkid),
+            )
+            .await?;
+        match acked {
+            Some(_) => Ok(()),
+            None => Err(Failure::new(FailureReason::Timeout(stage), "no PUBACK")),
+        }
+    }
+
+    /// Send DISCONNECT (the MQTT goodbye; the TCP close follows), bounded by one second.
+    pub(super) async fn disconnect(mut self) {
+        let bye = self.send(|buf| rumqttc::Disconnect.write(buf), Stage::ConnectDevice);
+        let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
+    }
+
+    /// Read packets, answering keep-alive duties, until one matches `want` (returned) or
+    /// `until` passes (`None`).
+    async fn wait(
+        &mut self,
+        until: Instant,
+        stage: Stage,
+        want: impl Fn(&Packet) -> bool,
+    ) -> Result<Option<Packet>, Failure> {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return Ok(None);
+            }
+            if now >= self.next_ping {
+                if self.awaiting_pong {
+                    return Err(Failure::new(
+                        FailureReason::Disconnected(stage),
+                        "no PINGRESP within the keep-alive interval",
+                    ));
+                }
+                self.send(|buf| rumqttc::PingReq.write(buf), stage).await?;
+                self.awaiting_pong = true;
+            }
+            let wake = until.min(self.next_ping);
+            // `read_packet` keeps partial input in `rbuf`, so a timeout loses nothing.
+            let packet = match tokio::time::timeout_at(wake.into(), self.read_packet(stage)).await {
+                Err(_) => continue,
+                Ok(r) => r?,
+            };
+            match &packet {
+                Packet::PingResp => {
+                    self.awaiting_pong = false;
+                    self.pongs += 1;
+                }
+                Packet::Publish(p) if p.qos == QoS::AtLeastOnce => {
+                    self.queue(|buf| rumqttc::PubAck::new(p.pkid).write(buf), stage)?;
+                }
+                _ => {}
+            }
+            if want(&packet) {
+                // A queued PUBACK goes out with the caller's next packet (the next request, or
+                // DISCONNECT), or with a keep-alive ping: one write instead of two.
+                return Ok(Some(packet));
+            }
+            self.send(|_| Ok(0), stage).await?;
+        }
+    }
+
+    /// The next whole packet, reading more input as needed.
+    async fn read_packet(&mut self, stage: Stage) -> Result<Packet, Failure> {
+        loop {
+            match Packet::read(&mut self.rbuf, MAX_PACKET) {
+                Ok(p) => return Ok(p),
+                Err(mqttbytes::Error::InsufficientBytes(n)) => {
+                    self.rbuf.reserve(n.max(READ_ROOM));
+                    match self.stream.read_buf(&mut self.rbuf).await {
+                        Ok(0) => {
+                            return Err(Failure::new(
+                                FailureReason::Disconnected(stage),
+                                "connection closed by the endpoint",
+                            ));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(self.io_failure(stage, e)),
+                    }
+                }
+                Err(e) => {
+                    return Err(Failure::new(
+                        FailureReason::Disconnected(stage),
+                        format!("malformed packet: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Before CONNACK, a TLS error is a handshake failure: with TLS 1.3 a refused client
+    /// certificate arrives as an alert on the first read.
+    fn io_failure(&self, stage: Stage, e: io::Error) -> Failure {
+        if self.connected {
+            Failure::new(io_reason(stage, e.kind()), e.to_string())
+        } else {
+            handshake_failure(stage, e)
+        }
+    }
+
+    /// Encode one packet behind those queued.
+    fn queue(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
+        stage: Stage,
+    ) -> Result<(), Failure> {
+        encode(&mut self.wbuf)
+            .map(drop)
+            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))
+    }
+
+    /// Encode one packet and write it with any queued ones in one go (one TLS record).
+    async fn send(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
+        stage: Stage,
+    ) -> Result<(), Failure> {
+        self.queue(encode, stage)?;
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        self.stream
+            .write_all(&self.wbuf)
+            .await
+            .map_err(|e| self.io_failure(stage, e))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| self.io_failure(stage, e))?;
+        self.wbuf.clear();
+        self.next_ping = Instant::now() + self.keep_alive;
+        Ok(())
+    }
+}
+
+/// A QoS 1 PUBLISH with rumqttc's encoder, without copying the payload into a `Vec` first.
+fn write_publish(
+    buf: &mut BytesMut,
+    topic: &str,
+    pkid: u16,
+    payload: &[u8],
+) -> Result<usize, mqttbytes::Error> {
+    let mut publish =
+        rumqttc::Publish::from_bytes(topic, QoS::AtLeastOnce, Bytes::copy_from_slice(payload));
+    publish.pkid = pkid;
+    publish.write(buf)
+}
+
+/// The rustls error inside an I/O error, if that is what it is.
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+}
+
+fn handshake_failure(stage: Stage, e: io::Error) -> Failure {
+    match rustls_error(&e) {
+        Some(inner) => Failure::new(
+            FailureReason::TlsHandshake(stage, tls_error_label(inner)),
+            e.to_string(),
+        ),
+        None => Failure::new(io_reason(stage, e.kind()), e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::device::{
+        After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Provisioned, Timeouts,
+        provision,
+    };
+    use crate::mock::{self, MockConfig, MockHandle, MockSettings};
+    use crate::pki::{KeyAlgorithm, Pki};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    struct Fixture {
+        handle: MockHandle,
+        tls: DeviceTls,
+        endpoint: Endpoint,
+        _dir: tempfile::TempDir,
+    }
+
+    /// The real mock in process on an ephemeral loopback port.
+    async fn start_mock() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (pki, _) = Pki::init(&dir.path().join("pki"), &[], KeyAlgorithm::P256).unwrap();
+        let settings = MockSettings {
+            keys: KeyAlgorithm::P256,
+            ..MockSettings::default()
+        };
+        let config = MockConfig::new(Arc::new(pki), settings).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = mock::start(config, listener, CancellationToken::new())
+            .await
+            .unwrap();
+        let tls = DeviceTls::new(
+            &handle.pki.root_ca_pem,
+            &handle.pki.claim_cert_pem,
+            &handle.pki.claim_key_pem,
+            false,
+        )
+        .unwrap();
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: handle.addr.port(),
+        };
+        Fixture {
+            handle,
+            tls,
+            endpoint,
+            _dir: dir,
+        }
+    }
+
+    fn spec(name: &str, after: After) -> DeviceSpec {
+        DeviceSpec {
+            client_id: format!("client-{name}"),
+            template: "FleetProvisioningTemplate".into(),
+            parameters: BTreeMap::from([
+                ("DeviceName".to_string(), name.to_string()),
+                ("SerialNumber".to_string(), "123456789".to_string()),
+                ("DeviceLocation".to_string(), "Berlin".to_string()),
+            ]),
+            mode: CertificateMode::Csr,
+            csr_key: KeyAlgorithm::P256,
+            timeouts: Timeouts::default(),
+            after,
+        }
+    }
+
+    /// A registered device identity (the full flow, then disconnected).
+    async fn registered(f: &Fixture, name: &str) -> Provisioned {
+        let report = provision(&f.endpoint, &f.tls, &spec(name, After::default())).await;
+        report.outcome.unwrap()
+    }
+
+    async fn connect(
+        f: &Fixture,
+        device: &Provisioned,
+        client_id: &str,
+        keep_alive: Duration,
+    ) -> Result<Session, Failure> {
+        let own = f
+            .tls
+            .for_identity(&device.certificate_pem, &device.private_key_pem)
+            .unwrap();
+        Session::connect(
+            &f.endpoint,
+            client_id,
+            own,
+            Stage::ConnectDevice,
+            WAIT,
+            keep_alive,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn keep_alive_pings_are_answered_over_several_intervals() {
+        let f = start_mock().await;
+        let device = registered(&f, "pinger").await;
+        let mut session = connect(&f, &device, &device.thing_name, Duration::from_secs(1))
+            .await
+            .unwrap();
+        // Pings are due at 1 s, 2 s and 3 s; each needs its PINGRESP before the next is sent.
+        let until = Instant::now() + Duration::from_millis(3_500);
+        session.idle(until, Stage::Telemetry).await.unwrap();
+        assert!(session.pongs >= 3, "{} PINGRESPs", session.pongs);
+        assert_eq!(f.handle.stats().active_connections, 1);
+        session.disconnect().await;
+        f.handle.wait_active_at_most(0).await;
+    }
+
+    #[tokio::test]
+    async fn telemetry_publishes_are_acknowledged_one_by_one() {
+        let f = start_mock().await;
+        let device = registered(&f, "sender").await;
+        let mut session = connect(&f, &device, &device.thing_name, Duration::from_secs(30))
+            .await
+            .unwrap();
+        for n in 1..=3u16 {
+            let payload = format!("{{\"sequence\":{n}}}");
+            session
+                .publish_acked(
+                    "device/sender",
+                    payload.as_bytes(),
+                    Instant::now() + WAIT,
+                    Stage::Telemetry,
+                )
+                .await
+                .unwrap();
+            assert_eq!(session.next_pkid, n);
+        }
+        session.disconnect().await;
+    }
+
+    #[tokio::test]
+    async fn the_telemetry_scenario_times_every_puback() {
+        let f = start_mock().await;
+        let after = After {
+            action: AfterAction::Telemetry,
+            duration: Duration::from_millis(300),
+            interval: Duration::from_millis(100),
+            ..After::default()
+        };
+        let report = provision(&f.endpoint, &f.tls, &spec("periodic", after)).await;
+        assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
+        let acks = report
+            .stages
+            .iter()
+            .filter(|s| s.stage == Stage::Telemetry)
+            .count();
+        assert!((2..=4).contains(&acks), "{acks} telemetry PUBACKs");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connack_maps_to_its_return_code() {
+        let f = start_mock().await;
+        let device = registered(&f, "refused").await;
+        // AWS refuses client IDs starting with `$`: CONNACK 2 (identifier rejected).
+        let failure = connect(&f, &device, "$refused", Duration::from_secs(30))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            failure.reason,
+            FailureReason::ConnackRefused(Stage::ConnectDevice, 2)
+        );
+        assert_eq!(failure.reason.label(), "connack_refused.connect_device.2");
+    }
+
+    #[tokio::test]
+    async fn the_mock_closing_the_connection_mid_stay_ends_the_stay_as_disconnected() {
+        let f = start_mock().await;
+        let device = registered(&f, "kicked").await;
+        let mut first = connect(&f, &device, &device.thing_name, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let stay = tokio::spawn(async move {
+            first
+                .idle(Instant::now() + Duration::from_secs(60), Stage::Telemetry)
+                .await
+        });
+        // A newer connection with the same client ID makes the mock close the first one.
+        let second = connect(&f, &device, &device.thing_name, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let result = tokio::time::timeout(WAIT, stay).await.unwrap().unwrap();
+        let failure = result.unwrap_err();
+        assert_eq!(
+            failure.reason,
+            FailureReason::Disconnected(Stage::Telemetry)
+        );
+        assert_eq!(f.handle.stats().takeovers, 1);
+        second.disconnect().await;
+    }
+}

@@ -20,8 +20,6 @@
 //! Run one size per invocation: peak RSS is the process's high-water mark.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +32,9 @@ use fleetstorm::mock::{self, MockConfig, MockSettings, keypool::KeyPool};
 use fleetstorm::pki::{self, KeyAlgorithm, Pki};
 use fleetstorm::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{cpu_seconds, start_mock_process};
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
@@ -57,16 +58,6 @@ fn status_kb(pid: &str, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// User + system CPU seconds of /proc/<which>/stat (`self`, `thread-self` or a pid).
-fn cpu_seconds(which: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn loadavg() -> String {
@@ -352,53 +343,6 @@ duration = "{duration_s}s"
     }
 }
 
-/// `fleetstorm mock` as a child process.
-struct MockProcess {
-    child: Child,
-    port: u16,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for MockProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_mock_process(pki_dir: &std::path::Path) -> MockProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetstorm"))
-        .args([
-            "--log",
-            "warn",
-            "mock",
-            "--listen",
-            "127.0.0.1:0",
-            "--keys",
-            "p256",
-            "--pki",
-        ])
-        .arg(pki_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start fleetstorm mock");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("ready line");
-    let port = line
-        .strip_prefix("fleetstorm mock listening on ")
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-        .unwrap_or_else(|| panic!("unexpected ready line: {line:?}"))
-        .port();
-    MockProcess {
-        child,
-        port,
-        _stdout: stdout,
-    }
-}
-
 fn stay() {
     let devices: u64 = arg("--devices", 1000);
     let rate: f64 = arg("--rate", 500.0);
@@ -423,8 +367,8 @@ fn stay() {
     let mut child = None;
     let mut in_process = None;
     let port = if separate {
-        let m = start_mock_process(dir.path());
-        let port = m.port;
+        let m = start_mock_process(dir.path(), "p256");
+        let port = m.addr.port();
         child = Some(m);
         port
     } else {

@@ -7,13 +7,14 @@
 //! cargo bench --bench mock_throughput -- [--flows N] [--concurrency C] [--mode csr|keys|both] [--keys p256|rsa2048]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleetstorm::device::{self, CertificateMode, DeviceSpec, DeviceTls, Endpoint, Timeouts};
 use fleetstorm::pki::{KeyAlgorithm, Pki};
+
+mod common;
+use common::{cpu_seconds, start_mock_process};
 
 struct Args {
     flows: usize,
@@ -54,64 +55,6 @@ fn parse_args() -> Args {
     args
 }
 
-/// CPU time (user + system) of a process from /proc, in seconds.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-struct MockProcess {
-    child: Child,
-    addr: std::net::SocketAddr,
-    /// Kept open for the mock's later output.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for MockProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_mock(pki_dir: &std::path::Path, keys: &str) -> MockProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetstorm"))
-        .args([
-            "--log",
-            "warn",
-            "mock",
-            "--listen",
-            "127.0.0.1:0",
-            "--keys",
-            keys,
-            "--pki",
-        ])
-        .arg(pki_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start fleetstorm mock");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    let mut stdout = BufReader::new(stdout);
-    stdout.read_line(&mut line).expect("ready line");
-    let addr = line
-        .strip_prefix("fleetstorm mock listening on ")
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected ready line: {line:?}"));
-    MockProcess {
-        child,
-        addr,
-        _stdout: stdout,
-    }
-}
-
 fn main() {
     let args = parse_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -137,7 +80,7 @@ fn main() {
         "mode", "flows", "seconds", "flows/s", "mock CPU/flow", "client CPU/flow", "failed"
     );
     for mode in &args.modes {
-        let mock = start_mock(dir.path(), &args.keys);
+        let mock = start_mock_process(dir.path(), &args.keys);
         let pid = mock.child.id().to_string();
         let endpoint = Endpoint {
             host: "127.0.0.1".into(),

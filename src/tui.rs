@@ -255,6 +255,16 @@ fn render_header(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
+/// One line of the rate chart.
+fn series<'a>(name: &'static str, color: Color, data: &'a [(f64, f64)]) -> Dataset<'a> {
+    Dataset::default()
+        .name(name)
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(color))
+        .data(data)
+}
+
 fn render_rates(frame: &mut Frame, area: Rect, app: &App) {
     let pts = |f: fn(&Point) -> Option<f64>| -> Vec<(f64, f64)> {
         app.history
@@ -276,33 +286,15 @@ fn render_rates(frame: &mut Frame, area: Rect, app: &App) {
         .fold(1.0f64, f64::max)
         * 1.1;
     let mut datasets = vec![
-        Dataset::default()
-            .name("offered/s")
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Cyan))
-            .data(&offered),
-        Dataset::default()
-            .name("provisioned/s")
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Green))
-            .data(&provisioned),
-        Dataset::default()
-            .name("failed/s")
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Red))
-            .data(&failed),
+        series("offered/s", Color::Cyan, &offered),
+        series("provisioned/s", Color::Green, &provisioned),
+        series("failed/s", Color::Red, &failed),
     ];
     if !target.is_empty() {
         datasets.push(
-            Dataset::default()
-                .name("target/s")
+            series("target/s", Color::DarkGray, &target)
                 .marker(Marker::Dot)
-                .graph_type(GraphType::Scatter)
-                .style(Style::new().fg(Color::DarkGray))
-                .data(&target),
+                .graph_type(GraphType::Scatter),
         );
     }
     let chart = Chart::new(datasets)

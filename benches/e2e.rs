@@ -73,6 +73,10 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The same allocator as the `fleetstorm` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     fleetstorm::limits::raise_nofile();
     if flag("--stay") {
@@ -141,8 +145,36 @@ fn dashboard(
 
 /// Time `n` in-memory mutual-TLS handshakes (client and server, the configurations devices and
 /// the mock use), `n` P-256 keys + CSRs, and `n` CA signatures of those CSRs.
-fn calibrate(pki: &Pki, tls: &DeviceTls, n: usize) -> Calibration {
-    let server = Arc::new(mock::server_tls_config(pki).expect("server config"));
+/// Client and server configurations that validate every chain in full (the devices and the mock
+/// cache validated chains, see `fleetstorm::tls::VERIFIED_TTL_S`): the floor is the whole cost.
+fn uncached_configs(pki: &Pki) -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
+    let provider = fleetstorm::tls::provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.root_ca_der.clone()).expect("root");
+    let roots = Arc::new(roots);
+    let claim_key = pki::parse_key(&pki.claim_key_path(), &pki.claim_key_pem).expect("claim key");
+    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(vec![pki.claim_cert_der.clone()], claim_key)
+        .expect("client config");
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .expect("client verifier");
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pki.server_chain.clone(), pki.server_key())
+        .expect("server config");
+    server.send_tls13_tickets = 0;
+    (Arc::new(client), Arc::new(server))
+}
+
+fn calibrate(pki: &Pki, n: usize) -> Calibration {
+    let (client_config, server) = uncached_configs(pki);
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
     let per_op = |f: &mut dyn FnMut()| {
         f(); // warm caches
@@ -153,7 +185,8 @@ fn calibrate(pki: &Pki, tls: &DeviceTls, n: usize) -> Calibration {
         (thread_cpu() - cpu0) * 1e6 / n as f64
     };
     let handshake_us = per_op(&mut || {
-        let client = rustls::ClientConnection::new(tls.claim(), name.clone()).expect("client");
+        let client =
+            rustls::ClientConnection::new(client_config.clone(), name.clone()).expect("client");
         let server = rustls::ServerConnection::new(server.clone()).expect("server");
         let (mut c, mut s) = (
             rustls::Connection::from(client),
@@ -213,7 +246,7 @@ fn flows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki_dir = arg("--pki", dir.path().join("pki"));
     let (pki, _) = Pki::init(&pki_dir, &[], KeyAlgorithm::P256).expect("pki");
-    let calibration = calibrate(&pki, &device_tls(&pki), 200);
+    let calibration = calibrate(&pki, 200);
 
     let pool = devices as usize;
     let warm_up = (mode == "keys" && keys == "rsa2048").then(|| {

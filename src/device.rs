@@ -193,7 +193,7 @@ pub struct Endpoint {
 /// TLS state built once and shared by every device.
 #[derive(Clone)]
 pub struct DeviceTls {
-    roots: Arc<rustls::RootCertStore>,
+    verifier: Arc<crate::tls::CachingServerVerifier>,
     claim: Arc<rustls::ClientConfig>,
     alpn: bool,
 }
@@ -212,9 +212,18 @@ impl DeviceTls {
             let cert = cert.map_err(|e| rustls::Error::General(format!("CA file: {e}")))?;
             roots.add(cert)?;
         }
-        let roots = Arc::new(roots);
-        let claim = Arc::new(client_config(&roots, claim_cert_pem, claim_key_pem, alpn)?);
-        Ok(DeviceTls { roots, claim, alpn })
+        let verifier = crate::tls::CachingServerVerifier::new(Arc::new(roots))?;
+        let claim = Arc::new(client_config(
+            &verifier,
+            claim_cert_pem,
+            claim_key_pem,
+            alpn,
+        )?);
+        Ok(DeviceTls {
+            verifier,
+            claim,
+            alpn,
+        })
     }
 
     /// A client configuration for a device's own identity. It holds no session cache: a device
@@ -224,7 +233,7 @@ impl DeviceTls {
         cert_pem: &str,
         key_pem: &str,
     ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-        let mut config = client_config(&self.roots, cert_pem, key_pem, self.alpn)?;
+        let mut config = client_config(&self.verifier, cert_pem, key_pem, self.alpn)?;
         config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
@@ -235,7 +244,7 @@ impl DeviceTls {
 }
 
 fn client_config(
-    roots: &Arc<rustls::RootCertStore>,
+    verifier: &Arc<crate::tls::CachingServerVerifier>,
     cert_pem: &str,
     key_pem: &str,
     alpn: bool,
@@ -248,7 +257,8 @@ fn client_config(
     let provider = crate::tls::provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots.clone())
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
         .with_client_auth_cert(chain, key)?;
     if alpn {
         config.alpn_protocols = vec![crate::mock::ALPN_MQTT_CA.to_vec()];

@@ -84,10 +84,24 @@ impl Session {
                 e.to_string(),
             )
         })?;
+        let mut connect = rumqttc::Connect::new(client_id);
+        connect.keep_alive = u16::try_from(keep_alive.as_secs()).unwrap_or(u16::MAX);
+        connect.clean_session = true;
+        let mut packet = BytesMut::new();
+        connect
+            .write(&mut packet)
+            .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
+        // The CONNECT waits in rustls until the handshake completes and leaves with the client's
+        // Finished in one write (TLS 1.3 lets the client send data right after its Finished):
+        // one write and one wake-up fewer on each side, and no extra round trip.
+        let mut queued = Ok(());
         let stream = TlsConnector::from(tls)
-            .connect(name, tcp)
+            .connect_with(name, tcp, |conn| {
+                queued = io::Write::write_all(&mut conn.writer(), &packet);
+            })
             .await
             .map_err(|e| handshake_failure(stage, e))?;
+        queued.map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
         let mut session = Session {
             stream,
             rbuf: BytesMut::with_capacity(READ_ROOM),
@@ -99,16 +113,10 @@ impl Session {
             connected: false,
             pongs: 0,
         };
-        let mut connect = rumqttc::Connect::new(client_id);
-        connect.keep_alive = u16::try_from(keep_alive.as_secs()).unwrap_or(u16::MAX);
-        connect.clean_session = true;
-        session.send(|buf| connect.write(buf), stage).await?;
         // Only a CONNACK may come first; with TLS 1.3 a refused client certificate surfaces
         // here, as an alert on the first read.
         match session.read_packet(stage).await {
             Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
-                // The CONNECT's buffer is not needed again at its size.
-                session.wbuf = BytesMut::new();
                 session.connected = true;
                 Ok(session)
             }

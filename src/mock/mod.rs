@@ -407,12 +407,7 @@ pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, MockError> {
     let provider = crate::tls::provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.root_ca_der.clone())?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| MockError::Tls(rustls::Error::General(e.to_string())))?;
+    let verifier = crate::tls::CachingClientVerifier::new(Arc::new(roots))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)

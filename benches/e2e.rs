@@ -31,6 +31,8 @@ use fleetstorm::fleet::{self, RunOptions};
 use fleetstorm::mock::{self, MockConfig, MockSettings, keypool::KeyPool};
 use fleetstorm::pki::{self, KeyAlgorithm, Pki};
 use fleetstorm::scenario::Scenario;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 mod common;
@@ -86,17 +88,44 @@ fn main() {
     }
 }
 
-/// The crypto floor of one CSR flow on this machine, measured on this thread.
+/// The crypto floor of one flow on this machine, measured on this thread.
 struct Calibration {
+    /// Mutual-TLS handshake with P-256 identities on both sides, client + server.
     handshake_us: f64,
     csr_us: f64,
+    /// The CA parses and checks a CSR and signs a certificate for its key.
     sign_us: f64,
+    /// Keys path only: the handshake with the device's own identity (a pooled key of the mock's
+    /// key type), the CA's signature over its public key (no CSR), and the device loading the
+    /// private key it received (PEM to a signing key; aws-lc checks an RSA key's consistency).
+    keys: Option<(f64, f64, f64)>,
 }
 
 impl Calibration {
-    /// Two mutual-TLS handshakes (claim, own), the device's key + CSR, the CA's signature.
+    /// The mean of the calibrations before and after the run: the machine's speed drifts
+    /// (a virtual machine's CPU), and the run sits between them.
+    fn mean(&self, other: &Calibration) -> Calibration {
+        let m = |a: f64, b: f64| (a + b) / 2.0;
+        Calibration {
+            handshake_us: m(self.handshake_us, other.handshake_us),
+            csr_us: m(self.csr_us, other.csr_us),
+            sign_us: m(self.sign_us, other.sign_us),
+            keys: self
+                .keys
+                .zip(other.keys)
+                .map(|(a, b)| (m(a.0, b.0), m(a.1, b.1), m(a.2, b.2))),
+        }
+    }
+
+    /// CSR path: two mutual-TLS handshakes (claim, own), the device's key + CSR, the CA's
+    /// signature. Keys path: the claim handshake, the RSA-identity handshake, the signature.
     fn floor_us(&self) -> f64 {
-        2.0 * self.handshake_us + self.csr_us + self.sign_us
+        match self.keys {
+            None => 2.0 * self.handshake_us + self.csr_us + self.sign_us,
+            Some((own_handshake_us, own_sign_us, key_load_us)) => {
+                self.handshake_us + own_handshake_us + own_sign_us + key_load_us
+            }
+        }
     }
 
     fn limit_per_s(&self) -> f64 {
@@ -147,17 +176,19 @@ fn dashboard(
 /// the mock use), `n` P-256 keys + CSRs, and `n` CA signatures of those CSRs.
 /// Client and server configurations that validate every chain in full (the devices and the mock
 /// cache validated chains, see `fleetstorm::tls::VERIFIED_TTL_S`): the floor is the whole cost.
-fn uncached_configs(pki: &Pki) -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
+fn uncached_configs(
+    pki: &Pki,
+    identity: (CertificateDer<'static>, PrivateKeyDer<'static>),
+) -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
     let provider = fleetstorm::tls::provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.root_ca_der.clone()).expect("root");
     let roots = Arc::new(roots);
-    let claim_key = pki::parse_key(&pki.claim_key_path(), &pki.claim_key_pem).expect("claim key");
     let client = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(roots.clone())
-        .with_client_auth_cert(vec![pki.claim_cert_der.clone()], claim_key)
+        .with_client_auth_cert(vec![identity.0], identity.1)
         .expect("client config");
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
@@ -173,9 +204,7 @@ fn uncached_configs(pki: &Pki) -> (Arc<rustls::ClientConfig>, Arc<rustls::Server
     (Arc::new(client), Arc::new(server))
 }
 
-fn calibrate(pki: &Pki, n: usize) -> Calibration {
-    let (client_config, server) = uncached_configs(pki);
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+fn calibrate(pki: &Pki, n: usize, keys: Option<KeyAlgorithm>) -> Calibration {
     let per_op = |f: &mut dyn FnMut()| {
         f(); // warm caches
         let cpu0 = thread_cpu();
@@ -184,7 +213,55 @@ fn calibrate(pki: &Pki, n: usize) -> Calibration {
         }
         (thread_cpu() - cpu0) * 1e6 / n as f64
     };
-    let handshake_us = per_op(&mut || {
+    let claim_key = pki::parse_key(&pki.claim_key_path(), &pki.claim_key_pem).expect("claim key");
+    let handshake_us = per_op(&mut handshake(pki, (pki.claim_cert_der.clone(), claim_key)));
+    let mut csrs = Vec::with_capacity(n + 1);
+    let csr_us = per_op(&mut || {
+        let (_, csr) = pki::generate_csr(KeyAlgorithm::P256, "calibration").expect("csr");
+        csrs.push(csr);
+    });
+    let mut next = csrs.into_iter();
+    let sign_us = per_op(&mut || {
+        let csr = next.next().expect("csr");
+        pki.issue_from_csr(&csr).expect("sign");
+    });
+    let keys = keys.map(|alg| {
+        let key = alg.generate().expect("device key");
+        let cert = pki
+            .issue_device_certificate(&key)
+            .expect("device certificate");
+        let der = PrivateKeyDer::try_from(key.serialize_der()).expect("device key DER");
+        let own_handshake_us = per_op(&mut handshake(pki, (cert.der.into(), der)));
+        let own_sign_us = per_op(&mut || {
+            pki.issue_device_certificate(&key).expect("sign");
+        });
+        let pem = pki::private_key_pem_like_aws(&key);
+        let provider = fleetstorm::tls::provider();
+        let key_load_us = per_op(&mut || {
+            let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).expect("key PEM");
+            provider
+                .key_provider
+                .load_private_key(der)
+                .expect("load key");
+        });
+        (own_handshake_us, own_sign_us, key_load_us)
+    });
+    Calibration {
+        handshake_us,
+        csr_us,
+        sign_us,
+        keys,
+    }
+}
+
+/// One in-memory mutual-TLS handshake per call, the device presenting `identity`.
+fn handshake(
+    pki: &Pki,
+    identity: (CertificateDer<'static>, PrivateKeyDer<'static>),
+) -> impl FnMut() {
+    let (client_config, server) = uncached_configs(pki, identity);
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    move || {
         let client =
             rustls::ClientConnection::new(client_config.clone(), name.clone()).expect("client");
         let server = rustls::ServerConnection::new(server.clone()).expect("server");
@@ -196,21 +273,6 @@ fn calibrate(pki: &Pki, n: usize) -> Calibration {
             pump(&mut c, &mut s);
             pump(&mut s, &mut c);
         }
-    });
-    let mut csrs = Vec::with_capacity(n + 1);
-    let csr_us = per_op(&mut || {
-        let (_, csr) = pki::generate_csr(KeyAlgorithm::P256, "calibration").expect("csr");
-        csrs.push(csr);
-    });
-    let mut next = csrs.into_iter();
-    let sign_us = per_op(&mut || {
-        let csr = next.next().expect("csr");
-        pki.issue_from_csr(&csr).expect("sign");
-    });
-    Calibration {
-        handshake_us,
-        csr_us,
-        sign_us,
     }
 }
 
@@ -246,18 +308,21 @@ fn flows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki_dir = arg("--pki", dir.path().join("pki"));
     let (pki, _) = Pki::init(&pki_dir, &[], KeyAlgorithm::P256).expect("pki");
-    let calibration = calibrate(&pki, 200);
+    let key_alg: KeyAlgorithm = keys.parse().expect("--keys p256|rsa2048");
+    let calibrate_now = || calibrate(&pki, 200, (mode == "keys").then_some(key_alg));
+    let before = calibrate_now();
 
     let pool = devices as usize;
-    let warm_up = (mode == "keys" && keys == "rsa2048").then(|| {
+    let warm_up = (mode == "keys" && key_alg == KeyAlgorithm::Rsa2048).then(|| {
         // The mock loads the pool cached in its PKI directory; fill it to `pool` keys first.
         let started = Instant::now();
         let cached = pki_dir.join(mock::keypool::POOL_FILE);
         let keypool = KeyPool::new(KeyAlgorithm::Rsa2048, pool, Some(cached));
         let loaded = keypool.stats().pooled;
-        while keypool.stats().pooled < pool {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            keypool.wait_for(pool, Duration::from_secs(3600)),
+            "key pool warm-up"
+        );
         let cached = keypool.shutdown().expect("cache the key pool");
         (started.elapsed(), loaded, cached)
     });
@@ -330,7 +395,10 @@ duration = "{duration_s}s"
     let peak = status_kb("self", "VmHWM:");
     let d = &summary.devices;
     let achieved = summary.throughput.provisioned_per_s;
-    let cpu_per_flow_us = cpu * 1e6 / d.provisioned.max(1) as f64;
+    // CPU within the run's intervals (timeseries.csv `cpu_percent`): without the embedded
+    // mock's start (loading a cached key pool) and stop (writing it back).
+    let run_cpu = run_window_cpu_s(&summary.out_dir.join("timeseries.csv"));
+    let cpu_per_flow_us = run_cpu * 1e6 / d.provisioned.max(1) as f64;
     println!(
         "e2e: {} devices ({mode}, keys {keys}, offered {rate}/s, in-flight cap {in_flight}): {} provisioned, {} failed, {} dropped in {:.2} s (load average {load_before} before, {} after)",
         devices,
@@ -341,24 +409,50 @@ duration = "{duration_s}s"
         loadavg()
     );
     println!(
-        "  throughput {achieved:.0} flows/s | CPU {cpu_per_flow_us:.0} µs/flow (devices + mock) | peak RSS {:.1} MiB (baseline {:.1} MiB) | total p50 {:.1} ms, p99 {:.1} ms",
+        "  throughput {achieved:.0} flows/s | CPU {cpu_per_flow_us:.0} µs/flow (devices + mock, in the run's intervals; {:.0} µs with start and stop) | peak RSS {:.1} MiB (baseline {:.1} MiB) | total p50 {:.1} ms, p99 {:.1} ms",
+        cpu * 1e6 / d.provisioned.max(1) as f64,
         peak as f64 / 1024.0,
         rss_before as f64 / 1024.0,
         summary.stages["total"].latency.p50_ms,
         summary.stages["total"].latency.p99_ms,
     );
-    let c = &calibration;
+    let after = calibrate_now();
+    let c = &before.mean(&after);
     println!(
-        "  calibration: handshake {:.0} µs CPU (client + server), P-256 key + CSR {:.0} µs, CA signature {:.0} µs -> crypto floor {:.0} µs/flow, limit {:.0} flows/s on {} cores | achieved {:.0} % of the limit, CPU/flow {:.2}× the floor",
-        c.handshake_us,
-        c.csr_us,
-        c.sign_us,
+        "  calibrated handshake before / after the run: {:.0} / {:.0} µs CPU (client + server); the floor below uses the mean",
+        before.handshake_us, after.handshake_us
+    );
+    let floor_parts = match c.keys {
+        None => format!(
+            "2 × handshake {:.0} µs CPU (client + server), P-256 key + CSR {:.0} µs, CA signature {:.0} µs",
+            c.handshake_us, c.csr_us, c.sign_us
+        ),
+        Some((own_handshake_us, own_sign_us, key_load_us)) => format!(
+            "claim handshake {:.0} µs CPU (client + server), {keys} identity handshake {own_handshake_us:.0} µs, CA signature {own_sign_us:.0} µs (key from the pool), device loads the key {key_load_us:.0} µs",
+            c.handshake_us
+        ),
+    };
+    println!(
+        "  calibration: {floor_parts} -> crypto floor {:.0} µs/flow, limit {:.0} flows/s on {} cores | achieved {:.0} % of the limit, CPU/flow {:.2}× the floor",
         c.floor_us(),
         c.limit_per_s(),
         cores(),
         100.0 * achieved / c.limit_per_s(),
         cpu_per_flow_us / c.floor_us(),
     );
+    if let Some(pool) = summary.mock.as_ref().map(|m| m.keys)
+        && pool.generated_background > 0
+    {
+        // The generators run at nice 19 beside the run; their CPU is in the process total.
+        let refill_us = pool.background_cpu_s * 1e6 / d.provisioned.max(1) as f64;
+        println!(
+            "  pool refill during the run (nice 19): {} keys, {:.1} s CPU = {refill_us:.0} µs/flow; without it CPU/flow is {:.0} µs, {:.2}× the floor",
+            pool.generated_background,
+            pool.background_cpu_s,
+            cpu_per_flow_us - refill_us,
+            (cpu_per_flow_us - refill_us) / c.floor_us(),
+        );
+    }
     if let Some((frames, tui_cpu)) = tui {
         println!(
             "  dashboard: {frames} frames in {wall:.1} s, {:.0} µs CPU per frame, {:.2} % of one core ({:.2} % of this run's CPU)",
@@ -374,6 +468,24 @@ duration = "{duration_s}s"
             (pool - loaded.min(pool)) as f64 / time.as_secs_f64().max(1e-9),
         );
     }
+}
+
+/// Σ over the rows of a run's timeseries.csv of `cpu_percent` × the interval's length.
+fn run_window_cpu_s(path: &std::path::Path) -> f64 {
+    let mut reader = csv::Reader::from_path(path).expect("timeseries.csv");
+    let headers = reader.headers().expect("header").clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (elapsed, cpu) = (col("elapsed_s"), col("cpu_percent"));
+    let mut before = 0.0;
+    let mut total = 0.0;
+    for row in reader.records() {
+        let row = row.expect("row");
+        let at: f64 = row[elapsed].parse().expect("elapsed_s");
+        let percent: f64 = row[cpu].parse().expect("cpu_percent");
+        total += percent / 100.0 * (at - before);
+        before = at;
+    }
+    total
 }
 
 fn stay() {

@@ -359,10 +359,12 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
         );
     }
     out!(
-        "  keys: {} ({} from pool, {} generated inline, {} cached for next start)",
+        "  keys: {} ({} from pool, {} generated inline, {} generated in the background in {:.1} s CPU, {} cached for next start)",
         report.key_type,
         report.keys.served_from_pool,
         report.keys.generated_inline,
+        report.keys.generated_background,
+        report.keys.background_cpu_s,
         report.cached_keys
     );
     out!(

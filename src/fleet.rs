@@ -356,9 +356,11 @@ impl Aggregator<'_> {
         let rate = self.clock.rate();
         let multiplier = if rate.paused { 0.0 } else { rate.multiplier };
         let target_rate = self.scenario.rate_at(schedule_now).map(|r| r * multiplier);
+        let cpu = process_cpu_s();
         let w = &mut self.window;
         let offered = started - w.started_before + dropped - w.dropped_before;
         let length = now - w.opened;
+        let cpu_percent = 100.0 * (cpu - w.cpu_opened) / length.as_secs_f64().max(1e-9);
         let line = outputs.interval(crate::output::Interval {
             elapsed: now - self.start,
             length,
@@ -374,6 +376,7 @@ impl Aggregator<'_> {
             stages: &w.stages,
             target_rate,
             multiplier,
+            cpu_percent,
         })?;
         self.total.add(&w.stages);
         let snapshot = want_snapshot.then(|| {
@@ -442,11 +445,13 @@ impl Aggregator<'_> {
                 interval_failed: w.failed,
                 lag_interval: w.max_lag,
                 lag_max: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
+                cpu_percent,
+                cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 stages,
                 failures,
             }
         });
-        w.reset(now, started, dropped);
+        w.reset(now, started, dropped, cpu);
         Ok((line, snapshot))
     }
 }
@@ -500,6 +505,14 @@ struct Window {
     max_lag: Duration,
     started_before: u64,
     dropped_before: u64,
+    /// This process's CPU seconds when the window opened.
+    cpu_opened: f64,
+}
+
+/// CPU seconds this process has used (all threads, user + system).
+fn process_cpu_s() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 impl Window {
@@ -513,11 +526,12 @@ impl Window {
             max_lag: Duration::ZERO,
             started_before: 0,
             dropped_before: 0,
+            cpu_opened: process_cpu_s(),
         }
     }
 
     /// Open the next window at `now`.
-    fn reset(&mut self, now: Instant, started: u64, dropped: u64) {
+    fn reset(&mut self, now: Instant, started: u64, dropped: u64, cpu: f64) {
         self.max_lag = Duration::ZERO;
         self.stages.reset();
         self.failed_by_class.clear();
@@ -526,6 +540,7 @@ impl Window {
         self.opened = now;
         self.started_before = started;
         self.dropped_before = dropped;
+        self.cpu_opened = cpu;
     }
 }
 

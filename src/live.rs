@@ -261,6 +261,11 @@ pub struct Snapshot {
     /// Largest start lag in the last interval, and over the run.
     pub lag_interval: Duration,
     pub lag_max: Duration,
+    /// fleetstorm's own CPU over the last interval (devices, and the mock when embedded), in
+    /// percent of one core, and the cores it may use: near `100 × cores` the harness itself is
+    /// the bottleneck and latencies include its queueing.
+    pub cpu_percent: f64,
+    pub cores: usize,
     pub stages: Vec<StageView>,
     /// Sorted by count, largest first.
     pub failures: Vec<FailureView>,

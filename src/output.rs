@@ -98,6 +98,8 @@ pub struct Interval<'a> {
     pub stages: &'a StageSet,
     /// What the schedule asked for at the end of the interval (multiplier applied).
     pub target_rate: Option<f64>,
+    /// This process's CPU over the interval, percent of one core.
+    pub cpu_percent: f64,
     /// The live arrival-rate multiplier (0 while paused).
     pub multiplier: f64,
 }
@@ -343,7 +345,15 @@ impl Outputs {
             header.push(format!("{stage}_p50_ms"));
             header.push(format!("{stage}_p99_ms"));
         }
-        header.extend(["target_rate_per_s", "rate_multiplier", "connected"].map(String::from));
+        header.extend(
+            [
+                "target_rate_per_s",
+                "rate_multiplier",
+                "connected",
+                "cpu_percent",
+            ]
+            .map(String::from),
+        );
         timeseries
             .write_record(&header)
             .map_err(csv_err(&dir.join("timeseries.csv")))?;
@@ -426,6 +436,7 @@ impl Outputs {
         row.push(i.target_rate.map(|r| format!("{r:.3}")).unwrap_or_default());
         row.push(format!("{:.2}", i.multiplier));
         row.push(i.connected.to_string());
+        row.push(format!("{:.1}", i.cpu_percent));
         let ts = self.dir.join("timeseries.csv");
         self.timeseries.write_record(&row).map_err(csv_err(&ts))?;
         let start = i.elapsed.saturating_sub(i.length);
@@ -438,7 +449,7 @@ impl Outputs {
             &i.stages.stages[crate::metrics::stage_index(Stage::RegisterThing)].latency,
         );
         Ok(format!(
-            "[{:>5.0}s] offered {:>4}/s started {:>4} provisioned {:>4} failed {:>3} in flight {:>5} dropped {:>5} | register_thing p99 {:.1} ms",
+            "[{:>5.0}s] offered {:>4}/s started {:>4} provisioned {:>4} failed {:>3} in flight {:>5} dropped {:>5} | register_thing p99 {:.1} ms | cpu {:.0} %",
             i.elapsed.as_secs_f64(),
             i.offered,
             i.started,
@@ -446,7 +457,8 @@ impl Outputs {
             i.failed,
             i.in_flight,
             i.dropped_total,
-            reg.p99_ms
+            reg.p99_ms,
+            i.cpu_percent
         ))
     }
 

@@ -149,7 +149,7 @@ fn clock(d: Duration) -> String {
 /// Draw the dashboard.
 pub fn render(frame: &mut Frame, app: &App) {
     let [header, middle, stages, bottom, footer] = Layout::vertical([
-        Constraint::Length(4),
+        Constraint::Length(5),
         Constraint::Min(8),
         Constraint::Length(10),
         Constraint::Length(9),
@@ -249,10 +249,25 @@ fn render_header(frame: &mut Frame, area: Rect, app: &App) {
                 "  in flight {}  connected {}  dropped {}",
                 s.in_flight, s.connected, s.dropped
             )),
-            lag,
         ]),
+        Line::from(vec![cpu_span(s), lag]),
     ];
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// fleetstorm's own CPU; red when it is near all the cores it has, where latencies start to
+/// include the harness's queueing rather than the endpoint's.
+fn cpu_span(s: &Snapshot) -> Span<'static> {
+    let all = 100.0 * s.cores.max(1) as f64;
+    let text = format!("cpu {:.0} % of {} cores", s.cpu_percent, s.cores.max(1));
+    if s.cpu_percent >= 0.9 * all {
+        Span::styled(
+            format!("{text}: harness saturated"),
+            Style::new().fg(Color::Red).bold(),
+        )
+    } else {
+        Span::raw(text)
+    }
 }
 
 /// One line of the rate chart.
@@ -861,6 +876,26 @@ mod tests {
         s.lag_interval = Duration::from_millis(850);
         app.update(Arc::new(s));
         assert!(draw(&app).contains("scheduler behind: start lag 850 ms"));
+    }
+
+    #[test]
+    fn the_harness_own_cpu_is_shown_and_flagged_when_saturated() {
+        let mut app = App::default();
+        let mut s = snapshot(3, 10);
+        s.cores = 2;
+        s.cpu_percent = 120.0;
+        app.update(Arc::new(s.clone()));
+        let screen = draw(&app);
+        assert!(screen.contains("cpu 120 % of 2 cores"), "{screen}");
+        assert!(!screen.contains("harness saturated"), "{screen}");
+        s.elapsed = Duration::from_secs(4);
+        s.cpu_percent = 191.0;
+        app.update(Arc::new(s));
+        let screen = draw(&app);
+        assert!(
+            screen.contains("cpu 191 % of 2 cores: harness saturated"),
+            "{screen}"
+        );
     }
 
     #[test]

@@ -103,6 +103,20 @@ async fn a_small_run_provisions_every_device_and_writes_every_file() {
     assert!(devices.contains(",thing-007,"));
     let timeseries = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     assert!(timeseries.starts_with("elapsed_s,offered,started,completed,failed,"));
+    // The harness's own CPU per interval: devices and the embedded mock did work.
+    let mut reader = csv::Reader::from_reader(timeseries.as_bytes());
+    let col = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "cpu_percent")
+        .expect("cpu_percent column");
+    let cpu: Vec<f64> = reader
+        .records()
+        .map(|r| r.unwrap()[col].parse().unwrap())
+        .collect();
+    assert!(cpu.iter().all(|c| *c >= 0.0), "{cpu:?}");
+    assert!(cpu.iter().any(|c| *c > 0.0), "{cpu:?}");
     assert!(
         std::fs::read_to_string(out.join("summary.csv"))
             .unwrap()

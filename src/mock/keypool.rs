@@ -1,8 +1,11 @@
 //! Private keys for CreateKeysAndCertificate.
 //!
 //! AWS returns an RSA-2048 key; generating one costs tens of milliseconds of CPU, far more than
-//! the rest of a provisioning flow. A background thread keeps a pool filled ahead of demand, and
-//! the unused part of the pool is cached on disk under the PKI directory across runs.
+//! the rest of a provisioning flow. Background threads (one per core) keep a pool filled ahead
+//! of demand, and the unused part of the pool is cached on disk under the PKI directory across
+//! runs. The generators run at the lowest scheduling priority (nice 19): they fill the pool with
+//! idle CPU and yield to the flows they serve, so refilling during a run does not take CPU from
+//! it.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -21,15 +24,22 @@ pub struct KeyPoolStats {
     pub served_from_pool: u64,
     pub generated_inline: u64,
     pub pooled: usize,
+    /// Keys the background generators made, and the CPU seconds they spent on them.
+    pub generated_background: u64,
+    pub background_cpu_s: f64,
 }
 
 struct Shared {
-    keys: Mutex<VecDeque<KeyPair>>,
+    keys: Mutex<Pool>,
     wanted: Condvar,
+    /// Notified each time a generated key joins the pool.
+    filled: Condvar,
     target: usize,
     stop: AtomicBool,
     from_pool: AtomicU64,
     inline: AtomicU64,
+    background: AtomicU64,
+    background_cpu_ns: AtomicU64,
 }
 
 /// Supplies private keys of one algorithm.
@@ -37,12 +47,20 @@ pub struct KeyPool {
     alg: KeyAlgorithm,
     shared: Arc<Shared>,
     cache: Option<PathBuf>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// Keys ready, and keys being generated (so several generators never overshoot the target).
+#[derive(Default)]
+struct Pool {
+    ready: VecDeque<KeyPair>,
+    generating: usize,
 }
 
 impl KeyPool {
-    /// A pool for `alg`. RSA pools load `cache` (if present) and start a background generator
-    /// keeping `target` keys ready; P-256 keys are cheap and generated on demand.
+    /// A pool for `alg`. RSA pools load `cache` (if present) and start background generators
+    /// (one per core, lowest priority) keeping `target` keys ready; P-256 keys are cheap and
+    /// generated on demand.
     pub fn new(alg: KeyAlgorithm, target: usize, cache: Option<PathBuf>) -> KeyPool {
         let mut keys = VecDeque::new();
         if alg == KeyAlgorithm::Rsa2048
@@ -61,20 +79,33 @@ impl KeyPool {
             let _ = std::fs::remove_file(path);
         }
         let shared = Arc::new(Shared {
-            keys: Mutex::new(keys),
+            keys: Mutex::new(Pool {
+                ready: keys,
+                generating: 0,
+            }),
             wanted: Condvar::new(),
+            filled: Condvar::new(),
             target,
             stop: AtomicBool::new(false),
             from_pool: AtomicU64::new(0),
             inline: AtomicU64::new(0),
+            background: AtomicU64::new(0),
+            background_cpu_ns: AtomicU64::new(0),
         });
-        let worker = (alg == KeyAlgorithm::Rsa2048 && target > 0).then(|| {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("fleetstorm-keygen".into())
-                .spawn(move || fill(shared, alg))
-                .ok()
-        });
+        let generators = if alg == KeyAlgorithm::Rsa2048 && target > 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            0
+        };
+        let workers = (0..generators)
+            .filter_map(|_| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(GENERATOR_THREAD.into())
+                    .spawn(move || fill(shared, alg))
+                    .ok()
+            })
+            .collect();
         KeyPool {
             alg,
             shared,
@@ -83,7 +114,7 @@ impl KeyPool {
             } else {
                 None
             },
-            worker: Mutex::new(worker.flatten()),
+            workers: Mutex::new(workers),
         }
     }
 
@@ -91,20 +122,30 @@ impl KeyPool {
         self.alg
     }
 
+    /// A key without waiting for a generation: a pooled RSA key, or a fresh P-256 key (cheap).
+    /// `None` when the RSA pool is empty; [`KeyPool::take`] then generates one.
+    pub fn try_take(&self) -> Option<KeyPair> {
+        if self.alg != KeyAlgorithm::Rsa2048 {
+            self.shared.inline.fetch_add(1, Ordering::Relaxed);
+            return self.alg.generate().ok();
+        }
+        let key = {
+            let mut keys = lock(&self.shared.keys);
+            let key = keys.ready.pop_front();
+            self.shared.wanted.notify_one();
+            key
+        }?;
+        self.shared.from_pool.fetch_add(1, Ordering::Relaxed);
+        Some(key)
+    }
+
     /// Take a key: from the pool when one is ready, else generated now (on the caller's thread;
     /// call from a blocking context).
     pub fn take(&self) -> Result<KeyPair, rcgen::Error> {
-        if self.alg == KeyAlgorithm::Rsa2048 {
-            let popped = {
-                let mut keys = lock(&self.shared.keys);
-                let key = keys.pop_front();
-                self.shared.wanted.notify_one();
-                key
-            };
-            if let Some(key) = popped {
-                self.shared.from_pool.fetch_add(1, Ordering::Relaxed);
-                return Ok(key);
-            }
+        if self.alg == KeyAlgorithm::Rsa2048
+            && let Some(key) = self.try_take()
+        {
+            return Ok(key);
         }
         self.shared.inline.fetch_add(1, Ordering::Relaxed);
         self.alg.generate()
@@ -114,27 +155,40 @@ impl KeyPool {
         KeyPoolStats {
             served_from_pool: self.shared.from_pool.load(Ordering::Relaxed),
             generated_inline: self.shared.inline.load(Ordering::Relaxed),
-            pooled: lock(&self.shared.keys).len(),
+            pooled: lock(&self.shared.keys).ready.len(),
+            generated_background: self.shared.background.load(Ordering::Relaxed),
+            background_cpu_s: self.shared.background_cpu_ns.load(Ordering::Relaxed) as f64 * 1e-9,
         }
     }
 
-    /// Stop the generator and write the unused keys to the cache file.
+    /// Wait until at least `n` keys are ready, or `timeout` passes; whether they are.
+    pub fn wait_for(&self, n: usize, timeout: std::time::Duration) -> bool {
+        let keys = lock(&self.shared.keys);
+        let (keys, _) = self
+            .shared
+            .filled
+            .wait_timeout_while(keys, timeout, |k| k.ready.len() < n)
+            .unwrap_or_else(|e| e.into_inner());
+        keys.ready.len() >= n
+    }
+
+    /// Stop the generators and write the unused keys to the cache file.
     pub fn shutdown(&self) -> Result<usize, pki::PkiError> {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.shared.wanted.notify_all();
-        if let Some(worker) = lock(&self.worker).take() {
+        for worker in lock(&self.workers).drain(..) {
             let _ = worker.join();
         }
         let Some(path) = &self.cache else {
             return Ok(0);
         };
         let keys = lock(&self.shared.keys);
-        if keys.is_empty() {
+        if keys.ready.is_empty() {
             return Ok(0);
         }
-        let text: String = keys.iter().map(|k| k.serialize_pem()).collect();
+        let text: String = keys.ready.iter().map(|k| k.serialize_pem()).collect();
         pki::write_file(path, text.as_bytes(), true)?;
-        Ok(keys.len())
+        Ok(keys.ready.len())
     }
 }
 
@@ -149,25 +203,51 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Name of the pool's generator threads (the e2e bench reads their CPU time by it); Linux
+/// keeps 15 bytes of a thread name.
+pub const GENERATOR_THREAD: &str = "rsa-keygen";
+
 fn fill(shared: Arc<Shared>, alg: KeyAlgorithm) {
+    // Lowest priority for this thread only (on Linux the nice value is per thread): the pool
+    // fills with idle CPU. Failing to lower it only costs fairness, so it is not an error.
+    let _ = rustix::process::setpriority_process(None, 19);
     loop {
         {
             let mut keys = lock(&shared.keys);
-            while keys.len() >= shared.target && !shared.stop.load(Ordering::Relaxed) {
+            while keys.ready.len() + keys.generating >= shared.target
+                && !shared.stop.load(Ordering::Relaxed)
+            {
                 keys = shared.wanted.wait(keys).unwrap_or_else(|e| e.into_inner());
             }
+            if shared.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            keys.generating += 1;
         }
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        match alg.generate() {
-            Ok(key) => lock(&shared.keys).push_back(key),
+        let cpu0 = thread_cpu_ns();
+        let generated = alg.generate();
+        let cpu = thread_cpu_ns().saturating_sub(cpu0);
+        shared.background_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
+        let mut keys = lock(&shared.keys);
+        keys.generating -= 1;
+        match generated {
+            Ok(key) => {
+                shared.background.fetch_add(1, Ordering::Relaxed);
+                keys.ready.push_back(key);
+                shared.filled.notify_all();
+            }
             Err(e) => {
                 tracing::error!("key pool generation failed: {e}");
                 return;
             }
         }
     }
+}
+
+/// CPU time of the calling thread in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -183,13 +263,53 @@ mod tests {
     }
 
     #[test]
+    fn generators_fill_to_the_target_at_the_lowest_priority_without_overshooting() {
+        let pool = KeyPool::new(KeyAlgorithm::Rsa2048, 3, None);
+        assert!(pool.wait_for(3, std::time::Duration::from_secs(120)));
+        {
+            let keys = lock(&pool.shared.keys);
+            assert_eq!(keys.ready.len(), 3);
+            assert_eq!(keys.generating, 0, "no generator works past the target");
+        }
+        // Every generator thread of this process runs at nice 19 (field 19 of
+        // /proc/self/task/<tid>/stat).
+        let mut generators = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.trim() != GENERATOR_THREAD {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+            let nice: i32 = after_comm.split(' ').nth(16).unwrap().parse().unwrap();
+            assert_eq!(nice, 19, "{}", task.display());
+            generators += 1;
+        }
+        assert!(generators >= 1);
+        let key = pool.take().unwrap();
+        assert_eq!(key.algorithm(), &rcgen::PKCS_RSA_SHA256);
+        assert_eq!(pool.stats().served_from_pool, 1);
+        assert!(
+            pool.wait_for(3, std::time::Duration::from_secs(120)),
+            "refilled"
+        );
+        let stats = pool.stats();
+        assert_eq!(stats.generated_background, 4);
+        assert!(stats.background_cpu_s > 0.0);
+        pool.shutdown().unwrap();
+    }
+
+    #[test]
     fn rsa_pool_survives_a_restart_through_its_cache_and_never_repeats_a_key() {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join(POOL_FILE);
         let pool = KeyPool::new(KeyAlgorithm::Rsa2048, 0, Some(cache.clone()));
         // target 0: no background thread; seed the pool by hand.
         for _ in 0..3 {
-            lock(&pool.shared.keys).push_back(KeyAlgorithm::Rsa2048.generate().unwrap());
+            lock(&pool.shared.keys)
+                .ready
+                .push_back(KeyAlgorithm::Rsa2048.generate().unwrap());
         }
         let first = pool.take().unwrap().serialize_pem();
         assert_eq!(pool.stats().served_from_pool, 1);

@@ -206,17 +206,25 @@ async fn create_keys(state: &Arc<State>, requester: &Requester<'_>, job: &Job) -
             ));
         }
     }
-    let worker_state = state.clone();
-    let (key_pem, issued) = tokio::task::spawn_blocking(move || {
-        let key = worker_state.keys.take().map_err(internal)?;
-        let issued = worker_state
-            .pki
-            .issue_device_certificate(&key)
-            .map_err(internal)?;
+    let issue = |state: &State, key: rcgen::KeyPair| {
+        let issued = state.pki.issue_device_certificate(&key).map_err(internal)?;
         Ok::<_, ErrorResponse>((private_key_pem_like_aws(&key), issued))
-    })
-    .await
-    .map_err(internal)??;
+    };
+    // A pooled (or cheap P-256) key is signed for right here (one ECDSA signature, tens of
+    // microseconds); only an empty RSA pool sends the request to a blocking thread, where the
+    // key is generated inline.
+    let (key_pem, issued) = match state.keys.try_take() {
+        Some(key) => issue(state, key)?,
+        None => {
+            let worker_state = state.clone();
+            tokio::task::spawn_blocking(move || {
+                let key = worker_state.keys.take().map_err(internal)?;
+                issue(&worker_state, key)
+            })
+            .await
+            .map_err(internal)??
+        }
+    };
     let token = new_token();
     state.registry.add_pending_certificate(
         &issued.certificate_id,

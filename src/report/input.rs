@@ -61,13 +61,14 @@ const REQUIRED_COLUMNS: [&str; 5] = ["elapsed_s", "offered", "started", "complet
 /// Whether fleetstorm writes (or wrote) this column: its cells must be numbers. Cells of other
 /// columns (added later, by hand, ...) that are not numbers are ignored.
 fn known_column(name: &str) -> bool {
-    const OTHERS: [&str; 6] = [
+    const OTHERS: [&str; 7] = [
         "in_flight",
         "dropped_total",
         "start_lag_max_ms",
         "target_rate_per_s",
         "rate_multiplier",
         "connected",
+        "cpu_percent",
     ];
     REQUIRED_COLUMNS.contains(&name)
         || OTHERS.contains(&name)

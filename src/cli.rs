@@ -296,14 +296,12 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     }
     let mut config = MockConfig::new(Arc::new(pki), settings)?;
     config.write_registry = true;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            Failure::new(
-                exit::RUNTIME,
-                format!("cannot listen on {}: {e}", args.listen),
-            )
-        })?;
+    let listener = crate::mock::listen(args.listen).map_err(|e| {
+        Failure::new(
+            exit::RUNTIME,
+            format!("cannot listen on {}: {e}", args.listen),
+        )
+    })?;
     let shutdown = CancellationToken::new();
     let templates: Vec<String> = config.templates.keys().cloned().collect();
     let key_type = config.settings.keys;

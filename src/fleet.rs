@@ -763,8 +763,7 @@ async fn prepare_target(
             };
             let (pki, _) = Pki::init(&dir, &[], KeyAlgorithm::P256)?;
             let config = MockConfig::new(Arc::new(pki), (**settings).clone())?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
+            let listener = mock::listen((std::net::Ipv4Addr::LOCALHOST, 0).into())
                 .map_err(|e| RunError::Other(format!("cannot bind the embedded mock: {e}")))?;
             let handle = mock::start(config, listener, shutdown.clone()).await?;
             let tls = DeviceTls::new(

@@ -401,6 +401,23 @@ impl State {
     }
 }
 
+/// Backlog of the mock's listening socket; the kernel caps it at `net.core.somaxconn`. Bursts
+/// of thousands of devices connecting at once must queue, not lose their SYN: a dropped SYN is
+/// retried only after a second and would show as connect latency that no endpoint caused.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket for the mock on `addr` (SO_REUSEADDR, backlog [`LISTEN_BACKLOG`]).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Build the rustls server configuration: TLS 1.2 and 1.3, client certificate required and
 /// verified against the root CA, ALPN `x-amzn-mqtt-ca` accepted when offered.
 pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, MockError> {
@@ -589,4 +606,36 @@ async fn accept_loop(
     .await
     .unwrap_or((None, 0));
     state.report(registry_file, cached_keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1,500 devices connecting at once while nobody accepts yet: every TCP handshake completes
+    /// into the accept queue. With tokio's default backlog (1,024) the rest would lose their
+    /// SYN and wait out a one-second retransmission.
+    #[tokio::test]
+    async fn a_burst_larger_than_the_default_backlog_is_queued_not_dropped() {
+        let limit = crate::limits::raise_nofile();
+        // The kernel caps any backlog at net.core.somaxconn (4096 by default since Linux 5.4).
+        let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        let burst: u64 = 1500.min(somaxconn);
+        assert!(limit >= burst + 64, "open-file limit {limit}");
+        let listener = listen((std::net::Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..burst).map(|_| {
+            tokio::time::timeout(
+                Duration::from_millis(800),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let results = futures_util::future::join_all(connects).await;
+        let connected = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        assert_eq!(connected as u64, burst);
+        drop(listener);
+    }
 }

@@ -414,3 +414,24 @@ fn the_throttle_probe_follows_a_limit_changed_with_set() {
         summary.throttle
     );
 }
+
+#[tokio::test]
+async fn a_csr_run_does_not_fill_the_embedded_mocks_rsa_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = SMALL
+        .replace("keys = \"p256\"", "keys = \"rsa2048\"\nkey_pool_size = 8")
+        .replace("count = 20", "count = 10")
+        .replace("rate = 40", "rate = 10");
+    let path = scenario(dir.path(), &body);
+    let s = Scenario::load(&path, &[]).unwrap();
+    let out = dir.path().join("out");
+    let summary = fleet::run(s, options(&out), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.devices.provisioned, 10);
+    let keys = summary.mock.expect("embedded mock report").keys;
+    // No device asks for keys, so no RSA key is generated: not ahead, not inline.
+    assert_eq!(keys.generated_background, 0, "{keys:?}");
+    assert_eq!(keys.generated_inline, 0, "{keys:?}");
+    assert_eq!(keys.pooled, 0, "{keys:?}");
+}

@@ -117,9 +117,7 @@ impl VerifiedChains {
         }
         entries.insert(key, Verified { until, hits: 0 });
     }
-}
 
-impl VerifiedChains {
     /// `Ok(cached)` if the chain named by `key_parts` is remembered, else the result of
     /// `validate`, remembering the chain when it passes.
     fn check<T>(

@@ -179,34 +179,56 @@ fn dashboard(
 
 /// Time `n` in-memory mutual-TLS handshakes (client and server, the configurations devices and
 /// the mock use), `n` P-256 keys + CSRs, and `n` CA signatures of those CSRs.
-/// Client and server configurations that validate every chain in full (the devices and the mock
-/// cache validated chains, see `fleetstorm::tls::VERIFIED_TTL_S`): the floor is the whole cost.
-fn uncached_configs(
-    pki: &Pki,
-    identity: (CertificateDer<'static>, PrivateKeyDer<'static>),
-) -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
-    let provider = fleetstorm::tls::provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.root_ca_der.clone()).expect("root");
-    let roots = Arc::new(roots);
-    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots.clone())
-        .with_client_auth_cert(vec![identity.0], identity.1)
-        .expect("client config");
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+/// The mock's server configuration and the devices' server verifier, both validating every
+/// chain in full (the devices and the mock cache validated chains, see
+/// `fleetstorm::tls::VERIFIED_TTL_S`): the floor is the whole cost.
+struct UncachedPeers {
+    server: Arc<rustls::ServerConfig>,
+    verifier: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl UncachedPeers {
+    fn new(pki: &Pki) -> UncachedPeers {
+        let provider = fleetstorm::tls::provider();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.root_ca_der.clone()).expect("root");
+        let roots = Arc::new(roots);
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(client_verifier)
+            .with_single_cert(pki.server_chain.clone(), pki.server_key())
+            .expect("server config");
+        server.send_tls13_tickets = 0;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
             .build()
-            .expect("client verifier");
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(pki.server_chain.clone(), pki.server_key())
-        .expect("server config");
-    server.send_tls13_tickets = 0;
-    (Arc::new(client), Arc::new(server))
+            .expect("server verifier");
+        UncachedPeers {
+            server: Arc::new(server),
+            verifier,
+        }
+    }
+
+    /// A device's client configuration presenting `identity` (loading its key).
+    fn client(
+        &self,
+        identity: (CertificateDer<'static>, PrivateKeyDer<'static>),
+    ) -> Arc<rustls::ClientConfig> {
+        let config = rustls::ClientConfig::builder_with_provider(fleetstorm::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_client_auth_cert(vec![identity.0], identity.1)
+            .expect("client config");
+        Arc::new(config)
+    }
 }
 
 /// [`calibrate`] on every core at once, averaged: the run keeps all cores busy, and on this
@@ -271,8 +293,9 @@ fn handshake(
     pki: &Pki,
     identity: (CertificateDer<'static>, PrivateKeyDer<'static>),
 ) -> impl FnMut() {
-    let (client_config, server) = uncached_configs(pki, identity);
-    move || handshake_once(client_config.clone(), server.clone())
+    let peers = UncachedPeers::new(pki);
+    let client = peers.client(identity);
+    move || handshake_once(client.clone(), peers.server.clone())
 }
 
 /// Per call, what a device with a new key does: load the key from its PEM (a new aws-lc key
@@ -283,26 +306,10 @@ fn fresh_identity_handshake(
     cert: CertificateDer<'static>,
     key_pem: String,
 ) -> impl FnMut() {
-    let key = move || PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
-    let (_, server) = uncached_configs(pki, (cert.clone(), key()));
-    let provider = fleetstorm::tls::provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.root_ca_der.clone()).expect("root");
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .expect("server verifier");
+    let peers = UncachedPeers::new(pki);
     move || {
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_client_auth_cert(vec![cert.clone()], key())
-            .expect("client config");
-        handshake_once(Arc::new(config), server.clone());
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+        handshake_once(peers.client((cert.clone(), key)), peers.server.clone());
     }
 }
 

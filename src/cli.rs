@@ -405,8 +405,6 @@ fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-/// Write a report after a run. The run's files are already on disk, so a failure here is
-/// printed and does not change the run's exit code.
 /// The line that says where a report went; a report that could not be written is logged and
 /// changes nothing else (the results files are already written).
 fn report_after_run(what: &str, result: Result<PathBuf, crate::report::ReportError>) -> String {

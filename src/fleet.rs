@@ -214,6 +214,7 @@ pub async fn run(
         failed: 0,
         dropped: 0,
         stopping: false,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut tick = tokio::time::interval_at(
         (Instant::now() + Duration::from_secs(1)).into(),
@@ -302,6 +303,8 @@ struct Aggregator<'a> {
     failed: u64,
     dropped: u64,
     stopping: bool,
+    /// Cores this process may use (the dashboard's CPU scale), read once.
+    cores: usize,
 }
 
 impl Aggregator<'_> {
@@ -446,7 +449,7 @@ impl Aggregator<'_> {
                 lag_interval: w.max_lag,
                 lag_max: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
                 cpu_percent,
-                cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                cores: self.cores,
                 stages,
                 failures,
             }

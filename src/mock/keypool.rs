@@ -203,8 +203,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Name of the pool's generator threads (the e2e bench reads their CPU time by it); Linux
-/// keeps 15 bytes of a thread name.
+/// Name of the pool's generator threads (its test finds them by it); Linux keeps 15 bytes of
+/// a thread name.
 pub const GENERATOR_THREAD: &str = "rsa-keygen";
 
 fn fill(shared: Arc<Shared>, alg: KeyAlgorithm) {

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod mock;
+pub mod mock_settings;
 pub mod output;
 pub mod pki;
 pub mod protocol;

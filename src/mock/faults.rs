@@ -4,41 +4,12 @@
 use std::time::Duration;
 
 use rand::{Rng, RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 use crate::protocol::Api;
 
-/// A latency distribution, written as a string: `"200ms"` (fixed), `"50ms..300ms"` (uniform),
-/// `"exp:100ms"` (exponential with that mean).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum Latency {
-    #[default]
-    None,
-    Fixed(Duration),
-    Uniform(Duration, Duration),
-    Exponential(Duration),
-}
+pub use crate::mock_settings::{ApiFaults, Faults, Latency};
 
 impl Latency {
-    pub fn parse(s: &str) -> Result<Latency, String> {
-        let d = |v: &str| humantime::parse_duration(v.trim()).map_err(|e| format!("{v:?}: {e}"));
-        let s = s.trim();
-        if s.is_empty() || s == "0" {
-            return Ok(Latency::None);
-        }
-        if let Some(mean) = s.strip_prefix("exp:") {
-            return Ok(Latency::Exponential(d(mean)?));
-        }
-        if let Some((lo, hi)) = s.split_once("..") {
-            let (lo, hi) = (d(lo)?, d(hi)?);
-            if hi < lo {
-                return Err(format!("{s:?}: the upper bound is below the lower bound"));
-            }
-            return Ok(Latency::Uniform(lo, hi));
-        }
-        Ok(Latency::Fixed(d(s)?))
-    }
-
     pub fn sample(&self, rng: &mut impl Rng) -> Duration {
         match *self {
             Latency::None => Duration::ZERO,
@@ -48,66 +19,6 @@ impl Latency {
                 let u: f64 = rng.random::<f64>();
                 mean.mul_f64(-(1.0 - u).ln()).min(mean * 50)
             }
-        }
-    }
-}
-
-impl Serialize for Latency {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let h = |d: Duration| humantime::format_duration(d).to_string();
-        s.serialize_str(&match self {
-            Latency::None => "0".into(),
-            Latency::Fixed(d) => h(*d),
-            Latency::Uniform(a, b) => format!("{}..{}", h(*a), h(*b)),
-            Latency::Exponential(m) => format!("exp:{}", h(*m)),
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Latency {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Latency::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Faults for one API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiFaults {
-    /// Added before the request is handled.
-    pub latency: Latency,
-    /// Fraction of responses never sent.
-    pub drop_response_rate: f64,
-    /// Fraction of requests answered by closing the connection.
-    pub disconnect_rate: f64,
-    /// Fraction of requests answered with an error response.
-    pub error_rate: f64,
-    pub error_status: u16,
-    pub error_code: String,
-}
-
-/// All faults.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Faults {
-    /// Seed of the fault dice (per connection: seed ^ connection number).
-    pub seed: u64,
-    /// Fraction of connections whose TLS handshake is never answered.
-    pub tls_stall_rate: f64,
-    pub create_keys: ApiFaults,
-    pub create_from_csr: ApiFaults,
-    pub register_thing: ApiFaults,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            seed: 1,
-            tls_stall_rate: 0.0,
-            create_keys: ApiFaults::default(),
-            create_from_csr: ApiFaults::default(),
-            register_thing: ApiFaults::default(),
         }
     }
 }

@@ -8,81 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tracing::info;
 
-use super::faults::Latency;
-
 const SHIM: &str = include_str!("lambda_shim.py");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum HookKind {
-    #[default]
-    None,
-    SerialPrefix,
-    AllowList,
-    DenyFraction,
-    Command,
-    Http,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CommandMode {
-    PythonLambda,
-    JsonStdio,
-}
-
-/// `[hooks.<TemplateName>]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HookSettings {
-    pub kind: HookKind,
-    /// Parameter the built-in rules look at.
-    pub parameter: Option<String>,
-    pub prefix: Option<String>,
-    pub file: Option<PathBuf>,
-    pub fraction: f64,
-    pub seed: u64,
-    pub command: Vec<String>,
-    pub mode: Option<CommandMode>,
-    pub handler: String,
-    pub workers: usize,
-    pub url: Option<String>,
-    pub latency: Latency,
-    #[serde(with = "humantime_serde")]
-    pub deadline: Duration,
-    pub deny_status: u16,
-    pub deny_error_code: String,
-}
-
-impl Default for HookSettings {
-    fn default() -> Self {
-        HookSettings {
-            kind: HookKind::None,
-            parameter: None,
-            prefix: None,
-            file: None,
-            fraction: 0.0,
-            seed: 1,
-            command: Vec::new(),
-            mode: None,
-            handler: "lambda_handler".into(),
-            workers: 4,
-            url: None,
-            latency: Latency::None,
-            deadline: Duration::from_secs(5),
-            deny_status: 403,
-            deny_error_code: "AccessDenied".into(),
-        }
-    }
-}
+pub use crate::mock_settings::{CommandMode, HookKind, HookSettings};
 
 /// The AWS event (payloadVersion 2020-04-01).
 #[derive(Debug, Clone, Serialize)]

@@ -22,14 +22,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::pki::{self, KeyAlgorithm, Pki};
+use crate::pki::{self, Pki};
 use keypool::{KeyPool, KeyPoolStats};
 use policy::{ArnContext, PolicyDocument};
 use registry::{CertificateStatus, Registry, RegistryCounts};
@@ -69,60 +69,7 @@ pub enum MockError {
     Io(#[from] std::io::Error),
 }
 
-/// Mock settings as written in `fleetstorm mock --config FILE` or a scenario's `[target.mock]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MockSettings {
-    /// Region and account used in ARNs (policy resources, template ARNs).
-    pub region: String,
-    pub account: String,
-    /// Key type CreateKeysAndCertificate returns: `rsa2048` (what AWS returns) or `p256` (fast).
-    pub keys: KeyAlgorithm,
-    /// RSA keys kept generated ahead of demand.
-    pub key_pool_size: usize,
-    /// Lifetime of a certificate ownership token.
-    #[serde(with = "humantime_serde")]
-    pub token_ttl: Duration,
-    /// Time allowed for the TLS handshake, then for the CONNECT packet.
-    #[serde(with = "humantime_serde")]
-    pub handshake_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Extra templates: name -> JSON file (relative paths are relative to the settings file).
-    pub templates: BTreeMap<String, PathBuf>,
-    /// Thing groups that exist before any provisioning.
-    pub thing_groups: Vec<String>,
-    /// Seeded fault injection.
-    pub faults: faults::Faults,
-    /// AWS quotas (off by default).
-    pub quotas: quotas::QuotaSettings,
-    /// Pre-provisioning hooks by template name.
-    pub hooks: BTreeMap<String, hooks::HookSettings>,
-    /// Directory that relative paths in hook settings are resolved against (the settings or
-    /// scenario file's directory).
-    #[serde(skip)]
-    pub base_dir: PathBuf,
-}
-
-impl Default for MockSettings {
-    fn default() -> Self {
-        MockSettings {
-            region: "us-east-1".into(),
-            account: "123456789012".into(),
-            keys: KeyAlgorithm::Rsa2048,
-            key_pool_size: 256,
-            token_ttl: Duration::from_secs(3600),
-            handshake_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            templates: BTreeMap::new(),
-            thing_groups: vec!["fleet-provisioning-group".into()],
-            faults: faults::Faults::default(),
-            quotas: quotas::QuotaSettings::default(),
-            hooks: BTreeMap::new(),
-            base_dir: PathBuf::from("."),
-        }
-    }
-}
+pub use crate::mock_settings::MockSettings;
 
 impl MockSettings {
     /// Read a TOML settings file; errors name the file, line and field.

@@ -5,47 +5,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::protocol::Api;
 
-/// Quota settings. Off by default: fleetstorm's default job is measuring throughput, and AWS's
-/// defaults would cap every run at 10 devices/s. `enabled = true` applies the AWS defaults below.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuotaSettings {
-    pub enabled: bool,
-    /// Requests per second; 0 switches one quota off.
-    pub create_keys_per_s: f64,
-    pub create_from_csr_per_s: f64,
-    pub register_thing_per_s: f64,
-    pub connect_per_s: f64,
-    pub connect_per_client_id_per_s: f64,
-    pub publish_per_connection_per_s: f64,
-    /// Bucket size as seconds of rate (1.0: a full second's worth may arrive at once).
-    pub burst_seconds: f64,
-    /// The rejected response for an over-quota API call. UNCONFIRMED: AWS publishes no captured
-    /// throttled response; 429 / ThrottlingException is a guess.
-    pub throttle_status: u16,
-    pub throttle_error_code: String,
-}
-
-impl Default for QuotaSettings {
-    fn default() -> Self {
-        QuotaSettings {
-            enabled: false,
-            create_keys_per_s: 10.0,
-            create_from_csr_per_s: 100.0,
-            register_thing_per_s: 10.0,
-            connect_per_s: 500.0,
-            connect_per_client_id_per_s: 1.0,
-            publish_per_connection_per_s: 100.0,
-            burst_seconds: 1.0,
-            throttle_status: 429,
-            throttle_error_code: "ThrottlingException".into(),
-        }
-    }
-}
+pub use crate::mock_settings::QuotaSettings;
 
 impl QuotaSettings {
     pub fn validate(&self) -> Result<(), String> {

@@ -1,0 +1,273 @@
+//! The embedded mock's settings as plain data (`fleetstorm mock --config FILE`, a scenario's
+//! `[target.mock]`): shared by `scenario`, which embeds them, and `mock`, which runs them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pki::KeyAlgorithm;
+
+/// Name under which the mock always offers the seed template.
+pub const SEED_TEMPLATE_NAME: &str = "FleetProvisioningTemplate";
+
+/// Mock settings as written in `fleetstorm mock --config FILE` or a scenario's `[target.mock]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockSettings {
+    /// Region and account used in ARNs (policy resources, template ARNs).
+    pub region: String,
+    pub account: String,
+    /// Key type CreateKeysAndCertificate returns: `rsa2048` (what AWS returns) or `p256` (fast).
+    pub keys: KeyAlgorithm,
+    /// RSA keys kept generated ahead of demand.
+    pub key_pool_size: usize,
+    /// Lifetime of a certificate ownership token.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Time allowed for the TLS handshake, then for the CONNECT packet.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Extra templates: name -> JSON file (relative paths are relative to the settings file).
+    pub templates: BTreeMap<String, PathBuf>,
+    /// Thing groups that exist before any provisioning.
+    pub thing_groups: Vec<String>,
+    /// Seeded fault injection.
+    pub faults: Faults,
+    /// AWS quotas (off by default).
+    pub quotas: QuotaSettings,
+    /// Pre-provisioning hooks by template name.
+    pub hooks: BTreeMap<String, HookSettings>,
+    /// Directory that relative paths in hook settings are resolved against (the settings or
+    /// scenario file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        MockSettings {
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            keys: KeyAlgorithm::Rsa2048,
+            key_pool_size: 256,
+            token_ttl: Duration::from_secs(3600),
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            templates: BTreeMap::new(),
+            thing_groups: vec!["fleet-provisioning-group".into()],
+            faults: Faults::default(),
+            quotas: QuotaSettings::default(),
+            hooks: BTreeMap::new(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// Faults for one API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiFaults {
+    /// Added before the request is handled.
+    pub latency: Latency,
+    /// Fraction of responses never sent.
+    pub drop_response_rate: f64,
+    /// Fraction of requests answered by closing the connection.
+    pub disconnect_rate: f64,
+    /// Fraction of requests answered with an error response.
+    pub error_rate: f64,
+    pub error_status: u16,
+    pub error_code: String,
+}
+
+/// All faults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Seed of the fault dice (per connection: seed ^ connection number).
+    pub seed: u64,
+    /// Fraction of connections whose TLS handshake is never answered.
+    pub tls_stall_rate: f64,
+    pub create_keys: ApiFaults,
+    pub create_from_csr: ApiFaults,
+    pub register_thing: ApiFaults,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            seed: 1,
+            tls_stall_rate: 0.0,
+            create_keys: ApiFaults::default(),
+            create_from_csr: ApiFaults::default(),
+            register_thing: ApiFaults::default(),
+        }
+    }
+}
+
+/// A latency distribution, written as a string: `"200ms"` (fixed), `"50ms..300ms"` (uniform),
+/// `"exp:100ms"` (exponential with that mean).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Latency {
+    #[default]
+    None,
+    Fixed(Duration),
+    Uniform(Duration, Duration),
+    Exponential(Duration),
+}
+
+impl Latency {
+    pub fn parse(s: &str) -> Result<Latency, String> {
+        let d = |v: &str| humantime::parse_duration(v.trim()).map_err(|e| format!("{v:?}: {e}"));
+        let s = s.trim();
+        if s.is_empty() || s == "0" {
+            return Ok(Latency::None);
+        }
+        if let Some(mean) = s.strip_prefix("exp:") {
+            return Ok(Latency::Exponential(d(mean)?));
+        }
+        if let Some((lo, hi)) = s.split_once("..") {
+            let (lo, hi) = (d(lo)?, d(hi)?);
+            if hi < lo {
+                return Err(format!("{s:?}: the upper bound is below the lower bound"));
+            }
+            return Ok(Latency::Uniform(lo, hi));
+        }
+        Ok(Latency::Fixed(d(s)?))
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = |d: Duration| humantime::format_duration(d).to_string();
+        s.serialize_str(&match self {
+            Latency::None => "0".into(),
+            Latency::Fixed(d) => h(*d),
+            Latency::Uniform(a, b) => format!("{}..{}", h(*a), h(*b)),
+            Latency::Exponential(m) => format!("exp:{}", h(*m)),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Latency::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Quota settings. Off by default: fleetstorm's default job is measuring throughput, and AWS's
+/// defaults would cap every run at 10 devices/s. `enabled = true` applies the AWS defaults below.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSettings {
+    pub enabled: bool,
+    /// Requests per second; 0 switches one quota off.
+    pub create_keys_per_s: f64,
+    pub create_from_csr_per_s: f64,
+    pub register_thing_per_s: f64,
+    pub connect_per_s: f64,
+    pub connect_per_client_id_per_s: f64,
+    pub publish_per_connection_per_s: f64,
+    /// Bucket size as seconds of rate (1.0: a full second's worth may arrive at once).
+    pub burst_seconds: f64,
+    /// The rejected response for an over-quota API call. UNCONFIRMED: AWS publishes no captured
+    /// throttled response; 429 / ThrottlingException is a guess.
+    pub throttle_status: u16,
+    pub throttle_error_code: String,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        QuotaSettings {
+            enabled: false,
+            create_keys_per_s: 10.0,
+            create_from_csr_per_s: 100.0,
+            register_thing_per_s: 10.0,
+            connect_per_s: 500.0,
+            connect_per_client_id_per_s: 1.0,
+            publish_per_connection_per_s: 100.0,
+            burst_seconds: 1.0,
+            throttle_status: 429,
+            throttle_error_code: "ThrottlingException".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookKind {
+    #[default]
+    None,
+    SerialPrefix,
+    AllowList,
+    DenyFraction,
+    Command,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandMode {
+    PythonLambda,
+    JsonStdio,
+}
+
+/// `[hooks.<TemplateName>]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookSettings {
+    pub kind: HookKind,
+    /// Parameter the built-in rules look at.
+    pub parameter: Option<String>,
+    pub prefix: Option<String>,
+    pub file: Option<PathBuf>,
+    pub fraction: f64,
+    pub seed: u64,
+    pub command: Vec<String>,
+    pub mode: Option<CommandMode>,
+    pub handler: String,
+    pub workers: usize,
+    pub url: Option<String>,
+    pub latency: Latency,
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    pub deny_status: u16,
+    pub deny_error_code: String,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings {
+            kind: HookKind::None,
+            parameter: None,
+            prefix: None,
+            file: None,
+            fraction: 0.0,
+            seed: 1,
+            command: Vec::new(),
+            mode: None,
+            handler: "lambda_handler".into(),
+            workers: 4,
+            url: None,
+            latency: Latency::None,
+            deadline: Duration::from_secs(5),
+            deny_status: 403,
+            deny_error_code: "AccessDenied".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_seed_template_name_is_the_one_the_mock_offers() {
+        assert_eq!(
+            super::SEED_TEMPLATE_NAME,
+            crate::mock::template::SEED_TEMPLATE_NAME
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! Reading a scenario file: `--set` and `[[variants]]` overrides, TOML errors with file, line and
+//! field, path resolution, and the semantic checks serde cannot express.
+
+use std::path::{Path, PathBuf};
+
+use super::{Pattern, Phase, RampStage, Scenario, ScenarioError, Target};
+
+impl Scenario {
+    /// Read and validate a scenario file; `sets` are `path=value` overrides applied first.
+    pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
+        let (text, doc) = Self::read(path, sets)?;
+        Self::from_doc(path, &text, &doc, sets.is_empty())
+    }
+
+    /// The scenario, or one scenario per `[[variants]]` entry (each with its overrides applied
+    /// on top of the file and `sets`).
+    pub fn load_variants(path: &Path, sets: &[String]) -> Result<Vec<Scenario>, ScenarioError> {
+        let base = Self::load(path, sets)?;
+        if base.variants.is_empty() {
+            return Ok(vec![base]);
+        }
+        let (text, mut doc) = Self::read(path, sets)?;
+        doc.remove("variants");
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, variant) in base.variants.iter().enumerate() {
+            let err = |message: String| ScenarioError {
+                file: path.display().to_string(),
+                message: format!("variants[{i}] ({}): {message}", variant.name),
+            };
+            if !seen.insert(variant.name.clone()) || variant.name.is_empty() {
+                return Err(err("variant names must be unique and not empty".into()));
+            }
+            let mut vdoc = doc.clone();
+            for (key, value) in flatten(&variant.set) {
+                let keys: Vec<&str> = key.split('.').collect();
+                let mut root = toml::Value::Table(std::mem::take(&mut vdoc));
+                let result = set_path(&mut root, &keys, value);
+                if let toml::Value::Table(t) = root {
+                    vdoc = t;
+                }
+                result.map_err(|m| err(format!("set.{key}: {m}")))?;
+            }
+            let mut scenario =
+                Self::from_doc(path, &text, &vdoc, false).map_err(|e| err(e.message))?;
+            scenario.variant = Some(variant.name.clone());
+            out.push(scenario);
+        }
+        Ok(out)
+    }
+
+    fn read(path: &Path, sets: &[String]) -> Result<(String, toml::Table), ScenarioError> {
+        let err = |message: String| ScenarioError {
+            file: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut doc: toml::Table =
+            toml::from_str(&text).map_err(|e| err(crate::toml_error_message(&text, &e)))?;
+        for set in sets {
+            apply_set(&mut doc, set).map_err(|m| err(format!("--set {set}: {m}")))?;
+        }
+        Ok((text, doc))
+    }
+
+    fn from_doc(
+        path: &Path,
+        text: &str,
+        doc: &toml::Table,
+        pristine: bool,
+    ) -> Result<Scenario, ScenarioError> {
+        let err = |message: String| ScenarioError {
+            file: path.display().to_string(),
+            message,
+        };
+        // `[target]` without `kind` means the embedded mock.
+        let mut doc = doc.clone();
+        let mut pristine = pristine;
+        if let Some(toml::Value::Table(target)) = doc.get_mut("target")
+            && !target.contains_key("kind")
+        {
+            target.insert("kind".into(), toml::Value::String("mock".into()));
+            pristine = false;
+        }
+        // Parse the original text when nothing was overridden so errors point at its lines;
+        // otherwise re-serialise (the line then refers to the merged document, shown in the error).
+        let merged = if pristine {
+            text.to_string()
+        } else {
+            toml::to_string(&doc).map_err(|e| err(e.to_string()))?
+        };
+        let mut scenario: Scenario =
+            toml::from_str(&merged).map_err(|e| err(crate::toml_error_message(&merged, &e)))?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into());
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        scenario.resolve_paths(base);
+        scenario.validate().map_err(err)?;
+        Ok(scenario)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match &mut self.target {
+            Target::Mock { mock, pki } => {
+                mock.base_dir = base.to_path_buf();
+                mock.templates.values_mut().for_each(fix);
+                if let Some(p) = pki {
+                    fix(p);
+                }
+            }
+            Target::Endpoint {
+                ca,
+                claim_cert,
+                claim_key,
+                ..
+            } => {
+                fix(ca);
+                fix(claim_cert);
+                fix(claim_key);
+            }
+        }
+    }
+
+    /// Semantic checks serde cannot express; messages name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.devices.count == 0 {
+            return Err("devices.count: must be at least 1".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight: must be at least 1".into());
+        }
+        if !crate::protocol::valid_template_name(&self.devices.template) {
+            return Err(format!(
+                "devices.template: invalid template name {:?}",
+                self.devices.template
+            ));
+        }
+        Pattern::parse(&self.devices.client_id).map_err(|e| format!("devices.client_id: {e}"))?;
+        if !self.devices.client_id.contains("{seq") && !self.devices.client_id.contains("{uuid}") {
+            return Err("devices.client_id: must contain {seq} or {uuid} so client IDs are unique (AWS disconnects duplicates)".into());
+        }
+        for (name, pattern) in &self.devices.parameters {
+            Pattern::parse(pattern).map_err(|e| format!("devices.parameters.{name}: {e}"))?;
+        }
+        if self.devices.retry.max_attempts == 0 {
+            return Err("devices.retry.max_attempts: must be at least 1".into());
+        }
+        for (i, class) in self.devices.retry.on.iter().enumerate() {
+            if !crate::device::FailureReason::CLASSES.contains(&class.as_str()) {
+                return Err(format!(
+                    "devices.retry.on[{i}]: unknown failure class {class:?} (one of {})",
+                    crate::device::FailureReason::CLASSES.join(", ")
+                ));
+            }
+        }
+        if self.schedule.is_empty() {
+            return Err("schedule: at least one phase is required".into());
+        }
+        for (i, spec) in self.schedule.iter().enumerate() {
+            let at = format!("schedule[{i}]");
+            let phase = spec.to_phase(&at)?;
+            match &phase {
+                Phase::ConstantArrivalRate { rate, duration } => {
+                    check_rate(*rate).map_err(|e| format!("{at}.rate: {e}"))?;
+                    if duration.is_zero() {
+                        return Err(format!("{at}.duration: must be positive"));
+                    }
+                }
+                Phase::RampingArrivalRate { start_rate, stages } => {
+                    if !(start_rate.is_finite() && *start_rate >= 0.0) {
+                        return Err(format!("{at}.start_rate: must be a number >= 0"));
+                    }
+                    check_stages(&at, stages)?;
+                }
+                Phase::Burst { count } => {
+                    if *count == 0 {
+                        return Err(format!("{at}.count: must be at least 1"));
+                    }
+                }
+                Phase::Step {
+                    start_rate,
+                    rate_step,
+                    step_duration,
+                    steps,
+                } => {
+                    check_rate(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
+                    if !(rate_step.is_finite() && *rate_step >= 0.0) {
+                        return Err(format!("{at}.rate_step: must be a number >= 0"));
+                    }
+                    if step_duration.is_zero() {
+                        return Err(format!("{at}.step_duration: must be positive"));
+                    }
+                    if *steps == 0 {
+                        return Err(format!("{at}.steps: must be at least 1"));
+                    }
+                }
+                Phase::RampingConcurrency { start, stages } => {
+                    if !(start.is_finite() && *start >= 0.0) {
+                        return Err(format!("{at}.start: must be a number >= 0"));
+                    }
+                    check_stages(&at, stages)?;
+                }
+            }
+        }
+        for (i, t) in self.thresholds.iter().enumerate() {
+            crate::metrics::Threshold::parse(t).map_err(|e| format!("thresholds[{i}]: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_stages(at: &str, stages: &[RampStage]) -> Result<(), String> {
+    if stages.is_empty() {
+        return Err(format!("{at}.stages: at least one stage is required"));
+    }
+    for (j, s) in stages.iter().enumerate() {
+        if !(s.target.is_finite() && s.target >= 0.0) {
+            return Err(format!("{at}.stages[{j}].target: must be a number >= 0"));
+        }
+        if s.duration.is_zero() {
+            return Err(format!("{at}.stages[{j}].duration: must be positive"));
+        }
+    }
+    Ok(())
+}
+
+fn check_rate(rate: f64) -> Result<(), String> {
+    if rate.is_finite() && rate > 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a positive number of arrivals per second, got {rate}"
+        ))
+    }
+}
+
+/// Apply `a.b.c=value` to a TOML table (`schedule.0.rate=5` indexes lists). The value is parsed
+/// as TOML (number, bool, string, array, inline table), falling back to a plain string.
+pub fn apply_set(doc: &mut toml::Table, set: &str) -> Result<(), String> {
+    let (path, raw) = set
+        .split_once('=')
+        .ok_or_else(|| "expected path=value".to_string())?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(format!("empty key in {path:?}"));
+    }
+    let mut root = toml::Value::Table(std::mem::take(doc));
+    let result = set_path(&mut root, &keys, value);
+    if let toml::Value::Table(t) = root {
+        *doc = t;
+    }
+    result
+}
+
+/// Leaves of a table as `dotted.path = value` (quoted dotted keys and nested tables both work).
+fn flatten(table: &toml::Table) -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(t) => out.extend(
+                flatten(t)
+                    .into_iter()
+                    .map(|(sub, v)| (format!("{k}.{sub}"), v)),
+            ),
+            other => out.push((k.clone(), other.clone())),
+        }
+    }
+    out
+}
+
+fn set_path(node: &mut toml::Value, keys: &[&str], value: toml::Value) -> Result<(), String> {
+    let Some((key, rest)) = keys.split_first() else {
+        return Ok(());
+    };
+    let child = match node {
+        toml::Value::Table(t) => {
+            if rest.is_empty() {
+                t.insert(key.to_string(), value);
+                return Ok(());
+            }
+            t.entry(key.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        }
+        toml::Value::Array(items) => {
+            let idx: usize = key
+                .parse()
+                .map_err(|_| format!("{key:?}: this is a list, address entries by index"))?;
+            let len = items.len();
+            let item = items
+                .get_mut(idx)
+                .ok_or_else(|| format!("index {idx} out of range (the list has {len})"))?;
+            if rest.is_empty() {
+                *item = value;
+                return Ok(());
+            }
+            item
+        }
+        _ => return Err(format!("{key:?}: its parent is not a table")),
+    };
+    set_path(child, rest, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::CertificateMode;
+
+    #[test]
+    fn variants_apply_their_overrides_on_top_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            r#"
+[devices]
+count = 10
+[[schedule]]
+executor = "burst"
+count = 10
+[[variants]]
+name = "base"
+[[variants]]
+name = "csr"
+set = { "devices.certificate" = "csr", "target.mock.quotas.enabled" = true }
+[[variants]]
+name = "nested"
+[variants.set.devices]
+count = 3
+"#,
+        )
+        .unwrap();
+        let v = Scenario::load_variants(&path, &[]).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].variant.as_deref(), Some("base"));
+        assert_eq!(v[1].devices.certificate, CertificateMode::Csr);
+        let Target::Mock { mock, .. } = &v[1].target else {
+            panic!()
+        };
+        assert!(mock.quotas.enabled);
+        assert_eq!(v[2].devices.count, 3);
+        assert_eq!(v[0].devices.count, 10);
+        std::fs::write(&path, "[devices]\ncount = 1\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n[[variants]]\nname = \"x\"\nset = { \"devices.count\" = \"many\" }\n").unwrap();
+        let e = Scenario::load_variants(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("variants[0] (x)") && e.contains("count"), "{e}");
+    }
+
+    #[test]
+    fn load_reports_file_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            "[devices]\ncount = 10\ncolour = 3\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n",
+        )
+        .unwrap();
+        let e = Scenario::load(&path, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.toml") && e.contains("line 3") && e.contains("colour"),
+            "{e}"
+        );
+        std::fs::write(&path, "[devices]\ncount = 10\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = 5\nduration = \"soon\"\n").unwrap();
+        let e = Scenario::load(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("line 6") && e.contains("duration"), "{e}");
+        std::fs::write(
+            &path,
+            "[devices]\ncount = 10\n[[schedule]]\nexecutor = \"burst\"\nrate = 5\n",
+        )
+        .unwrap();
+        let e = Scenario::load(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("schedule[0].rate") && e.contains("count"), "{e}");
+        std::fs::write(
+            &path,
+            "[devices]\ncount = 10\n[[schedule]]\nexecutor = \"burst\"\n",
+        )
+        .unwrap();
+        let e = Scenario::load(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("schedule[0].count: required"), "{e}");
+        std::fs::write(&path, "[devices]\ncount = 10\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = -1\nduration = \"1s\"\n").unwrap();
+        let e = Scenario::load(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("schedule[0].rate"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_fields_including_list_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "[devices]\ncount = 10\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1s\"\n").unwrap();
+        let s = Scenario::load(
+            &path,
+            &[
+                "devices.count=3".into(),
+                "schedule.0.rate=50".into(),
+                "devices.certificate=csr".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.devices.count, 3);
+        assert_eq!(s.schedule[0].rate, Some(50.0));
+        assert_eq!(s.devices.certificate, CertificateMode::Csr);
+        let e = Scenario::load(&path, &["devices.count=abc".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("count"), "{e}");
+    }
+}

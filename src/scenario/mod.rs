@@ -1,0 +1,264 @@
+//! The scenario model: what a scenario file says (target, devices, retries, timeouts, schedule).
+//! Reading and validation live in `load`, arrival schedules in `schedule`, generators in `patterns`.
+
+mod load;
+mod patterns;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::CertificateMode;
+use crate::mock_settings::MockSettings;
+use crate::pki::KeyAlgorithm;
+
+pub use load::apply_set;
+pub use patterns::Pattern;
+pub use schedule::{Executor, Phase, PhaseSpec, PlannedPhase, Ramp, RampStage};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name used for the results folder; defaults to the file stem.
+    #[serde(default)]
+    pub name: String,
+    /// Seed for every random choice (generators, jitter): same seed, same devices.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub target: Target,
+    pub devices: Devices,
+    /// Phases run one after another.
+    pub schedule: Vec<PhaseSpec>,
+    /// Devices allowed in flight at once; arrivals beyond it are dropped and counted.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// k6-style pass/fail expressions, e.g. `"register_thing.p99 < 800ms"`.
+    #[serde(default)]
+    pub thresholds: Vec<String>,
+    /// How the throttle-limit analysis judges a rate level.
+    #[serde(default)]
+    pub analysis: Analysis,
+    /// Variants run one after another on the same schedule, each with a fresh mock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+    /// Set when this scenario is one variant of a comparison.
+    #[serde(skip)]
+    pub variant: Option<String>,
+}
+
+/// `[[variants]]`: a name and `path = value` overrides (any field, as with `--set`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub set: toml::Table,
+}
+
+/// A rate level is sustainable when at most `max_throttled_fraction` of its arrivals were
+/// throttled and completions reached `min_completion_ratio` of the offered rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Analysis {
+    pub max_throttled_fraction: f64,
+    pub min_completion_ratio: f64,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            max_throttled_fraction: 0.01,
+            min_completion_ratio: 0.9,
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_max_in_flight() -> usize {
+    1000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Target {
+    /// The embedded mock, started in process on a loopback port.
+    Mock {
+        #[serde(default)]
+        mock: Box<MockSettings>,
+        /// PKI directory (created when missing); default: a fresh temporary one per run.
+        #[serde(default)]
+        pki: Option<PathBuf>,
+    },
+    /// A real endpoint (AWS IoT Core or a separately started `fleetstorm mock`).
+    Endpoint {
+        host: String,
+        #[serde(default = "default_port")]
+        port: u16,
+        /// Offer ALPN `x-amzn-mqtt-ca` (needed on port 443).
+        #[serde(default)]
+        alpn: Option<bool>,
+        ca: PathBuf,
+        claim_cert: PathBuf,
+        claim_key: PathBuf,
+    },
+}
+
+fn default_port() -> u16 {
+    8883
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target::Mock {
+            mock: Box::default(),
+            pki: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Devices {
+    /// Devices planned in total (the schedule stops when they have all arrived).
+    pub count: u64,
+    /// Client ID pattern; must make IDs unique (use `{seq}` or `{uuid}`).
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default = "default_template")]
+    pub template: String,
+    /// Template parameters: name -> pattern with generators.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    #[serde(default)]
+    pub certificate: CertificateMode,
+    /// Key type of device-generated keys in `csr` mode.
+    #[serde(default)]
+    pub csr_key: KeyAlgorithm,
+    #[serde(default)]
+    pub timeouts: TimeoutSettings,
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// After registration: `disconnect` (default), `stay` connected, or publish `telemetry`.
+    #[serde(default)]
+    pub after: crate::device::After,
+}
+
+/// Whole-flow retries with exponential backoff and full jitter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts in total (1 = no retry).
+    pub max_attempts: u32,
+    /// Backoff before attempt n+1 is uniform in [0, min(max_delay, base_delay * 2^(n-1))].
+    #[serde(with = "humantime_serde")]
+    pub base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Failure classes that are retried (see the README's failure taxonomy).
+    pub on: Vec<String>,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 1,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            on: vec!["throttled".into(), "timeout".into()],
+        }
+    }
+}
+
+impl RetrySettings {
+    /// The backoff before the attempt after `attempt` (1-based), given a uniform sample in [0, 1).
+    pub fn backoff(&self, attempt: u32, unit: f64) -> Duration {
+        let exp = self.base_delay.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        exp.min(self.max_delay).mul_f64(unit.clamp(0.0, 1.0))
+    }
+
+    pub fn retries(&self, class: &str, attempt: u32) -> bool {
+        attempt < self.max_attempts && self.on.iter().any(|c| c == class)
+    }
+}
+
+fn default_client_id() -> String {
+    "fleetstorm-{seq:06}".into()
+}
+fn default_template() -> String {
+    crate::mock_settings::SEED_TEMPLATE_NAME.into()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutSettings {
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    #[serde(with = "humantime_serde")]
+    pub subscribe: Duration,
+    #[serde(with = "humantime_serde")]
+    pub create_certificate: Duration,
+    #[serde(with = "humantime_serde")]
+    pub register_thing: Duration,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        let t = crate::device::Timeouts::default();
+        TimeoutSettings {
+            connect: t.connect,
+            subscribe: t.subscribe,
+            create_certificate: t.create_certificate,
+            register_thing: t.register_thing,
+        }
+    }
+}
+
+impl From<TimeoutSettings> for crate::device::Timeouts {
+    fn from(t: TimeoutSettings) -> Self {
+        crate::device::Timeouts {
+            connect: t.connect,
+            subscribe: t.subscribe,
+            create_certificate: t.create_certificate,
+            register_thing: t.register_thing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap_with_full_jitter() {
+        let r = RetrySettings {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            on: vec!["throttled".into()],
+        };
+        assert_eq!(r.backoff(1, 1.0), Duration::from_millis(100));
+        assert_eq!(r.backoff(3, 1.0), Duration::from_millis(400));
+        assert_eq!(r.backoff(9, 1.0), Duration::from_secs(1));
+        assert_eq!(r.backoff(3, 0.5), Duration::from_millis(200));
+        assert_eq!(r.backoff(3, 0.0), Duration::ZERO);
+        assert!(r.retries("throttled", 4));
+        assert!(!r.retries("throttled", 5));
+        assert!(!r.retries("hook_denied", 1));
+    }
+}

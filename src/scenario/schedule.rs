@@ -1,0 +1,486 @@
+//! Arrival schedules: the k6-style executors as written (`PhaseSpec`), validated (`Phase`), and
+//! planned into arrival offsets and closed-model ramps for the scheduler.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Scenario;
+
+/// One `[[schedule]]` entry as written: the executor and its fields. Kept flat (rather than a
+/// tagged enum) so parse errors point at the exact line of the faulty field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub executor: Executor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<RampStage>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_step: Option<f64>,
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub step_duration: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+}
+
+/// k6-style executors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Executor {
+    ConstantArrivalRate,
+    RampingArrivalRate,
+    Burst,
+    RampingConcurrency,
+    Step,
+}
+
+impl Executor {
+    /// The name as written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Executor::ConstantArrivalRate => "constant-arrival-rate",
+            Executor::RampingArrivalRate => "ramping-arrival-rate",
+            Executor::Burst => "burst",
+            Executor::RampingConcurrency => "ramping-concurrency",
+            Executor::Step => "step",
+        }
+    }
+}
+
+impl PhaseSpec {
+    /// The phase this entry describes; errors name the field (`at` is e.g. `schedule[0]`).
+    pub fn to_phase(&self, at: &str) -> Result<Phase, String> {
+        let allowed: &[&str] = match self.executor {
+            Executor::ConstantArrivalRate => &["rate", "duration"],
+            Executor::RampingArrivalRate => &["start_rate", "stages"],
+            Executor::Burst => &["count"],
+            Executor::RampingConcurrency => &["start", "stages"],
+            Executor::Step => &["start_rate", "rate_step", "step_duration", "steps"],
+        };
+        let present = [
+            ("rate", self.rate.is_some()),
+            ("duration", self.duration.is_some()),
+            ("start_rate", self.start_rate.is_some()),
+            ("start", self.start.is_some()),
+            ("stages", self.stages.is_some()),
+            ("count", self.count.is_some()),
+            ("rate_step", self.rate_step.is_some()),
+            ("step_duration", self.step_duration.is_some()),
+            ("steps", self.steps.is_some()),
+        ];
+        let name = serde_json::to_value(self.executor)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        for (field, is_set) in present {
+            if is_set && !allowed.contains(&field) {
+                return Err(format!(
+                    "{at}.{field}: not a field of the {name} executor (it takes {})",
+                    allowed.join(", ")
+                ));
+            }
+        }
+        let need = |field: &str| format!("{at}.{field}: required by the {name} executor");
+        Ok(match self.executor {
+            Executor::ConstantArrivalRate => Phase::ConstantArrivalRate {
+                rate: self.rate.ok_or_else(|| need("rate"))?,
+                duration: self.duration.ok_or_else(|| need("duration"))?,
+            },
+            Executor::RampingArrivalRate => Phase::RampingArrivalRate {
+                start_rate: self.start_rate.unwrap_or(0.0),
+                stages: self.stages.clone().ok_or_else(|| need("stages"))?,
+            },
+            Executor::Burst => Phase::Burst {
+                count: self.count.ok_or_else(|| need("count"))?,
+            },
+            Executor::RampingConcurrency => Phase::RampingConcurrency {
+                start: self.start.unwrap_or(0.0),
+                stages: self.stages.clone().ok_or_else(|| need("stages"))?,
+            },
+            Executor::Step => Phase::Step {
+                start_rate: self.start_rate.ok_or_else(|| need("start_rate"))?,
+                rate_step: self.rate_step.ok_or_else(|| need("rate_step"))?,
+                step_duration: self.step_duration.ok_or_else(|| need("step_duration"))?,
+                steps: self.steps.ok_or_else(|| need("steps"))?,
+            },
+        })
+    }
+}
+
+/// One phase of the schedule, validated.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// `rate` arrivals per second for `duration`.
+    ConstantArrivalRate { rate: f64, duration: Duration },
+    /// Rate moves linearly from `start_rate` through each stage's `target` over its `duration`.
+    RampingArrivalRate {
+        start_rate: f64,
+        stages: Vec<RampStage>,
+    },
+    /// `count` devices at once (the power-restored herd).
+    Burst { count: u64 },
+    /// Closed model: keep a number of devices in flight, ramping linearly from `start` through
+    /// each stage's `target`; a device starts as soon as another ends.
+    RampingConcurrency { start: f64, stages: Vec<RampStage> },
+    /// `steps` constant-rate levels of `step_duration` each: `start_rate`, `start_rate +
+    /// rate_step`, ... (the throttle-limit probe).
+    Step {
+        start_rate: f64,
+        rate_step: f64,
+        step_duration: Duration,
+        steps: u32,
+    },
+}
+
+impl Phase {
+    fn duration(&self) -> Duration {
+        match self {
+            Phase::ConstantArrivalRate { duration, .. } => *duration,
+            Phase::RampingArrivalRate { stages, .. } | Phase::RampingConcurrency { stages, .. } => {
+                stages.iter().map(|s| s.duration).sum()
+            }
+            Phase::Burst { .. } => Duration::ZERO,
+            Phase::Step {
+                step_duration,
+                steps,
+                ..
+            } => *step_duration * *steps,
+        }
+    }
+
+    /// The offered arrival rate `t` into this phase (open phases with a rate only).
+    fn rate_at(&self, t: Duration) -> Option<f64> {
+        match self {
+            Phase::ConstantArrivalRate { rate, .. } => Some(*rate),
+            Phase::RampingArrivalRate { start_rate, stages } => Some(
+                Ramp {
+                    start: *start_rate,
+                    stages: stages.clone(),
+                }
+                .at(t),
+            ),
+            Phase::Step {
+                start_rate,
+                rate_step,
+                step_duration,
+                steps,
+            } => {
+                let k = (t.as_secs_f64() / step_duration.as_secs_f64()).floor() as u32;
+                Some(start_rate + rate_step * f64::from(k.min(steps.saturating_sub(1))))
+            }
+            Phase::Burst { .. } | Phase::RampingConcurrency { .. } => None,
+        }
+    }
+}
+
+/// A phase turned into what the scheduler does.
+#[derive(Debug, Clone)]
+pub enum PlannedPhase {
+    /// Arrival offsets from the start of the run.
+    Open(Vec<Duration>),
+    /// Keep `ramp.at(t)` devices in flight from `begin` for `ramp.duration()`.
+    Closed { begin: Duration, ramp: Ramp },
+}
+
+/// A piecewise-linear level over time.
+#[derive(Debug, Clone)]
+pub struct Ramp {
+    pub start: f64,
+    pub stages: Vec<RampStage>,
+}
+
+impl Ramp {
+    pub fn duration(&self) -> Duration {
+        self.stages.iter().map(|s| s.duration).sum()
+    }
+
+    /// The level `t` after the ramp began.
+    pub fn at(&self, t: Duration) -> f64 {
+        let mut from = self.start;
+        let mut elapsed = Duration::ZERO;
+        for s in &self.stages {
+            if t < elapsed + s.duration {
+                let f = (t - elapsed).as_secs_f64() / s.duration.as_secs_f64();
+                return from + (s.target - from) * f;
+            }
+            elapsed += s.duration;
+            from = s.target;
+        }
+        from
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RampStage {
+    pub target: f64,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}
+
+impl Scenario {
+    /// The phases as the scheduler runs them, open arrivals capped at `devices.count`.
+    pub fn plan(&self) -> Vec<PlannedPhase> {
+        let mut out = Vec::new();
+        let mut phase_start = Duration::ZERO;
+        let mut open = Vec::new();
+        let limit = self.devices.count as usize;
+        let mut planned = 0usize;
+        let phases = self
+            .schedule
+            .iter()
+            .filter_map(|p| p.to_phase("schedule").ok());
+        for phase in &phases.collect::<Vec<_>>() {
+            if let Phase::RampingConcurrency { start, stages } = phase {
+                if !open.is_empty() {
+                    planned += open.len();
+                    out.push(PlannedPhase::Open(std::mem::take(&mut open)));
+                }
+                let ramp = Ramp {
+                    start: *start,
+                    stages: stages.clone(),
+                };
+                let d = ramp.duration();
+                out.push(PlannedPhase::Closed {
+                    begin: phase_start,
+                    ramp,
+                });
+                phase_start += d;
+                continue;
+            }
+            let mut arrivals = self.phase_arrivals(phase, &mut phase_start);
+            arrivals.truncate(limit.saturating_sub(planned + open.len()));
+            open.extend(arrivals);
+        }
+        if !open.is_empty() {
+            out.push(PlannedPhase::Open(open));
+        }
+        out
+    }
+
+    /// Arrival offsets of the open phases, at most `devices.count` of them.
+    pub fn arrivals(&self) -> Vec<Duration> {
+        self.plan()
+            .into_iter()
+            .filter_map(|p| match p {
+                PlannedPhase::Open(a) => Some(a),
+                PlannedPhase::Closed { .. } => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn phase_arrivals(&self, phase: &Phase, phase_start: &mut Duration) -> Vec<Duration> {
+        let mut out = Vec::new();
+        {
+            match phase {
+                Phase::ConstantArrivalRate { rate, duration } => {
+                    let n = (rate * duration.as_secs_f64()).round() as u64;
+                    for k in 0..n {
+                        out.push(*phase_start + Duration::from_secs_f64(k as f64 / rate));
+                    }
+                    *phase_start += *duration;
+                }
+                Phase::RampingArrivalRate { start_rate, stages } => {
+                    let mut from = *start_rate;
+                    for stage in stages {
+                        ramp_arrivals(&mut out, *phase_start, from, stage.target, stage.duration);
+                        *phase_start += stage.duration;
+                        from = stage.target;
+                    }
+                }
+                Phase::Burst { count } => {
+                    out.extend(std::iter::repeat_n(*phase_start, *count as usize));
+                }
+                Phase::Step {
+                    start_rate,
+                    rate_step,
+                    step_duration,
+                    steps,
+                } => {
+                    for k in 0..*steps {
+                        let rate = start_rate + rate_step * f64::from(k);
+                        let n = (rate * step_duration.as_secs_f64()).round() as u64;
+                        for i in 0..n {
+                            out.push(*phase_start + Duration::from_secs_f64(i as f64 / rate));
+                        }
+                        *phase_start += *step_duration;
+                    }
+                }
+                Phase::RampingConcurrency { .. } => {}
+            }
+        }
+        out
+    }
+
+    /// Planned length of the whole schedule.
+    pub fn planned_duration(&self) -> Duration {
+        self.schedule
+            .iter()
+            .filter_map(|p| p.to_phase("schedule").ok())
+            .map(|p| p.duration())
+            .sum()
+    }
+
+    /// The phase running at `t` (schedule time): its index and executor; the last phase once the
+    /// schedule is over.
+    pub fn phase_at(&self, t: Duration) -> Option<(usize, Executor)> {
+        let mut begin = Duration::ZERO;
+        for (i, spec) in self.schedule.iter().enumerate() {
+            let d = spec.to_phase("schedule").ok()?.duration();
+            if t < begin + d || i + 1 == self.schedule.len() {
+                return Some((i, spec.executor));
+            }
+            begin += d;
+        }
+        None
+    }
+
+    /// The offered rate the schedule intends at `t` from the start (None in bursts and closed
+    /// phases).
+    pub fn rate_at(&self, t: Duration) -> Option<f64> {
+        let mut begin = Duration::ZERO;
+        for spec in &self.schedule {
+            let phase = spec.to_phase("schedule").ok()?;
+            let d = phase.duration();
+            if t < begin + d {
+                return phase.rate_at(t - begin);
+            }
+            begin += d;
+        }
+        None
+    }
+}
+
+/// Arrivals of a linear ramp: the k-th arrival is where the integral of the rate reaches k.
+fn ramp_arrivals(out: &mut Vec<Duration>, start: Duration, r0: f64, r1: f64, d: Duration) {
+    let t_total = d.as_secs_f64();
+    let slope = (r1 - r0) / t_total;
+    let total = (r0 + r1) / 2.0 * t_total;
+    let n = total.floor() as u64;
+    for k in 0..n {
+        let k = k as f64;
+        // Solve r0 t + slope t^2 / 2 = k.
+        let t = if slope.abs() < 1e-12 {
+            k / r0
+        } else {
+            (-r0 + (r0 * r0 + 2.0 * slope * k).max(0.0).sqrt()) / slope
+        };
+        out.push(start + Duration::from_secs_f64(t.clamp(0.0, t_total)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_produce_the_planned_arrivals() {
+        let mut s: Scenario = toml::from_str(
+            r#"
+            [devices]
+            count = 1000
+            [[schedule]]
+            executor = "constant-arrival-rate"
+            rate = 10
+            duration = "2s"
+            [[schedule]]
+            executor = "burst"
+            count = 5
+            [[schedule]]
+            executor = "ramping-arrival-rate"
+            start_rate = 0
+            stages = [{ target = 20, duration = "2s" }]
+            "#,
+        )
+        .unwrap();
+        let a = s.arrivals();
+        assert_eq!(a.len(), 20 + 5 + 20);
+        assert_eq!(a[1], Duration::from_millis(100));
+        assert!(a[20..25].iter().all(|t| *t == Duration::from_secs(2)));
+        // The ramp accelerates: later gaps are shorter than earlier ones.
+        let ramp = &a[25..];
+        assert!(ramp[2] - ramp[1] > ramp[19] - ramp[18]);
+        assert!(
+            ramp.iter()
+                .all(|t| *t >= Duration::from_secs(2) && *t <= Duration::from_secs(4))
+        );
+        s.devices.count = 7;
+        assert_eq!(s.arrivals().len(), 7);
+    }
+
+    #[test]
+    fn a_step_schedule_offers_rising_levels() {
+        let s: Scenario = toml::from_str(
+            r#"
+            [devices]
+            count = 1000
+            [[schedule]]
+            executor = "step"
+            start_rate = 2
+            rate_step = 2
+            step_duration = "2s"
+            steps = 3
+            "#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.arrivals().len(), 4 + 8 + 12);
+        assert_eq!(s.rate_at(Duration::from_millis(500)), Some(2.0));
+        assert_eq!(s.rate_at(Duration::from_millis(3500)), Some(4.0));
+        assert_eq!(s.rate_at(Duration::from_millis(5999)), Some(6.0));
+        assert_eq!(s.rate_at(Duration::from_secs(6)), None);
+    }
+
+    #[test]
+    fn a_concurrency_phase_is_planned_between_open_phases() {
+        let s: Scenario = toml::from_str(
+            r#"
+            [devices]
+            count = 100
+            [[schedule]]
+            executor = "burst"
+            count = 3
+            [[schedule]]
+            executor = "ramping-concurrency"
+            start = 0
+            stages = [{ target = 10, duration = "2s" }, { target = 10, duration = "1s" }]
+            [[schedule]]
+            executor = "burst"
+            count = 2
+            "#,
+        )
+        .unwrap();
+        let plan = s.plan();
+        assert_eq!(plan.len(), 3);
+        let PlannedPhase::Closed { begin, ramp } = &plan[1] else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(*begin, Duration::ZERO);
+        assert_eq!(ramp.duration(), Duration::from_secs(3));
+        assert!((ramp.at(Duration::from_secs(1)) - 5.0).abs() < 1e-9);
+        assert!((ramp.at(Duration::from_millis(2500)) - 10.0).abs() < 1e-9);
+        let PlannedPhase::Open(last) = &plan[2] else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(last, &vec![Duration::from_secs(3); 2]);
+    }
+}

@@ -1,22 +1,8 @@
-//! The live dashboard (ratatui + crossterm), split as app / ui / event loop:
-//!
-//! - [`App`] is built from the aggregator's snapshots (it never touches devices) and the keys;
-//! - [`render`] draws an `App` and nothing else (tested with `TestBackend`);
-//! - [`run_loop`] `select!`s over a fixed-rate redraw tick, terminal events and the snapshot
-//!   channel, and ends when the run drops its end of the channel.
-//!
-//! `q` / Ctrl-C ask the run to stop (arrivals end, in-flight devices drain, every file is
-//! written); the dashboard stays up until the run has finished and then restores the terminal,
-//! on every exit path including a panic.
+//! Pure rendering: draws an `App` and nothing else (tested with `TestBackend`).
 
-use std::collections::VecDeque;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use futures_util::{Stream, StreamExt};
-use ratatui::backend::Backend;
+use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::symbols::Marker;
@@ -25,111 +11,12 @@ use ratatui::widgets::{
     Axis, Bar, BarChart, BarGroup, Block, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row,
     Table, Wrap,
 };
-use ratatui::{Frame, Terminal};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
-use crate::live::{Controls, Snapshot};
+use super::App;
+use super::app::Point;
+use super::log::last_log;
+use crate::live::Snapshot;
 use crate::metrics::Percentiles;
-
-/// Redraws per second.
-pub const FPS: u32 = 5;
-/// Seconds of history kept for the rate chart.
-const HISTORY: usize = 600;
-/// Log lines kept while the dashboard owns the terminal.
-const LOG_LINES: usize = 50;
-
-/// One point of the rate chart.
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    t: f64,
-    offered: f64,
-    provisioned: f64,
-    failed: f64,
-    target: Option<f64>,
-}
-
-/// What a key asks of the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Stop,
-    TogglePause,
-    Faster,
-    Slower,
-}
-
-/// Dashboard state.
-#[derive(Debug, Default)]
-pub struct App {
-    pub snapshot: Arc<Snapshot>,
-    history: VecDeque<Point>,
-    /// Index into the snapshot's stages of the stage shown in the percentile view.
-    pub selected: usize,
-    pub help: bool,
-    /// A stop was requested from the keyboard.
-    pub stop_requested: bool,
-}
-
-impl App {
-    /// Take a new snapshot (a new variant starts a fresh history).
-    pub fn update(&mut self, s: Arc<Snapshot>) {
-        if s.scenario.is_empty() {
-            return;
-        }
-        if s.variant != self.snapshot.variant || s.elapsed < self.snapshot.elapsed {
-            self.history.clear();
-        }
-        self.history.push_back(Point {
-            t: s.elapsed.as_secs_f64(),
-            offered: s.offered_per_s(),
-            provisioned: s.provisioned_per_s(),
-            failed: s.failed_per_s(),
-            target: s.target_rate,
-        });
-        while self.history.len() > HISTORY {
-            self.history.pop_front();
-        }
-        self.snapshot = s;
-    }
-
-    /// Handle a key; returns what the run must do, if anything.
-    pub fn key(&mut self, key: KeyEvent) -> Option<Action> {
-        if key.kind != KeyEventKind::Press {
-            return None;
-        }
-        let stages = self.snapshot.stages.len().max(1);
-        match key.code {
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.stop_requested = true;
-                Some(Action::Stop)
-            }
-            KeyCode::Char('q') | KeyCode::Char('Q') => {
-                self.stop_requested = true;
-                Some(Action::Stop)
-            }
-            KeyCode::Esc if self.help => {
-                self.help = false;
-                None
-            }
-            KeyCode::Char('?') | KeyCode::Char('h') => {
-                self.help = !self.help;
-                None
-            }
-            KeyCode::Char('p') | KeyCode::Char(' ') => Some(Action::TogglePause),
-            KeyCode::Char('+') | KeyCode::Char('=') => Some(Action::Faster),
-            KeyCode::Char('-') | KeyCode::Char('_') => Some(Action::Slower),
-            KeyCode::Right | KeyCode::Down | KeyCode::Tab | KeyCode::Char('l') => {
-                self.selected = (self.selected + 1) % stages;
-                None
-            }
-            KeyCode::Left | KeyCode::Up | KeyCode::BackTab => {
-                self.selected = (self.selected + stages - 1) % stages;
-                None
-            }
-            _ => None,
-        }
-    }
-}
 
 fn ms(v: f64) -> String {
     if v >= 10_000.0 {
@@ -506,217 +393,15 @@ fn render_help(frame: &mut Frame) {
     );
 }
 
-/// Apply a key's action to the run.
-fn apply(action: Action, controls: &Controls, stop: &CancellationToken) {
-    match action {
-        Action::Stop => stop.cancel(),
-        Action::TogglePause => {
-            controls.toggle_pause();
-        }
-        Action::Faster => {
-            controls.faster();
-        }
-        Action::Slower => {
-            controls.slower();
-        }
-    }
-}
-
-/// The event loop: redraws at `FPS`, applies keys, follows the snapshots; returns when the run
-/// drops the snapshot sender (after one last redraw).
-pub async fn run_loop<B, E>(
-    terminal: &mut Terminal<B>,
-    mut events: E,
-    mut snapshots: watch::Receiver<Arc<Snapshot>>,
-    controls: Arc<Controls>,
-    stop: CancellationToken,
-) -> Result<App, B::Error>
-where
-    B: Backend,
-    E: Stream<Item = std::io::Result<Event>> + Unpin,
-{
-    let mut app = App::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / FPS);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut events_open = true;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                terminal.draw(|f| render(f, &app))?;
-            }
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let s = snapshots.borrow_and_update().clone();
-                app.update(s);
-            }
-            event = events.next(), if events_open => match event {
-                Some(Ok(Event::Key(key))) => {
-                    if let Some(action) = app.key(key) {
-                        apply(action, &controls, &stop);
-                    }
-                }
-                Some(Ok(_)) => {}
-                // No terminal input any more: keep showing the run.
-                Some(Err(_)) | None => events_open = false,
-            },
-        }
-    }
-    app.update(snapshots.borrow().clone());
-    terminal.draw(|f| render(f, &app))?;
-    Ok(app)
-}
-
-/// The dashboard on the real terminal, running beside the run.
-pub struct Dashboard {
-    pub snapshots: watch::Sender<Arc<Snapshot>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// Restores the terminal when dropped (normal end, error or panic unwinding).
-struct Restore;
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        ratatui::restore();
-        set_log_capture(false);
-    }
-}
-
-impl Dashboard {
-    /// Take over the terminal (alternate screen, raw mode) and start drawing.
-    pub fn start(controls: Arc<Controls>, stop: CancellationToken) -> std::io::Result<Dashboard> {
-        let mut terminal = ratatui::try_init()?;
-        set_log_capture(true);
-        let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
-        let task = tokio::spawn(async move {
-            let _restore = Restore;
-            let events = crossterm::event::EventStream::new();
-            if let Err(e) = run_loop(&mut terminal, events, rx, controls, stop).await {
-                log_line(format!("dashboard: {e}"));
-            }
-        });
-        Ok(Dashboard {
-            snapshots: tx,
-            task,
-        })
-    }
-
-    /// Wait for the dashboard to draw the end of the run and give the terminal back.
-    pub async fn finish(self) {
-        let Dashboard { snapshots, task } = self;
-        drop(snapshots);
-        let _ = task.await;
-        // Whatever was logged while the dashboard had the screen.
-        for line in take_log() {
-            eprintln!("{line}");
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Logs while the dashboard owns the terminal: lines are kept (the last one is shown in the
-// footer) and printed on stderr when it gives the terminal back.
-
-static LOG: Mutex<Option<VecDeque<String>>> = Mutex::new(None);
-
-fn set_log_capture(on: bool) {
-    if let Ok(mut log) = LOG.lock() {
-        match (on, log.is_some()) {
-            (true, false) => *log = Some(VecDeque::new()),
-            (false, true) => {
-                // Keep the captured lines for `take_log`; new lines go to stderr again.
-                let lines = log.take().unwrap_or_default();
-                drop(log);
-                if let Ok(mut kept) = KEPT.lock() {
-                    kept.extend(lines);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-static KEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn take_log() -> Vec<String> {
-    KEPT.lock()
-        .map(|mut k| std::mem::take(&mut *k))
-        .unwrap_or_default()
-}
-
-fn last_log() -> Option<String> {
-    LOG.lock().ok()?.as_ref()?.back().cloned()
-}
-
-/// Print a message on stderr, or keep it for the dashboard's footer while it owns the terminal.
-pub fn log_line(line: String) {
-    if let Ok(mut log) = LOG.lock()
-        && let Some(lines) = log.as_mut()
-    {
-        lines.push_back(strip_ansi(&line));
-        while lines.len() > LOG_LINES {
-            lines.pop_front();
-        }
-        return;
-    }
-    eprintln!("{line}");
-}
-
-/// A `tracing` writer that goes through [`log_line`].
-pub struct LogWriter(Vec<u8>);
-
-impl LogWriter {
-    pub fn make() -> LogWriter {
-        LogWriter(Vec::new())
-    }
-}
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LogWriter {
-    fn drop(&mut self) {
-        let text = String::from_utf8_lossy(&self.0);
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            log_line(line.to_string());
-        }
-    }
-}
-
-/// `line` without terminal escape sequences (`ESC [ ... letter`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::live::{CURVE, FailureView, Rate, StageView};
+    use crate::tui::Action;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+    use std::sync::Arc;
 
     fn text(terminal: &Terminal<TestBackend>) -> String {
         let buf = terminal.backend().buffer();
@@ -930,29 +615,5 @@ mod tests {
             let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
             terminal.draw(|f| render(f, &app)).unwrap();
         }
-    }
-
-    #[test]
-    fn controls_step_clamp_and_record_changes() {
-        let controls = Controls::new();
-        let start = std::time::Instant::now();
-        assert_eq!(controls.faster().multiplier, 1.1);
-        for _ in 0..200 {
-            controls.slower();
-        }
-        assert!((controls.current().multiplier - crate::live::MULTIPLIER_MIN).abs() < 1e-9);
-        controls.toggle_pause();
-        let changes = controls.changes_since(start);
-        // 1.1, then 1.0 down to 0.1 (10 changes; further presses change nothing), then pause.
-        assert_eq!(changes.len(), 1 + 10 + 1);
-        assert!(changes.last().unwrap().paused);
-    }
-
-    #[test]
-    fn log_lines_lose_terminal_escapes() {
-        assert_eq!(
-            strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m hi"),
-            "2026  INFO hi"
-        );
     }
 }

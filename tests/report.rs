@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use fleetstorm::scenario::Scenario;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 
 /// 80 devices over 4 s, a fifth of the RegisterThing calls answered with an error: every chart of
@@ -484,19 +486,11 @@ fn compare_writes_compare_html_with_one_series_per_run() {
 // Headless Chromium
 
 fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser"] {
-        if let Ok(out) = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            && out.status.success()
-        {
-            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        }
-    }
-    panic!(
-        "chromium is not installed: the report is checked in headless Chromium. Install Debian's \
-         package (`apt-get install -y --no-install-recommends chromium`), as .ci/run does"
-    );
+    common::install::command(
+        &["chromium", "chromium-browser"],
+        "chromium",
+        "the report is checked in headless Chromium",
+    )
 }
 
 fn headless(profile: &Path, args: &[&str], page: &Path) -> Output {

@@ -1,10 +1,12 @@
 //! The dashboard on a real terminal: `fleetstorm run` inside a detached tmux session (its own
 //! server socket), keys sent with `tmux send-keys`, the screen read with `capture-pane`.
-//! tmux is a Debian package; `.ci/run` installs it when missing.
+//! tmux is a Debian package, installed when missing (tests/common/install.rs).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 
@@ -29,16 +31,17 @@ duration = "5m"
 "#;
 
 struct Tmux {
+    bin: PathBuf,
     socket: String,
 }
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
+        Command::new(&self.bin)
             .args(["-L", &self.socket])
             .args(args)
             .output()
-            .expect("tmux is required for this test (Debian package `tmux`; .ci/run installs it)")
+            .expect("run tmux")
     }
 
     fn screen(&self) -> String {
@@ -79,6 +82,11 @@ fn q_in_a_real_terminal_stops_the_run_writes_every_file_and_restores_the_screen(
     std::fs::write(&scenario, SCENARIO).unwrap();
     let out = dir.path().join("out");
     let tmux = Tmux {
+        bin: common::install::command(
+            &["tmux"],
+            "tmux",
+            "the dashboard is driven in a real terminal",
+        ),
         socket: format!("fleetstorm-test-{}", std::process::id()),
     };
     let command = format!(

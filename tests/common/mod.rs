@@ -1,5 +1,8 @@
-//! Shared test setup: the real mock on an ephemeral loopback port, and small MQTT helpers.
+//! Shared test setup: the real mock on an ephemeral loopback port, small MQTT helpers, and
+//! the Debian packages some tests need (`install`).
 #![allow(dead_code)]
+
+pub mod install;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! The embedded mock's settings as plain data (`fleetstorm mock --config FILE`, a scenario's
-//! `[target.mock]`): shared by `scenario`, which embeds them, and `mock`, which runs them.
+//! The embedded mock's settings as plain data, shared by `scenario` (embeds) and `mock` (runs).
+//!
+//! Written in `fleetstorm mock --config FILE` or a scenario's `[target.mock]`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

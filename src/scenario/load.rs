@@ -1,5 +1,6 @@
-//! Reading a scenario file: `--set` and `[[variants]]` overrides, TOML errors with file, line and
-//! field, path resolution, and the semantic checks serde cannot express.
+//! Reading a scenario file: `--set`/variant overrides, TOML errors, paths, semantic validation.
+//!
+//! Errors name the file, line and field.
 
 use std::path::{Path, PathBuf};
 

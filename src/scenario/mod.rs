@@ -1,5 +1,7 @@
 //! The scenario model: what a scenario file says (target, devices, retries, timeouts, schedule).
-//! Reading and validation live in `load`, arrival schedules in `schedule`, generators in `patterns`.
+//!
+//! Reading and validation live in `load`, arrival schedules in `schedule`, generators in
+//! `patterns`.
 
 mod load;
 mod patterns;

@@ -1,5 +1,7 @@
-//! Arrival schedules: the k6-style executors as written (`PhaseSpec`), validated (`Phase`), and
-//! planned into arrival offsets and closed-model ramps for the scheduler.
+//! Arrival schedules: the k6-style executors, as written, validated and planned into arrivals.
+//!
+//! `PhaseSpec` is the entry as written, `Phase` the validated phase, `PlannedPhase` what the
+//! scheduler runs (arrival offsets, or a closed-model ramp).
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
-//! The event loop: `select!` over the redraw tick, terminal keys and snapshots; the real-terminal
-//! `Dashboard` that runs it beside the run and restores the terminal on every exit path.
+//! The event loop (`select!` over redraw tick, keys, snapshots) and the real-terminal `Dashboard`.
+//!
+//! The `Dashboard` runs the loop beside the run and restores the terminal on every exit path.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,7 @@
-//! Log capture while the dashboard owns the terminal: lines are kept (the last one is shown in
-//! the footer) and printed on stderr when it gives the terminal back.
+//! Log capture while the dashboard owns the terminal.
+//!
+//! Lines are kept (the last one is shown in the footer) and printed on stderr when the dashboard
+//! gives the terminal back.
 
 use std::collections::VecDeque;
 use std::io::Write;

@@ -1,6 +1,7 @@
-//! Debian packages some tests drive (headless `chromium`, `tmux`): installed when missing and
-//! possible, so `cargo test --release` passes on a fresh Debian machine, as the SDK test builds
-//! its own virtualenv. Where installing is impossible the test fails and says what to install.
+//! Debian packages some tests drive (headless `chromium`, `tmux`), installed when missing.
+//!
+//! So `cargo test --release` passes on a fresh Debian machine, as the SDK test builds its own
+//! virtualenv. Where installing is impossible the test fails and says what to install.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

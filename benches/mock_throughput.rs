@@ -146,7 +146,11 @@ async fn run_flows(
                     },
                     after: Default::default(),
                 };
-                if let Err(f) = device::provision(&endpoint, &tls, &spec).await.outcome {
+                if let Err(f) =
+                    device::provision(&endpoint, &tls, &spec, &device::Handles::default())
+                        .await
+                        .outcome
+                {
                     failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     eprintln!("flow {i} failed: {} ({})", f.reason.label(), f.detail);
                 }

@@ -312,18 +312,22 @@ pub struct After {
     pub topic: String,
     /// Telemetry payload size in bytes (a JSON object padded to this size).
     pub payload_bytes: usize,
-    /// Not part of the scenario file: a gauge of devices currently connected with their own
-    /// identity (a live view or a benchmark reads it while devices stay connected).
-    #[serde(skip)]
+}
+
+/// What a device gets from whoever runs it, beside its settings: runtime handles, never in a
+/// scenario file.
+#[derive(Debug, Clone, Default)]
+pub struct Handles {
+    /// A gauge of devices currently connected with their own identity (a live view or a
+    /// benchmark reads it while devices stay connected).
     pub connected: Option<Arc<AtomicU64>>,
-    /// Not part of the scenario file: cancelled when the run stops, so devices that stay
-    /// connected or send telemetry end that phase early and disconnect cleanly (they were
-    /// provisioned: ending their stay is not a failure).
-    #[serde(skip)]
+    /// Cancelled when the run stops, so devices that stay connected or send telemetry end that
+    /// phase early and disconnect cleanly (they were provisioned: ending their stay is not a
+    /// failure).
     pub release: tokio_util::sync::CancellationToken,
 }
 
-/// Holds one count in [`After::connected`] while the device's own session is up.
+/// Holds one count in [`Handles::connected`] while the device's own session is up.
 struct ConnectedGuard(Option<Arc<AtomicU64>>);
 
 impl ConnectedGuard {
@@ -360,8 +364,6 @@ impl Default for After {
             interval: Duration::from_secs(5),
             topic: "device/{thingName}".into(),
             payload_bytes: 64,
-            connected: None,
-            release: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -418,10 +420,23 @@ pub struct DeviceReport {
 }
 
 /// Run the full flow once.
-pub async fn provision(endpoint: &Endpoint, tls: &DeviceTls, spec: &DeviceSpec) -> DeviceReport {
+pub async fn provision(
+    endpoint: &Endpoint,
+    tls: &DeviceTls,
+    spec: &DeviceSpec,
+    handles: &Handles,
+) -> DeviceReport {
     let mut stages = Vec::with_capacity(Stage::ALL.len());
     let mut provisioned_at = None;
-    let outcome = run_flow(endpoint, tls, spec, &mut stages, &mut provisioned_at).await;
+    let outcome = run_flow(
+        endpoint,
+        tls,
+        spec,
+        handles,
+        &mut stages,
+        &mut provisioned_at,
+    )
+    .await;
     DeviceReport {
         stages,
         provisioned_at,
@@ -433,6 +448,7 @@ async fn run_flow(
     endpoint: &Endpoint,
     tls: &DeviceTls,
     spec: &DeviceSpec,
+    handles: &Handles,
     stages: &mut Vec<StageTime>,
     provisioned_at: &mut Option<Instant>,
 ) -> Result<Provisioned, Failure> {
@@ -466,8 +482,8 @@ async fn run_flow(
     .await?;
     stages.push(StageTime::since(Stage::ConnectDevice, started));
     *provisioned_at = Some(Instant::now());
-    let _connected = ConnectedGuard::new(&spec.after.connected);
-    let release = &spec.after.release;
+    let _connected = ConnectedGuard::new(&handles.connected);
+    let release = &handles.release;
     match spec.after.action {
         AfterAction::Disconnect => {}
         AfterAction::Stay => {

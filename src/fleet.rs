@@ -150,12 +150,12 @@ pub async fn run(
         mode: scenario.devices.certificate,
         csr_key: scenario.devices.csr_key,
         timeouts: scenario.devices.timeouts.into(),
-        after: device::After {
-            connected: Some(live.connected.clone()),
-            // Devices that stay connected end their stay when the run is asked to stop.
-            release: stop.child_token(),
-            ..scenario.devices.after.clone()
-        },
+        after: scenario.devices.after.clone(),
+    };
+    let handles = device::Handles {
+        connected: Some(live.connected.clone()),
+        // Devices that stay connected end their stay when the run is asked to stop.
+        release: stop.child_token(),
     };
 
     let launcher = Launcher {
@@ -167,6 +167,7 @@ pub async fn run(
         seed: scenario.seed,
         retry: scenario.devices.retry.clone(),
         spec_base,
+        handles,
         client_id,
         parameters,
         semaphore,
@@ -205,7 +206,8 @@ pub async fn run(
         live: &live,
         clock: &clock,
         start,
-        window: Window::new(start),
+        window: Window::new(start, process_cpu_s(mock_handle.as_ref())),
+        mock: mock_handle.as_ref(),
         levels: crate::output::LevelCounts::default(),
         total: StageSet::default(),
         failures: BTreeMap::new(),
@@ -252,10 +254,6 @@ pub async fn run(
         tx.send_replace(Arc::new(s));
     }
     let duration = start.elapsed();
-    let mock_report = match mock_handle {
-        Some(h) => Some(h.stop().await),
-        None => None,
-    };
     let Aggregator {
         levels,
         total,
@@ -265,6 +263,10 @@ pub async fn run(
         dropped,
         ..
     } = agg;
+    let mock_report = match mock_handle {
+        Some(h) => Some(h.stop().await),
+        None => None,
+    };
     let summary = outputs.finish(crate::output::Totals {
         scenario: &scenario,
         started_at,
@@ -305,6 +307,8 @@ struct Aggregator<'a> {
     stopping: bool,
     /// Cores this process may use (the dashboard's CPU scale), read once.
     cores: usize,
+    /// The embedded mock, whose key pool's CPU is not the harness's.
+    mock: Option<&'a mock::MockHandle>,
 }
 
 impl Aggregator<'_> {
@@ -359,7 +363,7 @@ impl Aggregator<'_> {
         let rate = self.clock.rate();
         let multiplier = if rate.paused { 0.0 } else { rate.multiplier };
         let target_rate = self.scenario.rate_at(schedule_now).map(|r| r * multiplier);
-        let cpu = process_cpu_s();
+        let cpu = process_cpu_s(self.mock);
         let w = &mut self.window;
         let offered = started - w.started_before + dropped - w.dropped_before;
         let length = now - w.opened;
@@ -512,16 +516,17 @@ struct Window {
     cpu_opened: f64,
 }
 
-/// CPU seconds this process has used (all threads, user + system), less what RSA key pools
-/// spent generating keys: their threads run at nice 19 on idle CPU only, and counting them
-/// would show an idle harness as saturated.
-fn process_cpu_s() -> f64 {
+/// CPU seconds this process has used (all threads, user + system), less what the embedded
+/// mock's RSA key pool spent generating keys: its threads run at nice 19 on idle CPU only, and
+/// counting them would show an idle harness as saturated.
+fn process_cpu_s(mock: Option<&mock::MockHandle>) -> f64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9 - mock::keypool::background_cpu_s_total()
+    let pool = mock.map_or(0.0, |m| m.key_pool().background_cpu_s);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9 - pool
 }
 
 impl Window {
-    fn new(start: Instant) -> Window {
+    fn new(start: Instant, cpu: f64) -> Window {
         Window {
             stages: StageSet::default(),
             failed_by_class: BTreeMap::new(),
@@ -531,7 +536,7 @@ impl Window {
             max_lag: Duration::ZERO,
             started_before: 0,
             dropped_before: 0,
-            cpu_opened: process_cpu_s(),
+            cpu_opened: cpu,
         }
     }
 
@@ -559,6 +564,7 @@ struct Launcher {
     seed: u64,
     retry: RetrySettings,
     spec_base: DeviceSpec,
+    handles: device::Handles,
     client_id: Pattern,
     parameters: Vec<(String, Pattern)>,
     semaphore: Arc<Semaphore>,
@@ -588,13 +594,14 @@ impl Launcher {
             .collect();
         self.live.started.fetch_add(1, Ordering::Relaxed);
         self.live.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (live, tx, endpoint, tls, devices_stop, retry) = (
+        let (live, tx, endpoint, tls, devices_stop, retry, handles) = (
             self.live.clone(),
             self.tx.clone(),
             self.endpoint.clone(),
             self.tls.clone(),
             self.devices_stop.clone(),
             self.retry.clone(),
+            self.handles.clone(),
         );
         tasks.spawn(async move {
             let begun = Instant::now();
@@ -602,7 +609,7 @@ impl Launcher {
             let report = loop {
                 attempts += 1;
                 let report = tokio::select! {
-                    r = device::provision(&endpoint, &tls, &spec) => r,
+                    r = device::provision(&endpoint, &tls, &spec, &handles) => r,
                     _ = devices_stop.cancelled() => break aborted(),
                 };
                 match &report.outcome {

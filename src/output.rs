@@ -1,6 +1,8 @@
-//! Run outputs, streamed and flushed every second so an interrupted run leaves valid files:
-//! `devices.csv`, `failures.csv`, `timeseries.csv`, `latency.hlog`, and at the end `summary.json`,
-//! `summary.csv` and the stdout table.
+//! Run outputs: the results files a run writes, and the end-of-run table.
+//!
+//! Streamed and flushed every second so an interrupted run leaves valid files: `devices.csv`,
+//! `failures.csv`, `timeseries.csv`, `latency.hlog`, and at the end `summary.json`, `summary.csv`
+//! and the stdout table.
 
 use std::collections::BTreeMap;
 use std::fs::File;

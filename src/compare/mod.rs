@@ -1,12 +1,12 @@
-//! `fleetstorm compare`: compare two or more run directories against the first (the baseline)
-//! and flag the differences that exceed run-to-run noise.
+//! `fleetstorm compare`: runs' metrics against the first run's, and which differ beyond noise.
 //!
-//! Statistics over runs read by [`crate::results`]. Values come from each run's `summary.json`. The noise test is a bootstrap over the run's
-//! 1 s intervals: for a stage's p50/p90/p99 (and service-time p50), the interval histograms of
-//! `latency.hlog` are resampled with replacement ([`BOOTSTRAP_RESAMPLES`] times, seeded), merged,
-//! and the percentile taken; for throughput, the per-interval `completed` counts of
-//! `timeseries.csv` are resampled and averaged. Both runs are resampled independently, and a
-//! difference is significant when the 95 % interval of the resampled (run − baseline) excludes 0.
+//! Statistics over runs read by [`crate::results`]: values come from each run's `summary.json`. The
+//! noise test is a bootstrap over the run's 1 s intervals: for a stage's p50/p90/p99 (and
+//! service-time p50), the interval histograms of `latency.hlog` are resampled with replacement
+//! ([`BOOTSTRAP_RESAMPLES`] times, seeded), merged, and the percentile taken; for throughput, the
+//! per-interval `completed` counts of `timeseries.csv` are resampled and averaged. Both runs are
+//! resampled independently, and a difference is significant when the 95 % interval of the resampled
+//! (run − baseline) excludes 0.
 //!
 //! A run needs at least [`MIN_INTERVALS`] intervals with data for a test; a run without
 //! `latency.hlog` (or `timeseries.csv`) is compared without that test. Runs longer than

@@ -1,4 +1,4 @@
-//! Throttle-limit finder: arrivals counted per offered-rate level, and each level judged sustainable or not.
+//! Throttle-limit finder: arrivals per offered-rate level, each level judged sustainable or not.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

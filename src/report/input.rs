@@ -1,5 +1,4 @@
-//! A run as the pages draw it: the results of a run folder with the files a report needs (the
-//! timeseries and the interval log, merged per tag) required.
+//! A run as the pages draw it: its results with the timeseries and the merged hlog required.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

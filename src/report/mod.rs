@@ -1,12 +1,12 @@
-//! The visual reports: `report.html` for one run, the variants page (`<results>/report.html`,
-//! every variant overlaid) and `compare.html` (the compared runs overlaid, with the comparison
-//! table).
+//! The visual reports: a run's `report.html`, the variants page and `compare.html`.
 //!
-//! Each page is one self-contained file: inline CSS, charts drawn by plotters into inline SVG, no
-//! script, nothing fetched, so it opens offline and can be mailed on its own. Pages are built only
-//! from the files of the run folders (`summary.json`, `timeseries.csv`, `failures.csv`,
-//! `latency.hlog`, `scenario.toml`), which is what lets `fleetstorm report` regenerate them; the
-//! same files give the same bytes (no generation timestamp).
+//! The variants page (`<results>/report.html`) overlays every variant; `compare.html` overlays the
+//! compared runs, with the comparison table. Each page is one self-contained file: inline CSS,
+//! charts drawn by plotters into inline SVG, no script, nothing fetched, so it opens offline and
+//! can be mailed on its own. Pages are built only from the files of the run folders
+//! (`summary.json`, `timeseries.csv`, `failures.csv`, `latency.hlog`, `scenario.toml`), which is
+//! what lets `fleetstorm report` regenerate them; the same files give the same bytes (no generation
+//! timestamp).
 
 mod chart;
 mod input;

@@ -1,6 +1,7 @@
-//! A results folder, read once for `report` and `compare`: `summary.json`, `timeseries.csv`,
-//! `failures.csv`, `latency.hlog` and `scenario.toml` of a run, or the run folders of a variants
-//! folder.
+//! A results folder, read once for `report` and `compare`, with its errors.
+//!
+//! A run folder's `summary.json`, `timeseries.csv`, `failures.csv`, `latency.hlog` and
+//! `scenario.toml`, or the run folders of a variants folder.
 
 mod summary;
 mod timeseries;

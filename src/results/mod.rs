@@ -306,3 +306,60 @@ fn parse_hlog(path: &Path, bytes: &[u8]) -> Result<Intervals, ResultsError> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUMMARY: &str = r#"{"variant": "fast", "devices": {"failed": 2}, "throughput": {"provisioned_per_s": 9.5},
+        "success_rate": 95.0, "stages": {"register_thing": {"count": 3, "p99_ms": 12.5}}, "unknown": 1}"#;
+
+    #[test]
+    fn a_run_without_its_streamed_files_reads_and_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("summary.json"), SUMMARY).unwrap();
+        let run = RunResults::read(dir.path()).unwrap();
+        assert_eq!(run.label, "fast");
+        assert_eq!(run.summary.devices.failed, 2);
+        assert_eq!(run.summary.stages["register_thing"].latency.p99_ms, 12.5);
+        assert_eq!(run.summary.stages["register_thing"].service.count, 0);
+        assert!(run.timeseries.is_none() && run.intervals.is_none() && run.failures.is_none());
+        assert_eq!(run.seed(), 1);
+        let err = run.merged().unwrap_err();
+        assert!(matches!(err, ResultsError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("latency.hlog"), "{err}");
+
+        std::fs::write(
+            dir.path().join("failures.csv"),
+            "elapsed_s,reason\n1.5,x\nsoon,y\n",
+        )
+        .unwrap();
+        let err = RunResults::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("failures.csv") && err.contains("line 3") && err.contains("`elapsed_s`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_variants_folder_reads_its_runs_in_the_order_they_ran() {
+        let parent = tempfile::tempdir().unwrap();
+        for (name, started) in [("b", "2026-01-01T00:00:00Z"), ("a", "2026-01-02T00:00:00Z")] {
+            let dir = parent.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let summary = SUMMARY.replace(
+                "\"variant\": \"fast\"",
+                &format!("\"started_at\": \"{started}\""),
+            );
+            std::fs::write(dir.join("summary.json"), summary).unwrap();
+        }
+        std::fs::create_dir_all(parent.path().join("not-a-run")).unwrap();
+        let Folder::Variants(runs) = read_folder(parent.path()).unwrap() else {
+            panic!("not read as a variants folder");
+        };
+        let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["b", "a"]);
+        let err = read_folder(&parent.path().join("not-a-run")).unwrap_err();
+        assert!(matches!(err, ResultsError::NotARun { .. }), "{err:?}");
+    }
+}

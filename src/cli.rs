@@ -203,6 +203,12 @@ impl From<crate::report::ReportError> for Failure {
     }
 }
 
+impl From<crate::results::ResultsError> for Failure {
+    fn from(e: crate::results::ResultsError) -> Self {
+        Failure::new(exit::CONFIG, e)
+    }
+}
+
 impl From<crate::pki::PkiError> for Failure {
     fn from(e: crate::pki::PkiError) -> Self {
         Failure::new(exit::PKI, e)
@@ -381,7 +387,12 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
 }
 
 fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> {
-    let comparison = crate::compare::compare(dirs, seed).map_err(|e| {
+    if dirs.len() < 2 {
+        let e = crate::compare::CompareError::TooFewRuns(dirs.len());
+        return Err(Failure::new(exit::CONFIG, e));
+    }
+    let runs = crate::results::read_runs(dirs)?;
+    let comparison = crate::compare::compare_runs(&runs, seed).map_err(|e| {
         let code = match e {
             crate::compare::CompareError::Write { .. } => exit::RUNTIME,
             _ => exit::CONFIG,
@@ -394,7 +405,7 @@ fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> 
         .map_err(|e| Failure::new(exit::RUNTIME, e))?;
     out!("  comparison: {}", out.display());
     let html = out.with_file_name("compare.html");
-    crate::report::write_compare_report(&html, dirs, &comparison)?;
+    crate::report::write_compare_report(&html, runs, &comparison)?;
     out!("  comparison page: {}", html.display());
     Ok(exit::OK)
 }
@@ -520,9 +531,11 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     }
     let (all_ok, dirs, variants) = result?;
     if variants && !dirs.is_empty() {
+        let runs = crate::results::read_runs(&dirs);
         let comparison = if dirs.len() > 1 {
-            let comparison =
-                crate::compare::compare(&dirs, seed).map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            let runs = runs.as_ref().map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            let comparison = crate::compare::compare_runs(runs, seed)
+                .map_err(|e| Failure::new(exit::RUNTIME, e))?;
             out!("{}", comparison.render_table());
             let csv = out_dir.join("compare.csv");
             comparison
@@ -537,7 +550,9 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             "{}",
             report_after_run(
                 "variants report",
-                crate::report::write_variants_report(&out_dir, &dirs, comparison.as_ref(), None),
+                runs.map_err(Into::into).and_then(|runs| {
+                    crate::report::write_variants_report(&out_dir, runs, comparison.as_ref(), None)
+                }),
             )
         );
     }

@@ -28,11 +28,8 @@ pub enum RunError {
     Pki(#[from] pki::PkiError),
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
-    #[error("{path}: {source}")]
-    Output {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error("{0}")]
     Other(String),
 }
@@ -343,7 +340,7 @@ impl Aggregator<'_> {
         if let (Some(dir), Ok(p)) = (&options.save_identities, &r.report.outcome) {
             save_identity(dir, &r.client_id, p)?;
         }
-        outputs.device(&row)
+        Ok(outputs.device(&row)?)
     }
 
     /// Write the current window, fold it into the totals, open the next; returns the progress
@@ -484,10 +481,8 @@ fn save_identity(
             }
         })
         .collect();
-    std::fs::create_dir_all(dir).map_err(|source| RunError::Output {
-        path: dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| RunError::Output(crate::output::OutputError::new(dir, source)))?;
     pki::write_file(
         &dir.join(format!("{name}.cert.pem")),
         p.certificate_pem.as_bytes(),

@@ -14,6 +14,7 @@ pub mod output;
 pub mod pki;
 pub mod protocol;
 pub mod report;
+pub mod results;
 pub mod scenario;
 pub mod signals;
 pub mod tls;

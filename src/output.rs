@@ -1,6 +1,8 @@
-//! Run outputs, streamed and flushed every second so an interrupted run leaves valid files:
-//! `devices.csv`, `failures.csv`, `timeseries.csv`, `latency.hlog`, and at the end `summary.json`,
-//! `summary.csv` and the stdout table.
+//! Run outputs: the results files a run writes, and the end-of-run table.
+//!
+//! Streamed and flushed every second so an interrupted run leaves valid files: `devices.csv`,
+//! `failures.csv`, `timeseries.csv`, `latency.hlog`, and at the end `summary.json`, `summary.csv`
+//! and the stdout table.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -8,17 +10,35 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
-use serde::{Deserialize, Serialize};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use serde::Serialize;
 
 use crate::device::{DeviceReport, FailureReason, Stage};
-use crate::fleet::RunError;
+pub use crate::metrics::LevelCounts;
 use crate::metrics::{
-    Percentiles, STAGE_NAMES, StageSet, StageSummary, Threshold, ThresholdInputs, ThresholdResult,
+    Percentiles, STAGE_NAMES, StageSet, StageSummary, Threshold, ThresholdInputs, throttle_analysis,
 };
 use crate::mock::MockReport;
+pub use crate::results::{DeviceCounts, Scheduler, Summary, Throughput};
 use crate::scenario::Scenario;
+
+/// A results file that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct OutputError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl OutputError {
+    pub fn new(path: &Path, source: std::io::Error) -> OutputError {
+        OutputError {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// One row of `devices.csv`.
 #[derive(Debug, Serialize)]
@@ -104,105 +124,6 @@ pub struct Interval<'a> {
     pub multiplier: f64,
 }
 
-/// Devices counted by the offered-rate level of their *intended* start (so a device belongs to
-/// the level that offered it, whenever it finished).
-#[derive(Debug, Default)]
-pub struct LevelCounts {
-    /// (target rate, offered, completed, throttled), in schedule order.
-    levels: Vec<(f64, u64, u64, u64)>,
-}
-
-impl LevelCounts {
-    /// Count one arrival that intended to start at `offset`; `failure` is its failure class
-    /// (`None` = provisioned, `Some("dropped")` = never started).
-    pub fn record(&mut self, scenario: &Scenario, offset: Duration, failure: Option<&str>) {
-        let Some(rate) = scenario.rate_at(offset) else {
-            return;
-        };
-        let rate = (rate * 1000.0).round() / 1000.0;
-        let index = match self.levels.iter().position(|l| l.0 == rate) {
-            Some(i) => i,
-            None => {
-                self.levels.push((rate, 0, 0, 0));
-                self.levels.len() - 1
-            }
-        };
-        let level = &mut self.levels[index];
-        level.1 += 1;
-        match failure {
-            None => level.2 += 1,
-            Some("throttled") => level.3 += 1,
-            Some(_) => {}
-        }
-    }
-}
-
-/// One offered-rate level of the schedule, judged.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RateLevel {
-    pub target_per_s: f64,
-    pub offered: u64,
-    pub completed: u64,
-    pub throttled: u64,
-    pub throttled_fraction: f64,
-    pub completion_ratio: f64,
-    pub sustainable: bool,
-}
-
-/// The throttle-limit finder's result.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ThrottleAnalysis {
-    /// The stage with the most throttled failures.
-    pub throttling_stage: Option<String>,
-    pub levels: Vec<RateLevel>,
-}
-
-/// Judge each rate level: sustainable when few arrivals were throttled and completions kept pace.
-pub fn throttle_analysis(
-    scenario: &Scenario,
-    counts: &LevelCounts,
-    failures: &BTreeMap<String, u64>,
-) -> Option<ThrottleAnalysis> {
-    if counts.levels.is_empty() {
-        return None;
-    }
-    let a = &scenario.analysis;
-    let mut levels: Vec<RateLevel> = counts
-        .levels
-        .iter()
-        .map(|&(target, offered, completed, throttled)| {
-            let ratio = |n: u64| {
-                if offered == 0 {
-                    0.0
-                } else {
-                    n as f64 / offered as f64
-                }
-            };
-            RateLevel {
-                target_per_s: target,
-                offered,
-                completed,
-                throttled,
-                throttled_fraction: ratio(throttled),
-                completion_ratio: ratio(completed),
-                sustainable: offered > 0
-                    && ratio(throttled) <= a.max_throttled_fraction
-                    && ratio(completed) >= a.min_completion_ratio,
-            }
-        })
-        .collect();
-    levels.sort_by(|x, y| x.target_per_s.total_cmp(&y.target_per_s));
-    let throttling_stage = failures
-        .iter()
-        .filter_map(|(label, n)| label.strip_prefix("throttled.").map(|stage| (stage, *n)))
-        .max_by_key(|(_, n)| *n)
-        .map(|(stage, _)| stage.to_string());
-    Some(ThrottleAnalysis {
-        throttling_stage,
-        levels,
-    })
-}
-
 /// Everything the summary needs.
 pub struct Totals<'a> {
     pub scenario: &'a Scenario,
@@ -223,102 +144,33 @@ pub struct Totals<'a> {
     pub rate_changes: Vec<crate::live::RateChange>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DeviceCounts {
-    pub planned: u64,
-    pub started: u64,
-    pub provisioned: u64,
-    pub failed: u64,
-    pub dropped: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Throughput {
-    pub provisioned_per_s: f64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Scheduler {
-    pub max_start_lag_ms: f64,
-}
-
-/// `summary.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub scenario: String,
-    pub started_at: String,
-    pub duration_s: f64,
-    pub endpoint: String,
-    pub interrupted: bool,
-    pub devices: DeviceCounts,
-    pub throughput: Throughput,
-    pub success_rate: f64,
-    pub stages: BTreeMap<String, StageSummary>,
-    pub failures: BTreeMap<String, u64>,
-    pub thresholds: Vec<ThresholdResult>,
-    pub scheduler: Scheduler,
-    /// Pauses and arrival-rate multiplier changes made from the dashboard during the run.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rate_changes: Vec<crate::live::RateChange>,
-    /// The highest offered rate judged sustainable (throttle-limit finder), when the schedule
-    /// has rate levels.
-    pub sustainable_rate_per_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub throttle: Option<ThrottleAnalysis>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mock: Option<MockReport>,
-    #[serde(skip)]
-    pub out_dir: PathBuf,
-}
-
-impl Summary {
-    pub fn thresholds_ok(&self) -> bool {
-        self.thresholds.iter().all(|t| t.ok)
-    }
-}
-
 pub struct Outputs {
     dir: PathBuf,
     devices: csv::Writer<BufWriter<File>>,
     failures: csv::Writer<BufWriter<File>>,
     timeseries: csv::Writer<BufWriter<File>>,
-    hlog: BufWriter<File>,
-    serializer: V2DeflateSerializer,
-    buf: Vec<u8>,
+    hlog: Hlog<BufWriter<File>>,
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Output {
-        path: path.display().to_string(),
-        source,
-    }
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OutputError + '_ {
+    move |source| OutputError::new(path, source)
 }
 
-fn csv_err(path: &Path) -> impl Fn(csv::Error) -> RunError + '_ {
-    move |e| RunError::Output {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    }
+fn csv_err(path: &Path) -> impl Fn(csv::Error) -> OutputError + '_ {
+    move |e| OutputError::new(path, std::io::Error::other(e))
 }
 
-fn create(dir: &Path, name: &str) -> Result<BufWriter<File>, RunError> {
+fn create(dir: &Path, name: &str) -> Result<BufWriter<File>, OutputError> {
     let path = dir.join(name);
     Ok(BufWriter::new(File::create(&path).map_err(io_err(&path))?))
 }
 
 /// `scenario.toml`: the scenario exactly as run (after `--set` and the variant's overrides), for
 /// the report and for running it again.
-fn write_scenario(dir: &Path, scenario: &Scenario) -> Result<(), RunError> {
+fn write_scenario(dir: &Path, scenario: &Scenario) -> Result<(), OutputError> {
     let path = dir.join("scenario.toml");
-    let text = toml::to_string_pretty(scenario).map_err(|e| RunError::Output {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
+    let text = toml::to_string_pretty(scenario)
+        .map_err(|e| OutputError::new(&path, std::io::Error::other(e)))?;
     let variant = scenario
         .variant
         .as_ref()
@@ -331,8 +183,75 @@ fn write_scenario(dir: &Path, scenario: &Scenario) -> Result<(), RunError> {
     std::fs::write(&path, header + &text).map_err(io_err(&path))
 }
 
+/// `latency.hlog`: an HdrHistogram interval log (V2 deflate-compressed histograms, base64), as
+/// HdrHistogram's own tools read it, written with the hdrhistogram crate's log writer.
+struct Hlog<W: Write> {
+    out: W,
+    serializer: V2DeflateSerializer,
+    path: PathBuf,
+}
+
+impl<W: Write> Hlog<W> {
+    /// Write the header: what the values are, the format version, the start and base times
+    /// (interval timestamps are seconds since the start) and the column legend.
+    fn begin(
+        mut out: W,
+        path: PathBuf,
+        scenario: &str,
+        endpoint: &str,
+    ) -> Result<Self, OutputError> {
+        let mut serializer = V2DeflateSerializer::new();
+        let now = SystemTime::now();
+        IntervalLogWriterBuilder::new()
+            .add_comment(&format!(
+                "[fleetstorm {} scenario {scenario} against {endpoint}]",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .add_comment("[Values are microseconds; tag <stage> = latency from intended start, <stage>.service = service time]")
+            .add_comment("[Histogram log format version 1.3]")
+            .with_start_time(now)
+            .with_base_time(now)
+            .begin_log_with(&mut out, &mut serializer)
+            .map_err(io_err(&path))?;
+        let legend =
+            r#""StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram""#;
+        writeln!(out, "{legend}").map_err(io_err(&path))?;
+        Ok(Hlog {
+            out,
+            serializer,
+            path,
+        })
+    }
+
+    /// One interval of one tag; an empty histogram writes nothing.
+    fn write(
+        &mut self,
+        tag: &str,
+        h: &hdrhistogram::Histogram<u64>,
+        start: Duration,
+        length: Duration,
+    ) -> Result<(), OutputError> {
+        if h.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let bad_tag = || std::io::Error::other(format!("{tag:?} is not a valid interval log tag"));
+        let tag = Tag::new(tag).ok_or_else(bad_tag).map_err(io_err(path))?;
+        // Without headers set, the builder writes nothing: it only lends the writer for a line.
+        IntervalLogWriterBuilder::new()
+            .begin_log_with(&mut self.out, &mut self.serializer)
+            .map_err(io_err(path))?
+            .write_histogram(h, start, length, Some(tag))
+            .map_err(|e| OutputError::new(path, std::io::Error::other(e.to_string())))
+    }
+
+    fn flush(&mut self) -> Result<(), OutputError> {
+        self.out.flush().map_err(io_err(&self.path))
+    }
+}
+
 impl Outputs {
-    pub fn create(dir: &Path, scenario: &Scenario, endpoint: &str) -> Result<Outputs, RunError> {
+    pub fn create(dir: &Path, scenario: &Scenario, endpoint: &str) -> Result<Outputs, OutputError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut timeseries = csv::Writer::from_writer(create(dir, "timeseries.csv")?);
         let mut header: Vec<String> = ["elapsed_s", "offered", "started", "completed", "failed"]
@@ -362,31 +281,18 @@ impl Outputs {
             .write_record(["elapsed_s", "seq", "client_id", "reason", "detail"])
             .map_err(csv_err(&dir.join("failures.csv")))?;
         write_scenario(dir, scenario)?;
-        let mut hlog = create(dir, "latency.hlog")?;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let hlog_path = dir.join("latency.hlog");
-        write!(
-            hlog,
-            "#[fleetstorm {} scenario {} against {endpoint}]\n#[Values are microseconds; tag <stage> = latency from intended start, <stage>.service = service time]\n#[Histogram log format version 1.3]\n#[StartTime: {now:.3} (seconds since epoch)]\n#[BaseTime: {now:.3} (seconds since epoch)]\n\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
-            env!("CARGO_PKG_VERSION"),
-            scenario.name
-        )
-        .map_err(io_err(&hlog_path))?;
+        let hlog = create(dir, "latency.hlog")?;
+        let hlog = Hlog::begin(hlog, dir.join("latency.hlog"), &scenario.name, endpoint)?;
         Ok(Outputs {
             dir: dir.to_path_buf(),
             devices: csv::Writer::from_writer(create(dir, "devices.csv")?),
             failures,
             timeseries,
             hlog,
-            serializer: V2DeflateSerializer::new(),
-            buf: Vec::new(),
         })
     }
 
-    pub fn device(&mut self, row: &DeviceRow) -> Result<(), RunError> {
+    pub fn device(&mut self, row: &DeviceRow) -> Result<(), OutputError> {
         self.devices
             .serialize(row)
             .map_err(csv_err(&self.dir.join("devices.csv")))
@@ -399,7 +305,7 @@ impl Outputs {
         reason: &str,
         detail: &str,
         elapsed: Duration,
-    ) -> Result<(), RunError> {
+    ) -> Result<(), OutputError> {
         self.failures
             .write_record([
                 format!("{:.3}", elapsed.as_secs_f64()),
@@ -412,7 +318,7 @@ impl Outputs {
     }
 
     /// Write one second of data, flush every file, and return the progress line.
-    pub fn interval(&mut self, i: Interval<'_>) -> Result<String, RunError> {
+    pub fn interval(&mut self, i: Interval<'_>) -> Result<String, OutputError> {
         let mut row = vec![
             format!("{:.1}", i.elapsed.as_secs_f64()),
             i.offered.to_string(),
@@ -441,8 +347,9 @@ impl Outputs {
         self.timeseries.write_record(&row).map_err(csv_err(&ts))?;
         let start = i.elapsed.saturating_sub(i.length);
         for (name, h) in STAGE_NAMES.iter().zip(&i.stages.stages) {
-            self.hlog_line(name, &h.latency, start, i.length)?;
-            self.hlog_line(&format!("{name}.service"), &h.service, start, i.length)?;
+            self.hlog.write(name, &h.latency, start, i.length)?;
+            self.hlog
+                .write(&format!("{name}.service"), &h.service, start, i.length)?;
         }
         self.flush()?;
         let reg = Percentiles::of(
@@ -462,33 +369,7 @@ impl Outputs {
         ))
     }
 
-    fn hlog_line(
-        &mut self,
-        tag: &str,
-        h: &hdrhistogram::Histogram<u64>,
-        start: Duration,
-        length: Duration,
-    ) -> Result<(), RunError> {
-        if h.is_empty() {
-            return Ok(());
-        }
-        self.buf.clear();
-        if self.serializer.serialize(h, &mut self.buf).is_err() {
-            return Ok(());
-        }
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&self.buf);
-        let path = self.dir.join("latency.hlog");
-        writeln!(
-            self.hlog,
-            "Tag={tag},{:.3},{:.3},{}.0,{encoded}",
-            start.as_secs_f64(),
-            length.as_secs_f64(),
-            h.max()
-        )
-        .map_err(io_err(&path))
-    }
-
-    fn flush(&mut self) -> Result<(), RunError> {
+    fn flush(&mut self) -> Result<(), OutputError> {
         let d = &self.dir;
         self.devices
             .flush()
@@ -499,11 +380,11 @@ impl Outputs {
         self.timeseries
             .flush()
             .map_err(io_err(&d.join("timeseries.csv")))?;
-        self.hlog.flush().map_err(io_err(&d.join("latency.hlog")))
+        self.hlog.flush()
     }
 
     /// Write the summary files and return the summary.
-    pub fn finish(mut self, t: Totals<'_>) -> Result<Summary, RunError> {
+    pub fn finish(mut self, t: Totals<'_>) -> Result<Summary, OutputError> {
         self.flush()?;
         let stages: BTreeMap<String, StageSummary> = STAGE_NAMES
             .iter()
@@ -581,7 +462,8 @@ impl Outputs {
             out_dir: self.dir.clone(),
         };
         let path = self.dir.join("summary.json");
-        let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(&summary)
+            .map_err(|e| OutputError::new(&path, std::io::Error::other(e)))?;
         std::fs::write(&path, json).map_err(io_err(&path))?;
         let path = self.dir.join("summary.csv");
         let mut w = csv::Writer::from_path(&path).map_err(csv_err(&path))?;
@@ -716,4 +598,69 @@ pub fn render_table(s: &Summary) -> String {
     }
     let _ = writeln!(out, "\n  results: {}", s.out_dir.display());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    #[test]
+    fn the_interval_log_reads_back_with_hdrhistograms_reader() {
+        let mut hlog = Hlog::begin(Vec::new(), "latency.hlog".into(), "s", "127.0.0.1:1").unwrap();
+        let mut written = Vec::new();
+        for (second, tag, values) in [
+            (0, "register_thing", vec![1_000u64, 2_000, 250_000]),
+            (0, "register_thing.service", vec![900]),
+            (1, "register_thing", vec![3_000; 7]),
+            (1, "connect_claim", vec![]),
+        ] {
+            let mut h = crate::metrics::histogram();
+            for v in &values {
+                h.record(*v).unwrap();
+            }
+            let start = Duration::from_secs(second);
+            hlog.write(tag, &h, start, Duration::from_secs(1)).unwrap();
+            if !h.is_empty() {
+                written.push((tag, start, h));
+            }
+        }
+        hlog.flush().unwrap();
+        let text = String::from_utf8(hlog.out).unwrap();
+        assert!(
+            text.contains("#[Histogram log format version 1.3]"),
+            "{text}"
+        );
+        assert!(text.contains("#[StartTime: "), "{text}");
+
+        let mut deserializer = Deserializer::new();
+        let mut read = Vec::new();
+        for entry in IntervalLogIterator::new(text.as_bytes()) {
+            let LogEntry::Interval(i) = entry.unwrap() else {
+                continue;
+            };
+            let raw = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                i.encoded_histogram(),
+            )
+            .unwrap();
+            let h: hdrhistogram::Histogram<u64> =
+                deserializer.deserialize(&mut raw.as_slice()).unwrap();
+            assert_eq!(i.duration(), Duration::from_secs(1));
+            read.push((
+                i.tag().unwrap().as_str().to_string(),
+                i.start_timestamp(),
+                h,
+            ));
+        }
+        assert_eq!(read.len(), written.len(), "{text}");
+        for ((tag, start, h), (read_tag, read_start, read_h)) in written.iter().zip(&read) {
+            assert_eq!(read_tag, tag);
+            assert_eq!(read_start, start);
+            assert_eq!(read_h.len(), h.len(), "{tag}");
+            assert_eq!(read_h.max(), h.max(), "{tag}");
+            assert_eq!(read_h, h, "{tag}");
+        }
+    }
 }

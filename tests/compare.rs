@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use fleetstorm::compare::{CompareError, Comparison, compare};
 use fleetstorm::metrics::{Percentiles, histogram};
+use fleetstorm::results::ResultsError;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use rand::rngs::StdRng;
@@ -295,7 +296,10 @@ fn a_missing_summary_is_an_error_naming_the_path() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let err = compare(&[a.clone(), empty.clone()], SEED).unwrap_err();
-    assert!(matches!(err, CompareError::Read { .. }), "{err:?}");
+    assert!(
+        matches!(err, CompareError::Results(ResultsError::Read { .. })),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(
         message.contains(&empty.join("summary.json").display().to_string()),
@@ -304,7 +308,10 @@ fn a_missing_summary_is_an_error_naming_the_path() {
 
     std::fs::write(empty.join("summary.json"), "{\"scenario\": ").unwrap();
     let err = compare(&[a.clone(), empty.clone()], SEED).unwrap_err();
-    assert!(matches!(err, CompareError::Summary { .. }), "{err:?}");
+    assert!(
+        matches!(err, CompareError::Results(ResultsError::Summary { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("summary.json"), "{err}");
 
     let err = compare(std::slice::from_ref(&a), SEED).unwrap_err();
@@ -352,7 +359,10 @@ fn a_truncated_last_hlog_line_is_ignored() {
     )
     .unwrap();
     let err = compare(&[a, bad.clone()], SEED).unwrap_err();
-    assert!(matches!(err, CompareError::Hlog { .. }), "{err:?}");
+    assert!(
+        matches!(err, CompareError::Results(ResultsError::Hlog { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("latency.hlog"), "{err}");
 }
 

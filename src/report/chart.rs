@@ -462,7 +462,7 @@ pub(super) fn overlay_charts(runs: &[RunData]) -> Result<Markup, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Timeseries;
+    use crate::results::Timeseries;
 
     #[test]
     fn nines_are_labelled_as_percentiles() {

@@ -7,10 +7,11 @@ use plotters::style::RGBColor;
 use super::chart::{
     distribution_chart, failures_chart, latency_charts, overlay_charts, palette, throughput_chart,
 };
-use super::input::{RunData, SummaryIn, stages_of};
+use super::input::{RunData, stages_of};
 use super::{REPORT_FILE, ReportError};
 use crate::compare::Comparison;
 use crate::metrics::ThresholdResult;
+use crate::results::Summary;
 
 const CSS: &str = r#"
 :root { --ink:#222; --muted:#666; --line:#e3e3e3; --ok:#2e7d32; --fail:#c62828; --bg:#f6f7f9; }
@@ -91,7 +92,7 @@ fn ms(v: f64) -> String {
     format!("{v:.2}")
 }
 
-fn summary_section(s: &SummaryIn) -> Markup {
+fn summary_section(s: &Summary) -> Markup {
     let d = &s.devices;
     html! {
         section #summary {
@@ -117,7 +118,7 @@ fn summary_section(s: &SummaryIn) -> Markup {
     }
 }
 
-fn thresholds_section(s: &SummaryIn) -> Markup {
+fn thresholds_section(s: &Summary) -> Markup {
     html! {
         section #thresholds {
             h2 { "Thresholds " (verdict(&s.thresholds)) }
@@ -139,7 +140,7 @@ fn thresholds_section(s: &SummaryIn) -> Markup {
     }
 }
 
-fn stages_section(s: &SummaryIn) -> Markup {
+fn stages_section(s: &Summary) -> Markup {
     html! {
         section #stages {
             h2 { "Stages (latency from intended start, ms)" }
@@ -162,7 +163,7 @@ fn stages_section(s: &SummaryIn) -> Markup {
     }
 }
 
-fn failures_section(s: &SummaryIn, chart: Markup) -> Markup {
+fn failures_section(s: &Summary, chart: Markup) -> Markup {
     let mut reasons: Vec<(&String, &u64)> = s.failures.iter().collect();
     reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     html! {
@@ -179,7 +180,7 @@ fn failures_section(s: &SummaryIn, chart: Markup) -> Markup {
     }
 }
 
-fn throttle_section(s: &SummaryIn) -> Markup {
+fn throttle_section(s: &Summary) -> Markup {
     // One level is the whole run: the summary above says it all.
     let Some(th) = s.throttle.as_ref().filter(|th| th.levels.len() > 1) else {
         return html! {};
@@ -208,7 +209,7 @@ fn throttle_section(s: &SummaryIn) -> Markup {
 }
 
 /// Pauses and multiplier changes made from the live dashboard (none: no section).
-fn rate_changes_section(s: &SummaryIn) -> Markup {
+fn rate_changes_section(s: &Summary) -> Markup {
     if s.rate_changes.is_empty() {
         return html! {};
     }

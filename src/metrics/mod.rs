@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{Stage, StageTime};
 
+mod throttle;
+pub use throttle::{LevelCounts, RateLevel, ThrottleAnalysis, throttle_analysis};
+
 /// Stage names in output order, with the whole flow last.
 pub const STAGE_NAMES: [&str; 7] = [
     "connect_claim",

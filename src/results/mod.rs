@@ -1,0 +1,365 @@
+//! A results folder, read once for `report` and `compare`, with its errors.
+//!
+//! A run folder's `summary.json`, `timeseries.csv`, `failures.csv`, `latency.hlog` and
+//! `scenario.toml`, or the run folders of a variants folder.
+
+mod summary;
+mod timeseries;
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, LogIteratorError};
+
+pub use summary::{DeviceCounts, Scheduler, Summary, Throughput};
+pub use timeseries::Timeseries;
+
+/// A results file that is missing or malformed (exit code 3).
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: malformed summary: {source}", path.display())]
+    Summary {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: malformed interval log: {detail}", path.display())]
+    Hlog { path: PathBuf, detail: String },
+    #[error("{}: {detail}", path.display())]
+    Invalid { path: PathBuf, detail: String },
+    #[error(
+        "{}: not a run folder (no summary.json in it, nor in any folder directly below it)",
+        path.display()
+    )]
+    NotARun { path: PathBuf },
+}
+
+/// Interval histograms per `latency.hlog` tag, in time order.
+pub type Intervals = BTreeMap<String, Vec<Histogram<u64>>>;
+
+/// One run folder, read. The files a run writes as it goes may be missing (a run from an older
+/// version, a folder copied in part): they are `None` here, and each user decides what it needs.
+#[derive(Debug)]
+pub struct RunResults {
+    pub dir: PathBuf,
+    /// The variant name, else the folder name.
+    pub label: String,
+    pub summary: Summary,
+    pub timeseries: Option<Timeseries>,
+    pub intervals: Option<Intervals>,
+    /// `failures.csv`: (elapsed seconds, reason) per failure and dropped arrival.
+    pub failures: Option<Vec<(f64, String)>>,
+    /// `scenario.toml`, the scenario as run.
+    pub scenario: Option<String>,
+}
+
+pub(crate) fn open(path: &Path) -> Result<std::fs::File, ResultsError> {
+    std::fs::File::open(path).map_err(|source| ResultsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ResultsError> {
+    std::fs::read(path).map_err(|source| ResultsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A missing file as `None`; any other error stays one.
+fn optional<T>(result: Result<T, ResultsError>) -> Result<Option<T>, ResultsError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(ResultsError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_summary(path: &Path) -> Result<Summary, ResultsError> {
+    let mut summary: Summary =
+        serde_json::from_slice(&read_bytes(path)?).map_err(|source| ResultsError::Summary {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    summary.out_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(summary)
+}
+
+impl RunResults {
+    pub fn read(dir: &Path) -> Result<RunResults, ResultsError> {
+        let summary = read_summary(&dir.join("summary.json"))?;
+        let timeseries = optional(Timeseries::read(&dir.join("timeseries.csv")))?;
+        let path = dir.join("latency.hlog");
+        let intervals = match optional(read_bytes(&path))? {
+            Some(bytes) => Some(parse_hlog(&path, &bytes)?),
+            None => None,
+        };
+        let failures = optional(read_failures(&dir.join("failures.csv")))?;
+        let scenario = optional(std::fs::read_to_string(dir.join("scenario.toml")).map_err(
+            |source| ResultsError::Read {
+                path: dir.join("scenario.toml"),
+                source,
+            },
+        ))?;
+        let label = summary
+            .variant
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| {
+                dir.file_name().map_or_else(
+                    || dir.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            });
+        Ok(RunResults {
+            dir: dir.to_path_buf(),
+            label,
+            summary,
+            timeseries,
+            intervals,
+            failures,
+            scenario,
+        })
+    }
+
+    /// The error for a results file of this run that a command needs and the run does not have.
+    pub fn missing(&self, file: &str) -> ResultsError {
+        ResultsError::Read {
+            path: self.dir.join(file),
+            source: std::io::Error::new(ErrorKind::NotFound, "no such file"),
+        }
+    }
+
+    /// Per `latency.hlog` tag, the interval histograms merged (the log is required).
+    pub fn merged(&self) -> Result<BTreeMap<String, Histogram<u64>>, ResultsError> {
+        let intervals = self
+            .intervals
+            .as_ref()
+            .ok_or_else(|| self.missing("latency.hlog"))?;
+        let mut merged = BTreeMap::new();
+        for (tag, intervals) in intervals {
+            let mut h = crate::metrics::histogram();
+            for interval in intervals {
+                h.add(interval).map_err(|e| ResultsError::Hlog {
+                    path: self.dir.join("latency.hlog"),
+                    detail: format!("tag {tag}: {e:?}"),
+                })?;
+            }
+            merged.insert(tag.clone(), h);
+        }
+        Ok(merged)
+    }
+
+    /// The scenario's bootstrap `seed` from `scenario.toml` (1 when absent).
+    pub fn seed(&self) -> u64 {
+        self.scenario
+            .as_deref()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("seed").and_then(toml::Value::as_integer))
+            .map_or(1, |s| s as u64)
+    }
+}
+
+/// Read run folders in the order given.
+pub fn read_runs(dirs: &[PathBuf]) -> Result<Vec<RunResults>, ResultsError> {
+    dirs.iter().map(|d| RunResults::read(d)).collect()
+}
+
+/// What a folder given to `fleetstorm report` holds.
+#[derive(Debug)]
+pub enum Folder {
+    Run(Box<RunResults>),
+    /// The run folders directly below it, in the order they ran.
+    Variants(Vec<RunResults>),
+}
+
+/// A run folder (any run file in it: a missing `summary.json` is then named as such), else the
+/// run folders directly below it.
+pub fn read_folder(dir: &Path) -> Result<Folder, ResultsError> {
+    let run_files = [
+        "summary.json",
+        "timeseries.csv",
+        "latency.hlog",
+        "failures.csv",
+    ];
+    if run_files.iter().any(|f| dir.join(f).exists()) {
+        return Ok(Folder::Run(Box::new(RunResults::read(dir)?)));
+    }
+    if !dir.is_dir() {
+        return Err(ResultsError::Read {
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(ErrorKind::NotFound, "no such folder"),
+        });
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| ResultsError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut runs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.join("summary.json").is_file() {
+            runs.push(RunResults::read(&path)?);
+        }
+    }
+    if runs.is_empty() {
+        return Err(ResultsError::NotARun {
+            path: dir.to_path_buf(),
+        });
+    }
+    runs.sort_by(|a, b| (&a.summary.started_at, &a.dir).cmp(&(&b.summary.started_at, &b.dir)));
+    Ok(Folder::Variants(runs))
+}
+
+/// `failures.csv`: (elapsed seconds, reason) per failure and dropped arrival.
+fn read_failures(path: &Path) -> Result<Vec<(f64, String)>, ResultsError> {
+    let invalid = |detail: String| ResultsError::Invalid {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut reader = csv::Reader::from_reader(open(path)?);
+    let headers = reader
+        .headers()
+        .map_err(|e| invalid(e.to_string()))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| invalid(format!("line 1: no `{name}` column")))
+    };
+    let (elapsed_col, reason_col) = (column("elapsed_s")?, column("reason")?);
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| invalid(e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let cell = record.get(elapsed_col).unwrap_or("").trim();
+        let elapsed = cell.parse::<f64>().map_err(|_| {
+            invalid(format!(
+                "line {line}: column `elapsed_s`: {cell:?} is not a number"
+            ))
+        })?;
+        out.push((elapsed, record.get(reason_col).unwrap_or("").to_string()));
+    }
+    Ok(out)
+}
+
+/// The interval histograms of an HdrHistogram interval log, per tag, in time order. A last line
+/// cut short (a run killed mid-write) is ignored.
+fn parse_hlog(path: &Path, bytes: &[u8]) -> Result<Intervals, ResultsError> {
+    let err = |detail: String| ResultsError::Hlog {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut tagged: BTreeMap<String, Vec<(std::time::Duration, Histogram<u64>)>> = BTreeMap::new();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        let interval = match entry {
+            Ok(LogEntry::Interval(i)) => i,
+            Ok(_) => continue,
+            Err(LogIteratorError::ParseError { offset }) => {
+                if bytes
+                    .get(offset..)
+                    .is_some_and(|rest| !rest.contains(&b'\n'))
+                {
+                    break;
+                }
+                let line = bytes[..offset.min(bytes.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                return Err(err(format!("line {line}: not an interval log line")));
+            }
+        };
+        let Some(tag) = interval.tag() else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .map_err(|e| err(format!("tag {}: bad base64: {e}", tag.as_str())))?;
+        let h: Histogram<u64> = deserializer
+            .deserialize(&mut raw.as_slice())
+            .map_err(|e| err(format!("tag {}: bad histogram: {e:?}", tag.as_str())))?;
+        if h.is_empty() {
+            continue;
+        }
+        tagged
+            .entry(tag.as_str().to_string())
+            .or_default()
+            .push((interval.start_timestamp(), h));
+    }
+    Ok(tagged
+        .into_iter()
+        .map(|(tag, mut v)| {
+            v.sort_by_key(|(start, _)| *start);
+            (tag, v.into_iter().map(|(_, h)| h).collect())
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUMMARY: &str = r#"{"variant": "fast", "devices": {"failed": 2}, "throughput": {"provisioned_per_s": 9.5},
+        "success_rate": 95.0, "stages": {"register_thing": {"count": 3, "p99_ms": 12.5}}, "unknown": 1}"#;
+
+    #[test]
+    fn a_run_without_its_streamed_files_reads_and_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("summary.json"), SUMMARY).unwrap();
+        let run = RunResults::read(dir.path()).unwrap();
+        assert_eq!(run.label, "fast");
+        assert_eq!(run.summary.devices.failed, 2);
+        assert_eq!(run.summary.stages["register_thing"].latency.p99_ms, 12.5);
+        assert_eq!(run.summary.stages["register_thing"].service.count, 0);
+        assert!(run.timeseries.is_none() && run.intervals.is_none() && run.failures.is_none());
+        assert_eq!(run.seed(), 1);
+        let err = run.merged().unwrap_err();
+        assert!(matches!(err, ResultsError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("latency.hlog"), "{err}");
+
+        std::fs::write(
+            dir.path().join("failures.csv"),
+            "elapsed_s,reason\n1.5,x\nsoon,y\n",
+        )
+        .unwrap();
+        let err = RunResults::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("failures.csv") && err.contains("line 3") && err.contains("`elapsed_s`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_variants_folder_reads_its_runs_in_the_order_they_ran() {
+        let parent = tempfile::tempdir().unwrap();
+        for (name, started) in [("b", "2026-01-01T00:00:00Z"), ("a", "2026-01-02T00:00:00Z")] {
+            let dir = parent.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let summary = SUMMARY.replace(
+                "\"variant\": \"fast\"",
+                &format!("\"started_at\": \"{started}\""),
+            );
+            std::fs::write(dir.join("summary.json"), summary).unwrap();
+        }
+        std::fs::create_dir_all(parent.path().join("not-a-run")).unwrap();
+        let Folder::Variants(runs) = read_folder(parent.path()).unwrap() else {
+            panic!("not read as a variants folder");
+        };
+        let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["b", "a"]);
+        let err = read_folder(&parent.path().join("not-a-run")).unwrap_err();
+        assert!(matches!(err, ResultsError::NotARun { .. }), "{err:?}");
+    }
+}

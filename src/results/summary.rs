@@ -1,0 +1,79 @@
+//! `summary.json`: the one model of a run's summary, written by `output` and read by `results`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{StageSummary, ThresholdResult, ThrottleAnalysis};
+use crate::mock::MockReport;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceCounts {
+    pub planned: u64,
+    pub started: u64,
+    pub provisioned: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Throughput {
+    pub provisioned_per_s: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Scheduler {
+    pub max_start_lag_ms: f64,
+}
+
+/// `summary.json`, as a run writes it and as `report` and `compare` read it. Unknown fields are
+/// ignored and optional ones may be missing, so summaries of older and newer versions read alike.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    #[serde(default)]
+    pub scenario: String,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub duration_s: f64,
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default)]
+    pub interrupted: bool,
+    pub devices: DeviceCounts,
+    pub throughput: Throughput,
+    pub success_rate: f64,
+    pub stages: BTreeMap<String, StageSummary>,
+    #[serde(default)]
+    pub failures: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Pauses and arrival-rate multiplier changes made from the dashboard during the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_changes: Vec<crate::live::RateChange>,
+    /// The highest offered rate judged sustainable (throttle-limit finder), when the schedule
+    /// has rate levels.
+    #[serde(default)]
+    pub sustainable_rate_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleAnalysis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Written only: the mock's report is for people and scripts, no command reads it back.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub mock: Option<MockReport>,
+    #[serde(skip)]
+    pub out_dir: PathBuf,
+}
+
+impl Summary {
+    pub fn thresholds_ok(&self) -> bool {
+        self.thresholds.iter().all(|t| t.ok)
+    }
+}

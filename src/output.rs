@@ -421,7 +421,7 @@ impl Outputs {
             .filter_map(|e| Threshold::parse(e).ok())
             .map(|th| th.evaluate(&inputs))
             .collect();
-        let throttle = throttle_analysis(t.scenario, t.levels, t.failures);
+        let throttle = throttle_analysis(&t.scenario.analysis, t.levels, t.failures);
         // The highest sustainable level below the first unsustainable one: a rate that only
         // looks fine after the limit was crossed (e.g. a lucky window) does not count.
         let sustainable_rate_per_s = throttle.as_ref().and_then(|th| {

@@ -124,7 +124,8 @@ impl<'a> Aggregator<'a> {
         outputs: &mut Outputs,
     ) -> Result<(), RunError> {
         self.dropped += 1;
-        self.levels.record(self.scenario, offset, Some("dropped"));
+        let rate = self.scenario.rate_at(offset);
+        self.levels.record(rate, Some("dropped"));
         outputs.failure(
             seq,
             "",
@@ -147,7 +148,7 @@ impl<'a> Aggregator<'a> {
         w.stages.record_device(r.intended, &r.report.stages, total);
         w.max_lag = w.max_lag.max(r.lag);
         let class = r.report.outcome.as_ref().err().map(|f| f.reason.class());
-        self.levels.record(self.scenario, r.offset, class);
+        self.levels.record(self.scenario.rate_at(r.offset), class);
         let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
         if let Err(f) = &r.report.outcome {
             self.failed += 1;

@@ -197,6 +197,21 @@ fn test_only(toks: &[(usize, &str)]) -> Vec<(usize, usize)> {
     ranges
 }
 
+/// Files of the modules `src` declares test-only (`#[cfg(test)] mod testkit;`), relative to
+/// `src/`: their whole file is test code.
+fn test_module_files(relative: &str, src: &str) -> Vec<String> {
+    let code = blank_non_code(src);
+    let toks = tokens(&code);
+    let dir = module_path(relative).join("/");
+    let dir = if dir.is_empty() { dir } else { dir + "/" };
+    test_only(&toks)
+        .into_iter()
+        .filter(|&(_, end)| toks.get(end).is_some_and(|t| t.1 == ";"))
+        .filter_map(|(_, end)| (toks[end - 2].1 == "mod").then_some(toks[end - 1].1))
+        .flat_map(|name| [format!("{dir}{name}.rs"), format!("{dir}{name}/mod.rs")])
+        .collect()
+}
+
 /// Parse the use tree starting at token `i` (after `use`, or after a `::` in it), appending
 /// each full path (segments with offsets) to `paths`; returns the index after the tree.
 fn use_tree<'a>(
@@ -472,6 +487,11 @@ fn the_sources_hold_the_walls_have_no_import_cycle_and_no_unexplained_big_file()
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&root, &root, &mut files);
+    let tests: Vec<String> = files
+        .iter()
+        .flat_map(|(rel, src)| test_module_files(rel, src))
+        .collect();
+    files.retain(|(rel, _)| !tests.contains(rel));
     assert!(files.len() > 20, "read {} files under src/", files.len());
     let mut found: Vec<String> = files
         .iter()
@@ -504,6 +524,11 @@ fn test_only_code_is_left_out_and_super_paths_are_resolved() {
                super::super::cli::Cli { todo!() }\n";
     let found = check_file("mock/provisioning.rs", src);
     assert_eq!(found.len(), 1, "{found:#?}");
+    let src = "#[cfg(test)]\nmod testkit;\nmod parser;\n";
+    assert_eq!(
+        test_module_files("mock/template/mod.rs", src),
+        ["mock/template/testkit.rs", "mock/template/testkit/mod.rs"]
+    );
     assert!(found[0].starts_with("src/mock/provisioning.rs:9: `super::super::cli::Cli`"));
     // Lifetimes and char literals are not strings.
     let src = "fn f<'a>(s: &'a str) -> char { let _ = crate::mock::x; '\"' }\n";

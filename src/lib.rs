@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod report;
 pub mod scenario;
 pub mod signals;
+pub mod stage;
 pub mod tls;
 pub mod tui;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::device::{Stage, StageTime};
+use crate::stage::{Stage, StageTime};
 
 /// Stage names in output order, with the whole flow last.
 pub const STAGE_NAMES: [&str; 7] = [

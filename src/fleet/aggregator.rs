@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::target::Prepared;
 use super::{DeviceResult, Live, Record, RunError, RunOptions};
 use crate::device;
 use crate::live::{FailureView, ScheduleClock, Snapshot, StageView};
@@ -18,12 +19,14 @@ use crate::output::{DeviceRow, Outputs};
 use crate::pki;
 use crate::scenario::Scenario;
 
-/// The aggregator's state: the only owner of the histograms and counters.
+/// The aggregator's state: the only owner of the histograms, counters and outputs.
 pub(super) struct Aggregator<'a> {
     scenario: &'a Scenario,
-    endpoint: &'a str,
+    target: &'a Prepared,
     live: &'a Live,
     clock: &'a ScheduleClock,
+    options: &'a RunOptions,
+    pub(super) outputs: Outputs,
     start: Instant,
     window: Window,
     pub(super) levels: LevelCounts,
@@ -37,27 +40,27 @@ pub(super) struct Aggregator<'a> {
     stopping: bool,
     /// Cores this process may use (the dashboard's CPU scale), read once.
     cores: usize,
-    /// The embedded mock, whose key pool's CPU is not the harness's.
-    mock: Option<&'a mock::MockHandle>,
 }
 
 impl<'a> Aggregator<'a> {
     pub(super) fn new(
         scenario: &'a Scenario,
-        endpoint: &'a str,
+        target: &'a Prepared,
         live: &'a Live,
         clock: &'a ScheduleClock,
+        options: &'a RunOptions,
+        outputs: Outputs,
         start: Instant,
-        mock: Option<&'a mock::MockHandle>,
     ) -> Aggregator<'a> {
         Aggregator {
             scenario,
-            endpoint,
+            target,
             live,
             clock,
+            options,
+            outputs,
             start,
-            window: Window::new(start, process_cpu_s(mock)),
-            mock,
+            window: Window::new(start, process_cpu_s(target.mock.as_ref())),
             levels: LevelCounts::default(),
             total: StageSet::default(),
             failures: BTreeMap::new(),
@@ -75,8 +78,6 @@ impl<'a> Aggregator<'a> {
     pub(super) async fn run(
         &mut self,
         mut rx: mpsc::UnboundedReceiver<Record>,
-        outputs: &mut Outputs,
-        options: &RunOptions,
         stop: &CancellationToken,
     ) -> Result<(), RunError> {
         let mut tick = tokio::time::interval_at(
@@ -86,11 +87,11 @@ impl<'a> Aggregator<'a> {
         loop {
             tokio::select! {
                 record = rx.recv() => match record {
-                    Some(Record::Done(r)) => self.done(*r, outputs, options)?,
-                    Some(Record::Dropped { seq, offset }) => self.dropped(seq, offset, outputs)?,
+                    Some(Record::Done(r)) => self.done(*r)?,
+                    Some(Record::Dropped { seq, offset }) => self.dropped(seq, offset)?,
                     None => break,
                 },
-                _ = tick.tick() => self.publish(outputs, options, stop, false)?,
+                _ = tick.tick() => self.publish(stop, false)?,
             }
         }
         Ok(())
@@ -98,15 +99,10 @@ impl<'a> Aggregator<'a> {
 
     /// Close the current window and publish it (snapshot, progress line); `last`: the run's
     /// final, partial window (its snapshot says so, no progress line).
-    pub(super) fn publish(
-        &mut self,
-        outputs: &mut Outputs,
-        options: &RunOptions,
-        stop: &CancellationToken,
-        last: bool,
-    ) -> Result<(), RunError> {
+    pub(super) fn publish(&mut self, stop: &CancellationToken, last: bool) -> Result<(), RunError> {
         self.stopping = stop.is_cancelled();
-        let (line, snapshot) = self.close(outputs, options.snapshots.is_some())?;
+        let options = self.options;
+        let (line, snapshot) = self.close(options.snapshots.is_some())?;
         if let (Some(tx), Some(mut s)) = (&options.snapshots, snapshot) {
             s.finished = last;
             tx.send_replace(Arc::new(s));
@@ -117,16 +113,11 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    fn dropped(
-        &mut self,
-        seq: u64,
-        offset: Duration,
-        outputs: &mut Outputs,
-    ) -> Result<(), RunError> {
+    fn dropped(&mut self, seq: u64, offset: Duration) -> Result<(), RunError> {
         self.dropped += 1;
         let rate = self.scenario.rate_at(offset);
         self.levels.record(rate, Some("dropped"));
-        outputs.failure(
+        self.outputs.failure(
             seq,
             "",
             "dropped",
@@ -136,12 +127,7 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    fn done(
-        &mut self,
-        r: DeviceResult,
-        outputs: &mut Outputs,
-        options: &RunOptions,
-    ) -> Result<(), RunError> {
+    fn done(&mut self, r: DeviceResult) -> Result<(), RunError> {
         let ok = r.report.outcome.is_ok();
         let total = ok.then_some(r.total);
         let w = &mut self.window;
@@ -158,25 +144,23 @@ impl<'a> Aggregator<'a> {
             *w.failed_by_class
                 .entry(f.reason.class().to_string())
                 .or_default() += 1;
-            outputs.failure(r.seq, &r.client_id, &label, &f.detail, self.start.elapsed())?;
+            let at = self.start.elapsed();
+            self.outputs
+                .failure(r.seq, &r.client_id, &label, &f.detail, at)?;
             self.latest.insert(label, f.detail.clone());
         } else {
             self.provisioned += 1;
             w.completed += 1;
         }
-        if let (Some(dir), Ok(p)) = (&options.save_identities, &r.report.outcome) {
+        if let (Some(dir), Ok(p)) = (&self.options.save_identities, &r.report.outcome) {
             save_identity(dir, &r.client_id, p)?;
         }
-        Ok(outputs.device(&row)?)
+        Ok(self.outputs.device(&row)?)
     }
 
     /// Write the current window, fold it into the totals, open the next; returns the progress
     /// line and, when `want_snapshot`, the dashboard's snapshot.
-    fn close(
-        &mut self,
-        outputs: &mut Outputs,
-        want_snapshot: bool,
-    ) -> Result<(String, Option<Snapshot>), RunError> {
+    fn close(&mut self, want_snapshot: bool) -> Result<(String, Option<Snapshot>), RunError> {
         let now = Instant::now();
         let live = self.live;
         let started = live.started.load(Ordering::Relaxed);
@@ -187,12 +171,12 @@ impl<'a> Aggregator<'a> {
         let rate = self.clock.rate();
         let multiplier = if rate.paused { 0.0 } else { rate.multiplier };
         let target_rate = self.scenario.rate_at(schedule_now).map(|r| r * multiplier);
-        let cpu = process_cpu_s(self.mock);
+        let cpu = process_cpu_s(self.target.mock.as_ref());
         let w = &mut self.window;
         let offered = started - w.started_before + dropped - w.dropped_before;
         let length = now - w.opened;
         let cpu_percent = 100.0 * (cpu - w.cpu_opened) / length.as_secs_f64().max(1e-9);
-        let line = outputs.interval(crate::output::Interval {
+        let line = self.outputs.interval(crate::output::Interval {
             elapsed: now - self.start,
             length,
             offered,
@@ -248,7 +232,7 @@ impl<'a> Aggregator<'a> {
             Snapshot {
                 scenario: self.scenario.name.clone(),
                 variant: self.scenario.variant.clone(),
-                endpoint: self.endpoint.to_string(),
+                endpoint: self.target.label.clone(),
                 elapsed: now - self.start,
                 schedule_elapsed: schedule_now,
                 planned: self.scenario.planned_duration(),

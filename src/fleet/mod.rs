@@ -121,15 +121,14 @@ pub async fn run(
     let devices_stop = CancellationToken::new();
     let launcher = Launcher::new(
         &scenario,
-        target.endpoint.clone(),
-        target.tls.clone(),
+        &target,
         live.clone(),
         tx,
         &stop,
         devices_stop.clone(),
     )?;
 
-    let mut outputs = Outputs::create(&options.out_dir, &scenario, &target.label)?;
+    let outputs = Outputs::create(&options.out_dir, &scenario, &target.label)?;
     let started_at = SystemTime::now();
     let start = Instant::now();
     let clock = Arc::new(ScheduleClock::new(start, options.controls.current()));
@@ -146,19 +145,13 @@ pub async fn run(
     abort_after_drain(&stop, devices_stop, options.drain);
 
     // The aggregator: this task.
-    let mut agg = Aggregator::new(
-        &scenario,
-        &target.label,
-        &live,
-        &clock,
-        start,
-        target.mock.as_ref(),
-    );
-    agg.run(rx, &mut outputs, &options, &stop).await?;
+    let mut agg = Aggregator::new(&scenario, &target, &live, &clock, &options, outputs, start);
+    agg.run(rx, &stop).await?;
     let _ = scheduler.await;
-    agg.publish(&mut outputs, &options, &stop, true)?;
+    agg.publish(&stop, true)?;
     let duration = start.elapsed();
     let Aggregator {
+        outputs,
         levels,
         total,
         failures,

@@ -10,6 +10,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::target::Prepared;
 use super::{DeviceResult, Live, Record, RunError};
 use crate::device::{self, DeviceSpec, DeviceTls, Endpoint};
 use crate::live::ScheduleClock;
@@ -44,11 +45,10 @@ pub(super) struct Launcher {
 
 impl Launcher {
     /// Starts the scenario's devices (their client ID and parameter patterns parsed here) at
-    /// `endpoint`; `stop` releases devices that stay connected, `devices_stop` aborts them.
+    /// the target; `stop` releases devices that stay connected, `devices_stop` aborts them.
     pub(super) fn new(
         scenario: &Scenario,
-        endpoint: Endpoint,
-        tls: DeviceTls,
+        target: &Prepared,
         live: Arc<Live>,
         tx: mpsc::UnboundedSender<Record>,
         stop: &CancellationToken,
@@ -80,8 +80,8 @@ impl Launcher {
             live,
             tx,
             devices_stop,
-            endpoint,
-            tls,
+            endpoint: target.endpoint.clone(),
+            tls: target.tls.clone(),
             seed: scenario.seed,
             retry: devices.retry.clone(),
             spec_base,

@@ -6,13 +6,14 @@
 //! `tests/aws/requirements.txt` when it is missing. It never skips: without Python or PyPI it
 //! fails and says why.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use fleetstorm::device::{self, CertificateMode, DeviceSpec, DeviceTls, Endpoint, Timeouts};
-use fleetstorm::pki::KeyAlgorithm;
+use fleetstorm::device::{self, DeviceTls, Endpoint};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
@@ -23,37 +24,7 @@ fn manifest_dir() -> &'static Path {
 
 /// The venv's `aws`, creating the venv on first use.
 fn venv_aws() -> PathBuf {
-    let venv = manifest_dir().join("target").join("awscli-venv");
-    let python = venv.join("bin").join("python");
-    let requirements = manifest_dir().join("tests/aws/requirements.txt");
-    let ready = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import awscli"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ready {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is required for the AWS CLI test (python3 -m venv)");
-        assert!(
-            status.success(),
-            "python3 -m venv {} failed",
-            venv.display()
-        );
-        let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "-r"])
-            .arg(&requirements)
-            .status()
-            .expect("pip");
-        assert!(
-            status.success(),
-            "pip install -r {} failed",
-            requirements.display()
-        );
-    }
-    venv.join("bin").join("aws")
+    common::python_venv("awscli-venv", "tests/aws/requirements.txt", "import awscli").join("aws")
 }
 
 struct Mock {
@@ -159,22 +130,6 @@ impl Cli<'_> {
             "aws {args:?}: expected {code}, got {stderr}"
         );
         stderr
-    }
-}
-
-fn spec(name: &str) -> DeviceSpec {
-    DeviceSpec {
-        client_id: format!("client-{name}"),
-        template: "FleetProvisioningTemplate".into(),
-        parameters: BTreeMap::from([
-            ("DeviceName".to_string(), name.to_string()),
-            ("SerialNumber".to_string(), "123456".to_string()),
-            ("DeviceLocation".to_string(), "Berlin".to_string()),
-        ]),
-        mode: CertificateMode::Keys,
-        csr_key: KeyAlgorithm::P256,
-        timeouts: Timeouts::default(),
-        after: Default::default(),
     }
 }
 
@@ -305,7 +260,11 @@ fn the_seed_set_up_and_the_aws_cli_work_against_the_mock_as_on_aws() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut certificates = BTreeMap::new();
     for name in ["FPC-device-1", "FPC-device-2"] {
-        let report = runtime.block_on(device::provision(&endpoint, &tls, &spec(name)));
+        let report = runtime.block_on(device::provision(
+            &endpoint,
+            &tls,
+            &common::seed_device(name, "FleetProvisioningTemplate"),
+        ));
         let p = report.outcome.unwrap_or_else(|e| panic!("{name}: {e:?}"));
         certificates.insert(name, p.certificate_id);
     }

@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use common::{TestMock, start_mock};
-use fleetstorm::device::{self, CertificateMode, DeviceSpec, DeviceTls, Timeouts};
+use fleetstorm::device::{self, DeviceTls};
 use fleetstorm::mock::registry::CertificateStatus;
-use fleetstorm::pki::KeyAlgorithm;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -398,22 +395,6 @@ async fn listings_page_with_markers_and_next_tokens() {
     assert_eq!(names, ["A1", "B2", "FleetProvisioningTemplate"]);
 }
 
-fn device_spec(name: &str, template: &str) -> DeviceSpec {
-    DeviceSpec {
-        client_id: format!("client-{name}"),
-        template: template.into(),
-        parameters: BTreeMap::from([
-            ("DeviceName".to_string(), name.to_string()),
-            ("SerialNumber".to_string(), "123456".to_string()),
-            ("DeviceLocation".to_string(), "Berlin".to_string()),
-        ]),
-        mode: CertificateMode::Keys,
-        csr_key: KeyAlgorithm::P256,
-        timeouts: Timeouts::default(),
-        after: Default::default(),
-    }
-}
-
 #[tokio::test]
 async fn a_device_provisions_with_the_template_claim_certificate_and_policy_created_over_rest() {
     let m = start_mock(|_| {}).await;
@@ -444,7 +425,8 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
     .unwrap();
 
     // No policy attached yet: the new claim certificate may not even connect.
-    let refused = device::provision(&m.endpoint, &tls, &device_spec("early", template)).await;
+    let refused =
+        device::provision(&m.endpoint, &tls, &common::seed_device("early", template)).await;
     assert!(refused.outcome.is_err(), "connected without a policy");
 
     let policy = POLICY.replace("FleetProvisioningTemplate", template);
@@ -464,7 +446,12 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
     .ok();
 
     // Created disabled (AWS's default): RegisterThing is refused until it is enabled.
-    let disabled = device::provision(&m.endpoint, &tls, &device_spec("too-soon", template)).await;
+    let disabled = device::provision(
+        &m.endpoint,
+        &tls,
+        &common::seed_device("too-soon", template),
+    )
+    .await;
     assert!(
         disabled.outcome.is_err(),
         "provisioned with a disabled template"
@@ -484,7 +471,12 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
         true
     );
 
-    let report = device::provision(&m.endpoint, &tls, &device_spec("rest-device", template)).await;
+    let report = device::provision(
+        &m.endpoint,
+        &tls,
+        &common::seed_device("rest-device", template),
+    )
+    .await;
     let provisioned = report
         .outcome
         .expect("provisioned with the REST-made claim");
@@ -584,7 +576,7 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
     )
     .await
     .ok();
-    let gone = device::provision(&m.endpoint, &tls, &device_spec("after", template)).await;
+    let gone = device::provision(&m.endpoint, &tls, &common::seed_device("after", template)).await;
     assert!(gone.outcome.is_err());
     api.send(
         "DELETE",
@@ -598,7 +590,7 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
     let seed = device::provision(
         &m.endpoint,
         &m.tls,
-        &device_spec("seeded", "FleetProvisioningTemplate"),
+        &common::seed_device("seeded", "FleetProvisioningTemplate"),
     )
     .await;
     assert!(seed.outcome.is_ok(), "{:?}", seed.outcome.err());

@@ -595,3 +595,25 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
     .await;
     assert!(seed.outcome.is_ok(), "{:?}", seed.outcome.err());
 }
+
+#[tokio::test]
+async fn over_the_control_plane_quota_calls_get_throttling_exception() {
+    let m = start_mock(|s| {
+        s.quotas.enabled = true;
+        s.quotas.control_plane_per_s = 1.0;
+    })
+    .await;
+    let api = Api::new(&m);
+    // A bucket of one call, refilled once a second: of five calls in a burst, the first passes
+    // and at least one of the rest is refused.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let answer = api.get("/things").await;
+        statuses.push((answer.status, answer.error.clone()));
+    }
+    assert_eq!(statuses[0], (200, None));
+    assert!(
+        statuses[1..].contains(&(400, Some("ThrottlingException".to_string()))),
+        "{statuses:?}"
+    );
+}

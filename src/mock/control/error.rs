@@ -50,6 +50,12 @@ impl ApiError {
         ApiError::new(400, "MalformedPolicyException", message)
     }
 
+    /// Over the mock's control-plane quota. The model gives ThrottlingException status 400;
+    /// clients retry on the code.
+    pub fn throttled() -> ApiError {
+        ApiError::new(400, "ThrottlingException", "Rate exceeded")
+    }
+
     pub fn unknown_operation() -> ApiError {
         ApiError::new(404, "UnknownOperationException", "")
     }

@@ -204,6 +204,7 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let reply = match Limited::new(body, MAX_BODY).collect().await {
+        _ if !state.quotas.allow_control() => Err(ApiError::throttled()),
         Ok(collected) => {
             let call = Call {
                 method: parts.method.clone(),

@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{TestMock, start_mock};
-use fleetstorm::device::{self, DeviceTls};
+use fleetstorm::device::{self, DeviceTls, FailureReason};
 use fleetstorm::mock::registry::CertificateStatus;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -427,7 +427,12 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
     // No policy attached yet: the new claim certificate may not even connect.
     let refused =
         device::provision(&m.endpoint, &tls, &common::seed_device("early", template)).await;
-    assert!(refused.outcome.is_err(), "connected without a policy");
+    let label = refused
+        .outcome
+        .expect_err("connected without a policy")
+        .reason
+        .label();
+    assert!(label.starts_with("connack_refused"), "{label}");
 
     let policy = POLICY.replace("FleetProvisioningTemplate", template);
     api.send(
@@ -452,9 +457,12 @@ async fn a_device_provisions_with_the_template_claim_certificate_and_policy_crea
         &common::seed_device("too-soon", template),
     )
     .await;
+    let failure = disabled
+        .outcome
+        .expect_err("provisioned with a disabled template");
     assert!(
-        disabled.outcome.is_err(),
-        "provisioned with a disabled template"
+        matches!(&failure.reason, FailureReason::Rejected(_, 400, code) if code == "InvalidRequestException"),
+        "{failure:?}"
     );
     assert!(m.handle.registry().thing("too-soon").is_none());
     api.send(

@@ -415,3 +415,66 @@ fn certificate_not_found(id: &str) -> Refusal {
 fn policy_not_found(name: &str) -> Refusal {
     Refusal::NotFound(format!("Policy {name} does not exist."))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::registry::TokenError;
+    use std::time::Duration;
+
+    #[test]
+    fn a_deleted_pending_certificate_leaves_no_token_to_register_with() {
+        let r = Registry::default();
+        r.add_pending_certificate("c1", "pem", "claim", "tok", Duration::from_secs(60));
+        assert_eq!(r.check_token("tok"), Ok("c1".to_string()));
+        r.delete_certificate("c1", false).unwrap();
+        assert_eq!(r.check_token("tok"), Err(TokenError::Unknown));
+        assert!(matches!(
+            r.delete_certificate("c1", false),
+            Err(Refusal::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn deletes_are_refused_in_aws_order_and_force_skips_policies_only() {
+        let r = Registry::default();
+        let doc = serde_json::json!({"Version": "2012-10-17", "Statement": []});
+        r.create_policy("p", PolicyDocument::parse(&doc).unwrap(), doc.clone())
+            .unwrap();
+        assert!(matches!(
+            r.create_policy("p", PolicyDocument::parse(&doc).unwrap(), doc),
+            Err(Refusal::AlreadyExists(_))
+        ));
+        r.add_issued_certificate("c", "pem", CertificateStatus::Active);
+        r.attach_policy("p", "c").unwrap();
+        assert!(matches!(
+            r.delete_certificate("c", true),
+            Err(Refusal::CertificateState(_))
+        ));
+        r.update_certificate_status("c", CertificateStatus::Inactive)
+            .unwrap();
+        assert!(matches!(
+            r.delete_certificate("c", false),
+            Err(Refusal::DeleteConflict(_))
+        ));
+        assert!(matches!(
+            r.delete_policy("p"),
+            Err(Refusal::DeleteConflict(_))
+        ));
+        assert_eq!(r.policy_targets("p").unwrap(), ["c"]);
+        r.delete_certificate("c", true).unwrap();
+        r.delete_policy("p").unwrap();
+        assert!(r.policy_json("p").is_none());
+    }
+
+    #[test]
+    fn pages_continue_after_their_key_in_either_order() {
+        let items = || (1..=5).map(|i| (i, i * 10)).collect::<Vec<_>>();
+        let first = page_of(items(), None, true, 2);
+        assert_eq!((first.items, first.more), (vec![10, 20], true));
+        let last = page_of(items(), Some(&4), true, 2);
+        assert_eq!((last.items, last.more), (vec![50], false));
+        let down = page_of(items(), Some(&4), false, 2);
+        assert_eq!((down.items, down.more), (vec![30, 20], true));
+    }
+}

@@ -461,6 +461,20 @@ pub async fn start(
 ) -> Result<MockHandle, MockError> {
     let addr = listener.local_addr()?;
     let tls = TlsAcceptor::from(Arc::new(server_tls_config(&config.pki)?));
+    // Bound before anything starts (hooks, key generators), so a taken port fails cleanly.
+    let control_listener = match config.control {
+        Some(control_listen) => {
+            Some(
+                TcpListener::bind(control_listen)
+                    .await
+                    .map_err(|e| MockError::Config {
+                        path: format!("control plane address {control_listen}"),
+                        message: e.to_string(),
+                    })?,
+            )
+        }
+        None => None,
+    };
     let settings = config.settings;
     let arn = ArnContext {
         region: settings.region.clone(),
@@ -557,15 +571,8 @@ pub async fn start(
         settings,
     });
     let write_registry = config.write_registry;
-    let control_addr = match config.control {
-        Some(control_listen) => {
-            let control_listener =
-                TcpListener::bind(control_listen)
-                    .await
-                    .map_err(|e| MockError::Config {
-                        path: format!("control plane address {control_listen}"),
-                        message: e.to_string(),
-                    })?;
+    let control_addr = match control_listener {
+        Some(control_listener) => {
             let control_addr = control_listener.local_addr()?;
             tracing::info!("control plane (AWS IoT REST API) on http://{control_addr}");
             control::spawn(state.clone(), control_listener, addr, shutdown.clone());

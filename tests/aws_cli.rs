@@ -317,7 +317,12 @@ fn the_seed_set_up_and_the_aws_cli_work_against_the_mock_as_on_aws() {
         &["iot", "delete-certificate", "--certificate-id", id],
         "DeleteConflictException",
     );
-    assert!(message.contains("Things must be detached"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "Things must be detached before deletion (arn: {arn})"
+        )),
+        "{message}"
+    );
 
     // Detach everything, then both deletes go through.
     cli.ok(&[

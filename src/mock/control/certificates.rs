@@ -125,7 +125,9 @@ pub(super) fn update(state: &State, id: &str, call: &Call) -> Reply {
 pub(super) fn delete(state: &State, id: &str, call: &Call) -> Reply {
     let id = checked_id(id)?;
     let force = call.flag("forceDelete", false)?;
-    state.registry.delete_certificate(id, force)?;
+    state
+        .registry
+        .delete_certificate(id, force, &state.certificate_arn(id))?;
     Ok(None)
 }
 

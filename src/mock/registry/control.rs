@@ -180,8 +180,13 @@ impl Registry {
     }
 
     /// DeleteCertificate, refused as AWS refuses it: while ACTIVE, while attached to a thing,
-    /// while policies are attached (unless `force`).
-    pub fn delete_certificate(&self, certificate_id: &str, force: bool) -> Result<(), Refusal> {
+    /// while policies are attached (unless `force`). `arn` names the certificate in messages.
+    pub fn delete_certificate(
+        &self,
+        certificate_id: &str,
+        force: bool,
+        arn: &str,
+    ) -> Result<(), Refusal> {
         let mut inner = self.lock();
         let cert = inner
             .certificates
@@ -194,12 +199,12 @@ impl Registry {
         }
         if !cert.things.is_empty() {
             return Err(Refusal::DeleteConflict(format!(
-                "Things must be detached before deletion (certificate: {certificate_id})"
+                "Things must be detached before deletion (arn: {arn})"
             )));
         }
         if !cert.policies.is_empty() && !force {
             return Err(Refusal::DeleteConflict(format!(
-                "Certificate policies must be detached before deletion (certificate: {certificate_id})"
+                "Certificate policies must be detached before deletion (arn: {arn})"
             )));
         }
         inner.certificates.remove(certificate_id);
@@ -427,10 +432,10 @@ mod tests {
         let r = Registry::default();
         r.add_pending_certificate("c1", "pem", "claim", "tok", Duration::from_secs(60));
         assert_eq!(r.check_token("tok"), Ok("c1".to_string()));
-        r.delete_certificate("c1", false).unwrap();
+        r.delete_certificate("c1", false, "arn").unwrap();
         assert_eq!(r.check_token("tok"), Err(TokenError::Unknown));
         assert!(matches!(
-            r.delete_certificate("c1", false),
+            r.delete_certificate("c1", false, "arn"),
             Err(Refusal::NotFound(_))
         ));
     }
@@ -448,13 +453,13 @@ mod tests {
         r.add_issued_certificate("c", "pem", CertificateStatus::Active);
         r.attach_policy("p", "c").unwrap();
         assert!(matches!(
-            r.delete_certificate("c", true),
+            r.delete_certificate("c", true, "arn"),
             Err(Refusal::CertificateState(_))
         ));
         r.update_certificate_status("c", CertificateStatus::Inactive)
             .unwrap();
         assert!(matches!(
-            r.delete_certificate("c", false),
+            r.delete_certificate("c", false, "arn"),
             Err(Refusal::DeleteConflict(_))
         ));
         assert!(matches!(
@@ -462,7 +467,7 @@ mod tests {
             Err(Refusal::DeleteConflict(_))
         ));
         assert_eq!(r.policy_targets("p").unwrap(), ["c"]);
-        r.delete_certificate("c", true).unwrap();
+        r.delete_certificate("c", true, "arn").unwrap();
         r.delete_policy("p").unwrap();
         assert!(r.policy_json("p").is_none());
     }

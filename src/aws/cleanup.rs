@@ -137,7 +137,11 @@ impl CleanupReport {
         for kind in [Kind::Certificate, Kind::Thing, Kind::Policy] {
             out.push_str(&format!(
                 "  {:<12} {} deleted, {} already gone, {} kept, {} skipped (done earlier), {} failed\n",
-                format!("{}s", kind.as_str()),
+                match kind {
+                    Kind::Certificate => "certificates",
+                    Kind::Thing => "things",
+                    Kind::Policy => "policies",
+                },
                 t.get(kind, "deleted"),
                 t.get(kind, "gone"),
                 t.get(kind, "kept"),

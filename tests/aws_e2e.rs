@@ -59,14 +59,11 @@ fn start_mock(dir: &Path) -> Mock {
     .spawn()
     .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // "fleetstorm mock listening on MQTTADDR control http://CTRLADDR (ca ...)"
     let mut ready = String::new();
-    for _ in 0..4 {
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        ready.push_str(&line);
-    }
+    stdout.read_line(&mut ready).unwrap();
     let mqtt = addr_after(&ready, "listening on").unwrap_or_else(|| panic!("{ready}"));
-    let control = addr_after(&ready, "control").unwrap_or_else(|| panic!("{ready}"));
+    let control = addr_after(&ready, "control http://").unwrap_or_else(|| panic!("{ready}"));
     Mock {
         child,
         _stdout: stdout,
@@ -135,6 +132,7 @@ fn run(mock: &Mock, scenario: &Path, out: &Path, devices: u32) {
 fn setup_run_cleanup_against_the_mock() {
     let dir = tempfile::tempdir().unwrap();
     let mock = start_mock(dir.path());
+    let (things_at_start, certs_at_start) = registry(&mock.control);
     let setup_dir = dir.path().join("setup");
     let ca = mock.pki.join("root-ca.pem");
     let setup = |_: ()| {
@@ -262,6 +260,5 @@ fn setup_run_cleanup_against_the_mock() {
     // Teardown removes what setup created; the run's cleanup never touched it.
     let o = fleetstorm(&["aws", "teardown", "--out", setup_dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    let (_, certs) = registry(&mock.control);
-    assert!(certs.is_empty(), "{certs:?}");
+    assert_eq!(registry(&mock.control), (things_at_start, certs_at_start));
 }

@@ -1,6 +1,6 @@
 //! `fleetstorm aws cleanup` against moto in server mode, an AWS emulator written by others.
 //!
-//! The test creates its own virtualenv under `target/moto-venv` from `tests/aws/requirements.txt`
+//! The test creates its own virtualenv under `target/moto-venv` from `tests/aws/moto-requirements.txt`
 //! when it is missing. It never skips: without Python or PyPI it fails and says why. moto listens
 //! on an ephemeral loopback port; the AWS SDK gets dummy credentials and never leaves loopback.
 
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
 #[path = "aws/support.rs"]
 mod support;
 
@@ -30,37 +31,12 @@ fn fixture_script() -> PathBuf {
 
 /// The venv's python, creating the venv on first use.
 fn venv_python() -> PathBuf {
-    let venv = manifest_dir().join("target").join("moto-venv");
-    let python = venv.join("bin").join("python");
-    let requirements = manifest_dir().join("tests/aws/requirements.txt");
-    let ready = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import moto.server, boto3, flask"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ready {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is required for the moto test (python3 -m venv)");
-        assert!(
-            status.success(),
-            "python3 -m venv {} failed",
-            venv.display()
-        );
-        let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "-r"])
-            .arg(&requirements)
-            .status()
-            .expect("pip");
-        assert!(
-            status.success(),
-            "pip install -r {} failed",
-            requirements.display()
-        );
-    }
-    python
+    common::python_venv(
+        "moto-venv",
+        "tests/aws/moto-requirements.txt",
+        "import moto.server, boto3, flask",
+    )
+    .join("python")
 }
 
 /// A moto server on 127.0.0.1 and an ephemeral port; stops when dropped (its stdin closes).

@@ -361,7 +361,9 @@ pub async fn cleanup(opts: &CleanupOptions) -> Result<CleanupReport, AwsError> {
         .for_each_concurrent(n, |cert| {
             let ctx = &ctx;
             async move {
-                let r = remove_certificate(ctx.iot, ctx.pacer, cert).await;
+                let known = c.certificate_things.get(&cert.id);
+                let known: Vec<&str> = known.into_iter().flatten().map(String::as_str).collect();
+                let r = remove_certificate(ctx.iot, ctx.pacer, cert, &known).await;
                 ctx.finish(Kind::Certificate, &cert.id, r.map_err(|e| e.to_string()));
             }
         })
@@ -472,6 +474,11 @@ async fn list_prefix(iot: &Client, pacer: &Pacer, prefix: &str) -> Result<Create
     for thing in created.things.clone() {
         for principal in thing_principals(iot, pacer, &thing).await.map_err(fail)? {
             if let Some(id) = certificate_id(&principal) {
+                created
+                    .certificate_things
+                    .entry(id.to_string())
+                    .or_default()
+                    .insert(thing.clone());
                 created.certificates.insert(Certificate {
                     id: id.to_string(),
                     arn: principal,
@@ -545,11 +552,13 @@ where
     Ok(items)
 }
 
-/// Detach every policy and thing from `cert`, deactivate it and delete it.
+/// Detach every policy and thing from `cert`, deactivate it and delete it. `known_things`: the
+/// things it is recorded with, detached even where ListPrincipalThings is not served (the mock).
 pub async fn remove_certificate(
     iot: &Client,
     pacer: &Pacer,
     cert: &Certificate,
+    known_things: &[&str],
 ) -> Result<Outcome, CallError> {
     let arn = cert.arn.as_str();
     let policies = all_pages(
@@ -578,7 +587,7 @@ pub async fn remove_certificate(
             })
             .await?;
     }
-    let things = all_pages(
+    let mut things = all_pages(
         pacer,
         Api::ListPrincipalThings,
         |t| {
@@ -595,6 +604,9 @@ pub async fn remove_certificate(
         },
     )
     .await?;
+    things.extend(known_things.iter().map(|t| t.to_string()));
+    things.sort();
+    things.dedup();
     for thing in &things {
         pacer
             .call(Api::DetachThingPrincipal, &[], || {

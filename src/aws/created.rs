@@ -4,7 +4,7 @@
 //! certificate_arn, thing_name, policy_names, time`. `policy_names` is `;`-separated;
 //! `thing_name` and `policy_names` are empty for a certificate that never reached RegisterThing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,8 @@ pub struct Certificate {
 pub struct Created {
     pub certificates: BTreeSet<Certificate>,
     pub things: BTreeSet<String>,
+    /// The things each certificate (by ID) was registered with.
+    pub certificate_things: BTreeMap<String, BTreeSet<String>>,
     pub policies: BTreeSet<String>,
     /// Earliest `time` in the file (seconds since the Unix epoch), when the times parse.
     pub earliest: Option<f64>,
@@ -68,6 +70,13 @@ impl Created {
             }
             if !r.thing_name.is_empty() {
                 created.things.insert(r.thing_name.clone());
+                if !r.certificate_id.is_empty() {
+                    created
+                        .certificate_things
+                        .entry(r.certificate_id.clone())
+                        .or_default()
+                        .insert(r.thing_name.clone());
+                }
             }
             created.policies.extend(r.policies().map(str::to_string));
             if let Some(t) = parse_time(&r.time) {
@@ -178,6 +187,8 @@ mod tests {
             ["dev-0", "dev-1"]
         );
         assert_eq!(created.policies.len(), 3);
+        assert_eq!(created.certificate_things["aa"].len(), 1);
+        assert!(!created.certificate_things.contains_key("bb"));
         let earliest = created.earliest.unwrap();
         assert!((earliest - 1_796_018_400.0).abs() < 1e-6, "{earliest}");
     }

@@ -165,6 +165,11 @@ pub fn arn_account(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
+/// The Region in an ARN.
+pub fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|a| !a.is_empty())
+}
+
 /// The scenario setup writes: the seed's parameters for the seed template, `PREFIX-{uuid}` for
 /// each parameter of another template; thing names then start with the prefix (`cleanup --prefix`).
 pub fn scenario_text(
@@ -534,7 +539,9 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
         cert.name,
         cert_path.display()
     ));
+    // The claim policy names the Region and account the certificate lives in.
     let account = arn_account(&cert.arn).unwrap_or("").to_string();
+    let region = arn_region(&cert.arn).map_or(region, str::to_string);
 
     // 4. Claim policy, attached.
     let got = pacer
@@ -758,6 +765,10 @@ mod tests {
         assert_eq!(
             arn_account("arn:aws:iot:us-east-1:123456789012:cert/ab"),
             Some("123456789012")
+        );
+        assert_eq!(
+            arn_region("arn:aws:iot:us-east-1:123456789012:cert/ab"),
+            Some("us-east-1")
         );
     }
 

@@ -142,7 +142,7 @@ pub async fn teardown(opts: &TeardownOptions) -> Result<Vec<String>, AwsError> {
             id: c.name.clone(),
             arn: c.arn.clone(),
         };
-        let outcome = remove_certificate(&iot, &pacer, &cert)
+        let outcome = remove_certificate(&iot, &pacer, &cert, &[])
             .await
             .map_err(runtime)?;
         let w = if outcome == Outcome::Deleted {

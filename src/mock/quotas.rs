@@ -22,6 +22,9 @@ pub struct QuotaSettings {
     pub connect_per_s: f64,
     pub connect_per_client_id_per_s: f64,
     pub publish_per_connection_per_s: f64,
+    /// Control-plane (REST) calls per second, all operations together. UNCONFIRMED: AWS sets a
+    /// rate per operation (about 10 to a few hundred TPS); one bucket at 10 stands for them all.
+    pub control_plane_per_s: f64,
     /// Bucket size as seconds of rate (1.0: a full second's worth may arrive at once).
     pub burst_seconds: f64,
     /// The rejected response for an over-quota API call. UNCONFIRMED: AWS publishes no captured
@@ -40,6 +43,7 @@ impl Default for QuotaSettings {
             connect_per_s: 500.0,
             connect_per_client_id_per_s: 1.0,
             publish_per_connection_per_s: 100.0,
+            control_plane_per_s: 10.0,
             burst_seconds: 1.0,
             throttle_status: 429,
             throttle_error_code: "ThrottlingException".into(),
@@ -62,6 +66,7 @@ impl QuotaSettings {
                 "publish_per_connection_per_s",
                 self.publish_per_connection_per_s,
             ),
+            ("control_plane_per_s", self.control_plane_per_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!(
@@ -119,6 +124,7 @@ pub struct Quotas {
     settings: QuotaSettings,
     apis: [Option<TokenBucket>; 3],
     connect: Option<TokenBucket>,
+    control: Option<TokenBucket>,
     last_connect: Mutex<HashMap<String, Instant>>,
 }
 
@@ -134,6 +140,7 @@ impl Quotas {
                 bucket(settings.register_thing_per_s),
             ],
             connect: bucket(settings.connect_per_s),
+            control: bucket(settings.control_plane_per_s),
             last_connect: Mutex::new(HashMap::new()),
             settings: settings.clone(),
         }
@@ -148,6 +155,11 @@ impl Quotas {
         self.apis[api as usize]
             .as_ref()
             .is_none_or(TokenBucket::try_take)
+    }
+
+    /// Whether a control-plane call is within its quota.
+    pub fn allow_control(&self) -> bool {
+        self.control.as_ref().is_none_or(TokenBucket::try_take)
     }
 
     /// Whether a CONNECT is within the account rate and the per-client-ID rate.

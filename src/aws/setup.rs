@@ -423,11 +423,12 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
         created: role.created || was_created(&previous.role, &role.name),
         ..role
     };
-    lines.push(format!(
-        "{} provisioning role   {}",
-        verb(role_new),
-        role.arn
-    ));
+    let role_verb = if opts.role_arn.is_some() {
+        "given  "
+    } else {
+        verb(role_new)
+    };
+    lines.push(format!("{role_verb} provisioning role   {}", role.arn));
 
     // 2. Template.
     let described = pacer

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "aws/support.rs"]
@@ -127,6 +127,25 @@ fn run(mock: &Mock, scenario: &Path, out: &Path, devices: u32) {
     assert!(o.status.success(), "{}", text(&o));
 }
 
+/// `fleetstorm aws setup` against the mock's control plane (any role ARN, the mock's CA).
+fn setup(mock: &Mock, out: &Path, name: &str) -> Output {
+    let ca = mock.pki.join("root-ca.pem");
+    fleetstorm(&[
+        "aws",
+        "setup",
+        "--endpoint-url",
+        &mock.control,
+        "--role-arn",
+        ROLE,
+        "--root-ca",
+        ca.to_str().unwrap(),
+        "--name",
+        name,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 #[test]
 #[ignore = "needs created.csv (issue 12 item 3)"]
 fn setup_run_cleanup_against_the_mock() {
@@ -134,31 +153,14 @@ fn setup_run_cleanup_against_the_mock() {
     let mock = start_mock(dir.path());
     let (things_at_start, certs_at_start) = registry(&mock.control);
     let setup_dir = dir.path().join("setup");
-    let ca = mock.pki.join("root-ca.pem");
-    let setup = |_: ()| {
-        fleetstorm(&[
-            "aws",
-            "setup",
-            "--endpoint-url",
-            &mock.control,
-            "--role-arn",
-            ROLE,
-            "--root-ca",
-            ca.to_str().unwrap(),
-            "--name",
-            "e2e",
-            "--out",
-            setup_dir.to_str().unwrap(),
-        ])
-    };
-    let first = setup(());
+    let first = setup(&mock, &setup_dir, "e2e");
     assert!(first.status.success(), "{}", text(&first));
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
         stdout.contains("created template            e2e-template"),
         "{stdout}"
     );
-    let second = setup(());
+    let second = setup(&mock, &setup_dir, "e2e");
     assert!(second.status.success(), "{}", text(&second));
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(stdout.contains("reused  template"), "{stdout}");
@@ -271,21 +273,7 @@ fn setup_run_cleanup_by_prefix_and_teardown_against_the_mock() {
     let mock = start_mock(dir.path());
     let start = registry(&mock.control);
     let setup_dir = dir.path().join("setup");
-    let ca = mock.pki.join("root-ca.pem");
-    let o = fleetstorm(&[
-        "aws",
-        "setup",
-        "--endpoint-url",
-        &mock.control,
-        "--role-arn",
-        ROLE,
-        "--root-ca",
-        ca.to_str().unwrap(),
-        "--name",
-        "pfx",
-        "--out",
-        setup_dir.to_str().unwrap(),
-    ]);
+    let o = setup(&mock, &setup_dir, "pfx");
     assert!(o.status.success(), "{}", text(&o));
     let run_dir = dir.path().join("run");
     run(&mock, &setup_dir.join("scenario.toml"), &run_dir, 8);

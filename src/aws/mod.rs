@@ -14,6 +14,7 @@ pub mod cleanup;
 pub mod command;
 pub mod created;
 pub mod pace;
+pub mod plan;
 pub mod progress;
 pub mod setup;
 pub mod teardown;

@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub controls: Arc<Controls>,
     /// Where the aggregator publishes its once-a-second snapshot (the dashboard).
     pub snapshots: Option<watch::Sender<Arc<Snapshot>>>,
+    /// The run ID (`{run}` in patterns, `run_id` in summary.json and created.csv): the same
+    /// for every variant of one `fleetstorm run`.
+    pub run_id: String,
 }
 
 impl RunOptions {
@@ -63,6 +66,7 @@ impl RunOptions {
             save_identities: None,
             controls: Controls::new(),
             snapshots: None,
+            run_id: crate::scenario::new_run_id(),
         }
     }
 }
@@ -124,12 +128,15 @@ pub async fn run(
         prepare_target(&scenario, &options, &mock_shutdown).await?;
 
     let planned = scenario.devices.count;
-    let client_id = Pattern::parse(&scenario.devices.client_id).map_err(RunError::Other)?;
+    let run_id = &options.run_id;
+    let client_id = Pattern::parse(&scenario.devices.client_id)
+        .map_err(RunError::Other)?
+        .bind_run(run_id);
     let parameters: Vec<(String, Pattern)> = scenario
         .devices
         .parameters
         .iter()
-        .map(|(k, v)| Pattern::parse(v).map(|p| (k.clone(), p)))
+        .map(|(k, v)| Pattern::parse(v).map(|p| (k.clone(), p.bind_run(run_id))))
         .collect::<Result<_, _>>()
         .map_err(RunError::Other)?;
 
@@ -747,6 +754,7 @@ async fn prepare_target(
         Target::Mock {
             mock: settings,
             pki: pki_dir,
+            ..
         } if options.endpoint.is_none() => {
             // Without a configured directory: a fresh PKI per run, removed when the run ends.
             let (dir, temp) = match pki_dir {
@@ -819,6 +827,7 @@ async fn prepare_target(
             ca,
             claim_cert,
             claim_key,
+            ..
         } => {
             let (host, port) = match &options.endpoint {
                 Some((h, p)) => (h.clone(), p.unwrap_or(*port)),

@@ -1,10 +1,12 @@
 //! fleetstorm: a load-testing harness for AWS IoT Core fleet provisioning by claim,
 //! with a faithful local mock endpoint.
 
+pub mod classify;
 pub mod cli;
 pub mod compare;
 pub mod device;
 pub mod fleet;
+pub mod guard;
 pub mod limits;
 pub mod live;
 pub mod metrics;

@@ -18,12 +18,16 @@
 //! cargo bench --bench e2e -- --stay --devices N [--rate R] [--mock-process]
 //!
 //! Run one size per invocation: peak RSS is the process's high-water mark.
+//!
+//! Flags are parsed with clap: an unknown flag or a bad value is an error (`-- --help` lists them).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use fleetstorm::device::{
     self, After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Endpoint, Timeouts,
 };
@@ -38,17 +42,56 @@ use tokio_util::sync::CancellationToken;
 mod common;
 use common::{cpu_seconds, start_mock_process};
 
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The bench's flags (see the comment at the top); a bad value is an error, not a default.
+#[derive(Parser)]
+#[command(about = "End-to-end load benchmark: devices and the embedded mock in one process")]
+struct Args {
+    /// Devices to provision.
+    #[arg(long, default_value_t = 1000)]
+    devices: u64,
+    /// Offered arrival rate, devices per second [default: 3000; 500 with --stay].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Flow mode: the scenario's max_in_flight.
+    #[arg(long, default_value_t = 2000)]
+    in_flight: u64,
+    /// Flow mode: how devices get their certificate.
+    #[arg(long, value_enum, default_value_t = Mode::Csr)]
+    mode: Mode,
+    /// Flow mode: the mock's key type for CreateKeysAndCertificate (p256 or rsa2048).
+    #[arg(long, default_value = "p256")]
+    keys: KeyAlgorithm,
+    /// Flow mode: PKI directory (kept, so an RSA key pool cached there is reused) [default: a
+    /// temporary directory].
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// Flow mode: also run the dashboard's work and print its CPU cost.
+    #[arg(long)]
+    tui: bool,
+    /// Stay mode: devices stay connected; prints RSS per connected device.
+    #[arg(long)]
+    stay: bool,
+    /// Stay mode: run the mock as a `fleetstorm mock` child process.
+    #[arg(long)]
+    mock_process: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Csr,
+    Keys,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Csr => "csr",
+            Mode::Keys => "keys",
+        }
+    }
 }
 
 /// A `kB` field of /proc/<pid>/status (`pid` may be `self`).
@@ -80,11 +123,12 @@ fn cores() -> usize {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    let args = Args::parse();
     fleetstorm::limits::raise_nofile();
-    if flag("--stay") {
-        stay();
+    if args.stay {
+        stay(&args);
     } else {
-        flows();
+        flows(&args);
     }
 }
 
@@ -350,16 +394,14 @@ fn device_tls(pki: &Pki) -> DeviceTls {
     .expect("device TLS")
 }
 
-fn flows() {
-    let devices: u64 = arg("--devices", 1000);
-    let rate: f64 = arg("--rate", 3000.0);
-    let in_flight: u64 = arg("--in-flight", 2000);
-    let mode: String = arg("--mode", "csr".to_string());
-    let keys: String = arg("--keys", "p256".to_string());
+fn flows(args: &Args) {
+    let (devices, in_flight, key_alg) = (args.devices, args.in_flight, args.keys);
+    let rate = args.rate.unwrap_or(3000.0);
+    let mode = args.mode.as_str();
+    let keys = key_alg.as_str();
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki_dir = arg("--pki", dir.path().join("pki"));
+    let pki_dir = args.pki.clone().unwrap_or_else(|| dir.path().join("pki"));
     let (pki, _) = Pki::init(&pki_dir, &[], KeyAlgorithm::P256).expect("pki");
-    let key_alg: KeyAlgorithm = keys.parse().expect("--keys p256|rsa2048");
     let calibrate_now = || calibrate_all_cores(&pki, 200, (mode == "keys").then_some(key_alg));
     let before = calibrate_now();
 
@@ -423,7 +465,7 @@ duration = "{duration_s}s"
     let load_before = loadavg();
     let cpu0 = cpu_seconds("self");
     let started = Instant::now();
-    let with_tui = flag("--tui");
+    let with_tui = args.tui;
     let (summary, tui) = runtime.block_on(async {
         let mut options = RunOptions::new(dir.path().join("out"));
         let mut tui = None;
@@ -539,10 +581,10 @@ fn run_window_cpu_s(path: &std::path::Path) -> f64 {
     total
 }
 
-fn stay() {
-    let devices: u64 = arg("--devices", 1000);
-    let rate: f64 = arg("--rate", 500.0);
-    let separate = flag("--mock-process");
+fn stay(args: &Args) {
+    let devices = args.devices;
+    let rate = args.rate.unwrap_or(500.0);
+    let separate = args.mock_process;
     let nofile = fleetstorm::limits::raise_nofile();
     // Each connected device holds one socket, and the in-process mock another.
     let sockets = if separate { devices } else { 2 * devices };

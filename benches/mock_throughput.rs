@@ -5,58 +5,60 @@
 //! /proc/<pid>/stat apart from the clients', which run here as fleetstorm devices.
 //!
 //! cargo bench --bench mock_throughput -- [--flows N] [--concurrency C] [--mode csr|keys|both] [--keys p256|rsa2048]
+//!
+//! Flags are parsed with clap: an unknown flag or a bad value is an error (`-- --help` lists them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use fleetstorm::device::{self, CertificateMode, DeviceSpec, DeviceTls, Endpoint, Timeouts};
 use fleetstorm::pki::{KeyAlgorithm, Pki};
 
 mod common;
 use common::{cpu_seconds, start_mock_process};
 
+/// The bench's flags (see the comment at the top); a bad value is an error, not a default.
+#[derive(Parser)]
+#[command(about = "Provisioning flows per second against a `fleetstorm mock` process")]
 struct Args {
+    /// Flows per mode.
+    #[arg(long, default_value_t = 2000)]
     flows: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    modes: Vec<CertificateMode>,
-    keys: String,
+    /// Which flows to run.
+    #[arg(long = "mode", value_enum, default_value_t = Modes::Both)]
+    modes: Modes,
+    /// The mock's key type for CreateKeysAndCertificate (p256 or rsa2048).
+    #[arg(long, default_value = "p256")]
+    keys: KeyAlgorithm,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn parse_args() -> Args {
-    let mut args = Args {
-        flows: 2000,
-        concurrency: 64,
-        modes: vec![CertificateMode::Csr, CertificateMode::Keys],
-        keys: "p256".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--flows" => args.flows = it.next().and_then(|v| v.parse().ok()).unwrap_or(args.flows),
-            "--concurrency" => {
-                args.concurrency = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(args.concurrency)
-            }
-            "--mode" => {
-                args.modes = match it.next().as_deref() {
-                    Some("csr") => vec![CertificateMode::Csr],
-                    Some("keys") => vec![CertificateMode::Keys],
-                    _ => args.modes,
-                }
-            }
-            "--keys" => args.keys = it.next().unwrap_or(args.keys),
-            // `cargo bench` passes `--bench`; ignore it and anything else.
-            _ => {}
+#[derive(Clone, Copy, ValueEnum)]
+enum Modes {
+    Csr,
+    Keys,
+    Both,
+}
+
+impl Modes {
+    fn list(self) -> Vec<CertificateMode> {
+        match self {
+            Modes::Csr => vec![CertificateMode::Csr],
+            Modes::Keys => vec![CertificateMode::Keys],
+            Modes::Both => vec![CertificateMode::Csr, CertificateMode::Keys],
         }
     }
-    args
 }
 
 fn main() {
-    let args = parse_args();
+    let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,14 +75,17 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "mock_throughput: {} flows per mode, {} concurrent clients, keys {}, {} cores, client and mock on the same machine",
-        args.flows, args.concurrency, args.keys, cores
+        args.flows,
+        args.concurrency,
+        args.keys.as_str(),
+        cores
     );
     println!(
         "{:<6} {:>8} {:>10} {:>12} {:>14} {:>14} {:>8}",
         "mode", "flows", "seconds", "flows/s", "mock CPU/flow", "client CPU/flow", "failed"
     );
-    for mode in &args.modes {
-        let mock = start_mock_process(dir.path(), &args.keys);
+    for mode in &args.modes.list() {
+        let mock = start_mock_process(dir.path(), args.keys.as_str());
         let pid = mock.child.id().to_string();
         let endpoint = Endpoint {
             host: "127.0.0.1".into(),

@@ -16,6 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tracing::info;
 
+use super::http_hook::HookClient;
+
 const SHIM: &str = include_str!("lambda_shim.py");
 
 pub use crate::mock_settings::{CommandMode, HookKind, HookSettings};
@@ -30,6 +32,21 @@ pub struct HookEvent {
     pub template_arn: String,
     pub client_id: String,
     pub parameters: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+impl HookEvent {
+    /// A test event from client `client` whose `SerialNumber` parameter is `serial`.
+    pub(crate) fn for_serial(serial: &str) -> HookEvent {
+        HookEvent {
+            claim_certificate_id: "c".into(),
+            certificate_id: "d".into(),
+            certificate_pem: String::new(),
+            template_arn: "arn".into(),
+            client_id: "client".into(),
+            parameters: [("SerialNumber".to_string(), serial.to_string())].into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +115,7 @@ enum Rule {
         command: Vec<String>,
     },
     Http {
-        url: String,
+        client: HookClient,
     },
 }
 
@@ -218,8 +235,8 @@ impl Hook {
                     .url
                     .clone()
                     .ok_or_else(|| format!("{}: required by http", at("url")))?;
-                loopback_target(&url).map_err(|e| format!("{}: {e}", at("url")))?;
-                Rule::Http { url }
+                let client = HookClient::new(&url).map_err(|e| format!("{}: {e}", at("url")))?;
+                Rule::Http { client }
             }
         };
         let hook = Hook {
@@ -448,9 +465,9 @@ impl Hook {
                 })?;
                 parse_response(&reply)
             }
-            Rule::Http { url } => {
+            Rule::Http { client } => {
                 let body = serde_json::to_vec(event).unwrap_or_default();
-                let (status, reply) = http_post(url, &body).await.map_err(|e| {
+                let (status, reply) = client.post(body).await.map_err(|e| {
                     (
                         HookFailure::Error,
                         format!("Pre-provisioning hook failed with an error: {e}"),
@@ -597,78 +614,12 @@ fn resolve_program(program: &str, base_dir: &Path) -> String {
     }
 }
 
-/// Hooks are local simulations: only plain-HTTP URLs on loopback are accepted, so a test or a
-/// shipped scenario can never send traffic off the machine.
-fn loopback_target(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs on loopback are supported")?;
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(h, _)| h)
-        .trim_matches(|c| c == '[' || c == ']');
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        return Err(format!(
-            "{host} is not a loopback address (hooks are local simulations)"
-        ));
-    }
-    Ok((authority.to_string(), path))
-}
-
-/// A minimal HTTP/1.1 POST to a loopback hook service (hand-written: one request shape, no TLS,
-/// loopback only). Returns (status, body).
-async fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let (authority, path) = loopback_target(url)?;
-    let mut stream = tokio::net::TcpStream::connect(&authority)
-        .await
-        .map_err(|e| format!("{authority}: {e}"))?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.write_all(body).await.map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no HTTP response")?;
-    let status_line = String::from_utf8_lossy(&response[..end]);
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("bad HTTP status line")?;
-    Ok((status, response[end + 4..].to_vec()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn event(serial: &str) -> HookEvent {
-        HookEvent {
-            claim_certificate_id: "c".into(),
-            certificate_id: "d".into(),
-            certificate_pem: String::new(),
-            template_arn: "arn".into(),
-            client_id: "client".into(),
-            parameters: [("SerialNumber".to_string(), serial.to_string())].into(),
-        }
+        HookEvent::for_serial(serial)
     }
 
     #[tokio::test]

@@ -231,7 +231,7 @@ pub async fn run(
                 Some(Record::Dropped { seq, offset }) => {
                     agg.dropped += 1;
                     agg.levels.record(&scenario, offset, Some("dropped"));
-                    outputs.failure(seq, "", "dropped", "in-flight cap reached at the intended arrival", start.elapsed())?;
+                    outputs.failure(seq, "", "dropped", "in-flight cap reached at the intended arrival", None, start.elapsed())?;
                 }
                 None => break,
             },
@@ -271,6 +271,7 @@ pub async fn run(
     } = agg;
     let summary = outputs.finish(crate::output::Totals {
         scenario: &scenario,
+        run_id: &options.run_id,
         started_at,
         duration,
         planned,
@@ -334,7 +335,14 @@ impl Aggregator<'_> {
             *w.failed_by_class
                 .entry(f.reason.class().to_string())
                 .or_default() += 1;
-            outputs.failure(r.seq, &r.client_id, &label, &f.detail, self.start.elapsed())?;
+            outputs.failure(
+                r.seq,
+                &r.client_id,
+                &label,
+                &f.detail,
+                None,
+                self.start.elapsed(),
+            )?;
             self.latest.insert(label, f.detail.clone());
         } else {
             self.provisioned += 1;

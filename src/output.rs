@@ -1,8 +1,8 @@
 //! Run outputs: the results files a run writes, and the end-of-run table.
 //!
 //! Streamed and flushed every second so an interrupted run leaves valid files: `devices.csv`,
-//! `failures.csv`, `timeseries.csv`, `latency.hlog`, and at the end `summary.json`, `summary.csv`
-//! and the stdout table.
+//! `failures.csv`, `created.csv`, `timeseries.csv`, `latency.hlog`, and at the end
+//! `summary.json`, `summary.csv` and the stdout table.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -102,6 +102,73 @@ impl DeviceRow {
     }
 }
 
+/// One row of `created.csv`: a certificate the endpoint issued (`thing_name` empty) or a thing
+/// it registered for that certificate (a second row, same `certificate_id`). `fleetstorm aws
+/// cleanup` reads every row, deduplicating by certificate ID and collecting thing names.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CreatedRow {
+    pub run_id: String,
+    /// The device's client ID.
+    pub device: String,
+    /// The whole-flow attempt (1-based) that got the certificate.
+    pub attempt: u32,
+    pub certificate_id: String,
+    /// `arn:aws:iot:<region>:<account>:cert/<id>` when the account and region are known (AWS's
+    /// MQTT responses carry no ARN); otherwise empty.
+    pub certificate_arn: String,
+    pub thing_name: String,
+    /// Always empty: RegisterThing's response carries only `deviceConfiguration` and
+    /// `thingName`, so a device cannot know which policies the template attached (cleanup
+    /// asks ListAttachedPolicies for each certificate).
+    pub policy_names: String,
+    /// RFC 3339 UTC, milliseconds.
+    pub time: String,
+}
+
+/// What every `created.csv` row of a run shares.
+#[derive(Debug, Clone, Default)]
+pub struct CreatedContext {
+    pub run_id: String,
+    /// For certificate ARNs: from an AWS IoT host name and the scenario's `[target] account`.
+    pub region: Option<String>,
+    pub account: Option<String>,
+}
+
+impl CreatedContext {
+    pub fn row(
+        &self,
+        device: &str,
+        attempt: u32,
+        certificate_id: &str,
+        thing_name: &str,
+        at: SystemTime,
+    ) -> CreatedRow {
+        CreatedRow {
+            run_id: self.run_id.clone(),
+            device: device.to_string(),
+            attempt,
+            certificate_id: certificate_id.to_string(),
+            certificate_arn: crate::guard::certificate_arn(
+                self.region.as_deref(),
+                self.account.as_deref(),
+                certificate_id,
+            ),
+            thing_name: thing_name.to_string(),
+            policy_names: String::new(),
+            time: humantime::format_rfc3339_millis(at).to_string(),
+        }
+    }
+}
+
+/// The raw codes of a `…/rejected` response, kept in `failures.csv` beside the label they were
+/// classified into (the classification of AWS's codes is partly guessed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawRejection {
+    pub status_code: u16,
+    pub error_code: String,
+    pub error_message: String,
+}
+
 /// One second of the run.
 pub struct Interval<'a> {
     pub elapsed: Duration,
@@ -127,6 +194,7 @@ pub struct Interval<'a> {
 /// Everything the summary needs.
 pub struct Totals<'a> {
     pub scenario: &'a Scenario,
+    pub run_id: &'a str,
     pub started_at: SystemTime,
     pub duration: Duration,
     pub planned: u64,
@@ -148,6 +216,7 @@ pub struct Outputs {
     dir: PathBuf,
     devices: csv::Writer<BufWriter<File>>,
     failures: csv::Writer<BufWriter<File>>,
+    created: csv::Writer<BufWriter<File>>,
     timeseries: csv::Writer<BufWriter<File>>,
     hlog: Hlog<BufWriter<File>>,
 }
@@ -277,8 +346,18 @@ impl Outputs {
             .write_record(&header)
             .map_err(csv_err(&dir.join("timeseries.csv")))?;
         let mut failures = csv::Writer::from_writer(create(dir, "failures.csv")?);
+        // The raw rejection columns come last so readers of the first five keep working.
         failures
-            .write_record(["elapsed_s", "seq", "client_id", "reason", "detail"])
+            .write_record([
+                "elapsed_s",
+                "seq",
+                "client_id",
+                "reason",
+                "detail",
+                "status_code",
+                "error_code",
+                "error_message",
+            ])
             .map_err(csv_err(&dir.join("failures.csv")))?;
         write_scenario(dir, scenario)?;
         let hlog = create(dir, "latency.hlog")?;
@@ -287,9 +366,18 @@ impl Outputs {
             dir: dir.to_path_buf(),
             devices: csv::Writer::from_writer(create(dir, "devices.csv")?),
             failures,
+            created: csv::Writer::from_writer(create(dir, "created.csv")?),
             timeseries,
             hlog,
         })
+    }
+
+    /// A certificate issued or a thing registered: a `created.csv` row (flushed with the rest
+    /// every second).
+    pub fn created(&mut self, row: &CreatedRow) -> Result<(), OutputError> {
+        self.created
+            .serialize(row)
+            .map_err(csv_err(&self.dir.join("created.csv")))
     }
 
     pub fn device(&mut self, row: &DeviceRow) -> Result<(), OutputError> {
@@ -304,15 +392,27 @@ impl Outputs {
         client_id: &str,
         reason: &str,
         detail: &str,
+        raw: Option<&RawRejection>,
         elapsed: Duration,
     ) -> Result<(), OutputError> {
+        let (status, code, message) = match raw {
+            Some(r) => (
+                r.status_code.to_string(),
+                r.error_code.as_str(),
+                r.error_message.as_str(),
+            ),
+            None => (String::new(), "", ""),
+        };
         self.failures
             .write_record([
-                format!("{:.3}", elapsed.as_secs_f64()),
-                seq.to_string(),
-                client_id.to_string(),
-                reason.to_string(),
-                detail.to_string(),
+                &format!("{:.3}", elapsed.as_secs_f64()),
+                &seq.to_string(),
+                client_id,
+                reason,
+                detail,
+                &status,
+                code,
+                message,
             ])
             .map_err(csv_err(&self.dir.join("failures.csv")))
     }
@@ -377,6 +477,9 @@ impl Outputs {
         self.failures
             .flush()
             .map_err(io_err(&d.join("failures.csv")))?;
+        self.created
+            .flush()
+            .map_err(io_err(&d.join("created.csv")))?;
         self.timeseries
             .flush()
             .map_err(io_err(&d.join("timeseries.csv")))?;
@@ -433,6 +536,7 @@ impl Outputs {
         });
         let summary = Summary {
             scenario: t.scenario.name.clone(),
+            run_id: t.run_id.to_string(),
             sustainable_rate_per_s,
             throttle,
             variant: t.scenario.variant.clone(),
@@ -603,6 +707,34 @@ pub fn render_table(s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn created_rows_have_the_documented_columns_and_arns_only_when_account_and_region_are_known() {
+        let ctx = CreatedContext {
+            run_id: "abc234".into(),
+            region: Some("eu-west-1".into()),
+            account: Some("123456789012".into()),
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(ctx.row("dev-1", 2, "ff00", "", at)).unwrap();
+        w.serialize(ctx.row("dev-1", 2, "ff00", "thing-1", at))
+            .unwrap();
+        let unknown = CreatedContext {
+            account: None,
+            ..ctx
+        };
+        w.serialize(unknown.row("dev-2", 1, "ee11", "", at))
+            .unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "run_id,device,attempt,certificate_id,certificate_arn,thing_name,policy_names,time\n\
+             abc234,dev-1,2,ff00,arn:aws:iot:eu-west-1:123456789012:cert/ff00,,,2023-11-14T22:13:20.123Z\n\
+             abc234,dev-1,2,ff00,arn:aws:iot:eu-west-1:123456789012:cert/ff00,thing-1,,2023-11-14T22:13:20.123Z\n\
+             abc234,dev-2,1,ee11,,,,2023-11-14T22:13:20.123Z\n"
+        );
+    }
     use hdrhistogram::serialization::Deserializer;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 

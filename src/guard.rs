@@ -87,7 +87,7 @@ pub fn check(
         plan.region = plan.region.or_else(|| aws_region(host));
         plan.account = plan.account.or_else(|| account.clone());
         plan.variants += 1;
-        let devices = s.devices.count;
+        let devices = max_devices(s);
         plan.devices = plan.devices.saturating_add(devices);
         plan.things = plan.things.saturating_add(devices);
         plan.certificates = plan
@@ -101,6 +101,24 @@ pub fn check(
     } else {
         Decision::Refused(plan)
     }
+}
+
+/// The most devices a scenario starts: `devices.count`, or fewer when only open-model phases
+/// schedule arrivals (the plan is already capped at the count).
+fn max_devices(s: &Scenario) -> u64 {
+    let plan = s.plan();
+    if plan
+        .iter()
+        .any(|p| matches!(p, crate::scenario::PlannedPhase::Closed { .. }))
+    {
+        return s.devices.count;
+    }
+    plan.iter()
+        .map(|p| match p {
+            crate::scenario::PlannedPhase::Open(a) => a.len() as u64,
+            crate::scenario::PlannedPhase::Closed { .. } => 0,
+        })
+        .sum()
 }
 
 /// `localhost`, 127.0.0.0/8 or `::1` (also IPv4-mapped, and in brackets).
@@ -278,6 +296,16 @@ mod tests {
         };
         assert_eq!(plan.endpoints, ["iot.example.com:8883"]);
         assert_eq!((plan.region, plan.account), (None, None));
+    }
+
+    #[test]
+    fn the_counts_follow_the_schedule_when_it_offers_fewer_devices_than_the_count() {
+        let mut s = scenario(AWS, 1000, 2);
+        s.schedule[0].count = Some(30);
+        let Decision::Refused(plan) = check(&[s], None, false) else {
+            panic!("not refused")
+        };
+        assert_eq!((plan.devices, plan.things, plan.certificates), (30, 30, 60));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod report;
 pub mod results;
 pub mod scenario;
 pub mod signals;
+pub mod stage;
 pub mod tls;
 pub mod tui;
 

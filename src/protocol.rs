@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+/// ALPN protocol the AWS SDKs offer on port 443.
+pub const ALPN_MQTT_CA: &[u8] = b"x-amzn-mqtt-ca";
+
 /// Largest MQTT payload AWS IoT Core accepts (128 KB); larger publishes close the connection.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
 

@@ -22,12 +22,23 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::{Endpoint, Failure, FailureReason, Stage, io_reason, tls_error_label};
+use super::Endpoint;
+use super::classify::{Failure, FailureReason, handshake_failure, io_reason};
+use crate::stage::Stage;
 
 /// Largest packet accepted from the endpoint (AWS's 128 KB payload limit plus headers).
 const MAX_PACKET: usize = 150 * 1024;
 /// Read room kept free before each read: CONNACK, PINGRESP and PUBACK are 2–4 bytes.
 const READ_ROOM: usize = 64;
+
+/// How a connection attempt ended, short of a transport failure. Returned once per connection
+/// and moved straight into the driver's slot: boxing the session would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Connected {
+    Accepted(Session),
+    Refused(ConnectReturnCode),
+    TimedOut,
+}
 
 /// One connected MQTT 3.1.1 session with clean session, QoS 0/1 only.
 pub(super) struct Session {
@@ -47,22 +58,21 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// TCP connect, TLS handshake, CONNECT and CONNACK, all within `timeout`.
+    /// TCP connect, TLS handshake, CONNECT and CONNACK, all by `deadline`.
     pub(super) async fn connect(
         endpoint: &Endpoint,
         client_id: &str,
         tls: Arc<rustls::ClientConfig>,
         stage: Stage,
-        timeout: Duration,
+        deadline: Instant,
         keep_alive: Duration,
-    ) -> Result<Session, Failure> {
-        let deadline = Instant::now() + timeout;
+    ) -> Result<Connected, Failure> {
         tokio::time::timeout_at(
             deadline.into(),
             Self::connect_inner(endpoint, client_id, tls, stage, keep_alive),
         )
         .await
-        .unwrap_or_else(|_| Err(Failure::new(FailureReason::Timeout(stage), "timed out")))
+        .unwrap_or(Ok(Connected::TimedOut))
     }
 
     async fn connect_inner(
@@ -71,7 +81,7 @@ impl Session {
         tls: Arc<rustls::ClientConfig>,
         stage: Stage,
         keep_alive: Duration,
-    ) -> Result<Session, Failure> {
+    ) -> Result<Connected, Failure> {
         let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
             .await
             .map_err(|e| Failure::new(io_reason(stage, e.kind()), e.to_string()))?;
@@ -118,12 +128,9 @@ impl Session {
         match session.read_packet(stage).await {
             Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
                 session.connected = true;
-                Ok(session)
+                Ok(Connected::Accepted(session))
             }
-            Ok(Packet::ConnAck(ack)) => Err(Failure::new(
-                FailureReason::ConnackRefused(stage, ack.code as u8),
-                format!("CONNACK {:?}", ack.code),
-            )),
+            Ok(Packet::ConnAck(ack)) => Ok(Connected::Refused(ack.code)),
             Ok(other) => Err(Failure::new(
                 FailureReason::Disconnected(stage),
                 format!("expected CONNACK, got {other:?}"),
@@ -132,18 +139,19 @@ impl Session {
         }
     }
 
-    /// Subscribe to `filters` at QoS 1 and wait for the SUBACK until `deadline`.
+    /// Subscribe to `filters` at QoS 1 and wait for the SUBACK until `deadline`: its return
+    /// codes, or `None` when none came.
     pub(super) async fn subscribe(
         &mut self,
-        filters: &[String],
+        filters: &[&str],
         deadline: Instant,
         stage: Stage,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<Vec<rumqttc::SubscribeReasonCode>>, Failure> {
         let pkid = self.pkid();
         let mut subscribe = rumqttc::Subscribe::new_many(
             filters
                 .iter()
-                .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+                .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce)),
         );
         subscribe.pkid = pkid;
         self.send(|buf| subscribe.write(buf), stage).await?;
@@ -154,25 +162,14 @@ impl Session {
                 |p| matches!(p, Packet::SubAck(ack) if ack.pkid == pkid),
             )
             .await?;
-        match ack {
-            Some(Packet::SubAck(ack))
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
-            {
-                Err(Failure::new(
-                    FailureReason::SubscribeRefused,
-                    "SUBACK failure",
-                ))
-            }
-            Some(_) => Ok(()),
-            None => Err(Failure::new(FailureReason::Timeout(stage), "no SUBACK")),
-        }
+        Ok(match ack {
+            Some(Packet::SubAck(ack)) => Some(ack.return_codes),
+            _ => None,
+        })
     }
 
     /// Publish a request at QoS 1 and wait until `deadline` for a PUBLISH on one of `topics`;
-    /// returns which one (its index) and the payload.
+    /// returns which one (its index) and the payload, or `None` when none came.
     pub(super) async fn request(
         &mut self,
         topic: &str,
@@ -180,7 +177,7 @@ impl Session {
         topics: [&str; 2],
         deadline: Instant,
         stage: Stage,
-    ) -> Result<(usize, Bytes), Failure> {
+    ) -> Result<Option<(usize, Bytes)>, Failure> {
         let pkid = self.pkid();
         self.send(|buf| write_publish(buf, topic, pkid, payload), stage)
             .await?;
@@ -191,13 +188,10 @@ impl Session {
                 |p| matches!(p, Packet::Publish(p) if topics.contains(&p.topic.as_str())),
             )
             .await?;
-        match response {
-            Some(Packet::Publish(p)) => {
-                let index = usize::from(p.topic != topics[0]);
-                Ok((index, p.payload))
-            }
-            _ => Err(Failure::new(FailureReason::Timeout(stage), "no response")),
-        }
+        Ok(match response {
+            Some(Packet::Publish(p)) => Some((usize::from(p.topic != topics[0]), p.payload)),
+            _ => None,
+        })
     }
 
     fn pkid(&mut self) -> u16 {
@@ -213,14 +207,15 @@ impl Session {
         }
     }
 
-    /// Publish at QoS 1 and wait (keeping the session alive) for its PUBACK until `deadline`.
+    /// Publish at QoS 1 and wait (keeping the session alive) for its PUBACK until `deadline`;
+    /// whether it came.
     pub(super) async fn publish_acked(
         &mut self,
         topic: &str,
         payload: &[u8],
         deadline: Instant,
         stage: Stage,
-    ) -> Result<(), Failure> {
+    ) -> Result<bool, Failure> {
         let pkid = self.pkid();
         self.send(|buf| write_publish(buf, topic, pkid, payload), stage)
             .await?;
@@ -231,10 +226,7 @@ impl Session {
                 |p| matches!(p, Packet::PubAck(ack) if ack.pkid == pkid),
             )
             .await?;
-        match acked {
-            Some(_) => Ok(()),
-            None => Err(Failure::new(FailureReason::Timeout(stage), "no PUBACK")),
-        }
+        Ok(acked.is_some())
     }
 
     /// Send DISCONNECT (the MQTT goodbye; the TCP close follows), bounded by one second.
@@ -377,21 +369,6 @@ fn write_publish(
     publish.write(buf)
 }
 
-/// The rustls error inside an I/O error, if that is what it is.
-fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
-}
-
-fn handshake_failure(stage: Stage, e: io::Error) -> Failure {
-    match rustls_error(&e) {
-        Some(inner) => Failure::new(
-            FailureReason::TlsHandshake(stage, tls_error_label(inner)),
-            e.to_string(),
-        ),
-        None => Failure::new(io_reason(stage, e.kind()), e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -474,7 +451,7 @@ mod tests {
         device: &Provisioned,
         client_id: &str,
         keep_alive: Duration,
-    ) -> Result<Session, Failure> {
+    ) -> Result<Connected, Failure> {
         let own = f
             .tls
             .for_identity(&device.certificate_pem, &device.private_key_pem)
@@ -484,19 +461,27 @@ mod tests {
             client_id,
             own,
             Stage::ConnectDevice,
-            WAIT,
+            Instant::now() + WAIT,
             keep_alive,
         )
         .await
+    }
+
+    /// A session that must come up.
+    async fn up(f: &Fixture, device: &Provisioned, keep_alive: Duration) -> Session {
+        match connect(f, device, &device.thing_name, keep_alive).await {
+            Ok(Connected::Accepted(session)) => session,
+            Ok(Connected::Refused(code)) => panic!("CONNACK {code:?}"),
+            Ok(Connected::TimedOut) => panic!("connect timed out"),
+            Err(f) => panic!("{f:?}"),
+        }
     }
 
     #[tokio::test]
     async fn keep_alive_pings_are_answered_over_several_intervals() {
         let f = start_mock().await;
         let device = registered(&f, "pinger").await;
-        let mut session = connect(&f, &device, &device.thing_name, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let mut session = up(&f, &device, Duration::from_secs(1)).await;
         // Pings are due at 1 s, 2 s and 3 s; each needs its PINGRESP before the next is sent.
         let until = Instant::now() + Duration::from_millis(3_500);
         session.idle(until, Stage::Telemetry).await.unwrap();
@@ -510,12 +495,10 @@ mod tests {
     async fn telemetry_publishes_are_acknowledged_one_by_one() {
         let f = start_mock().await;
         let device = registered(&f, "sender").await;
-        let mut session = connect(&f, &device, &device.thing_name, Duration::from_secs(30))
-            .await
-            .unwrap();
+        let mut session = up(&f, &device, Duration::from_secs(30)).await;
         for n in 1..=3u16 {
             let payload = format!("{{\"sequence\":{n}}}");
-            session
+            let acked = session
                 .publish_acked(
                     "device/sender",
                     payload.as_bytes(),
@@ -524,6 +507,7 @@ mod tests {
                 )
                 .await
                 .unwrap();
+            assert!(acked, "PUBACK {n} missing");
             assert_eq!(session.next_pkid, n);
         }
         session.disconnect().await;
@@ -553,33 +537,30 @@ mod tests {
         let f = start_mock().await;
         let device = registered(&f, "refused").await;
         // AWS refuses client IDs starting with `$`: CONNACK 2 (identifier rejected).
-        let failure = connect(&f, &device, "$refused", Duration::from_secs(30))
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(
-            failure.reason,
-            FailureReason::ConnackRefused(Stage::ConnectDevice, 2)
-        );
-        assert_eq!(failure.reason.label(), "connack_refused.connect_device.2");
+        let refused = connect(&f, &device, "$refused", Duration::from_secs(30)).await;
+        match refused {
+            Ok(Connected::Refused(code)) => {
+                assert_eq!(code, ConnectReturnCode::BadClientId);
+                assert_eq!(code as u8, 2);
+            }
+            Ok(Connected::Accepted(_)) => panic!("accepted"),
+            Ok(Connected::TimedOut) => panic!("timed out"),
+            Err(f) => panic!("{f:?}"),
+        }
     }
 
     #[tokio::test]
     async fn the_mock_closing_the_connection_mid_stay_ends_the_stay_as_disconnected() {
         let f = start_mock().await;
         let device = registered(&f, "kicked").await;
-        let mut first = connect(&f, &device, &device.thing_name, Duration::from_secs(30))
-            .await
-            .unwrap();
+        let mut first = up(&f, &device, Duration::from_secs(30)).await;
         let stay = tokio::spawn(async move {
             first
                 .idle(Instant::now() + Duration::from_secs(60), Stage::Telemetry)
                 .await
         });
         // A newer connection with the same client ID makes the mock close the first one.
-        let second = connect(&f, &device, &device.thing_name, Duration::from_secs(30))
-            .await
-            .unwrap();
+        let second = up(&f, &device, Duration::from_secs(30)).await;
         let result = tokio::time::timeout(WAIT, stay).await.unwrap().unwrap();
         let failure = result.unwrap_err();
         assert_eq!(

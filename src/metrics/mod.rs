@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::device::{Stage, StageTime};
+use crate::stage::{Stage, StageTime};
 
 mod throttle;
 pub use throttle::{LevelCounts, RateLevel, ThrottleAnalysis, throttle_analysis};

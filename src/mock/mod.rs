@@ -35,8 +35,7 @@ use policy::{ArnContext, PolicyDocument};
 use registry::{CertificateStatus, Registry, RegistryCounts};
 use template::Template;
 
-/// ALPN protocol the AWS SDKs offer on port 443.
-pub const ALPN_MQTT_CA: &[u8] = b"x-amzn-mqtt-ca";
+use crate::protocol::ALPN_MQTT_CA;
 /// Name of the policy attached to the claim certificate.
 pub const CLAIM_POLICY_NAME: &str = "fleet-provisioning_Policy";
 /// Registry snapshot written at stop, under the PKI directory.

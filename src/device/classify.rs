@@ -1,0 +1,182 @@
+//! The failure taxonomy: [`FailureReason`] with its stable labels, and how rejections, I/O and
+//! TLS errors map onto it.
+
+use std::io;
+
+use crate::protocol::ErrorResponse;
+use crate::stage::Stage;
+
+/// Why a device failed. Labels (`label()`) are stable: they key CSV columns and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// TLS handshake failed (the alert or error, abbreviated).
+    TlsHandshake(Stage, String),
+    ConnectionRefused(Stage),
+    ConnectionReset(Stage),
+    /// CONNACK with a non-zero return code.
+    ConnackRefused(Stage, u8),
+    SubscribeRefused,
+    /// `…/rejected` with statusCode and errorCode.
+    Rejected(Stage, u16, String),
+    Throttled(Stage),
+    /// RegisterThing refused by the pre-provisioning hook (AWS: ACCESS_DENIED), with the cause
+    /// when the message names one (deny, hook error, malformed hook output, hook timeout).
+    HookDenied(HookCause),
+    Timeout(Stage),
+    Disconnected(Stage),
+    MalformedResponse(Stage),
+    /// A local problem (e.g. key generation) rather than the endpoint's.
+    Local(Stage),
+    /// The run stopped (Ctrl-C, drain deadline) before the device finished: not a timeout.
+    Aborted,
+}
+
+impl FailureReason {
+    pub fn label(&self) -> String {
+        match self {
+            FailureReason::TlsHandshake(s, alert) => {
+                format!("tls_handshake.{}.{alert}", s.as_str())
+            }
+            FailureReason::ConnectionRefused(s) => format!("connection_refused.{}", s.as_str()),
+            FailureReason::ConnectionReset(s) => format!("connection_reset.{}", s.as_str()),
+            FailureReason::ConnackRefused(s, c) => format!("connack_refused.{}.{c}", s.as_str()),
+            FailureReason::SubscribeRefused => "subscribe_refused".into(),
+            FailureReason::Rejected(s, status, code) => {
+                format!("rejected.{}.{status}.{code}", s.as_str())
+            }
+            FailureReason::Throttled(s) => format!("throttled.{}", s.as_str()),
+            FailureReason::HookDenied(HookCause::Denied) => "hook_denied".into(),
+            FailureReason::HookDenied(HookCause::Error) => "hook_denied.error".into(),
+            FailureReason::HookDenied(HookCause::Malformed) => "hook_denied.malformed".into(),
+            FailureReason::HookDenied(HookCause::Timeout) => "hook_denied.timeout".into(),
+            FailureReason::Timeout(s) => format!("timeout.{}", s.as_str()),
+            FailureReason::Disconnected(s) => format!("disconnected.{}", s.as_str()),
+            FailureReason::MalformedResponse(s) => format!("malformed_response.{}", s.as_str()),
+            FailureReason::Local(s) => format!("local_error.{}", s.as_str()),
+            FailureReason::Aborted => "aborted".into(),
+        }
+    }
+
+    /// The failure class without stage or code (timeseries columns).
+    pub fn class(&self) -> &'static str {
+        match self {
+            FailureReason::TlsHandshake(..) => "tls_handshake",
+            FailureReason::ConnectionRefused(_) => "connection_refused",
+            FailureReason::ConnectionReset(_) => "connection_reset",
+            FailureReason::ConnackRefused(..) => "connack_refused",
+            FailureReason::SubscribeRefused => "subscribe_refused",
+            FailureReason::Rejected(..) => "rejected",
+            FailureReason::Throttled(_) => "throttled",
+            FailureReason::HookDenied(_) => "hook_denied",
+            FailureReason::Timeout(_) => "timeout",
+            FailureReason::Disconnected(_) => "disconnected",
+            FailureReason::MalformedResponse(_) => "malformed_response",
+            FailureReason::Local(_) => "local_error",
+            FailureReason::Aborted => "aborted",
+        }
+    }
+
+    pub const CLASSES: [&'static str; 13] = [
+        "tls_handshake",
+        "connection_refused",
+        "connection_reset",
+        "connack_refused",
+        "subscribe_refused",
+        "rejected",
+        "throttled",
+        "hook_denied",
+        "timeout",
+        "disconnected",
+        "malformed_response",
+        "local_error",
+        "aborted",
+    ];
+}
+
+/// Why a pre-provisioning hook refused, as far as the rejection message tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookCause {
+    Denied,
+    Error,
+    Malformed,
+    Timeout,
+}
+
+impl HookCause {
+    fn from_message(message: &str) -> HookCause {
+        let m = message.to_ascii_lowercase();
+        if m.contains("timed out") || m.contains("timeout") || m.contains("deadline") {
+            HookCause::Timeout
+        } else if m.contains("malformed") || m.contains("invalid response") {
+            HookCause::Malformed
+        } else if m.contains("error") || m.contains("failed") || m.contains("exception") {
+            HookCause::Error
+        } else {
+            HookCause::Denied
+        }
+    }
+}
+
+/// A failure with its human-readable detail.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: FailureReason,
+    pub detail: String,
+}
+
+impl Failure {
+    pub(super) fn new(reason: FailureReason, detail: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A `…/rejected` response: throttled, refused by the hook, or rejected with its codes.
+pub(super) fn rejection(stage: Stage, error: ErrorResponse) -> Failure {
+    let reason = if error.status_code == 429 || error.error_code.contains("Throttl") {
+        FailureReason::Throttled(stage)
+    } else if stage == Stage::RegisterThing
+        && error.status_code == 403
+        && error.error_code.eq_ignore_ascii_case("AccessDenied")
+    {
+        FailureReason::HookDenied(HookCause::from_message(&error.error_message))
+    } else {
+        FailureReason::Rejected(stage, error.status_code, error.error_code.clone())
+    };
+    Failure::new(reason, error.error_message)
+}
+
+pub(super) fn io_reason(stage: Stage, kind: io::ErrorKind) -> FailureReason {
+    use io::ErrorKind;
+    match kind {
+        ErrorKind::ConnectionRefused => FailureReason::ConnectionRefused(stage),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => FailureReason::ConnectionReset(stage),
+        _ => FailureReason::Disconnected(stage),
+    }
+}
+
+/// An I/O error before CONNACK: a TLS error is a handshake failure (with TLS 1.3 a refused
+/// client certificate arrives as an alert on the first read), anything else a transport one.
+pub(super) fn handshake_failure(stage: Stage, e: io::Error) -> Failure {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(inner) => Failure::new(
+            FailureReason::TlsHandshake(stage, tls_error_label(inner)),
+            e.to_string(),
+        ),
+        None => Failure::new(io_reason(stage, e.kind()), e.to_string()),
+    }
+}
+
+fn tls_error_label(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::AlertReceived(alert) => format!("{alert:?}").to_lowercase(),
+        rustls::Error::InvalidCertificate(c) => format!("invalid_certificate_{c:?}")
+            .to_lowercase()
+            .chars()
+            .take(48)
+            .collect(),
+        _ => "error".into(),
+    }
+}

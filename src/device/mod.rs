@@ -1,0 +1,327 @@
+//! One virtual device: the provisioning flow ([`flow`], a sans-IO state machine) driven over
+//! MQTT 3.1.1 + rustls (a lean client on rumqttc's codec, see `lean`), timed per stage, with
+//! every failure classified into [`FailureReason`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttc::ConnectReturnCode;
+use serde::Serialize;
+
+use crate::pki::{self, KeyAlgorithm};
+
+mod classify;
+pub mod flow;
+mod lean;
+mod tls;
+
+pub use crate::stage::{Stage, StageTime};
+pub use classify::{Failure, FailureReason, HookCause};
+use flow::{Action, Csr, Event, Flow, Identity};
+use lean::{Connected, Session};
+pub use tls::DeviceTls;
+
+/// Where devices connect.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// How a device gets its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateMode {
+    /// CreateKeysAndCertificate: the endpoint generates the key.
+    #[default]
+    Keys,
+    /// CreateCertificateFromCsr with a device-generated key.
+    Csr,
+}
+
+/// Per-stage timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub subscribe: Duration,
+    pub create_certificate: Duration,
+    pub register_thing: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            subscribe: Duration::from_secs(10),
+            create_certificate: Duration::from_secs(30),
+            register_thing: Duration::from_secs(30),
+        }
+    }
+}
+/// What a device does once it is registered and connected with its own certificate.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct After {
+    pub action: AfterAction,
+    /// How long to stay connected (`stay`, `telemetry`).
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Telemetry period.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Telemetry topic; `{thingName}` and `{clientId}` are replaced.
+    pub topic: String,
+    /// Telemetry payload size in bytes (a JSON object padded to this size).
+    pub payload_bytes: usize,
+    /// Not part of the scenario file: a gauge of devices currently connected with their own
+    /// identity (a live view or a benchmark reads it while devices stay connected).
+    #[serde(skip)]
+    pub connected: Option<Arc<AtomicU64>>,
+    /// Not part of the scenario file: cancelled when the run stops, so devices that stay
+    /// connected or send telemetry end that phase early and disconnect cleanly (they were
+    /// provisioned: ending their stay is not a failure).
+    #[serde(skip)]
+    pub release: tokio_util::sync::CancellationToken,
+}
+
+/// Holds one count in [`After::connected`] while the device's own session is up.
+struct ConnectedGuard(Option<Arc<AtomicU64>>);
+
+impl ConnectedGuard {
+    fn new(gauge: &Option<Arc<AtomicU64>>) -> ConnectedGuard {
+        if let Some(g) = gauge {
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+        ConnectedGuard(gauge.clone())
+    }
+}
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterAction {
+    #[default]
+    Disconnect,
+    Stay,
+    Telemetry,
+}
+
+impl Default for After {
+    fn default() -> Self {
+        After {
+            action: AfterAction::Disconnect,
+            duration: Duration::from_secs(30),
+            interval: Duration::from_secs(5),
+            topic: "device/{thingName}".into(),
+            payload_bytes: 64,
+            connected: None,
+            release: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+}
+
+/// What one device does.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    pub client_id: String,
+    pub template: String,
+    pub parameters: BTreeMap<String, String>,
+    pub mode: CertificateMode,
+    pub csr_key: KeyAlgorithm,
+    pub timeouts: Timeouts,
+    pub after: After,
+}
+
+/// What a device achieved.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    pub thing_name: String,
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+    pub device_configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The result of one device run: per-stage service times and the outcome.
+#[derive(Debug, Clone)]
+pub struct DeviceReport {
+    /// Stages in order: service time and when the stage ended (telemetry may appear many times).
+    pub stages: Vec<StageTime>,
+    /// When the device was connected with its own certificate (the end of provisioning).
+    pub provisioned_at: Option<Instant>,
+    pub outcome: Result<Provisioned, Failure>,
+}
+
+/// The keep-alive devices ask for (AWS accepts 30–1200 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Run the full flow once: this task does the I/O (sockets, TLS, timers) and [`Flow`] decides.
+pub async fn provision(endpoint: &Endpoint, tls: &DeviceTls, spec: &DeviceSpec) -> DeviceReport {
+    let csr = match device_key(spec).await {
+        Ok(csr) => csr,
+        Err(failure) => {
+            return DeviceReport {
+                stages: Vec::new(),
+                provisioned_at: None,
+                outcome: Err(failure),
+            };
+        }
+    };
+    let mut flow = Flow::new(spec, csr, Instant::now());
+    let mut session: Option<Session> = None;
+    let mut own = None;
+    let mut _connected = None;
+    loop {
+        let stage = flow.stage();
+        let event = match flow.action() {
+            Action::Connect {
+                identity,
+                client_id,
+                deadline,
+            } => {
+                let config = match identity {
+                    Identity::Claim => Some(tls.claim()),
+                    Identity::Own => own.take(),
+                };
+                match config {
+                    None => lost(stage, "no identity to connect with"),
+                    Some(config) => {
+                        let connect = Session::connect(
+                            endpoint, client_id, config, stage, deadline, KEEP_ALIVE,
+                        );
+                        match Box::pin(connect).await {
+                            Ok(Connected::Accepted(s)) => {
+                                session = Some(s);
+                                if identity == Identity::Own {
+                                    _connected = Some(ConnectedGuard::new(&spec.after.connected));
+                                }
+                                Event::ConnAck(ConnectReturnCode::Success)
+                            }
+                            Ok(Connected::Refused(code)) => Event::ConnAck(code),
+                            Ok(Connected::TimedOut) => Event::Timeout,
+                            Err(failure) => Event::Lost(failure),
+                        }
+                    }
+                }
+            }
+            Action::Adopt {
+                certificate_pem,
+                private_key_pem,
+            } => {
+                // The claim session ends first; the own configuration is built outside the timed
+                // connect.
+                if let Some(claim) = session.take() {
+                    claim.disconnect().await;
+                }
+                match tls.for_identity(certificate_pem, private_key_pem) {
+                    Ok(config) => {
+                        own = Some(config);
+                        Event::Adopted
+                    }
+                    Err(e) => Event::Unusable(e.to_string()),
+                }
+            }
+            Action::Done => {
+                if let Some(s) = session.take() {
+                    s.disconnect().await;
+                }
+                break;
+            }
+            Action::Failed => break,
+            exchange => match session.as_mut() {
+                Some(s) => exchange_on(s, exchange, stage, &spec.after.release).await,
+                None => lost(stage, "no session"),
+            },
+        };
+        flow.handle(Instant::now(), event);
+    }
+    drop(session);
+    flow.into_report()
+}
+
+/// One MQTT exchange on a connected session.
+async fn exchange_on(
+    session: &mut Session,
+    action: Action<'_>,
+    stage: Stage,
+    release: &tokio_util::sync::CancellationToken,
+) -> Event {
+    let result = match action {
+        Action::Subscribe { filters, deadline } => session
+            .subscribe(&filters, deadline, stage)
+            .await
+            .map(|ack| match ack {
+                Some(codes) => Event::SubAck(codes),
+                None => Event::Timeout,
+            }),
+        Action::Request {
+            topic,
+            payload,
+            responses,
+            deadline,
+        } => session
+            .request(topic, payload, responses, deadline, stage)
+            .await
+            .map(|response| match response {
+                Some((index, payload)) => Event::Response {
+                    rejected: index != 0,
+                    payload,
+                },
+                None => Event::Timeout,
+            }),
+        // A registered device's stay or telemetry ends early when the run stops.
+        Action::Publish {
+            topic,
+            payload,
+            deadline,
+        } => tokio::select! {
+            r = session.publish_acked(topic, payload, deadline, stage) => {
+                r.map(|acked| if acked { Event::PubAck } else { Event::Timeout })
+            }
+            _ = release.cancelled() => Ok(Event::Released),
+        },
+        Action::Idle { until } => tokio::select! {
+            r = session.idle(until, stage) => r.map(|()| Event::Elapsed),
+            _ = release.cancelled() => Ok(Event::Released),
+        },
+        other => Ok(lost(stage, &format!("{other:?} is no session exchange"))),
+    };
+    result.unwrap_or_else(Event::Lost)
+}
+
+fn lost(stage: Stage, detail: &str) -> Event {
+    Event::Lost(Failure::new(FailureReason::Local(stage), detail))
+}
+
+/// Device-side key generation happens before the flow (a real device has its key already).
+/// A P-256 key and CSR take tens of microseconds: cheaper inline than a hand-off to the blocking
+/// pool; RSA key generation takes tens of milliseconds and goes there.
+async fn device_key(spec: &DeviceSpec) -> Result<Option<Csr>, Failure> {
+    if spec.mode != CertificateMode::Csr {
+        return Ok(None);
+    }
+    let local = |e: String| Failure::new(FailureReason::Local(Stage::CreateCertificate), e);
+    let alg = spec.csr_key;
+    let generated = if alg == KeyAlgorithm::P256 {
+        pki::generate_csr(alg, &spec.client_id)
+    } else {
+        let cn = spec.client_id.clone();
+        tokio::task::spawn_blocking(move || pki::generate_csr(alg, &cn))
+            .await
+            .map_err(|e| local(e.to_string()))?
+    }
+    .map_err(|e| local(e.to_string()))?;
+    Ok(Some(Csr {
+        key_pem: generated.0.serialize_pem(),
+        csr_pem: generated.1,
+    }))
+}

@@ -98,10 +98,10 @@ fn aborted() -> device::DeviceReport {
     device::DeviceReport {
         stages: Vec::new(),
         provisioned_at: None,
-        outcome: Err(device::Failure {
-            reason: device::FailureReason::Aborted,
-            detail: "run stopped before the device finished".into(),
-        }),
+        outcome: Err(device::Failure::new(
+            device::FailureReason::Aborted,
+            "run stopped before the device finished",
+        )),
     }
 }
 
@@ -154,6 +154,13 @@ pub async fn run(
         mode: scenario.devices.certificate,
         csr_key: scenario.devices.csr_key,
         timeouts: scenario.devices.timeouts.into(),
+        classify: Arc::new(
+            scenario
+                .target
+                .classify()
+                .rules()
+                .map_err(RunError::Other)?,
+        ),
         after: device::After {
             connected: Some(live.connected.clone()),
             // Devices that stay connected end their stay when the run is asked to stop.

@@ -1,7 +1,6 @@
 //! fleetstorm: a load-testing harness for AWS IoT Core fleet provisioning by claim,
 //! with a faithful local mock endpoint.
 
-pub mod classify;
 pub mod cli;
 pub mod compare;
 pub mod device;

@@ -160,15 +160,6 @@ impl CreatedContext {
     }
 }
 
-/// The raw codes of a `…/rejected` response, kept in `failures.csv` beside the label they were
-/// classified into (the classification of AWS's codes is partly guessed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawRejection {
-    pub status_code: u16,
-    pub error_code: String,
-    pub error_message: String,
-}
-
 /// One second of the run.
 pub struct Interval<'a> {
     pub elapsed: Duration,
@@ -392,7 +383,7 @@ impl Outputs {
         client_id: &str,
         reason: &str,
         detail: &str,
-        raw: Option<&RawRejection>,
+        raw: Option<&crate::protocol::ErrorResponse>,
         elapsed: Duration,
     ) -> Result<(), OutputError> {
         let (status, code, message) = match raw {

@@ -15,12 +15,14 @@ use crate::pki::{self, KeyAlgorithm};
 mod classify;
 pub mod flow;
 mod lean;
+mod rules;
 mod tls;
 
 pub use crate::stage::{Stage, StageTime};
 pub use classify::{Failure, FailureReason, HookCause};
 use flow::{Action, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
+pub use rules::{Class, Classify, Rules};
 pub use tls::DeviceTls;
 
 /// Where devices connect.
@@ -139,6 +141,8 @@ pub struct DeviceSpec {
     pub csr_key: KeyAlgorithm,
     pub timeouts: Timeouts,
     pub after: After,
+    /// Which rejection codes are throttled / hook denied (`[target.classify]`), shared.
+    pub classify: Arc<Rules>,
 }
 
 /// What a device achieved.

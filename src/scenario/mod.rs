@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::Classify;
-use crate::device::CertificateMode;
+use crate::device::{CertificateMode, Classify};
 use crate::mock_settings::MockSettings;
 use crate::pki::KeyAlgorithm;
 

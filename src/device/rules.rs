@@ -1,4 +1,4 @@
-//! Which `…/rejected` responses count as throttled or hook denied: a scenario's `[target.classify]`.
+//! Which `…/rejected` codes count as throttled or hook denied: a scenario's `[target.classify]`.
 //!
 //! AWS publishes no list of fleet-provisioning error codes (spec §1.5): the payload of a
 //! throttled request has never been captured, and the hook's "ACCESS_DENIED" wire code is

@@ -653,9 +653,12 @@ fn stay(args: &Args) {
         after: After {
             action: AfterAction::Stay,
             duration: Duration::from_secs(3600),
-            connected: Some(connected.clone()),
             ..After::default()
         },
+    };
+    let handles = device::Handles {
+        connected: Some(connected.clone()),
+        ..Default::default()
     };
     let load_before = loadavg();
     let cpu0 = cpu_seconds("self");
@@ -675,11 +678,16 @@ fn stay(args: &Args) {
                     ("SerialNumber".into(), format!("123456{seq:06}")),
                     ("DeviceLocation".into(), "Berlin".into()),
                 ]);
-                let (endpoint, tls, stop, failed) =
-                    (endpoint.clone(), tls.clone(), stop.clone(), failed.clone());
+                let (endpoint, tls, stop, failed, handles) = (
+                    endpoint.clone(),
+                    tls.clone(),
+                    stop.clone(),
+                    failed.clone(),
+                    handles.clone(),
+                );
                 tasks.spawn(async move {
                     tokio::select! {
-                        report = device::provision(&endpoint, &tls, &spec) => {
+                        report = device::provision(&endpoint, &tls, &spec, &handles) => {
                             if let Err(f) = report.outcome {
                                 if failed.fetch_add(1, Ordering::Relaxed) < 5 {
                                     eprintln!("{} failed: {} ({})", spec.client_id, f.reason.label(), f.detail);

@@ -152,7 +152,11 @@ async fn run_flows(
                     classify: Default::default(),
                     after: Default::default(),
                 };
-                if let Err(f) = device::provision(&endpoint, &tls, &spec).await.outcome {
+                if let Err(f) =
+                    device::provision(&endpoint, &tls, &spec, &device::Handles::default())
+                        .await
+                        .outcome
+                {
                     failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     eprintln!("flow {i} failed: {} ({})", f.reason.label(), f.detail);
                 }

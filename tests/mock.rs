@@ -73,8 +73,13 @@ async fn claim_client(m: &TestMock, id: &str) -> Client {
 #[tokio::test]
 async fn keys_flow_registers_the_thing_and_the_new_certificate_connects() {
     let m = start_mock(|_| {}).await;
-    let report =
-        device::provision(&m.endpoint, &m.tls, &spec("dev-1", CertificateMode::Keys)).await;
+    let report = device::provision(
+        &m.endpoint,
+        &m.tls,
+        &spec("dev-1", CertificateMode::Keys),
+        &device::Handles::default(),
+    )
+    .await;
     let p = report.outcome.expect("provisioned");
     assert_eq!(p.thing_name, "dev-1");
     assert_eq!(p.certificate_id.len(), 64);
@@ -113,8 +118,13 @@ async fn keys_flow_registers_the_thing_and_the_new_certificate_connects() {
 #[tokio::test]
 async fn csr_flow_registers_the_thing() {
     let m = start_mock(|_| {}).await;
-    let report =
-        device::provision(&m.endpoint, &m.tls, &spec("dev-csr", CertificateMode::Csr)).await;
+    let report = device::provision(
+        &m.endpoint,
+        &m.tls,
+        &spec("dev-csr", CertificateMode::Csr),
+        &device::Handles::default(),
+    )
+    .await;
     let p = report.outcome.expect("provisioned");
     assert_eq!(p.thing_name, "dev-csr");
     assert_eq!(m.handle.stats().create_from_csr_accepted, 1);
@@ -242,8 +252,13 @@ async fn the_claim_certificate_cannot_subscribe_to_everything_or_publish_elsewhe
 
     assert_eq!(m.handle.stats().policy_disconnects, 3);
     // The mock keeps serving everyone else.
-    let report =
-        device::provision(&m.endpoint, &m.tls, &spec("after", CertificateMode::Keys)).await;
+    let report = device::provision(
+        &m.endpoint,
+        &m.tls,
+        &spec("after", CertificateMode::Keys),
+        &device::Handles::default(),
+    )
+    .await;
     assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
 }
 
@@ -262,7 +277,7 @@ async fn a_client_certificate_from_a_foreign_ca_fails_the_tls_handshake() {
     .unwrap();
     let mut spec = spec("foreign", CertificateMode::Keys);
     spec.client_id = "foreign".into();
-    let report = device::provision(&m.endpoint, &tls, &spec).await;
+    let report = device::provision(&m.endpoint, &tls, &spec, &device::Handles::default()).await;
     let failure = report.outcome.unwrap_err();
     assert!(
         matches!(
@@ -280,6 +295,7 @@ async fn a_client_certificate_from_a_foreign_ca_fails_the_tls_handshake() {
         &m.endpoint,
         &m.tls,
         &self::spec("native", CertificateMode::Keys),
+        &device::Handles::default(),
     )
     .await;
     assert!(ok.outcome.is_ok());
@@ -303,10 +319,15 @@ async fn certificates_unknown_to_the_registry_or_inactive_cannot_connect() {
         other => panic!("expected a refused CONNACK, got {other:?}"),
     }
     // A provisioned certificate that is then deactivated is refused the same way.
-    let p = device::provision(&m.endpoint, &m.tls, &spec("deact", CertificateMode::Keys))
-        .await
-        .outcome
-        .unwrap();
+    let p = device::provision(
+        &m.endpoint,
+        &m.tls,
+        &spec("deact", CertificateMode::Keys),
+        &device::Handles::default(),
+    )
+    .await
+    .outcome
+    .unwrap();
     assert!(
         m.handle
             .registry()
@@ -548,6 +569,7 @@ async fn random_bytes_and_truncated_packets_on_1000_connections_neither_crash_no
         &m.endpoint,
         &m.tls,
         &spec("survivor", CertificateMode::Keys),
+        &device::Handles::default(),
     )
     .await;
     assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
@@ -579,10 +601,15 @@ async fn stop_writes_the_registry_and_reports_counts() {
         host: "127.0.0.1".into(),
         port: handle.addr.port(),
     };
-    let p = device::provision(&endpoint, &tls, &spec("persisted", CertificateMode::Csr))
-        .await
-        .outcome
-        .unwrap();
+    let p = device::provision(
+        &endpoint,
+        &tls,
+        &spec("persisted", CertificateMode::Csr),
+        &device::Handles::default(),
+    )
+    .await
+    .outcome
+    .unwrap();
     let report = handle.stop().await;
     assert_eq!(report.registry.things, 1);
     let path = report.registry_file.expect("registry written");
@@ -616,7 +643,7 @@ async fn a_template_can_leave_the_certificate_inactive() {
     .await;
     let mut s = spec("sleepy", CertificateMode::Keys);
     s.template = "Inactive".into();
-    let failure = device::provision(&m.endpoint, &m.tls, &s)
+    let failure = device::provision(&m.endpoint, &m.tls, &s, &device::Handles::default())
         .await
         .outcome
         .unwrap_err();

@@ -110,7 +110,8 @@ async fn parameter_overrides_show_in_the_registered_thing() {
         classify: Default::default(),
         after: Default::default(),
     };
-    let report = fleetstorm::device::provision(&m.endpoint, &m.tls, &spec).await;
+    let report =
+        fleetstorm::device::provision(&m.endpoint, &m.tls, &spec, &Default::default()).await;
     assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
     let thing = m.handle.registry().thing("override-thing").unwrap();
     assert_eq!(thing.attributes["serialNumber"], "OVERRIDDEN-123456777");

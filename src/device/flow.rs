@@ -182,6 +182,16 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// The certificate the endpoint issued to this flow (empty until it did).
+    pub fn certificate_id(&self) -> &str {
+        &self.provisioned.certificate_id
+    }
+
+    /// The thing RegisterThing registered (empty until it did, or when the template names none).
+    pub fn thing_name(&self) -> &str {
+        &self.provisioned.thing_name
+    }
+
     /// The stage under way (the one a failure now would be charged to).
     pub fn stage(&self) -> Stage {
         match self.state {

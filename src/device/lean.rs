@@ -377,7 +377,7 @@ mod tests {
 
     use super::*;
     use crate::device::{
-        After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Provisioned, Timeouts,
+        After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Handles, Provisioned, Timeouts,
         provision,
     };
     use crate::mock::{self, MockConfig, MockHandle, MockSettings};
@@ -443,7 +443,13 @@ mod tests {
 
     /// A registered device identity (the full flow, then disconnected).
     async fn registered(f: &Fixture, name: &str) -> Provisioned {
-        let report = provision(&f.endpoint, &f.tls, &spec(name, After::default())).await;
+        let report = provision(
+            &f.endpoint,
+            &f.tls,
+            &spec(name, After::default()),
+            &Handles::default(),
+        )
+        .await;
         report.outcome.unwrap()
     }
 
@@ -523,7 +529,13 @@ mod tests {
             interval: Duration::from_millis(100),
             ..After::default()
         };
-        let report = provision(&f.endpoint, &f.tls, &spec("periodic", after)).await;
+        let report = provision(
+            &f.endpoint,
+            &f.tls,
+            &spec("periodic", after),
+            &Handles::default(),
+        )
+        .await;
         assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
         let acks = report
             .stages

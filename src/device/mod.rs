@@ -77,18 +77,27 @@ pub struct After {
     pub topic: String,
     /// Telemetry payload size in bytes (a JSON object padded to this size).
     pub payload_bytes: usize,
-    /// Not part of the scenario file: a gauge of devices currently connected with their own
-    /// identity (a live view or a benchmark reads it while devices stay connected).
-    #[serde(skip)]
-    pub connected: Option<Arc<AtomicU64>>,
-    /// Not part of the scenario file: cancelled when the run stops, so devices that stay
-    /// connected or send telemetry end that phase early and disconnect cleanly (they were
-    /// provisioned: ending their stay is not a failure).
-    #[serde(skip)]
-    pub release: tokio_util::sync::CancellationToken,
 }
 
-/// Holds one count in [`After::connected`] while the device's own session is up.
+/// What a device gets from whoever runs it, beside its settings: runtime handles, never in a
+/// scenario file.
+#[derive(Debug, Clone, Default)]
+pub struct Handles {
+    /// A gauge of devices currently connected with their own identity (a live view or a
+    /// benchmark reads it while devices stay connected).
+    pub connected: Option<Arc<AtomicU64>>,
+    /// Cancelled when the run stops, so devices that stay connected or send telemetry end that
+    /// phase early and disconnect cleanly (they were provisioned: ending their stay is not a
+    /// failure).
+    pub release: tokio_util::sync::CancellationToken,
+    /// Where the device reports each certificate it was issued and the thing it registered, as
+    /// it gets them ([`Created`]); `None`: not reported.
+    pub created: Option<tokio::sync::mpsc::UnboundedSender<Created>>,
+    /// The whole-flow attempt (1-based) this flow is, for [`Created::attempt`].
+    pub attempt: u32,
+}
+
+/// Holds one count in [`Handles::connected`] while the device's own session is up.
 struct ConnectedGuard(Option<Arc<AtomicU64>>);
 
 impl ConnectedGuard {
@@ -125,8 +134,6 @@ impl Default for After {
             interval: Duration::from_secs(5),
             topic: "device/{thingName}".into(),
             payload_bytes: 64,
-            connected: None,
-            release: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -169,7 +176,12 @@ pub struct DeviceReport {
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Run the full flow once: this task does the I/O (sockets, TLS, timers) and [`Flow`] decides.
-pub async fn provision(endpoint: &Endpoint, tls: &DeviceTls, spec: &DeviceSpec) -> DeviceReport {
+pub async fn provision(
+    endpoint: &Endpoint,
+    tls: &DeviceTls,
+    spec: &DeviceSpec,
+    handles: &Handles,
+) -> DeviceReport {
     let csr = match device_key(spec).await {
         Ok(csr) => csr,
         Err(failure) => {
@@ -181,6 +193,7 @@ pub async fn provision(endpoint: &Endpoint, tls: &DeviceTls, spec: &DeviceSpec) 
         }
     };
     let mut flow = Flow::new(spec, csr, Instant::now());
+    let mut created = CreatedReporter::new(handles.created.as_ref(), handles.attempt.max(1));
     let mut session: Option<Session> = None;
     let mut own = None;
     let mut _connected = None;
@@ -206,7 +219,7 @@ pub async fn provision(endpoint: &Endpoint, tls: &DeviceTls, spec: &DeviceSpec) 
                             Ok(Connected::Accepted(s)) => {
                                 session = Some(s);
                                 if identity == Identity::Own {
-                                    _connected = Some(ConnectedGuard::new(&spec.after.connected));
+                                    _connected = Some(ConnectedGuard::new(&handles.connected));
                                 }
                                 Event::ConnAck(ConnectReturnCode::Success)
                             }
@@ -242,11 +255,12 @@ pub async fn provision(endpoint: &Endpoint, tls: &DeviceTls, spec: &DeviceSpec) 
             }
             Action::Failed => break,
             exchange => match session.as_mut() {
-                Some(s) => exchange_on(s, exchange, stage, &spec.after.release).await,
+                Some(s) => exchange_on(s, exchange, stage, &handles.release).await,
                 None => lost(stage, "no session"),
             },
         };
         flow.handle(Instant::now(), event);
+        created.check(spec, &flow);
     }
     drop(session);
     flow.into_report()
@@ -328,4 +342,64 @@ async fn device_key(spec: &DeviceSpec) -> Result<Option<Csr>, Failure> {
         key_pem: generated.0.serialize_pem(),
         csr_pem: generated.1,
     }))
+}
+
+/// A certificate the endpoint issued to a device, or the thing it registered for it, reported as
+/// it happens: a run lists them in `created.csv` so that what it created in an account can be
+/// removed even when it is killed, and even for attempts that failed afterwards.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub client_id: String,
+    /// The whole-flow attempt (1-based), from [`Handles::attempt`].
+    pub attempt: u32,
+    pub certificate_id: String,
+    /// Empty when the certificate was issued; the thing name once RegisterThing accepted it.
+    pub thing_name: String,
+    pub at: std::time::SystemTime,
+}
+
+/// Reports a flow's certificate and thing once each, as soon as the flow holds them.
+struct CreatedReporter<'a> {
+    sink: Option<&'a tokio::sync::mpsc::UnboundedSender<Created>>,
+    attempt: u32,
+    certificate: bool,
+    thing: bool,
+}
+
+impl<'a> CreatedReporter<'a> {
+    fn new(
+        sink: Option<&'a tokio::sync::mpsc::UnboundedSender<Created>>,
+        attempt: u32,
+    ) -> CreatedReporter<'a> {
+        CreatedReporter {
+            sink,
+            attempt,
+            certificate: false,
+            thing: false,
+        }
+    }
+
+    /// After each event: a string comparison or two, and one message per new fact.
+    fn check(&mut self, spec: &DeviceSpec, flow: &Flow<'_>) {
+        let Some(sink) = self.sink else { return };
+        let new_certificate = !self.certificate && !flow.certificate_id().is_empty();
+        let new_thing = !self.thing && !flow.thing_name().is_empty();
+        for thing in [
+            new_certificate.then_some(""),
+            new_thing.then(|| flow.thing_name()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = sink.send(Created {
+                client_id: spec.client_id.clone(),
+                attempt: self.attempt,
+                certificate_id: flow.certificate_id().to_string(),
+                thing_name: thing.to_string(),
+                at: std::time::SystemTime::now(),
+            });
+        }
+        self.certificate |= new_certificate;
+        self.thing |= new_thing;
+    }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::stage::{Stage, StageTime};
 
 mod throttle;
-pub use throttle::{LevelCounts, RateLevel, ThrottleAnalysis, throttle_analysis};
+pub use throttle::{Analysis, LevelCounts, RateLevel, ThrottleAnalysis, throttle_analysis};
 
 /// Stage names in output order, with the whole flow last.
 pub const STAGE_NAMES: [&str; 7] = [

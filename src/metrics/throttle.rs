@@ -1,11 +1,8 @@
 //! Throttle-limit finder: arrivals per offered-rate level, each level judged sustainable or not.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use crate::scenario::Scenario;
 
 /// Devices counted by the offered-rate level of their *intended* start (so a device belongs to
 /// the level that offered it, whenever it finished).
@@ -16,10 +13,11 @@ pub struct LevelCounts {
 }
 
 impl LevelCounts {
-    /// Count one arrival that intended to start at `offset`; `failure` is its failure class
-    /// (`None` = provisioned, `Some("dropped")` = never started).
-    pub fn record(&mut self, scenario: &Scenario, offset: Duration, failure: Option<&str>) {
-        let Some(rate) = scenario.rate_at(offset) else {
+    /// Count one arrival whose intended start the schedule offered at `rate` (None: outside
+    /// any rate level); `failure` is its failure class (`None` = provisioned, `Some("dropped")`
+    /// = never started).
+    pub fn record(&mut self, rate: Option<f64>, failure: Option<&str>) {
+        let Some(rate) = rate else {
             return;
         };
         let rate = (rate * 1000.0).round() / 1000.0;
@@ -36,6 +34,24 @@ impl LevelCounts {
             None => level.2 += 1,
             Some("throttled") => level.3 += 1,
             Some(_) => {}
+        }
+    }
+}
+
+/// A rate level is sustainable when at most `max_throttled_fraction` of its arrivals were
+/// throttled and completions reached `min_completion_ratio` of the offered rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Analysis {
+    pub max_throttled_fraction: f64,
+    pub min_completion_ratio: f64,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            max_throttled_fraction: 0.01,
+            min_completion_ratio: 0.9,
         }
     }
 }
@@ -62,14 +78,13 @@ pub struct ThrottleAnalysis {
 
 /// Judge each rate level: sustainable when few arrivals were throttled and completions kept pace.
 pub fn throttle_analysis(
-    scenario: &Scenario,
+    a: &Analysis,
     counts: &LevelCounts,
     failures: &BTreeMap<String, u64>,
 ) -> Option<ThrottleAnalysis> {
     if counts.levels.is_empty() {
         return None;
     }
-    let a = &scenario.analysis;
     let mut levels: Vec<RateLevel> = counts
         .levels
         .iter()

@@ -228,7 +228,6 @@ fn fill(shared: Arc<Shared>, alg: KeyAlgorithm) {
         let generated = alg.generate();
         let cpu = thread_cpu_ns().saturating_sub(cpu0);
         shared.background_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
-        BACKGROUND_CPU_NS.fetch_add(cpu, Ordering::Relaxed);
         let mut keys = lock(&shared.keys);
         keys.generating -= 1;
         match generated {
@@ -243,14 +242,6 @@ fn fill(shared: Arc<Shared>, alg: KeyAlgorithm) {
             }
         }
     }
-}
-
-/// CPU nanoseconds all pools of this process spent generating keys in the background.
-static BACKGROUND_CPU_NS: AtomicU64 = AtomicU64::new(0);
-
-/// CPU seconds all key pools of this process have spent generating keys in the background.
-pub fn background_cpu_s_total() -> f64 {
-    BACKGROUND_CPU_NS.load(Ordering::Relaxed) as f64 * 1e-9
 }
 
 /// CPU time of the calling thread in nanoseconds.

@@ -17,6 +17,7 @@ use crate::device::{CertificateMode, Classify};
 use crate::mock_settings::MockSettings;
 use crate::pki::KeyAlgorithm;
 
+pub use crate::metrics::Analysis;
 pub use load::apply_set;
 pub use patterns::{Pattern, new_run_id};
 pub use schedule::{Executor, Phase, PhaseSpec, PlannedPhase, Ramp, RampStage};
@@ -66,24 +67,6 @@ pub struct Variant {
     pub name: String,
     #[serde(default)]
     pub set: toml::Table,
-}
-
-/// A rate level is sustainable when at most `max_throttled_fraction` of its arrivals were
-/// throttled and completions reached `min_completion_ratio` of the offered rate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Analysis {
-    pub max_throttled_fraction: f64,
-    pub min_completion_ratio: f64,
-}
-
-impl Default for Analysis {
-    fn default() -> Self {
-        Analysis {
-            max_throttled_fraction: 0.01,
-            min_completion_ratio: 0.9,
-        }
-    }
 }
 
 fn default_seed() -> u64 {

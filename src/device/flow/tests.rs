@@ -26,7 +26,6 @@ fn spec(mode: CertificateMode, action: AfterAction) -> DeviceSpec {
             interval: Duration::from_millis(100),
             topic: "dt/{thingName}/{clientId}".into(),
             payload_bytes: 48,
-            ..After::default()
         },
     }
 }

@@ -1,0 +1,391 @@
+//! The aggregator: the one owner of the run's histograms and counters; it streams results and
+//! intervals to the outputs and publishes the dashboard's snapshot once a second.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::target::Prepared;
+use super::{DeviceResult, Live, Record, RunError, RunOptions};
+use crate::device;
+use crate::live::{FailureView, ScheduleClock, Snapshot, StageView};
+use crate::metrics::{LevelCounts, Percentiles, STAGE_NAMES, StageSet};
+use crate::mock;
+use crate::output::{CreatedContext, DeviceRow, Outputs};
+use crate::pki;
+use crate::scenario::Scenario;
+
+/// The aggregator's state: the only owner of the histograms, counters and outputs.
+pub(super) struct Aggregator<'a> {
+    scenario: &'a Scenario,
+    target: &'a Prepared,
+    live: &'a Live,
+    clock: &'a ScheduleClock,
+    options: &'a RunOptions,
+    pub(super) outputs: Outputs,
+    start: Instant,
+    window: Window,
+    pub(super) levels: LevelCounts,
+    pub(super) total: StageSet,
+    pub(super) failures: BTreeMap<String, u64>,
+    /// The latest detail message per failure label.
+    latest: BTreeMap<String, String>,
+    pub(super) provisioned: u64,
+    pub(super) failed: u64,
+    pub(super) dropped: u64,
+    stopping: bool,
+    /// Cores this process may use (the dashboard's CPU scale), read once.
+    cores: usize,
+    /// What every created.csv row shares (run ID, region and account for ARNs).
+    created_rows: CreatedContext,
+}
+
+impl<'a> Aggregator<'a> {
+    pub(super) fn new(
+        scenario: &'a Scenario,
+        target: &'a Prepared,
+        live: &'a Live,
+        clock: &'a ScheduleClock,
+        options: &'a RunOptions,
+        outputs: Outputs,
+        start: Instant,
+    ) -> Aggregator<'a> {
+        Aggregator {
+            scenario,
+            target,
+            live,
+            clock,
+            options,
+            outputs,
+            start,
+            window: Window::new(start, process_cpu_s(target.mock.as_ref())),
+            levels: LevelCounts::default(),
+            total: StageSet::default(),
+            failures: BTreeMap::new(),
+            latest: BTreeMap::new(),
+            provisioned: 0,
+            failed: 0,
+            dropped: 0,
+            stopping: false,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            created_rows: CreatedContext {
+                run_id: options.run_id.clone(),
+                region: crate::guard::aws_region(&target.endpoint.host),
+                account: match &scenario.target {
+                    crate::scenario::Target::Endpoint { account, .. } => account.clone(),
+                    crate::scenario::Target::Mock { .. } => None,
+                },
+            },
+        }
+    }
+
+    /// Take device records until every sender is gone, closing a window every second; then
+    /// close the last, partial one.
+    pub(super) async fn run(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<Record>,
+        mut created: mpsc::UnboundedReceiver<device::Created>,
+        stop: &CancellationToken,
+    ) -> Result<(), RunError> {
+        let mut tick = tokio::time::interval_at(
+            (Instant::now() + Duration::from_secs(1)).into(),
+            Duration::from_secs(1),
+        );
+        loop {
+            tokio::select! {
+                record = rx.recv() => match record {
+                    Some(Record::Done(r)) => self.done(*r)?,
+                    Some(Record::Dropped { seq, offset }) => self.dropped(seq, offset)?,
+                    None => break,
+                },
+                Some(c) = created.recv() => self.created(&c)?,
+                _ = tick.tick() => self.publish(stop, false)?,
+            }
+        }
+        // Devices report what they created before their result, on the other channel.
+        while let Ok(c) = created.try_recv() {
+            self.created(&c)?;
+        }
+        Ok(())
+    }
+
+    /// A certificate issued or a thing registered: a created.csv row.
+    fn created(&mut self, c: &device::Created) -> Result<(), RunError> {
+        let row = self.created_rows.row(
+            &c.client_id,
+            c.attempt,
+            &c.certificate_id,
+            &c.thing_name,
+            c.at,
+        );
+        Ok(self.outputs.created(&row)?)
+    }
+
+    /// Close the current window and publish it (snapshot, progress line); `last`: the run's
+    /// final, partial window (its snapshot says so, no progress line).
+    pub(super) fn publish(&mut self, stop: &CancellationToken, last: bool) -> Result<(), RunError> {
+        self.stopping = stop.is_cancelled();
+        let options = self.options;
+        let (line, snapshot) = self.close(options.snapshots.is_some())?;
+        if let (Some(tx), Some(mut s)) = (&options.snapshots, snapshot) {
+            s.finished = last;
+            tx.send_replace(Arc::new(s));
+        }
+        if options.progress && !last {
+            eprintln!("{line}");
+        }
+        Ok(())
+    }
+
+    fn dropped(&mut self, seq: u64, offset: Duration) -> Result<(), RunError> {
+        self.dropped += 1;
+        let rate = self.scenario.rate_at(offset);
+        self.levels.record(rate, Some("dropped"));
+        self.outputs.failure(
+            seq,
+            "",
+            "dropped",
+            "in-flight cap reached at the intended arrival",
+            None,
+            self.start.elapsed(),
+        )?;
+        Ok(())
+    }
+
+    fn done(&mut self, r: DeviceResult) -> Result<(), RunError> {
+        let ok = r.report.outcome.is_ok();
+        let total = ok.then_some(r.total);
+        let w = &mut self.window;
+        w.stages.record_device(r.intended, &r.report.stages, total);
+        w.max_lag = w.max_lag.max(r.lag);
+        let class = r.report.outcome.as_ref().err().map(|f| f.reason.class());
+        self.levels.record(self.scenario.rate_at(r.offset), class);
+        let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
+        if let Err(f) = &r.report.outcome {
+            self.failed += 1;
+            w.failed += 1;
+            let label = f.reason.label();
+            *self.failures.entry(label.clone()).or_default() += 1;
+            *w.failed_by_class
+                .entry(f.reason.class().to_string())
+                .or_default() += 1;
+            let at = self.start.elapsed();
+            let raw = f.rejection.as_deref();
+            self.outputs
+                .failure(r.seq, &r.client_id, &label, &f.detail, raw, at)?;
+            self.latest.insert(label, f.detail.clone());
+        } else {
+            self.provisioned += 1;
+            w.completed += 1;
+        }
+        if let (Some(dir), Ok(p)) = (&self.options.save_identities, &r.report.outcome) {
+            save_identity(dir, &r.client_id, p)?;
+        }
+        Ok(self.outputs.device(&row)?)
+    }
+
+    /// Write the current window, fold it into the totals, open the next; returns the progress
+    /// line and, when `want_snapshot`, the dashboard's snapshot.
+    fn close(&mut self, want_snapshot: bool) -> Result<(String, Option<Snapshot>), RunError> {
+        let now = Instant::now();
+        let live = self.live;
+        let started = live.started.load(Ordering::Relaxed);
+        let dropped = live.dropped.load(Ordering::Relaxed);
+        let in_flight = live.in_flight.load(Ordering::Relaxed);
+        let connected = live.connected.load(Ordering::Relaxed);
+        let schedule_now = self.clock.at(now);
+        let rate = self.clock.rate();
+        let multiplier = if rate.paused { 0.0 } else { rate.multiplier };
+        let target_rate = self.scenario.rate_at(schedule_now).map(|r| r * multiplier);
+        let cpu = process_cpu_s(self.target.mock.as_ref());
+        let w = &mut self.window;
+        let offered = started - w.started_before + dropped - w.dropped_before;
+        let length = now - w.opened;
+        let cpu_percent = 100.0 * (cpu - w.cpu_opened) / length.as_secs_f64().max(1e-9);
+        let line = self.outputs.interval(crate::output::Interval {
+            elapsed: now - self.start,
+            length,
+            offered,
+            started: started - w.started_before,
+            completed: w.completed,
+            failed: w.failed,
+            failed_by_class: &w.failed_by_class,
+            in_flight,
+            connected,
+            dropped_total: dropped,
+            max_lag: w.max_lag,
+            stages: &w.stages,
+            target_rate,
+            multiplier,
+            cpu_percent,
+        })?;
+        self.total.add(&w.stages);
+        let snapshot = want_snapshot.then(|| {
+            let stages = STAGE_NAMES
+                .iter()
+                .zip(w.stages.stages.iter().zip(&self.total.stages))
+                .map(|(name, (interval, total))| StageView {
+                    name,
+                    interval: Percentiles::of(&interval.latency),
+                    total: Percentiles::of(&total.latency),
+                    curve: crate::live::CURVE
+                        .iter()
+                        .filter(|_| !total.latency.is_empty())
+                        .map(|p| {
+                            let v = total.latency.value_at_quantile(p / 100.0);
+                            (*p, v as f64 / 1000.0)
+                        })
+                        .collect(),
+                })
+                .collect();
+            let mut failures: Vec<FailureView> = self
+                .failures
+                .iter()
+                .map(|(reason, count)| FailureView {
+                    reason: reason.clone(),
+                    count: *count,
+                    latest: self.latest.get(reason).cloned().unwrap_or_default(),
+                })
+                .collect();
+            if self.dropped > 0 {
+                failures.push(FailureView {
+                    reason: "dropped".into(),
+                    count: self.dropped,
+                    latest: "in-flight cap reached at the intended arrival".into(),
+                });
+            }
+            failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+            Snapshot {
+                scenario: self.scenario.name.clone(),
+                variant: self.scenario.variant.clone(),
+                endpoint: self.target.label.clone(),
+                elapsed: now - self.start,
+                schedule_elapsed: schedule_now,
+                planned: self.scenario.planned_duration(),
+                phase: self
+                    .scenario
+                    .phase_at(schedule_now)
+                    .map(|(i, e)| {
+                        format!("{}/{} {}", i + 1, self.scenario.schedule.len(), e.as_str())
+                    })
+                    .unwrap_or_default(),
+                target_rate,
+                rate,
+                stopping: self.stopping,
+                finished: false,
+                planned_devices: self.scenario.devices.count,
+                started,
+                provisioned: self.provisioned,
+                failed: self.failed,
+                in_flight,
+                connected,
+                dropped,
+                interval: length,
+                interval_offered: offered,
+                interval_provisioned: w.completed,
+                interval_failed: w.failed,
+                lag_interval: w.max_lag,
+                lag_max: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
+                cpu_percent,
+                cores: self.cores,
+                stages,
+                failures,
+            }
+        });
+        w.reset(now, started, dropped, cpu);
+        Ok((line, snapshot))
+    }
+}
+
+/// `<name>.cert.pem` and `<name>.private.key` (0600), named by thing name (or client ID).
+fn save_identity(
+    dir: &std::path::Path,
+    client_id: &str,
+    p: &device::Provisioned,
+) -> Result<(), RunError> {
+    let name = if p.thing_name.is_empty() {
+        client_id
+    } else {
+        &p.thing_name
+    };
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_:.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::fs::create_dir_all(dir)
+        .map_err(|source| RunError::Output(crate::output::OutputError::new(dir, source)))?;
+    pki::write_file(
+        &dir.join(format!("{name}.cert.pem")),
+        p.certificate_pem.as_bytes(),
+        false,
+    )?;
+    pki::write_file(
+        &dir.join(format!("{name}.private.key")),
+        p.private_key_pem.as_bytes(),
+        true,
+    )?;
+    Ok(())
+}
+
+/// The current one-second window of the aggregator.
+struct Window {
+    stages: StageSet,
+    failed_by_class: BTreeMap<String, u64>,
+    completed: u64,
+    failed: u64,
+    opened: Instant,
+    /// Largest start lag (scheduler behind) among devices that ended in this window.
+    max_lag: Duration,
+    started_before: u64,
+    dropped_before: u64,
+    /// This process's CPU seconds when the window opened.
+    cpu_opened: f64,
+}
+
+/// CPU seconds this process has used (all threads, user + system), less what the embedded
+/// mock's RSA key pool spent generating keys: its threads run at nice 19 on idle CPU only, and
+/// counting them would show an idle harness as saturated.
+fn process_cpu_s(mock: Option<&mock::MockHandle>) -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let pool = mock.map_or(0.0, |m| m.key_pool().background_cpu_s);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9 - pool
+}
+
+impl Window {
+    fn new(start: Instant, cpu: f64) -> Window {
+        Window {
+            stages: StageSet::default(),
+            failed_by_class: BTreeMap::new(),
+            completed: 0,
+            failed: 0,
+            opened: start,
+            max_lag: Duration::ZERO,
+            started_before: 0,
+            dropped_before: 0,
+            cpu_opened: cpu,
+        }
+    }
+
+    /// Open the next window at `now`.
+    fn reset(&mut self, now: Instant, started: u64, dropped: u64, cpu: f64) {
+        self.max_lag = Duration::ZERO;
+        self.stages.reset();
+        self.failed_by_class.clear();
+        self.completed = 0;
+        self.failed = 0;
+        self.opened = now;
+        self.started_before = started;
+        self.dropped_before = dropped;
+        self.cpu_opened = cpu;
+    }
+}

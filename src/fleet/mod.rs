@@ -1,0 +1,205 @@
+//! The runner: starts devices on the scenario's schedule (open model), caps in-flight work,
+//! aggregates their results in one task, streams the outputs, and drains on stop.
+//!
+//! `scheduler` starts the devices, `aggregator` owns their results, `target` prepares where
+//! they connect; `run` wires them together.
+
+mod aggregator;
+mod scheduler;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::device;
+use crate::live::{Controls, ScheduleClock, Snapshot};
+use crate::mock;
+use crate::output::{Outputs, Summary, Totals};
+use crate::pki;
+use crate::scenario::Scenario;
+use aggregator::Aggregator;
+use scheduler::{Launcher, Pacer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Mock(#[from] mock::MockError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How `run` is invoked.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// Print a one-line progress update per second on stderr.
+    pub progress: bool,
+    /// `--endpoint HOST[:PORT]`: use this endpoint instead of the scenario's target address.
+    pub endpoint: Option<(String, Option<u16>)>,
+    /// Time allowed for in-flight devices to finish after a stop request.
+    pub drain: Duration,
+    /// Write each new certificate and key here (keys 0600); otherwise they stay in memory.
+    pub save_identities: Option<PathBuf>,
+    /// Pause and arrival-rate multiplier (the dashboard's keys); recorded in the results.
+    pub controls: Arc<Controls>,
+    /// Where the aggregator publishes its once-a-second snapshot (the dashboard).
+    pub snapshots: Option<watch::Sender<Arc<Snapshot>>>,
+    /// The run ID (`{run}` in patterns, `run_id` in summary.json and created.csv): the same
+    /// for every variant of one `fleetstorm run`.
+    pub run_id: String,
+}
+
+impl RunOptions {
+    /// Options for a run writing to `out_dir`, with defaults for the rest.
+    pub fn new(out_dir: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            out_dir: out_dir.into(),
+            progress: false,
+            endpoint: None,
+            drain: Duration::from_secs(10),
+            save_identities: None,
+            controls: Controls::new(),
+            snapshots: None,
+            run_id: crate::scenario::new_run_id(),
+        }
+    }
+}
+
+/// What one device reports to the aggregator.
+enum Record {
+    Done(Box<DeviceResult>),
+    /// `offset`: the schedule time it was due at.
+    Dropped {
+        seq: u64,
+        offset: Duration,
+    },
+}
+
+/// One device's run, as the aggregator gets it.
+struct DeviceResult {
+    seq: u64,
+    client_id: String,
+    intended: Instant,
+    /// Schedule time the device was due at (see `live`).
+    offset: Duration,
+    lag: Duration,
+    report: device::DeviceReport,
+    /// Provisioning time from the actual start (service) and from the intended start (latency).
+    total: (Duration, Duration),
+    attempts: u32,
+}
+
+/// Live counters the scheduler and devices update (atomics: no lock).
+#[derive(Default)]
+struct Live {
+    started: AtomicU64,
+    in_flight: AtomicU64,
+    dropped: AtomicU64,
+    max_lag_us: AtomicU64,
+    /// Devices connected with their own identity right now (stay / telemetry).
+    connected: Arc<AtomicU64>,
+}
+
+/// Run a scenario to the end (or until `stop` is cancelled) and write its results.
+pub async fn run(
+    scenario: Scenario,
+    options: RunOptions,
+    stop: CancellationToken,
+) -> Result<Summary, RunError> {
+    let mock_shutdown = CancellationToken::new();
+    let _guard = mock_shutdown.clone().drop_guard();
+    let target = target::prepare(&scenario, &options, &mock_shutdown).await?;
+    let live = Arc::new(Live::default());
+    let (tx, rx) = mpsc::unbounded_channel::<Record>();
+    // Certificates and things as devices get them, for created.csv.
+    let (created_tx, created_rx) = mpsc::unbounded_channel::<device::Created>();
+    let devices_stop = CancellationToken::new();
+    let launcher = Launcher::new(
+        &scenario,
+        &target,
+        &options.run_id,
+        live.clone(),
+        (tx, created_tx),
+        &stop,
+        devices_stop.clone(),
+    )?;
+
+    let outputs = Outputs::create(&options.out_dir, &scenario, &target.label)?;
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let clock = Arc::new(ScheduleClock::new(start, options.controls.current()));
+    let pacer = Pacer::new(clock.clone(), options.controls.subscribe());
+    let plan = scenario.plan();
+    let limit = scenario.devices.count;
+    let scheduler = tokio::spawn(scheduler::schedule(
+        launcher,
+        plan,
+        limit,
+        pacer,
+        stop.clone(),
+    ));
+    abort_after_drain(&stop, devices_stop, options.drain);
+
+    // The aggregator: this task.
+    let mut agg = Aggregator::new(&scenario, &target, &live, &clock, &options, outputs, start);
+    agg.run(rx, created_rx, &stop).await?;
+    let _ = scheduler.await;
+    agg.publish(&stop, true)?;
+    let duration = start.elapsed();
+    let Aggregator {
+        outputs,
+        levels,
+        total,
+        failures,
+        provisioned,
+        failed,
+        dropped,
+        ..
+    } = agg;
+    let mock = match target.mock {
+        Some(h) => Some(h.stop().await),
+        None => None,
+    };
+    let totals = Totals {
+        scenario: &scenario,
+        run_id: &options.run_id,
+        started_at,
+        duration,
+        planned: scenario.devices.count,
+        started: live.started.load(Ordering::Relaxed),
+        provisioned,
+        failed,
+        dropped,
+        max_lag: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
+        failures: &failures,
+        stages: &total,
+        endpoint: &target.label,
+        interrupted: stop.is_cancelled(),
+        levels: &levels,
+        mock: mock.as_ref(),
+        rate_changes: options.controls.changes_since(start),
+    };
+    Ok(outputs.finish(totals)?)
+}
+
+/// Drain deadline: once a stop is requested, in-flight devices get `drain` to finish, then
+/// `devices_stop` aborts them.
+fn abort_after_drain(stop: &CancellationToken, devices_stop: CancellationToken, drain: Duration) {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        tokio::time::sleep(drain).await;
+        devices_stop.cancel();
+    });
+}

@@ -1,0 +1,286 @@
+//! The scheduler: when each device starts (open or closed model, on schedule time), and the
+//! launcher that starts it, retries it and reports its result to the aggregator.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::target::Prepared;
+use super::{DeviceResult, Live, Record, RunError};
+use crate::device::{self, DeviceSpec, DeviceTls, Endpoint};
+use crate::live::ScheduleClock;
+use crate::scenario::{Pattern, PlannedPhase, RetrySettings, Scenario};
+
+fn aborted() -> device::DeviceReport {
+    device::DeviceReport {
+        stages: Vec::new(),
+        provisioned_at: None,
+        outcome: Err(device::Failure::new(
+            device::FailureReason::Aborted,
+            "run stopped before the device finished",
+        )),
+    }
+}
+
+/// Everything needed to start one device.
+pub(super) struct Launcher {
+    live: Arc<Live>,
+    tx: mpsc::UnboundedSender<Record>,
+    devices_stop: CancellationToken,
+    endpoint: Endpoint,
+    tls: DeviceTls,
+    seed: u64,
+    retry: RetrySettings,
+    spec_base: DeviceSpec,
+    handles: device::Handles,
+    client_id: Pattern,
+    parameters: Vec<(String, Pattern)>,
+    semaphore: Arc<Semaphore>,
+}
+
+impl Launcher {
+    /// Starts the scenario's devices (their client ID and parameter patterns parsed here) at
+    /// the target; `stop` releases devices that stay connected, `devices_stop` aborts them.
+    pub(super) fn new(
+        scenario: &Scenario,
+        target: &Prepared,
+        run_id: &str,
+        live: Arc<Live>,
+        (tx, created): (
+            mpsc::UnboundedSender<Record>,
+            mpsc::UnboundedSender<device::Created>,
+        ),
+        stop: &CancellationToken,
+        devices_stop: CancellationToken,
+    ) -> Result<Launcher, RunError> {
+        let devices = &scenario.devices;
+        let client_id = Pattern::parse(&devices.client_id)
+            .map_err(RunError::Other)?
+            .bind_run(run_id);
+        let parameters: Vec<(String, Pattern)> = devices
+            .parameters
+            .iter()
+            .map(|(k, v)| Pattern::parse(v).map(|p| (k.clone(), p.bind_run(run_id))))
+            .collect::<Result<_, _>>()
+            .map_err(RunError::Other)?;
+        let spec_base = DeviceSpec {
+            client_id: String::new(),
+            template: devices.template.clone(),
+            parameters: Default::default(),
+            mode: devices.certificate,
+            csr_key: devices.csr_key,
+            timeouts: devices.timeouts.into(),
+            classify: Arc::new(
+                scenario
+                    .target
+                    .classify()
+                    .rules()
+                    .map_err(RunError::Other)?,
+            ),
+            after: devices.after.clone(),
+        };
+        let handles = device::Handles {
+            connected: Some(live.connected.clone()),
+            // Devices that stay connected end their stay when the run is asked to stop.
+            release: stop.child_token(),
+            created: Some(created),
+            attempt: 1,
+        };
+        Ok(Launcher {
+            live,
+            tx,
+            devices_stop,
+            endpoint: target.endpoint.clone(),
+            tls: target.tls.clone(),
+            seed: scenario.seed,
+            retry: devices.retry.clone(),
+            spec_base,
+            handles,
+            client_id,
+            parameters,
+            semaphore: Arc::new(Semaphore::new(scenario.max_in_flight)),
+        })
+    }
+
+    /// Start device `seq` (intended to start at `intended`), or count it as dropped when the
+    /// in-flight cap is reached.
+    fn launch(&self, seq: u64, intended: Instant, offset: Duration, tasks: &mut JoinSet<()>) {
+        let Ok(permit) = self.semaphore.clone().try_acquire_owned() else {
+            self.live.dropped.fetch_add(1, Ordering::Relaxed);
+            let _ = self.tx.send(Record::Dropped { seq, offset });
+            return;
+        };
+        let lag = intended.elapsed();
+        self.live
+            .max_lag_us
+            .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(self.seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut spec = self.spec_base.clone();
+        spec.client_id = self.client_id.render(seq, &mut rng);
+        spec.parameters = self
+            .parameters
+            .iter()
+            .map(|(k, p)| (k.clone(), p.render(seq, &mut rng)))
+            .collect();
+        self.live.started.fetch_add(1, Ordering::Relaxed);
+        self.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        let (live, tx, endpoint, tls, devices_stop, retry, mut handles) = (
+            self.live.clone(),
+            self.tx.clone(),
+            self.endpoint.clone(),
+            self.tls.clone(),
+            self.devices_stop.clone(),
+            self.retry.clone(),
+            self.handles.clone(),
+        );
+        tasks.spawn(async move {
+            let begun = Instant::now();
+            let mut attempts = 0;
+            let report = loop {
+                attempts += 1;
+                handles.attempt = attempts;
+                let report = tokio::select! {
+                    r = device::provision(&endpoint, &tls, &spec, &handles) => r,
+                    _ = devices_stop.cancelled() => break aborted(),
+                };
+                match &report.outcome {
+                    Err(f) if retry.retries(f.reason.class(), attempts) => {
+                        let pause = retry.backoff(attempts, rand::RngExt::random::<f64>(&mut rng));
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = devices_stop.cancelled() => break report,
+                        }
+                    }
+                    _ => break report,
+                }
+            };
+            let end = report.provisioned_at.unwrap_or_else(Instant::now);
+            let total = (end - begun, end - intended);
+            drop(permit);
+            live.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(Record::Done(Box::new(DeviceResult {
+                seq,
+                client_id: spec.client_id,
+                intended,
+                offset,
+                lag,
+                report,
+                total,
+                attempts,
+            })));
+        });
+    }
+}
+
+/// Schedule time and the controls that move it.
+pub(super) struct Pacer {
+    clock: Arc<ScheduleClock>,
+    controls: watch::Receiver<crate::live::Rate>,
+}
+
+impl Pacer {
+    pub(super) fn new(
+        clock: Arc<ScheduleClock>,
+        controls: watch::Receiver<crate::live::Rate>,
+    ) -> Pacer {
+        Pacer { clock, controls }
+    }
+
+    /// Wait until schedule time reaches `t`; returns the real instant it did (the device's
+    /// intended start), or None when the run is stopped. Pauses and multiplier changes made
+    /// while waiting move the instant.
+    async fn until(&mut self, t: Duration, stop: &CancellationToken) -> Option<Instant> {
+        loop {
+            let due = self.clock.real_at(t);
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = self.changed() => {}
+                _ = sleep_until_opt(due) => return due,
+            }
+        }
+    }
+
+    /// Wait for the next change of the controls and apply it (forever once they are gone).
+    async fn changed(&mut self) {
+        if self.controls.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        let rate = *self.controls.borrow_and_update();
+        self.clock.set(Instant::now(), rate);
+    }
+}
+
+async fn sleep_until_opt(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The scheduler: runs the phases in order, sleeping until each intended arrival (open model) or
+/// keeping the target number of devices in flight (closed model), on schedule time.
+pub(super) async fn schedule(
+    launcher: Launcher,
+    plan: Vec<PlannedPhase>,
+    limit: u64,
+    mut pacer: Pacer,
+    stop: CancellationToken,
+) {
+    let mut tasks = JoinSet::new();
+    let mut seq = 0u64;
+    'phases: for phase in plan {
+        match phase {
+            PlannedPhase::Open(arrivals) => {
+                for offset in arrivals {
+                    if seq >= limit {
+                        break 'phases;
+                    }
+                    let Some(intended) = pacer.until(offset, &stop).await else {
+                        break 'phases;
+                    };
+                    while tasks.try_join_next().is_some() {}
+                    launcher.launch(seq, intended, offset, &mut tasks);
+                    seq += 1;
+                }
+            }
+            PlannedPhase::Closed { begin, ramp } => {
+                let phase_end = begin + ramp.duration();
+                if pacer.until(begin, &stop).await.is_none() {
+                    break 'phases;
+                }
+                loop {
+                    let now = Instant::now();
+                    let at = pacer.clock.at(now);
+                    if at >= phase_end || seq >= limit {
+                        break;
+                    }
+                    let rate = pacer.clock.rate();
+                    let target = if rate.paused {
+                        0
+                    } else {
+                        (ramp.at(at - begin) * rate.multiplier).floor() as u64
+                    };
+                    while launcher.live.in_flight.load(Ordering::Relaxed) < target && seq < limit {
+                        launcher.launch(seq, Instant::now(), at, &mut tasks);
+                        seq += 1;
+                    }
+                    // Re-check when a device ends, the controls change or the ramp moves
+                    // (every 50 ms).
+                    tokio::select! {
+                        _ = stop.cancelled() => break 'phases,
+                        _ = tasks.join_next(), if !tasks.is_empty() => {}
+                        _ = pacer.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -157,6 +157,10 @@ pub struct MockArgs {
     /// Key type CreateKeysAndCertificate returns: rsa2048 (as AWS, pooled) or p256 (fast).
     #[arg(long)]
     pub keys: Option<KeyAlgorithm>,
+    /// Address of the AWS IoT control plane (REST API over plain HTTP; SigV4 not checked), e.g.
+    /// 127.0.0.1:8443; port 0 picks a free port. Printed in the ready line.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub control: SocketAddr,
 }
 
 fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {
@@ -308,6 +312,7 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     }
     let mut config = MockConfig::new(Arc::new(pki), settings)?;
     config.write_registry = true;
+    config.control = Some(args.control);
     let listener = crate::mock::listen(args.listen).map_err(|e| {
         Failure::new(
             exit::RUNTIME,
@@ -319,8 +324,11 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let key_type = config.settings.keys;
     let handle = mock::start(config, listener, shutdown.clone()).await?;
     out!(
-        "fleetstorm mock listening on {} (ca {}, claim {} {})",
+        "fleetstorm mock listening on {} control http://{} (ca {}, claim {} {})",
         handle.addr,
+        handle
+            .control_addr
+            .map_or_else(|| "-".to_string(), |a| a.to_string()),
         handle.root_ca_path.display(),
         handle.claim_cert_path.display(),
         handle.claim_key_path.display()

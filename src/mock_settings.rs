@@ -173,6 +173,9 @@ pub struct QuotaSettings {
     pub connect_per_s: f64,
     pub connect_per_client_id_per_s: f64,
     pub publish_per_connection_per_s: f64,
+    /// Control-plane (REST) calls per second, all operations together. UNCONFIRMED: AWS sets a
+    /// rate per operation (about 10 to a few hundred TPS); one bucket at 10 stands for them all.
+    pub control_plane_per_s: f64,
     /// Bucket size as seconds of rate (1.0: a full second's worth may arrive at once).
     pub burst_seconds: f64,
     /// The rejected response for an over-quota API call. UNCONFIRMED: AWS publishes no captured
@@ -191,6 +194,7 @@ impl Default for QuotaSettings {
             connect_per_s: 500.0,
             connect_per_client_id_per_s: 1.0,
             publish_per_connection_per_s: 100.0,
+            control_plane_per_s: 10.0,
             burst_seconds: 1.0,
             throttle_status: 429,
             throttle_error_code: "ThrottlingException".into(),

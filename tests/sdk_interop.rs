@@ -3,6 +3,8 @@
 //! The test creates its own virtualenv under `target/sdk-venv` from `tests/sdk/requirements.txt`
 //! when it is missing. It never skips: without Python or PyPI it fails and says why.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
@@ -18,40 +20,12 @@ fn manifest_dir() -> &'static Path {
 
 /// The venv's python, creating the venv on first use.
 fn venv_python() -> PathBuf {
-    let venv = manifest_dir().join("target").join("sdk-venv");
-    let python = venv.join("bin").join("python");
-    let requirements = manifest_dir().join("tests/sdk/requirements.txt");
-    let ready = python.exists()
-        && Command::new(&python)
-            .args([
-                "-c",
-                "import awsiot.iotidentity, awscrt.mqtt_request_response",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ready {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is required for the SDK interop test (python3 -m venv)");
-        assert!(
-            status.success(),
-            "python3 -m venv {} failed",
-            venv.display()
-        );
-        let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "-r"])
-            .arg(&requirements)
-            .status()
-            .expect("pip");
-        assert!(
-            status.success(),
-            "pip install -r {} failed",
-            requirements.display()
-        );
-    }
-    python
+    common::python_venv(
+        "sdk-venv",
+        "tests/sdk/requirements.txt",
+        "import awsiot.iotidentity, awscrt.mqtt_request_response",
+    )
+    .join("python")
 }
 
 struct Mock {

@@ -2,8 +2,10 @@
 //!
 //! `start` takes a bound listener and a shutdown token and returns a handle with the address, the
 //! trust anchor and the claim identity, so `fleetstorm run`, `fleetstorm mock` and the tests all run
-//! the same server in process.
+//! the same server in process. Beside the MQTT listener it serves the AWS IoT control plane
+//! over HTTP ([`control`]) on the same registry.
 
+pub mod control;
 pub mod faults;
 pub mod hooks;
 mod http_hook;
@@ -98,8 +100,13 @@ pub struct MockConfig {
     pub settings: MockSettings,
     /// Templates by name; the seed template is always present as `FleetProvisioningTemplate`.
     pub templates: BTreeMap<String, Arc<Template>>,
+    /// The JSON text of each template, as DescribeProvisioningTemplate returns it.
+    pub template_bodies: BTreeMap<String, String>,
     /// Write `registry.json` into the PKI directory at stop.
     pub write_registry: bool,
+    /// Where the control plane (AWS IoT REST API) listens; `None`: not served. Default: an
+    /// ephemeral loopback port.
+    pub control: Option<SocketAddr>,
 }
 
 impl MockConfig {
@@ -117,6 +124,11 @@ impl MockConfig {
             account: settings.account.clone(),
         };
         let mut templates = BTreeMap::new();
+        let mut template_bodies = BTreeMap::new();
+        template_bodies.insert(
+            template::SEED_TEMPLATE_NAME.to_string(),
+            template::SEED_TEMPLATE_JSON.to_string(),
+        );
         let seed = load_template(
             template::SEED_TEMPLATE_NAME,
             "built-in",
@@ -131,12 +143,15 @@ impl MockConfig {
                 message: e.to_string(),
             })?;
             templates.insert(name.clone(), load_template(name, &shown, &text, &arn)?);
+            template_bodies.insert(name.clone(), text);
         }
         Ok(MockConfig {
             pki,
             settings,
             templates,
+            template_bodies,
             write_registry: false,
+            control: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
         })
     }
 }
@@ -232,7 +247,8 @@ pub(crate) struct State {
     settings: MockSettings,
     arn: ArnContext,
     pki: Arc<Pki>,
-    templates: BTreeMap<String, Arc<Template>>,
+    /// Templates by name; the control plane adds, changes and removes them at run time.
+    templates: control::templates::TemplateStore,
     tls: TlsAcceptor,
     registry: Registry,
     keys: KeyPool,
@@ -248,6 +264,8 @@ pub(crate) struct State {
 /// The running mock.
 pub struct MockHandle {
     pub addr: SocketAddr,
+    /// The control plane's address (plain HTTP), when it is served.
+    pub control_addr: Option<SocketAddr>,
     pub root_ca_path: PathBuf,
     pub claim_cert_path: PathBuf,
     pub claim_key_path: PathBuf,
@@ -389,6 +407,20 @@ pub async fn start(
 ) -> Result<MockHandle, MockError> {
     let addr = listener.local_addr()?;
     let tls = TlsAcceptor::from(Arc::new(server_tls_config(&config.pki)?));
+    // Bound before anything starts (hooks, key generators), so a taken port fails cleanly.
+    let control_listener = match config.control {
+        Some(control_listen) => {
+            Some(
+                TcpListener::bind(control_listen)
+                    .await
+                    .map_err(|e| MockError::Config {
+                        path: format!("control plane address {control_listen}"),
+                        message: e.to_string(),
+                    })?,
+            )
+        }
+        None => None,
+    };
     let settings = config.settings;
     let arn = ArnContext {
         region: settings.region.clone(),
@@ -469,7 +501,10 @@ pub async fn start(
     let state = Arc::new(State {
         arn,
         pki: config.pki.clone(),
-        templates: config.templates,
+        templates: control::templates::TemplateStore::new(
+            config.templates,
+            &config.template_bodies,
+        ),
         tls,
         registry,
         keys,
@@ -482,6 +517,15 @@ pub async fn start(
         settings,
     });
     let write_registry = config.write_registry;
+    let control_addr = match control_listener {
+        Some(control_listener) => {
+            let control_addr = control_listener.local_addr()?;
+            tracing::info!("control plane (AWS IoT REST API) on http://{control_addr}");
+            control::spawn(state.clone(), control_listener, addr, shutdown.clone());
+            Some(control_addr)
+        }
+        None => None,
+    };
     let task = tokio::spawn(accept_loop(
         state.clone(),
         listener,
@@ -490,6 +534,7 @@ pub async fn start(
     ));
     Ok(MockHandle {
         addr,
+        control_addr,
         root_ca_path: config.pki.root_ca_path(),
         claim_cert_path: config.pki.claim_cert_path(),
         claim_key_path: config.pki.claim_key_path(),

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::State;
+use super::control::templates::Unusable;
 use super::faults::Verdict;
 use super::hooks::{HookEvent, HookOutcome};
 use super::template::{RenderContext, RenderError};
@@ -294,14 +295,23 @@ async fn register_thing(state: &Arc<State>, requester: &Requester<'_>, job: &Job
         }
     })?;
     let template_name = job.request.template.as_deref().unwrap_or_default();
-    let template = state.templates.get(template_name).ok_or_else(|| {
-        // UNCONFIRMED: code for an unknown template.
-        ErrorResponse::new(
-            404,
-            "ResourceNotFoundException",
-            format!("Template {template_name} does not exist."),
-        )
-    })?;
+    let template = state
+        .templates
+        .for_provisioning(template_name)
+        .map_err(|why| match why {
+            // UNCONFIRMED: code for an unknown template.
+            Unusable::Missing => ErrorResponse::new(
+                404,
+                "ResourceNotFoundException",
+                format!("Template {template_name} does not exist."),
+            ),
+            // UNCONFIRMED: AWS's answer for a disabled template.
+            Unusable::Disabled => ErrorResponse::new(
+                400,
+                "InvalidRequestException",
+                format!("Template {template_name} is disabled."),
+            ),
+        })?;
     let mut parameters: BTreeMap<String, String> = request.parameters.unwrap_or_default();
     if let Some(hook) = state.hooks.get(template_name) {
         let certificate_pem = state

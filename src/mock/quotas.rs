@@ -24,6 +24,7 @@ impl QuotaSettings {
                 "publish_per_connection_per_s",
                 self.publish_per_connection_per_s,
             ),
+            ("control_plane_per_s", self.control_plane_per_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!(
@@ -81,6 +82,7 @@ pub struct Quotas {
     settings: QuotaSettings,
     apis: [Option<TokenBucket>; 3],
     connect: Option<TokenBucket>,
+    control: Option<TokenBucket>,
     last_connect: Mutex<HashMap<String, Instant>>,
 }
 
@@ -96,6 +98,7 @@ impl Quotas {
                 bucket(settings.register_thing_per_s),
             ],
             connect: bucket(settings.connect_per_s),
+            control: bucket(settings.control_plane_per_s),
             last_connect: Mutex::new(HashMap::new()),
             settings: settings.clone(),
         }
@@ -110,6 +113,11 @@ impl Quotas {
         self.apis[api as usize]
             .as_ref()
             .is_none_or(TokenBucket::try_take)
+    }
+
+    /// Whether a control-plane call is within its quota.
+    pub fn allow_control(&self) -> bool {
+        self.control.as_ref().is_none_or(TokenBucket::try_take)
     }
 
     /// Whether a CONNECT is within the account rate and the per-client-ID rate.

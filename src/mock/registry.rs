@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+pub mod control;
+
 use super::policy::PolicyDocument;
 use super::template::{OverrideAction, Rendered, ThingSpec};
 

@@ -135,3 +135,59 @@ impl Client {
         }
     }
 }
+
+/// A virtualenv `target/NAME` with `requirements` (a path under the crate) installed, created
+/// when missing or when `python -c check` fails in it; returns its `bin` directory. Tests that
+/// use it never skip: without Python or PyPI they fail and say why.
+pub fn python_venv(name: &str, requirements: &str, check: &str) -> std::path::PathBuf {
+    use std::process::Command;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target").join(name);
+    let python = venv.join("bin").join("python");
+    let requirements = root.join(requirements);
+    let ready = python.exists()
+        && Command::new(&python)
+            .args(["-c", check])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is required (python3 -m venv)");
+        assert!(
+            status.success(),
+            "python3 -m venv {} failed",
+            venv.display()
+        );
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&requirements)
+            .status()
+            .expect("pip");
+        assert!(
+            status.success(),
+            "pip install -r {} failed",
+            requirements.display()
+        );
+    }
+    venv.join("bin")
+}
+
+/// A device of the seed's fleet: template parameters as the seed's Docker image sends them.
+pub fn seed_device(name: &str, template: &str) -> fleetstorm::device::DeviceSpec {
+    fleetstorm::device::DeviceSpec {
+        client_id: format!("client-{name}"),
+        template: template.into(),
+        parameters: std::collections::BTreeMap::from([
+            ("DeviceName".to_string(), name.to_string()),
+            ("SerialNumber".to_string(), "123456".to_string()),
+            ("DeviceLocation".to_string(), "Berlin".to_string()),
+        ]),
+        mode: fleetstorm::device::CertificateMode::Keys,
+        csr_key: KeyAlgorithm::P256,
+        timeouts: fleetstorm::device::Timeouts::default(),
+        after: Default::default(),
+    }
+}

@@ -106,6 +106,20 @@ impl DeviceRow {
     }
 }
 
+/// `failures.csv`'s columns. The raw rejection columns (`status_code`, `error_code`,
+/// `error_message`, empty for failures that were no `…/rejected` response) come last so readers
+/// of the first five keep working.
+pub const FAILURES_COLUMNS: [&str; 8] = [
+    "elapsed_s",
+    "seq",
+    "client_id",
+    "reason",
+    "detail",
+    "status_code",
+    "error_code",
+    "error_message",
+];
+
 /// One second of the run.
 pub struct Interval<'a> {
     pub elapsed: Duration,
@@ -285,18 +299,8 @@ impl Outputs {
             .write_record(&header)
             .map_err(csv_err(&dir.join("timeseries.csv")))?;
         let mut failures = csv::Writer::from_writer(create(dir, "failures.csv")?);
-        // The raw rejection columns come last so readers of the first five keep working.
         failures
-            .write_record([
-                "elapsed_s",
-                "seq",
-                "client_id",
-                "reason",
-                "detail",
-                "status_code",
-                "error_code",
-                "error_message",
-            ])
+            .write_record(FAILURES_COLUMNS)
             .map_err(csv_err(&dir.join("failures.csv")))?;
         write_scenario(dir, scenario)?;
         let hlog = create(dir, "latency.hlog")?;

@@ -100,10 +100,6 @@ impl Controls {
         self.update(|r| r.multiplier -= MULTIPLIER_STEP)
     }
 
-    pub fn set_multiplier(&self, m: f64) -> Rate {
-        self.update(|r| r.multiplier = m)
-    }
-
     /// Changes made since `start`, as elapsed seconds from it.
     pub fn changes_since(&self, start: Instant) -> Vec<RateChange> {
         self.changes

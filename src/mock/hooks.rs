@@ -18,6 +18,9 @@ use tracing::info;
 
 use super::http_hook::HookClient;
 
+#[cfg(test)]
+pub(crate) mod testkit;
+
 const SHIM: &str = include_str!("lambda_shim.py");
 
 pub use crate::mock_settings::{CommandMode, HookKind, HookSettings};
@@ -32,21 +35,6 @@ pub struct HookEvent {
     pub template_arn: String,
     pub client_id: String,
     pub parameters: BTreeMap<String, String>,
-}
-
-#[cfg(test)]
-impl HookEvent {
-    /// A test event from client `client` whose `SerialNumber` parameter is `serial`.
-    pub(crate) fn for_serial(serial: &str) -> HookEvent {
-        HookEvent {
-            claim_certificate_id: "c".into(),
-            certificate_id: "d".into(),
-            certificate_pem: String::new(),
-            template_arn: "arn".into(),
-            client_id: "client".into(),
-            parameters: [("SerialNumber".to_string(), serial.to_string())].into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -187,9 +187,23 @@ fn internal(message: impl std::fmt::Display) -> ErrorResponse {
     ErrorResponse::new(500, "InternalFailure", message.to_string())
 }
 
-fn new_token() -> String {
+/// Records a freshly issued certificate as pending under a new ownership token; returns the
+/// token and the log detail.
+fn add_pending(
+    state: &State,
+    requester: &Requester<'_>,
+    issued: &crate::pki::IssuedCertificate,
+) -> (String, String) {
     // AWS tokens are opaque; SDKs never parse them.
-    hex::encode(rand::random::<[u8; 32]>())
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    state.registry.add_pending_certificate(
+        &issued.certificate_id,
+        &issued.pem,
+        requester.claim_certificate_id,
+        &token,
+        state.settings.token_ttl,
+    );
+    (token, format!("certificate {}", issued.certificate_id))
 }
 
 async fn create_keys(state: &Arc<State>, requester: &Requester<'_>, job: &Job) -> Outcome {
@@ -226,15 +240,7 @@ async fn create_keys(state: &Arc<State>, requester: &Requester<'_>, job: &Job) -
             .map_err(internal)??
         }
     };
-    let token = new_token();
-    state.registry.add_pending_certificate(
-        &issued.certificate_id,
-        &issued.pem,
-        requester.claim_certificate_id,
-        &token,
-        state.settings.token_ttl,
-    );
-    let detail = format!("certificate {}", issued.certificate_id);
+    let (token, detail) = add_pending(state, requester, &issued);
     let response = CreateKeysAndCertificateResponse {
         certificate_id: issued.certificate_id,
         certificate_pem: issued.pem,
@@ -257,15 +263,7 @@ fn create_from_csr(state: &Arc<State>, requester: &Requester<'_>, job: &Job) -> 
         .issue_from_csr(&request.certificate_signing_request)
         // UNCONFIRMED: AWS's exact errorCode for a bad CSR; status 400 is documented behaviour.
         .map_err(|e| ErrorResponse::new(400, "InvalidCsr", e.to_string()))?;
-    let token = new_token();
-    state.registry.add_pending_certificate(
-        &issued.certificate_id,
-        &issued.pem,
-        requester.claim_certificate_id,
-        &token,
-        state.settings.token_ttl,
-    );
-    let detail = format!("certificate {}", issued.certificate_id);
+    let (token, detail) = add_pending(state, requester, &issued);
     let response = CreateCertificateFromCsrResponse {
         certificate_ownership_token: token,
         certificate_id: issued.certificate_id,

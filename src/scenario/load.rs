@@ -25,9 +25,8 @@ impl Scenario {
         let mut out = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (i, variant) in base.variants.iter().enumerate() {
-            let err = |message: String| ScenarioError {
-                file: path.display().to_string(),
-                message: format!("variants[{i}] ({}): {message}", variant.name),
+            let err = |message: String| {
+                file_error(path)(format!("variants[{i}] ({}): {message}", variant.name))
             };
             if !seen.insert(variant.name.clone()) || variant.name.is_empty() {
                 return Err(err("variant names must be unique and not empty".into()));
@@ -35,12 +34,8 @@ impl Scenario {
             let mut vdoc = doc.clone();
             for (key, value) in flatten(&variant.set) {
                 let keys: Vec<&str> = key.split('.').collect();
-                let mut root = toml::Value::Table(std::mem::take(&mut vdoc));
-                let result = set_path(&mut root, &keys, value);
-                if let toml::Value::Table(t) = root {
-                    vdoc = t;
-                }
-                result.map_err(|m| err(format!("set.{key}: {m}")))?;
+                set_in_table(&mut vdoc, &keys, value)
+                    .map_err(|m| err(format!("set.{key}: {m}")))?;
             }
             let mut scenario =
                 Self::from_doc(path, &text, &vdoc, false).map_err(|e| err(e.message))?;
@@ -51,10 +46,7 @@ impl Scenario {
     }
 
     fn read(path: &Path, sets: &[String]) -> Result<(String, toml::Table), ScenarioError> {
-        let err = |message: String| ScenarioError {
-            file: path.display().to_string(),
-            message,
-        };
+        let err = file_error(path);
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut doc: toml::Table =
             toml::from_str(&text).map_err(|e| err(crate::toml_error_message(&text, &e)))?;
@@ -70,10 +62,7 @@ impl Scenario {
         doc: &toml::Table,
         pristine: bool,
     ) -> Result<Scenario, ScenarioError> {
-        let err = |message: String| ScenarioError {
-            file: path.display().to_string(),
-            message,
-        };
+        let err = file_error(path);
         // `[target]` without `kind` means the embedded mock.
         let mut doc = doc.clone();
         let mut pristine = pristine;
@@ -177,9 +166,7 @@ impl Scenario {
                     }
                 }
                 Phase::RampingArrivalRate { start_rate, stages } => {
-                    if !(start_rate.is_finite() && *start_rate >= 0.0) {
-                        return Err(format!("{at}.start_rate: must be a number >= 0"));
-                    }
+                    check_non_negative(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
                     check_stages(&at, stages)?;
                 }
                 Phase::Burst { count } => {
@@ -194,9 +181,7 @@ impl Scenario {
                     steps,
                 } => {
                     check_rate(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
-                    if !(rate_step.is_finite() && *rate_step >= 0.0) {
-                        return Err(format!("{at}.rate_step: must be a number >= 0"));
-                    }
+                    check_non_negative(*rate_step).map_err(|e| format!("{at}.rate_step: {e}"))?;
                     if step_duration.is_zero() {
                         return Err(format!("{at}.step_duration: must be positive"));
                     }
@@ -205,9 +190,7 @@ impl Scenario {
                     }
                 }
                 Phase::RampingConcurrency { start, stages } => {
-                    if !(start.is_finite() && *start >= 0.0) {
-                        return Err(format!("{at}.start: must be a number >= 0"));
-                    }
+                    check_non_negative(*start).map_err(|e| format!("{at}.start: {e}"))?;
                     check_stages(&at, stages)?;
                 }
             }
@@ -235,14 +218,20 @@ fn check_stages(at: &str, stages: &[RampStage]) -> Result<(), String> {
         return Err(format!("{at}.stages: at least one stage is required"));
     }
     for (j, s) in stages.iter().enumerate() {
-        if !(s.target.is_finite() && s.target >= 0.0) {
-            return Err(format!("{at}.stages[{j}].target: must be a number >= 0"));
-        }
+        check_non_negative(s.target).map_err(|e| format!("{at}.stages[{j}].target: {e}"))?;
         if s.duration.is_zero() {
             return Err(format!("{at}.stages[{j}].duration: must be positive"));
         }
     }
     Ok(())
+}
+
+fn check_non_negative(value: f64) -> Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err("must be a number >= 0".into())
+    }
 }
 
 fn check_rate(rate: f64) -> Result<(), String> {
@@ -252,6 +241,14 @@ fn check_rate(rate: f64) -> Result<(), String> {
         Err(format!(
             "must be a positive number of arrivals per second, got {rate}"
         ))
+    }
+}
+
+/// Reports an error in the scenario file at `path`.
+fn file_error(path: &Path) -> impl Fn(String) -> ScenarioError + '_ {
+    move |message| ScenarioError {
+        file: path.display().to_string(),
+        message,
     }
 }
 
@@ -269,8 +266,12 @@ pub fn apply_set(doc: &mut toml::Table, set: &str) -> Result<(), String> {
     if keys.iter().any(|k| k.is_empty()) {
         return Err(format!("empty key in {path:?}"));
     }
+    set_in_table(doc, &keys, value)
+}
+
+fn set_in_table(doc: &mut toml::Table, keys: &[&str], value: toml::Value) -> Result<(), String> {
     let mut root = toml::Value::Table(std::mem::take(doc));
-    let result = set_path(&mut root, &keys, value);
+    let result = set_path(&mut root, keys, value);
     if let toml::Value::Table(t) = root {
         *doc = t;
     }

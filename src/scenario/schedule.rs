@@ -88,10 +88,7 @@ impl PhaseSpec {
             ("step_duration", self.step_duration.is_some()),
             ("steps", self.steps.is_some()),
         ];
-        let name = serde_json::to_value(self.executor)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let name = self.executor.as_str();
         for (field, is_set) in present {
             if is_set && !allowed.contains(&field) {
                 return Err(format!(
@@ -292,43 +289,33 @@ impl Scenario {
 
     fn phase_arrivals(&self, phase: &Phase, phase_start: &mut Duration) -> Vec<Duration> {
         let mut out = Vec::new();
-        {
-            match phase {
-                Phase::ConstantArrivalRate { rate, duration } => {
-                    let n = (rate * duration.as_secs_f64()).round() as u64;
-                    for k in 0..n {
-                        out.push(*phase_start + Duration::from_secs_f64(k as f64 / rate));
-                    }
-                    *phase_start += *duration;
-                }
-                Phase::RampingArrivalRate { start_rate, stages } => {
-                    let mut from = *start_rate;
-                    for stage in stages {
-                        ramp_arrivals(&mut out, *phase_start, from, stage.target, stage.duration);
-                        *phase_start += stage.duration;
-                        from = stage.target;
-                    }
-                }
-                Phase::Burst { count } => {
-                    out.extend(std::iter::repeat_n(*phase_start, *count as usize));
-                }
-                Phase::Step {
-                    start_rate,
-                    rate_step,
-                    step_duration,
-                    steps,
-                } => {
-                    for k in 0..*steps {
-                        let rate = start_rate + rate_step * f64::from(k);
-                        let n = (rate * step_duration.as_secs_f64()).round() as u64;
-                        for i in 0..n {
-                            out.push(*phase_start + Duration::from_secs_f64(i as f64 / rate));
-                        }
-                        *phase_start += *step_duration;
-                    }
-                }
-                Phase::RampingConcurrency { .. } => {}
+        match phase {
+            Phase::ConstantArrivalRate { rate, duration } => {
+                constant_arrivals(&mut out, phase_start, *rate, *duration);
             }
+            Phase::RampingArrivalRate { start_rate, stages } => {
+                let mut from = *start_rate;
+                for stage in stages {
+                    ramp_arrivals(&mut out, *phase_start, from, stage.target, stage.duration);
+                    *phase_start += stage.duration;
+                    from = stage.target;
+                }
+            }
+            Phase::Burst { count } => {
+                out.extend(std::iter::repeat_n(*phase_start, *count as usize));
+            }
+            Phase::Step {
+                start_rate,
+                rate_step,
+                step_duration,
+                steps,
+            } => {
+                for k in 0..*steps {
+                    let rate = start_rate + rate_step * f64::from(k);
+                    constant_arrivals(&mut out, phase_start, rate, *step_duration);
+                }
+            }
+            Phase::RampingConcurrency { .. } => {}
         }
         out
     }
@@ -370,6 +357,13 @@ impl Scenario {
         }
         None
     }
+}
+
+/// Evenly spaced arrivals at `rate` for `duration` from `*start`, which then moves past them.
+fn constant_arrivals(out: &mut Vec<Duration>, start: &mut Duration, rate: f64, duration: Duration) {
+    let n = (rate * duration.as_secs_f64()).round() as u64;
+    out.extend((0..n).map(|k| *start + Duration::from_secs_f64(k as f64 / rate)));
+    *start += duration;
 }
 
 /// Arrivals of a linear ramp: the k-th arrival is where the integral of the rate reaches k.

@@ -59,13 +59,6 @@ impl PolicyDocument {
         }
     }
 
-    /// Parse a policy document from JSON text.
-    pub fn from_json_str(s: &str) -> Result<PolicyDocument, PolicyError> {
-        let value: Value = serde_json::from_str(s)
-            .map_err(|e| PolicyError::new("", format!("invalid JSON: {e}")))?;
-        Self::parse(&value)
-    }
-
     fn parse_object(value: &Value) -> Result<PolicyDocument, PolicyError> {
         let Value::Object(obj) = value else {
             return Err(PolicyError::new(

@@ -219,11 +219,6 @@ impl ResourceSet {
 }
 
 impl PolicyDocument {
-    /// Number of statements in the document.
-    pub fn statement_count(&self) -> usize {
-        self.statements.len()
-    }
-
     /// Whether `${...}` policy variables are substituted (`"Version": "2012-10-17"`).
     pub fn uses_variables(&self) -> bool {
         self.version == PolicyVersion::V2012

@@ -62,3 +62,17 @@ pub(super) fn allowed(d: &PolicyDocument, action: Action, name: &str) -> bool {
 pub(super) fn glob(pattern: &str, text: &str) -> bool {
     Pattern::compile(pattern, true).matches(text, &vars("c"))
 }
+
+impl PolicyDocument {
+    /// Parse a policy document from JSON text.
+    pub(crate) fn from_json_str(s: &str) -> Result<PolicyDocument, PolicyError> {
+        let value: Value = serde_json::from_str(s)
+            .map_err(|e| PolicyError::new("", format!("invalid JSON: {e}")))?;
+        Self::parse(&value)
+    }
+
+    /// Number of statements in the document.
+    pub(crate) fn statement_count(&self) -> usize {
+        self.statements.len()
+    }
+}

@@ -264,11 +264,6 @@ impl Template {
         })
     }
 
-    /// Names of the declared parameters, in sorted order.
-    pub fn parameter_names(&self) -> impl Iterator<Item = &str> {
-        self.parameters.keys().map(String::as_str)
-    }
-
     /// Evaluate the template for one RegisterThing request.
     pub fn render(&self, ctx: &RenderContext<'_>) -> Result<Rendered, RenderError> {
         let ev = Evaluator {

@@ -403,3 +403,73 @@ impl<'a> CreatedReporter<'a> {
         self.thing |= new_thing;
     }
 }
+
+#[cfg(test)]
+mod created_tests {
+    use super::*;
+    use rumqttc::{ConnectReturnCode, QoS, SubscribeReasonCode};
+
+    fn response(rejected: bool, body: &str) -> Event {
+        Event::Response {
+            rejected,
+            payload: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    /// `register`: RegisterThing's answer (rejected or accepted).
+    fn reported(register: Event) -> Vec<Created> {
+        let spec = DeviceSpec {
+            client_id: "dev-7".into(),
+            template: "Tpl".into(),
+            parameters: BTreeMap::new(),
+            mode: CertificateMode::Keys,
+            csr_key: KeyAlgorithm::P256,
+            timeouts: Timeouts::default(),
+            after: After::default(),
+            classify: Default::default(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut reporter = CreatedReporter::new(Some(&tx), 3);
+        let mut flow = Flow::new(&spec, None, Instant::now());
+        for event in [
+            Event::ConnAck(ConnectReturnCode::Success),
+            Event::SubAck(vec![SubscribeReasonCode::Success(QoS::AtLeastOnce); 4]),
+            response(
+                false,
+                r#"{"certificateId":"c1","certificatePem":"P","privateKey":"K","certificateOwnershipToken":"t"}"#,
+            ),
+            register,
+            Event::Adopted,
+        ] {
+            flow.handle(Instant::now(), event);
+            reporter.check(&spec, &flow);
+        }
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn an_issued_certificate_is_reported_even_when_registration_then_fails() {
+        let sent = reported(response(
+            true,
+            r#"{"statusCode":403,"errorCode":"AccessDenied","errorMessage":"no"}"#,
+        ));
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let c = &sent[0];
+        assert_eq!(
+            (c.client_id.as_str(), c.attempt, c.certificate_id.as_str()),
+            ("dev-7", 3, "c1")
+        );
+        assert!(c.thing_name.is_empty());
+    }
+
+    #[test]
+    fn a_registered_thing_is_reported_once_after_its_certificate() {
+        let sent = reported(response(
+            false,
+            r#"{"thingName":"thing-7","deviceConfiguration":{}}"#,
+        ));
+        let things: Vec<_> = sent.iter().map(|c| c.thing_name.as_str()).collect();
+        assert_eq!(things, ["", "thing-7"], "{sent:?}");
+        assert!(sent.iter().all(|c| c.certificate_id == "c1"));
+    }
+}

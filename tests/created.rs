@@ -126,9 +126,10 @@ duration = "100s"
     let missing: Vec<_> = reference.difference(&listed).collect();
     assert!(
         missing.is_empty(),
-        "{} of {} certificates issued more than 1 s before the kill are not in created.csv: {missing:?}",
+        "{} of {} certificates issued more than 1 s before the kill are not in created.csv, e.g. {:?}",
         missing.len(),
-        reference.len()
+        reference.len(),
+        &missing[..missing.len().min(3)]
     );
     assert!(things > 0, "registered things are listed too");
 }

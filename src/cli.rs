@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The AWS account side: set up and tear down the claim resources, clean up what a run created.
+    Aws {
+        #[command(subcommand)]
+        command: crate::aws::command::AwsCommand,
+    },
     /// Check a scenario file without running it.
     Validate {
         scenario: PathBuf,
@@ -246,6 +251,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
+        Command::Aws { command } => runtime().and_then(|rt| {
+            rt.block_on(crate::aws::command::run(command))
+                .map_err(|e| Failure::new(e.exit_code(), e))
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),

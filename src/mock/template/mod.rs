@@ -214,6 +214,11 @@ pub fn policy_name_for_document(document: &Value) -> String {
 }
 
 impl Template {
+    /// Names of the declared parameters, in sorted order.
+    pub fn parameter_names(&self) -> impl Iterator<Item = &str> {
+        self.parameters.keys().map(String::as_str)
+    }
+
     /// Parse and validate a template body. Every structural fault is reported with the JSON
     /// pointer of the offending value (e.g. `/Resources/thing/Properties/ThingName`).
     pub fn parse(json: &str) -> Result<Template, TemplateError> {

@@ -124,10 +124,3 @@ pub(super) fn thing_with_overrides(overrides: Value) -> Value {
         "OverrideSettings": overrides
     }}})
 }
-
-impl Template {
-    /// Names of the declared parameters, in sorted order.
-    pub(super) fn parameter_names(&self) -> impl Iterator<Item = &str> {
-        self.parameters.keys().map(String::as_str)
-    }
-}

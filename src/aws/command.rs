@@ -1,0 +1,179 @@
+//! The `fleetstorm aws ...` command line: flags, and the glue from them to setup, teardown and cleanup.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::cleanup::{CleanupOptions, cleanup};
+use super::setup::{SetupOptions, setup};
+use super::teardown::{TeardownOptions, teardown};
+use super::{AwsError, Connection};
+
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Create or reuse the provisioning role, template, claim certificate and policy; look up the
+    /// endpoint; write a ready-to-run scenario and the record teardown reads.
+    Setup(SetupArgs),
+    /// Remove what `aws setup` created (and only that), as recorded in OUT/aws-setup.json.
+    Teardown(TeardownArgs),
+    /// Remove exactly what a run created (RUN_DIR/created.csv): certificates, things, per-device
+    /// policies; paced below the quotas, idempotent, resumable.
+    Cleanup(CleanupArgs),
+}
+
+/// Where and as whom to call AWS.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Control-plane endpoint override (the mock's control port, moto, ...), e.g. http://127.0.0.1:4566.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS Region (default: AWS_REGION or the profile's).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Named profile from ~/.aws/config (default: AWS_PROFILE or `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+impl From<ConnectionArgs> for Connection {
+    fn from(a: ConnectionArgs) -> Self {
+        Connection {
+            endpoint_url: a.endpoint_url,
+            region: a.region,
+            profile: a.profile,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Resource name prefix: PREFIX-provisioning-role, PREFIX-template, PREFIX-claim-policy;
+    /// the scenario's thing names start with it too.
+    #[arg(long, default_value = "fleetstorm")]
+    pub name: String,
+    /// Folder for the claim certificate and key, root CA, scenario and state file.
+    #[arg(long, default_value = "aws-setup")]
+    pub out: PathBuf,
+    /// Provisioning template body (default: the seed tutorial's template).
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Pre-provisioning hook Lambda for the template.
+    #[arg(long, value_name = "ARN")]
+    pub hook_arn: Option<String>,
+    /// Use this provisioning role and make no IAM call (against the mock: any role ARN).
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Trust anchor for the scenario instead of Amazon Root CA 1 (against the mock: its CA).
+    #[arg(long, value_name = "FILE")]
+    pub root_ca: Option<PathBuf>,
+    /// Print the plan and the equivalent `aws` CLI commands; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// The folder `aws setup` wrote.
+    #[arg(long, default_value = "aws-setup")]
+    pub out: PathBuf,
+    /// List what would be removed; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The run's results folder (with created.csv).
+    #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+    pub run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Instead of RUN_DIR: things whose names start with PREFIX, and their certificates
+    /// (policies are kept: there is no record of which ones the run created).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// List what would be removed; send nothing (with --prefix, only the read-only listing).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Items worked on at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// At most this many requests per second per API (the defaults are 80 % of each quota).
+    #[arg(long, value_name = "TPS")]
+    pub max_tps: Option<f64>,
+}
+
+/// Run an `aws` subcommand; `Ok(exit code)`.
+pub async fn run(command: AwsCommand) -> Result<u8, AwsError> {
+    match command {
+        AwsCommand::Setup(a) => {
+            let opts = SetupOptions {
+                conn: a.conn.into(),
+                name: a.name,
+                out: a.out,
+                template: a.template,
+                hook_arn: a.hook_arn,
+                role_arn: a.role_arn,
+                root_ca: a.root_ca,
+                dry_run: a.dry_run,
+            };
+            if let Some(report) = setup(&opts).await? {
+                let s = &report.state;
+                println!(
+                    "fleetstorm aws setup: account {}, region {}",
+                    if s.account.is_empty() {
+                        "?"
+                    } else {
+                        &s.account
+                    },
+                    s.region
+                );
+                for line in &report.lines {
+                    println!("  {line}");
+                }
+                println!("next: fleetstorm run {}", report.scenario.display());
+            }
+            Ok(0)
+        }
+        AwsCommand::Teardown(a) => {
+            let opts = TeardownOptions {
+                conn: a.conn.into(),
+                out: a.out,
+                dry_run: a.dry_run,
+            };
+            for line in teardown(&opts).await? {
+                println!("  {line}");
+            }
+            Ok(0)
+        }
+        AwsCommand::Cleanup(a) => {
+            if a.max_tps.is_some_and(|t| t.is_nan() || t <= 0.0) {
+                return Err(AwsError::Usage("--max-tps: must be above 0".into()));
+            }
+            let opts = CleanupOptions {
+                conn: a.conn.into(),
+                run_dir: a.run_dir,
+                prefix: a.prefix,
+                dry_run: a.dry_run,
+                concurrency: a.concurrency,
+                max_tps: a.max_tps,
+            };
+            let report = cleanup(&opts).await?;
+            if opts.dry_run {
+                return Ok(0);
+            }
+            println!("{}", report.render());
+            let failed = report.tally.failed();
+            if failed > 0 {
+                return Err(AwsError::Runtime(format!(
+                    "cleanup: {failed} item(s) failed (listed above); run it again to retry them"
+                )));
+            }
+            Ok(0)
+        }
+    }
+}

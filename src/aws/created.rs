@@ -1,0 +1,237 @@
+//! Reading a run's `created.csv`: every certificate the endpoint issued and every thing it registered.
+//!
+//! Columns (by header name, any order): `run_id, device, attempt, certificate_id,
+//! certificate_arn, thing_name, policy_names, time`. `policy_names` is `;`-separated;
+//! `thing_name` and `policy_names` are empty for a certificate that never reached RegisterThing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::AwsError;
+
+/// The file name inside a run folder.
+pub const FILE_NAME: &str = "created.csv";
+
+/// One row of `created.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedRecord {
+    pub run_id: String,
+    pub device: String,
+    pub attempt: u32,
+    pub certificate_id: String,
+    pub certificate_arn: String,
+    #[serde(default)]
+    pub thing_name: String,
+    #[serde(default)]
+    pub policy_names: String,
+    pub time: String,
+}
+
+impl CreatedRecord {
+    /// The policy names, without empty entries.
+    pub fn policies(&self) -> impl Iterator<Item = &str> {
+        self.policy_names
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+}
+
+/// A certificate to remove: its ID and ARN.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Certificate {
+    pub id: String,
+    pub arn: String,
+}
+
+/// Everything a run created, deduplicated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Created {
+    pub certificates: BTreeSet<Certificate>,
+    pub things: BTreeSet<String>,
+    /// The things each certificate (by ID) was registered with.
+    pub certificate_things: BTreeMap<String, BTreeSet<String>>,
+    pub policies: BTreeSet<String>,
+    /// Earliest `time` in the file (seconds since the Unix epoch), when the times parse.
+    pub earliest: Option<f64>,
+}
+
+impl Created {
+    pub fn from_records(records: &[CreatedRecord]) -> Self {
+        let mut created = Created::default();
+        for r in records {
+            if !r.certificate_id.is_empty() {
+                created.certificates.insert(Certificate {
+                    id: r.certificate_id.clone(),
+                    arn: r.certificate_arn.clone(),
+                });
+            }
+            if !r.thing_name.is_empty() {
+                created.things.insert(r.thing_name.clone());
+                if !r.certificate_id.is_empty() {
+                    created
+                        .certificate_things
+                        .entry(r.certificate_id.clone())
+                        .or_default()
+                        .insert(r.thing_name.clone());
+                }
+            }
+            created.policies.extend(r.policies().map(str::to_string));
+            if let Some(t) = parse_time(&r.time) {
+                created.earliest = Some(created.earliest.map_or(t, |e: f64| e.min(t)));
+            }
+        }
+        created
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certificates.is_empty() && self.things.is_empty() && self.policies.is_empty()
+    }
+}
+
+/// `time` as seconds since the epoch: RFC 3339 (`2026-11-30T06:00:00.123Z`) or a number.
+pub fn parse_time(text: &str) -> Option<f64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Some(secs);
+    }
+    let t = humantime::parse_rfc3339_weak(text.trim_end_matches('Z'))
+        .or_else(|_| humantime::parse_rfc3339(text))
+        .ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+/// Read `path`; errors name the file and line.
+pub fn read(path: &Path) -> Result<Vec<CreatedRecord>, AwsError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| AwsError::Input(format!("{}: {e}", path.display())))?;
+    parse(std::io::BufReader::new(file), &path.display().to_string())
+}
+
+/// Parse `created.csv` text from `reader`; `name` is used in errors.
+pub fn parse(reader: impl std::io::Read, name: &str) -> Result<Vec<CreatedRecord>, AwsError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let mut records = Vec::new();
+    for row in csv.deserialize::<CreatedRecord>() {
+        let record = row.map_err(|e| {
+            let line = e
+                .position()
+                .map(|p| format!(" line {}", p.line()))
+                .unwrap_or_default();
+            let detail = match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+                    Some(i) => format!("field {}: {}", i + 1, err.kind()),
+                    None => err.kind().to_string(),
+                },
+                _ => e.to_string(),
+            };
+            AwsError::Input(format!("{name}:{line}: {detail}"))
+        })?;
+        if record.certificate_id.is_empty() && record.thing_name.is_empty() {
+            return Err(AwsError::Input(format!(
+                "{name}: line {}: neither certificate_id nor thing_name",
+                records.len() + 2
+            )));
+        }
+        if !record.certificate_id.is_empty() && !record.certificate_arn.contains(":cert/") {
+            return Err(AwsError::Input(format!(
+                "{name}: line {}: certificate_arn {:?} is not a certificate ARN",
+                records.len() + 2,
+                record.certificate_arn
+            )));
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str =
+        "run_id,device,attempt,certificate_id,certificate_arn,thing_name,policy_names,time\n";
+
+    fn arn(id: &str) -> String {
+        format!("arn:aws:iot:us-east-1:123456789012:cert/{id}")
+    }
+
+    #[test]
+    fn reads_rows_and_dedupes() {
+        let text = format!(
+            "{HEADER}r1,0,1,aa,{},dev-0,p-aa;p-shared,2026-11-30T06:00:01Z\n\
+             r1,1,1,bb,{},,,2026-11-30T06:00:00.5Z\n\
+             r1,1,2,cc,{},dev-1,p-cc,1796018400\n\
+             r1,0,1,aa,{},dev-0,p-aa,2026-11-30T06:00:02Z\n",
+            arn("aa"),
+            arn("bb"),
+            arn("cc"),
+            arn("aa")
+        );
+        let records = parse(text.as_bytes(), "created.csv").unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(
+            records[0].policies().collect::<Vec<_>>(),
+            ["p-aa", "p-shared"]
+        );
+        let created = Created::from_records(&records);
+        assert_eq!(created.certificates.len(), 3);
+        assert_eq!(
+            created.things.iter().cloned().collect::<Vec<_>>(),
+            ["dev-0", "dev-1"]
+        );
+        assert_eq!(created.policies.len(), 3);
+        assert_eq!(created.certificate_things["aa"].len(), 1);
+        assert!(!created.certificate_things.contains_key("bb"));
+        let earliest = created.earliest.unwrap();
+        assert!((earliest - 1_796_018_400.0).abs() < 1e-6, "{earliest}");
+    }
+
+    #[test]
+    fn columns_may_come_in_any_order() {
+        let text = format!(
+            "time,thing_name,certificate_id,certificate_arn,policy_names,attempt,device,run_id\n\
+             2026-11-30T06:00:00Z,t1,aa,{},,1,d,r\n",
+            arn("aa")
+        );
+        let records = parse(text.as_bytes(), "x").unwrap();
+        assert_eq!(records[0].thing_name, "t1");
+        assert_eq!(records[0].attempt, 1);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let text = format!(
+            "{HEADER}r,0,1,aa,{},t,,0\nr,0,x,bb,{},t,,0\n",
+            arn("aa"),
+            arn("bb")
+        );
+        let err = parse(text.as_bytes(), "run/created.csv").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("run/created.csv") && msg.contains("line 3"),
+            "{msg}"
+        );
+        assert_eq!(err.exit_code(), 3);
+
+        let missing = "run_id,device\nr,0\n";
+        let msg = parse(missing.as_bytes(), "c.csv").unwrap_err().to_string();
+        assert!(msg.contains("c.csv") && msg.contains("line"), "{msg}");
+
+        let bad_arn = format!("{HEADER}r,0,1,aa,nonsense,t,,0\n");
+        let msg = parse(bad_arn.as_bytes(), "c.csv").unwrap_err().to_string();
+        assert!(msg.contains("line 2") && msg.contains("nonsense"), "{msg}");
+    }
+
+    #[test]
+    fn an_empty_file_with_a_header_is_empty() {
+        let records = parse(HEADER.as_bytes(), "c").unwrap();
+        assert!(Created::from_records(&records).is_empty());
+    }
+}

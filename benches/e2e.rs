@@ -649,6 +649,7 @@ fn stay(args: &Args) {
             create_certificate: Duration::from_secs(60),
             register_thing: Duration::from_secs(60),
         },
+        classify: Default::default(),
         after: After {
             action: AfterAction::Stay,
             duration: Duration::from_secs(3600),

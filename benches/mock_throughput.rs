@@ -149,6 +149,7 @@ async fn run_flows(
                         connect: Duration::from_secs(30),
                         ..Timeouts::default()
                     },
+                    classify: Default::default(),
                     after: Default::default(),
                 };
                 if let Err(f) =

@@ -29,6 +29,9 @@ pub mod exit {
     pub const RUNTIME: u8 = 1;
     /// Bad command-line usage (clap's own code).
     pub const USAGE: u8 = 2;
+    /// A run against a non-loopback endpoint was not confirmed (`--yes` / `confirm_remote`);
+    /// nothing was sent. The same code as usage errors: the command line lacked a flag.
+    pub const NOT_CONFIRMED: u8 = 2;
     /// A scenario, settings or template file is invalid, or a results file that `report` or
     /// `compare` reads is missing or malformed.
     pub const CONFIG: u8 = 3;
@@ -123,6 +126,9 @@ pub struct RunArgs {
     /// Time in-flight devices get to finish after Ctrl-C / SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain: std::time::Duration,
+    /// Confirm a run against a non-loopback endpoint (it creates things and certificates there).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -485,6 +491,17 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         .unwrap_or_default();
     let seed = scenarios.first().map_or(1, |s| s.seed);
     let endpoint = args.endpoint.as_deref().map(parse_endpoint).transpose()?;
+    match crate::guard::check(&scenarios, endpoint.as_ref(), args.yes) {
+        crate::guard::Decision::Local => {}
+        crate::guard::Decision::Confirmed(plan) => eprint!("{}", plan.render()),
+        crate::guard::Decision::Refused(plan) => {
+            eprint!("{}", plan.render());
+            return Err(Failure::new(
+                exit::NOT_CONFIRMED,
+                "not confirmed: nothing was sent. Run again with --yes, or set confirm_remote = true in the scenario's [target]",
+            ));
+        }
+    }
     let out_dir = args.out.clone().unwrap_or_else(|| {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
@@ -492,8 +509,9 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         PathBuf::from("results").join(format!("{name}-{stamp}"))
     });
     let limit = crate::limits::raise_nofile();
+    let run_id = crate::scenario::new_run_id();
     eprintln!(
-        "fleetstorm run {name}: {} devices planned{}; open-file limit {limit} (about {} devices in flight)",
+        "fleetstorm run {name} (run ID {run_id}): {} devices planned{}; open-file limit {limit} (about {} devices in flight)",
         scenarios.first().map_or(0, |s| s.devices.count),
         if scenarios.len() > 1 {
             format!(" per variant, {} variants", scenarios.len())
@@ -533,6 +551,7 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         &out_dir,
         endpoint,
         RunContext {
+            run_id,
             controls,
             snapshots: dashboard.as_ref().map(|d| d.snapshots.clone()),
             stop: stop.clone(),
@@ -581,6 +600,7 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
 
 /// What the variants of one `run` share.
 struct RunContext<'a> {
+    run_id: String,
     controls: Arc<crate::live::Controls>,
     snapshots: Option<tokio::sync::watch::Sender<Arc<crate::live::Snapshot>>>,
     stop: CancellationToken,
@@ -618,6 +638,7 @@ async fn run_variants(
             endpoint: endpoint.clone(),
             drain: args.drain,
             save_identities: args.save_identities.clone(),
+            run_id: ctx.run_id.clone(),
             ..RunOptions::new(dir.clone())
         };
         let summary = fleet::run(scenario, options, stop.clone())

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compare;
 pub mod device;
 pub mod fleet;
+pub mod guard;
 pub mod limits;
 pub mod live;
 pub mod metrics;

@@ -31,6 +31,7 @@ fn spec(name: &str, mode: CertificateMode) -> DeviceSpec {
         mode,
         csr_key: KeyAlgorithm::P256,
         timeouts: Timeouts::default(),
+        classify: Default::default(),
         after: Default::default(),
     }
 }

@@ -107,6 +107,7 @@ async fn parameter_overrides_show_in_the_registered_thing() {
         mode: fleetstorm::device::CertificateMode::Csr,
         csr_key: fleetstorm::pki::KeyAlgorithm::P256,
         timeouts: Default::default(),
+        classify: Default::default(),
         after: Default::default(),
     };
     let report =

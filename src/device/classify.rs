@@ -3,6 +3,7 @@
 
 use std::io;
 
+use super::rules::{Class, Rules};
 use crate::protocol::ErrorResponse;
 use crate::stage::Stage;
 
@@ -122,30 +123,43 @@ impl HookCause {
 pub struct Failure {
     pub reason: FailureReason,
     pub detail: String,
+    /// The `…/rejected` payload as received (its codes go to failures.csv as they are, since
+    /// how AWS's codes map to classes is partly guessed).
+    pub rejection: Option<Box<ErrorResponse>>,
 }
 
 impl Failure {
-    pub(super) fn new(reason: FailureReason, detail: impl Into<String>) -> Self {
+    pub fn new(reason: FailureReason, detail: impl Into<String>) -> Self {
         Failure {
             reason,
             detail: detail.into(),
+            rejection: None,
         }
     }
 }
 
-/// A `…/rejected` response: throttled, refused by the hook, or rejected with its codes.
-pub(super) fn rejection(stage: Stage, error: ErrorResponse) -> Failure {
-    let reason = if error.status_code == 429 || error.error_code.contains("Throttl") {
-        FailureReason::Throttled(stage)
-    } else if stage == Stage::RegisterThing
-        && error.status_code == 403
-        && error.error_code.eq_ignore_ascii_case("AccessDenied")
-    {
-        FailureReason::HookDenied(HookCause::from_message(&error.error_message))
-    } else {
-        FailureReason::Rejected(stage, error.status_code, error.error_code.clone())
+/// A `…/rejected` response: throttled, refused by the hook, or rejected with its codes, as
+/// `rules` (the scenario's `[target.classify]`) say.
+pub(super) fn rejection(stage: Stage, error: ErrorResponse, rules: &Rules) -> Failure {
+    let class = rules.class(
+        error.status_code,
+        &error.error_code,
+        stage == Stage::RegisterThing,
+    );
+    let reason = match class {
+        Class::Throttled => FailureReason::Throttled(stage),
+        Class::HookDenied => {
+            FailureReason::HookDenied(HookCause::from_message(&error.error_message))
+        }
+        Class::Rejected => {
+            FailureReason::Rejected(stage, error.status_code, error.error_code.clone())
+        }
     };
-    Failure::new(reason, error.error_message)
+    Failure {
+        reason,
+        detail: error.error_message.clone(),
+        rejection: Some(Box::new(error)),
+    }
 }
 
 pub(super) fn io_reason(stage: Stage, kind: io::ErrorKind) -> FailureReason {

@@ -182,6 +182,16 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// The certificate the endpoint issued to this flow (empty until it did).
+    pub fn certificate_id(&self) -> &str {
+        &self.provisioned.certificate_id
+    }
+
+    /// The thing RegisterThing registered (empty until it did, or when the template names none).
+    pub fn thing_name(&self) -> &str {
+        &self.provisioned.thing_name
+    }
+
     /// The stage under way (the one a failure now would be charged to).
     pub fn stage(&self) -> Stage {
         match self.state {
@@ -295,7 +305,7 @@ impl<'a> Flow<'a> {
                 match self.csr.take() {
                     None => {
                         let r: CreateKeysAndCertificateResponse =
-                            response(stage, rejected, &payload)?;
+                            response(self.spec, stage, rejected, &payload)?;
                         p.certificate_id = r.certificate_id;
                         p.certificate_pem = r.certificate_pem;
                         p.private_key_pem = r.private_key;
@@ -303,7 +313,7 @@ impl<'a> Flow<'a> {
                     }
                     Some(csr) => {
                         let r: CreateCertificateFromCsrResponse =
-                            response(stage, rejected, &payload)?;
+                            response(self.spec, stage, rejected, &payload)?;
                         p.certificate_id = r.certificate_id;
                         p.certificate_pem = r.certificate_pem;
                         p.private_key_pem = csr.key_pem;
@@ -321,7 +331,7 @@ impl<'a> Flow<'a> {
                 self.enter(State::RegisterThing, now, timeout);
             }
             (State::RegisterThing, Event::Response { rejected, payload }) => {
-                let r: RegisterThingResponse = response(stage, rejected, &payload)?;
+                let r: RegisterThingResponse = response(self.spec, stage, rejected, &payload)?;
                 self.finish(now);
                 self.client_id = if r.thing_name.is_empty() {
                     format!("{}-device", self.spec.client_id)
@@ -444,10 +454,15 @@ fn accepted(stage: Stage, code: ConnectReturnCode) -> Result<(), Failure> {
 }
 
 /// An accepted response's body, or the failure a rejected one describes.
-fn response<T: DeserializeOwned>(stage: Stage, rejected: bool, body: &[u8]) -> Result<T, Failure> {
+fn response<T: DeserializeOwned>(
+    spec: &DeviceSpec,
+    stage: Stage,
+    rejected: bool,
+    body: &[u8],
+) -> Result<T, Failure> {
     if rejected {
         let error: ErrorResponse = decode(body, stage)?;
-        return Err(classify::rejection(stage, error));
+        return Err(classify::rejection(stage, error, &spec.classify));
     }
     decode(body, stage)
 }

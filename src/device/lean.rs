@@ -437,6 +437,7 @@ mod tests {
             csr_key: KeyAlgorithm::P256,
             timeouts: Timeouts::default(),
             after,
+            classify: Default::default(),
         }
     }
 

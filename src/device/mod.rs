@@ -15,12 +15,14 @@ use crate::pki::{self, KeyAlgorithm};
 mod classify;
 pub mod flow;
 mod lean;
+mod rules;
 mod tls;
 
 pub use crate::stage::{Stage, StageTime};
 pub use classify::{Failure, FailureReason, HookCause};
 use flow::{Action, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
+pub use rules::{Class, Classify, Rules};
 pub use tls::DeviceTls;
 
 /// Where devices connect.
@@ -88,6 +90,11 @@ pub struct Handles {
     /// phase early and disconnect cleanly (they were provisioned: ending their stay is not a
     /// failure).
     pub release: tokio_util::sync::CancellationToken,
+    /// Where the device reports each certificate it was issued and the thing it registered, as
+    /// it gets them ([`Created`]); `None`: not reported.
+    pub created: Option<tokio::sync::mpsc::UnboundedSender<Created>>,
+    /// The whole-flow attempt (1-based) this flow is, for [`Created::attempt`].
+    pub attempt: u32,
 }
 
 /// Holds one count in [`Handles::connected`] while the device's own session is up.
@@ -141,6 +148,8 @@ pub struct DeviceSpec {
     pub csr_key: KeyAlgorithm,
     pub timeouts: Timeouts,
     pub after: After,
+    /// Which rejection codes are throttled / hook denied (`[target.classify]`), shared.
+    pub classify: Arc<Rules>,
 }
 
 /// What a device achieved.
@@ -184,6 +193,7 @@ pub async fn provision(
         }
     };
     let mut flow = Flow::new(spec, csr, Instant::now());
+    let mut created = CreatedReporter::new(handles.created.as_ref(), handles.attempt.max(1));
     let mut session: Option<Session> = None;
     let mut own = None;
     let mut _connected = None;
@@ -250,6 +260,7 @@ pub async fn provision(
             },
         };
         flow.handle(Instant::now(), event);
+        created.check(spec, &flow);
     }
     drop(session);
     flow.into_report()
@@ -331,4 +342,134 @@ async fn device_key(spec: &DeviceSpec) -> Result<Option<Csr>, Failure> {
         key_pem: generated.0.serialize_pem(),
         csr_pem: generated.1,
     }))
+}
+
+/// A certificate the endpoint issued to a device, or the thing it registered for it, reported as
+/// it happens: a run lists them in `created.csv` so that what it created in an account can be
+/// removed even when it is killed, and even for attempts that failed afterwards.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub client_id: String,
+    /// The whole-flow attempt (1-based), from [`Handles::attempt`].
+    pub attempt: u32,
+    pub certificate_id: String,
+    /// Empty when the certificate was issued; the thing name once RegisterThing accepted it.
+    pub thing_name: String,
+    pub at: std::time::SystemTime,
+}
+
+/// Reports a flow's certificate and thing once each, as soon as the flow holds them.
+struct CreatedReporter<'a> {
+    sink: Option<&'a tokio::sync::mpsc::UnboundedSender<Created>>,
+    attempt: u32,
+    certificate: bool,
+    thing: bool,
+}
+
+impl<'a> CreatedReporter<'a> {
+    fn new(
+        sink: Option<&'a tokio::sync::mpsc::UnboundedSender<Created>>,
+        attempt: u32,
+    ) -> CreatedReporter<'a> {
+        CreatedReporter {
+            sink,
+            attempt,
+            certificate: false,
+            thing: false,
+        }
+    }
+
+    /// After each event: a string comparison or two, and one message per new fact.
+    fn check(&mut self, spec: &DeviceSpec, flow: &Flow<'_>) {
+        let Some(sink) = self.sink else { return };
+        let new_certificate = !self.certificate && !flow.certificate_id().is_empty();
+        let new_thing = !self.thing && !flow.thing_name().is_empty();
+        for thing in [
+            new_certificate.then_some(""),
+            new_thing.then(|| flow.thing_name()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = sink.send(Created {
+                client_id: spec.client_id.clone(),
+                attempt: self.attempt,
+                certificate_id: flow.certificate_id().to_string(),
+                thing_name: thing.to_string(),
+                at: std::time::SystemTime::now(),
+            });
+        }
+        self.certificate |= new_certificate;
+        self.thing |= new_thing;
+    }
+}
+
+#[cfg(test)]
+mod created_tests {
+    use super::*;
+    use rumqttc::{ConnectReturnCode, QoS, SubscribeReasonCode};
+
+    fn response(rejected: bool, body: &str) -> Event {
+        Event::Response {
+            rejected,
+            payload: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    /// `register`: RegisterThing's answer (rejected or accepted).
+    fn reported(register: Event) -> Vec<Created> {
+        let spec = DeviceSpec {
+            client_id: "dev-7".into(),
+            template: "Tpl".into(),
+            parameters: BTreeMap::new(),
+            mode: CertificateMode::Keys,
+            csr_key: KeyAlgorithm::P256,
+            timeouts: Timeouts::default(),
+            after: After::default(),
+            classify: Default::default(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut reporter = CreatedReporter::new(Some(&tx), 3);
+        let mut flow = Flow::new(&spec, None, Instant::now());
+        for event in [
+            Event::ConnAck(ConnectReturnCode::Success),
+            Event::SubAck(vec![SubscribeReasonCode::Success(QoS::AtLeastOnce); 4]),
+            response(
+                false,
+                r#"{"certificateId":"c1","certificatePem":"P","privateKey":"K","certificateOwnershipToken":"t"}"#,
+            ),
+            register,
+            Event::Adopted,
+        ] {
+            flow.handle(Instant::now(), event);
+            reporter.check(&spec, &flow);
+        }
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn an_issued_certificate_is_reported_even_when_registration_then_fails() {
+        let sent = reported(response(
+            true,
+            r#"{"statusCode":403,"errorCode":"AccessDenied","errorMessage":"no"}"#,
+        ));
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let c = &sent[0];
+        assert_eq!(
+            (c.client_id.as_str(), c.attempt, c.certificate_id.as_str()),
+            ("dev-7", 3, "c1")
+        );
+        assert!(c.thing_name.is_empty());
+    }
+
+    #[test]
+    fn a_registered_thing_is_reported_once_after_its_certificate() {
+        let sent = reported(response(
+            false,
+            r#"{"thingName":"thing-7","deviceConfiguration":{}}"#,
+        ));
+        let things: Vec<_> = sent.iter().map(|c| c.thing_name.as_str()).collect();
+        assert_eq!(things, ["", "thing-7"], "{sent:?}");
+        assert!(sent.iter().all(|c| c.certificate_id == "c1"));
+    }
 }

@@ -15,7 +15,7 @@ use crate::device;
 use crate::live::{FailureView, ScheduleClock, Snapshot, StageView};
 use crate::metrics::{LevelCounts, Percentiles, STAGE_NAMES, StageSet};
 use crate::mock;
-use crate::output::{DeviceRow, Outputs};
+use crate::output::{CreatedContext, DeviceRow, Outputs};
 use crate::pki;
 use crate::scenario::Scenario;
 
@@ -40,6 +40,8 @@ pub(super) struct Aggregator<'a> {
     stopping: bool,
     /// Cores this process may use (the dashboard's CPU scale), read once.
     cores: usize,
+    /// What every created.csv row shares (run ID, region and account for ARNs).
+    created_rows: CreatedContext,
 }
 
 impl<'a> Aggregator<'a> {
@@ -70,6 +72,14 @@ impl<'a> Aggregator<'a> {
             dropped: 0,
             stopping: false,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            created_rows: CreatedContext {
+                run_id: options.run_id.clone(),
+                region: crate::guard::aws_region(&target.endpoint.host),
+                account: match &scenario.target {
+                    crate::scenario::Target::Endpoint { account, .. } => account.clone(),
+                    crate::scenario::Target::Mock { .. } => None,
+                },
+            },
         }
     }
 
@@ -78,6 +88,7 @@ impl<'a> Aggregator<'a> {
     pub(super) async fn run(
         &mut self,
         mut rx: mpsc::UnboundedReceiver<Record>,
+        mut created: mpsc::UnboundedReceiver<device::Created>,
         stop: &CancellationToken,
     ) -> Result<(), RunError> {
         let mut tick = tokio::time::interval_at(
@@ -91,10 +102,27 @@ impl<'a> Aggregator<'a> {
                     Some(Record::Dropped { seq, offset }) => self.dropped(seq, offset)?,
                     None => break,
                 },
+                Some(c) = created.recv() => self.created(&c)?,
                 _ = tick.tick() => self.publish(stop, false)?,
             }
         }
+        // Devices report what they created before their result, on the other channel.
+        while let Ok(c) = created.try_recv() {
+            self.created(&c)?;
+        }
         Ok(())
+    }
+
+    /// A certificate issued or a thing registered: a created.csv row.
+    fn created(&mut self, c: &device::Created) -> Result<(), RunError> {
+        let row = self.created_rows.row(
+            &c.client_id,
+            c.attempt,
+            &c.certificate_id,
+            &c.thing_name,
+            c.at,
+        );
+        Ok(self.outputs.created(&row)?)
     }
 
     /// Close the current window and publish it (snapshot, progress line); `last`: the run's
@@ -122,6 +150,7 @@ impl<'a> Aggregator<'a> {
             "",
             "dropped",
             "in-flight cap reached at the intended arrival",
+            None,
             self.start.elapsed(),
         )?;
         Ok(())
@@ -145,8 +174,9 @@ impl<'a> Aggregator<'a> {
                 .entry(f.reason.class().to_string())
                 .or_default() += 1;
             let at = self.start.elapsed();
+            let raw = f.rejection.as_deref();
             self.outputs
-                .failure(r.seq, &r.client_id, &label, &f.detail, at)?;
+                .failure(r.seq, &r.client_id, &label, &f.detail, raw, at)?;
             self.latest.insert(label, f.detail.clone());
         } else {
             self.provisioned += 1;

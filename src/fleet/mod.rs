@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub controls: Arc<Controls>,
     /// Where the aggregator publishes its once-a-second snapshot (the dashboard).
     pub snapshots: Option<watch::Sender<Arc<Snapshot>>>,
+    /// The run ID (`{run}` in patterns, `run_id` in summary.json and created.csv): the same
+    /// for every variant of one `fleetstorm run`.
+    pub run_id: String,
 }
 
 impl RunOptions {
@@ -68,6 +71,7 @@ impl RunOptions {
             save_identities: None,
             controls: Controls::new(),
             snapshots: None,
+            run_id: crate::scenario::new_run_id(),
         }
     }
 }
@@ -118,12 +122,15 @@ pub async fn run(
     let target = target::prepare(&scenario, &options, &mock_shutdown).await?;
     let live = Arc::new(Live::default());
     let (tx, rx) = mpsc::unbounded_channel::<Record>();
+    // Certificates and things as devices get them, for created.csv.
+    let (created_tx, created_rx) = mpsc::unbounded_channel::<device::Created>();
     let devices_stop = CancellationToken::new();
     let launcher = Launcher::new(
         &scenario,
         &target,
+        &options.run_id,
         live.clone(),
-        tx,
+        (tx, created_tx),
         &stop,
         devices_stop.clone(),
     )?;
@@ -146,7 +153,7 @@ pub async fn run(
 
     // The aggregator: this task.
     let mut agg = Aggregator::new(&scenario, &target, &live, &clock, &options, outputs, start);
-    agg.run(rx, &stop).await?;
+    agg.run(rx, created_rx, &stop).await?;
     let _ = scheduler.await;
     agg.publish(&stop, true)?;
     let duration = start.elapsed();
@@ -166,6 +173,7 @@ pub async fn run(
     };
     let totals = Totals {
         scenario: &scenario,
+        run_id: &options.run_id,
         started_at,
         duration,
         planned: scenario.devices.count,

@@ -20,10 +20,10 @@ fn aborted() -> device::DeviceReport {
     device::DeviceReport {
         stages: Vec::new(),
         provisioned_at: None,
-        outcome: Err(device::Failure {
-            reason: device::FailureReason::Aborted,
-            detail: "run stopped before the device finished".into(),
-        }),
+        outcome: Err(device::Failure::new(
+            device::FailureReason::Aborted,
+            "run stopped before the device finished",
+        )),
     }
 }
 
@@ -49,17 +49,23 @@ impl Launcher {
     pub(super) fn new(
         scenario: &Scenario,
         target: &Prepared,
+        run_id: &str,
         live: Arc<Live>,
-        tx: mpsc::UnboundedSender<Record>,
+        (tx, created): (
+            mpsc::UnboundedSender<Record>,
+            mpsc::UnboundedSender<device::Created>,
+        ),
         stop: &CancellationToken,
         devices_stop: CancellationToken,
     ) -> Result<Launcher, RunError> {
         let devices = &scenario.devices;
-        let client_id = Pattern::parse(&devices.client_id).map_err(RunError::Other)?;
+        let client_id = Pattern::parse(&devices.client_id)
+            .map_err(RunError::Other)?
+            .bind_run(run_id);
         let parameters: Vec<(String, Pattern)> = devices
             .parameters
             .iter()
-            .map(|(k, v)| Pattern::parse(v).map(|p| (k.clone(), p)))
+            .map(|(k, v)| Pattern::parse(v).map(|p| (k.clone(), p.bind_run(run_id))))
             .collect::<Result<_, _>>()
             .map_err(RunError::Other)?;
         let spec_base = DeviceSpec {
@@ -69,12 +75,21 @@ impl Launcher {
             mode: devices.certificate,
             csr_key: devices.csr_key,
             timeouts: devices.timeouts.into(),
+            classify: Arc::new(
+                scenario
+                    .target
+                    .classify()
+                    .rules()
+                    .map_err(RunError::Other)?,
+            ),
             after: devices.after.clone(),
         };
         let handles = device::Handles {
             connected: Some(live.connected.clone()),
             // Devices that stay connected end their stay when the run is asked to stop.
             release: stop.child_token(),
+            created: Some(created),
+            attempt: 1,
         };
         Ok(Launcher {
             live,
@@ -115,7 +130,7 @@ impl Launcher {
             .collect();
         self.live.started.fetch_add(1, Ordering::Relaxed);
         self.live.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (live, tx, endpoint, tls, devices_stop, retry, handles) = (
+        let (live, tx, endpoint, tls, devices_stop, retry, mut handles) = (
             self.live.clone(),
             self.tx.clone(),
             self.endpoint.clone(),
@@ -129,6 +144,7 @@ impl Launcher {
             let mut attempts = 0;
             let report = loop {
                 attempts += 1;
+                handles.attempt = attempts;
                 let report = tokio::select! {
                     r = device::provision(&endpoint, &tls, &spec, &handles) => r,
                     _ = devices_stop.cancelled() => break aborted(),

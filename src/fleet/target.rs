@@ -32,6 +32,7 @@ pub(super) async fn prepare(
         Target::Mock {
             mock: settings,
             pki: pki_dir,
+            ..
         } if options.endpoint.is_none() => {
             embedded_mock(scenario, settings, pki_dir.as_ref(), shutdown).await
         }
@@ -55,6 +56,7 @@ pub(super) async fn prepare(
             ca,
             claim_cert,
             claim_key,
+            ..
         } => {
             let (host, port) = match &options.endpoint {
                 Some((h, p)) => (h.clone(), p.unwrap_or(*port)),

@@ -36,6 +36,9 @@ pub struct Scheduler {
 pub struct Summary {
     #[serde(default)]
     pub scenario: String,
+    /// The run ID (`{run}`): the same for every variant of one `fleetstorm run`.
+    #[serde(default)]
+    pub run_id: String,
     #[serde(default)]
     pub started_at: String,
     #[serde(default)]

@@ -100,7 +100,7 @@ impl Scenario {
             }
         };
         match &mut self.target {
-            Target::Mock { mock, pki } => {
+            Target::Mock { mock, pki, .. } => {
                 mock.base_dir = base.to_path_buf();
                 mock.templates.values_mut().for_each(fix);
                 if let Some(p) = pki {
@@ -194,6 +194,17 @@ impl Scenario {
                     check_stages(&at, stages)?;
                 }
             }
+        }
+        self.target.classify().rules()?;
+        if let Target::Endpoint {
+            account: Some(account),
+            ..
+        } = &self.target
+            && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!(
+                "target.account: {account:?} is not an AWS account ID (12 digits)"
+            ));
         }
         for (i, t) in self.thresholds.iter().enumerate() {
             crate::metrics::Threshold::parse(t).map_err(|e| format!("thresholds[{i}]: {e}"))?;

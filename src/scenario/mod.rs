@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::CertificateMode;
+use crate::device::{CertificateMode, Classify};
 use crate::mock_settings::MockSettings;
 use crate::pki::KeyAlgorithm;
 
 pub use crate::metrics::Analysis;
 pub use load::apply_set;
-pub use patterns::Pattern;
+pub use patterns::{Pattern, new_run_id};
 pub use schedule::{Executor, Phase, PhaseSpec, PlannedPhase, Ramp, RampStage};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,9 @@ pub enum Target {
         /// PKI directory (created when missing); default: a fresh temporary one per run.
         #[serde(default)]
         pki: Option<PathBuf>,
+        /// Which rejection codes count as throttled / hook denied.
+        #[serde(default, skip_serializing_if = "Classify::is_default")]
+        classify: Classify,
     },
     /// A real endpoint (AWS IoT Core or a separately started `fleetstorm mock`).
     Endpoint {
@@ -98,6 +101,16 @@ pub enum Target {
         ca: PathBuf,
         claim_cert: PathBuf,
         claim_key: PathBuf,
+        /// The AWS account ID (12 digits), when known (`fleetstorm aws setup` writes it): shown by
+        /// the remote-run guard and used for certificate ARNs in `created.csv`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+        /// Run against this non-loopback endpoint without `--yes`.
+        #[serde(default)]
+        confirm_remote: bool,
+        /// Which rejection codes count as throttled / hook denied.
+        #[serde(default, skip_serializing_if = "Classify::is_default")]
+        classify: Classify,
     },
 }
 
@@ -110,6 +123,15 @@ impl Default for Target {
         Target::Mock {
             mock: Box::default(),
             pki: None,
+            classify: Classify::default(),
+        }
+    }
+}
+
+impl Target {
+    pub fn classify(&self) -> &Classify {
+        match self {
+            Target::Mock { classify, .. } | Target::Endpoint { classify, .. } => classify,
         }
     }
 }

@@ -1,7 +1,12 @@
-//! Per-device parameter and client-ID generators: `{seq}`, `{seq:06}`, `{uuid}`, `{pick:a=3,b=1}`.
+//! Per-device parameter and client-ID generators: `{seq}`, `{seq:06}`, `{uuid}`, `{pick:a=3,b=1}`,
+//! `{run}`.
+//!
+//! `{run}` is the run ID: random per `fleetstorm run` (not derived from the seed), the same for
+//! every device and variant of that run, so thing names of repeated runs never collide.
 
 /// A parameter or client-ID pattern: literal text with `{seq}`, `{seq:06}`, `{uuid}`,
-/// `{pick:a=3,b=1}` (weighted choice) and `{{`/`}}` escapes.
+/// `{pick:a=3,b=1}` (weighted choice), `{run}` (the run ID, see [`Pattern::bind_run`]) and
+/// `{{`/`}}` escapes.
 #[derive(Debug, Clone)]
 pub struct Pattern {
     parts: Vec<Part>,
@@ -18,6 +23,23 @@ enum Part {
         choices: Vec<(String, u32)>,
         total: u32,
     },
+    /// The run ID; replaced by a literal in [`Pattern::bind_run`].
+    Run,
+}
+
+/// Characters of a run ID: RFC 4648 base32, lowercase (valid in thing names and client IDs).
+const RUN_ID_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// A fresh run ID: 6 lowercase base32 characters (30 bits) from the operating system's random
+/// source, deliberately not from the scenario's seed: the same scenario run twice must get two
+/// IDs, or the second run would try to register the first run's thing names.
+pub fn new_run_id() -> String {
+    let mut bytes = [0u8; 6];
+    rand::fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| char::from(RUN_ID_ALPHABET[usize::from(b & 31)]))
+        .collect()
 }
 
 impl Pattern {
@@ -58,12 +80,32 @@ impl Pattern {
         Ok(Pattern { parts })
     }
 
+    /// This pattern with `{run}` replaced by `run_id` (done once per run, not per device).
+    pub fn bind_run(&self, run_id: &str) -> Pattern {
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Run => Part::Literal(run_id.to_string()),
+                other => other.clone(),
+            })
+            .collect();
+        Pattern { parts }
+    }
+
+    /// Whether the pattern uses `{run}`.
+    pub fn uses_run(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Run))
+    }
+
     /// Render for device number `seq` with the run's random source.
     pub fn render(&self, seq: u64, rng: &mut impl rand::Rng) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
+                // Unbound: the text as written, so a forgotten `bind_run` is visible.
+                Part::Run => out.push_str("{run}"),
                 Part::Seq { width } => out.push_str(&format!("{seq:0width$}")),
                 Part::Uuid => {
                     let b: [u8; 16] = random_bytes(rng);
@@ -113,6 +155,7 @@ fn parse_generator(spec: &str) -> Result<Part, String> {
             Ok(Part::Seq { width })
         }
         "uuid" if arg.is_empty() => Ok(Part::Uuid),
+        "run" if arg.is_empty() => Ok(Part::Run),
         "pick" => {
             let mut choices = Vec::new();
             for item in arg.split(',') {
@@ -136,7 +179,7 @@ fn parse_generator(spec: &str) -> Result<Part, String> {
             Ok(Part::Pick { choices, total })
         }
         other => Err(format!(
-            "unknown generator {{{other}}} (known: {{seq}}, {{seq:06}}, {{uuid}}, {{pick:a=3,b=1}})"
+            "unknown generator {{{other}}} (known: {{seq}}, {{seq:06}}, {{uuid}}, {{pick:a=3,b=1}}, {{run}})"
         )),
     }
 }
@@ -171,5 +214,25 @@ mod tests {
                 .contains("unknown generator")
         );
         assert!(Pattern::parse("{seq").is_err());
+    }
+
+    #[test]
+    fn run_ids_are_short_base32_and_differ_per_run_and_bind_into_patterns() {
+        let a = new_run_id();
+        let b = new_run_id();
+        assert_eq!(a.len(), 6);
+        assert!(
+            a.bytes().all(|c| RUN_ID_ALPHABET.contains(&c)),
+            "{a} is lowercase base32"
+        );
+        // 30 random bits each: two equal IDs would mean the source is not random.
+        assert_ne!(a, b);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let p = Pattern::parse("fs-{run}-{seq:03}").unwrap();
+        assert!(p.uses_run());
+        assert!(!Pattern::parse("x{seq}").unwrap().uses_run());
+        assert_eq!(p.bind_run("abc234").render(7, &mut rng), "fs-abc234-007");
+        assert_eq!(p.render(7, &mut rng), "fs-{run}-007");
+        assert!(Pattern::parse("{run:x}").is_err());
     }
 }

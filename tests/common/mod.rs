@@ -189,5 +189,6 @@ pub fn seed_device(name: &str, template: &str) -> fleetstorm::device::DeviceSpec
         csr_key: KeyAlgorithm::P256,
         timeouts: fleetstorm::device::Timeouts::default(),
         after: Default::default(),
+        classify: Default::default(),
     }
 }

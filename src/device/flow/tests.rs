@@ -19,6 +19,7 @@ fn spec(mode: CertificateMode, action: AfterAction) -> DeviceSpec {
         mode,
         csr_key: KeyAlgorithm::P256,
         timeouts: Timeouts::default(),
+        classify: Default::default(),
         after: After {
             action,
             duration: Duration::from_millis(250),
@@ -283,6 +284,38 @@ fn a_throttled_create_should_fail_as_throttled() {
     let events = vec![ok(), suback(), rejected(429, "ThrottlingException", "slow")];
     let (flow, _) = drive(&s, None, events);
     assert_failed(flow, "throttled.create_certificate");
+}
+
+#[test]
+fn a_rejection_should_keep_its_raw_codes_and_follow_the_scenarios_classification() {
+    let mut s = keys();
+    let events = || vec![ok(), suback(), rejected(503, "SlowDown", "busy")];
+    let (flow, _) = drive(&s, None, events());
+    let f = assert_failed(flow, "rejected.create_certificate.503.SlowDown");
+    let raw = f.rejection.expect("the raw rejection is kept");
+    assert_eq!(
+        (
+            raw.status_code,
+            raw.error_code.as_str(),
+            raw.error_message.as_str()
+        ),
+        (503, "SlowDown", "busy")
+    );
+    let rules = crate::device::Classify {
+        throttled: vec!["503:SlowDown".into()],
+        hook_denied: vec!["400:Denied".into()],
+    };
+    s.classify = std::sync::Arc::new(rules.rules().unwrap());
+    let (flow, _) = drive(&s, None, events());
+    assert_failed(flow, "throttled.create_certificate");
+    // The default 429 no longer counts once `throttled` is given.
+    let (flow, _) = drive(&s, None, vec![ok(), suback(), rejected(429, "X", "y")]);
+    assert_failed(flow, "rejected.create_certificate.429.X");
+    let mut register = to_own_connect();
+    register.truncate(3);
+    register.push(rejected(400, "Denied", "serial not allowed"));
+    let (flow, _) = drive(&s, None, register);
+    assert_failed(flow, "hook_denied");
 }
 
 #[test]

@@ -147,7 +147,6 @@ fn setup(mock: &Mock, out: &Path, name: &str) -> Output {
 }
 
 #[test]
-#[ignore = "needs created.csv (issue 12 item 3)"]
 fn setup_run_cleanup_against_the_mock() {
     let dir = tempfile::tempdir().unwrap();
     let mock = start_mock(dir.path());

@@ -560,7 +560,27 @@ pub async fn remove_certificate(
     cert: &Certificate,
     known_things: &[&str],
 ) -> Result<Outcome, CallError> {
-    let arn = cert.arn.as_str();
+    // AWS's MQTT responses carry no ARN: created.csv has one only when the run knew the account
+    // and Region. Otherwise DescribeCertificate gives it (NotFound: removed earlier).
+    let described;
+    let arn = if cert.arn.is_empty() {
+        let found = pacer
+            .call(Api::DescribeCertificate, &[], || {
+                iot.describe_certificate().certificate_id(&cert.id).send()
+            })
+            .await?;
+        let Some(found) = found else {
+            return Ok(Outcome::Gone);
+        };
+        described = found
+            .certificate_description()
+            .and_then(|d| d.certificate_arn())
+            .unwrap_or_default()
+            .to_string();
+        described.as_str()
+    } else {
+        cert.arn.as_str()
+    };
     let policies = all_pages(
         pacer,
         Api::ListAttachedPolicies,

@@ -21,6 +21,9 @@ pub struct CreatedRecord {
     pub device: String,
     pub attempt: u32,
     pub certificate_id: String,
+    /// Empty when the run did not know the account and Region (cleanup then asks
+    /// DescribeCertificate).
+    #[serde(default)]
     pub certificate_arn: String,
     #[serde(default)]
     pub thing_name: String,
@@ -139,7 +142,7 @@ pub fn parse(reader: impl std::io::Read, name: &str) -> Result<Vec<CreatedRecord
                 records.len() + 2
             )));
         }
-        if !record.certificate_id.is_empty() && !record.certificate_arn.contains(":cert/") {
+        if !record.certificate_arn.is_empty() && !record.certificate_arn.contains(":cert/") {
             return Err(AwsError::Input(format!(
                 "{name}: line {}: certificate_arn {:?} is not a certificate ARN",
                 records.len() + 2,

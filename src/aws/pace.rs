@@ -36,12 +36,13 @@ pub enum Api {
     GetPolicy,
     DeletePolicy,
     ListThings,
+    DescribeCertificate,
     /// Setup and teardown calls (templates, policies, IAM): few, paced together.
     Other,
 }
 
 impl Api {
-    pub const ALL: [Api; 13] = [
+    pub const ALL: [Api; 14] = [
         Api::ListAttachedPolicies,
         Api::DetachPolicy,
         Api::ListPrincipalThings,
@@ -54,6 +55,7 @@ impl Api {
         Api::GetPolicy,
         Api::DeletePolicy,
         Api::ListThings,
+        Api::DescribeCertificate,
         Api::Other,
     ];
 
@@ -71,6 +73,7 @@ impl Api {
             Api::GetPolicy => "GetPolicy",
             Api::DeletePolicy => "DeletePolicy",
             Api::ListThings => "ListThings",
+            Api::DescribeCertificate => "DescribeCertificate",
             Api::Other => "other",
         }
     }
@@ -92,6 +95,7 @@ impl Api {
             | Api::ListTargetsForPolicy
             | Api::GetPolicy
             | Api::DeletePolicy
+            | Api::DescribeCertificate
             | Api::Other => q(10.0, None, true),
         }
     }

@@ -145,6 +145,15 @@ pub fn python_venv(name: &str, requirements: &str, check: &str) -> std::path::Pa
     let venv = root.join("target").join(name);
     let python = venv.join("bin").join("python");
     let requirements = root.join(requirements);
+    // One creator at a time across test threads and test binaries (flock on a file beside it):
+    // a half-built venv is never used, and two pips never install into the same one.
+    let lock_path = root.join("target").join(format!("{name}.lock"));
+    let _lock = std::fs::File::create(&lock_path)
+        .and_then(|f| {
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+            Ok(f)
+        })
+        .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
     let ready = python.exists()
         && Command::new(&python)
             .args(["-c", check])

@@ -7,16 +7,16 @@
 //! fails and says why.
 
 mod common;
+#[path = "aws/support.rs"]
+mod support;
+use support::start_mock;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use fleetstorm::device::{self, DeviceTls, Endpoint};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,54 +25,6 @@ fn manifest_dir() -> &'static Path {
 /// The venv's `aws`, creating the venv on first use.
 fn venv_aws() -> PathBuf {
     common::python_venv("awscli-venv", "tests/aws/requirements.txt", "import awscli").join("aws")
-}
-
-struct Mock {
-    child: Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    mqtt: std::net::SocketAddr,
-    control: String,
-    pki: PathBuf,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_mock(dir: &Path) -> Mock {
-    let pki = dir.join("pki");
-    let mut child = Command::new(BIN)
-        .args([
-            "mock",
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--keys",
-            "p256",
-            "--pki",
-        ])
-        .arg(&pki)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    // fleetstorm mock listening on MQTT control http://CONTROL (ca ..., claim ...)
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(words.get(5), Some(&"control"), "ready line: {line:?}");
-    Mock {
-        child,
-        _stdout: stdout,
-        mqtt: words[4].parse().expect("MQTT address"),
-        control: words[6].to_string(),
-        pki,
-    }
 }
 
 /// Runs `aws --endpoint-url CONTROL ARGS...` in `dir` with dummy credentials and no config.

@@ -3,75 +3,15 @@
 //! certificates; a second cleanup does nothing; a cleanup killed halfway resumes and finishes.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "aws/support.rs"]
 mod support;
 
-use support::{command, fleetstorm, text};
+use support::{Mock, command, fleetstorm, start_mock, text};
 const ROLE: &str = "arn:aws:iam::123456789012:role/fleetstorm-e2e";
-
-/// A `fleetstorm mock` process with its control plane, both on ephemeral loopback ports.
-struct Mock {
-    child: Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    mqtt: String,
-    control: String,
-    pki: PathBuf,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The first `ADDR` after `key` in `line` (an `IP:PORT`).
-fn addr_after(line: &str, key: &str) -> Option<String> {
-    let rest = &line[line.find(key)? + key.len()..];
-    let addr: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    (!addr.is_empty()).then_some(addr)
-}
-
-fn start_mock(dir: &Path) -> Mock {
-    let pki = dir.join("pki");
-    let mut child = command(&[
-        "mock",
-        "--listen",
-        "127.0.0.1:0",
-        "--control",
-        "127.0.0.1:0",
-        "--keys",
-        "p256",
-        "--pki",
-        pki.to_str().unwrap(),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    // "fleetstorm mock listening on MQTTADDR control http://CTRLADDR (ca ...)"
-    let mut ready = String::new();
-    stdout.read_line(&mut ready).unwrap();
-    let mqtt = addr_after(&ready, "listening on").unwrap_or_else(|| panic!("{ready}"));
-    let control = addr_after(&ready, "control http://").unwrap_or_else(|| panic!("{ready}"));
-    Mock {
-        child,
-        _stdout: stdout,
-        mqtt,
-        control: format!("http://{control}"),
-        pki,
-    }
-}
 
 /// Things and certificate IDs in the mock's registry, over its control plane.
 fn registry(control: &str) -> (BTreeSet<String>, BTreeSet<String>) {
@@ -115,7 +55,7 @@ fn run(mock: &Mock, scenario: &Path, out: &Path, devices: u32) {
         "run",
         scenario.to_str().unwrap(),
         "--endpoint",
-        &mock.mqtt,
+        &mock.mqtt.to_string(),
         "--out",
         out.to_str().unwrap(),
         "--no-tui",

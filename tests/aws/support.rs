@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 
@@ -47,4 +49,65 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A `fleetstorm mock` process with its control plane, both on ephemeral loopback ports.
+pub struct Mock {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    pub mqtt: std::net::SocketAddr,
+    pub control: String,
+    pub pki: PathBuf,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first `ADDR` after `key` in `line` (an `IP:PORT`).
+fn addr_after(line: &str, key: &str) -> Option<String> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let addr: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    (!addr.is_empty()).then_some(addr)
+}
+
+pub fn start_mock(dir: &Path) -> Mock {
+    let pki = dir.join("pki");
+    let mut child = command(&[
+        "mock",
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        "127.0.0.1:0",
+        "--keys",
+        "p256",
+        "--pki",
+        pki.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // "fleetstorm mock listening on MQTTADDR control http://CTRLADDR (ca ...)"
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    let mqtt = addr_after(&ready, "listening on")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{ready}"));
+    let control = addr_after(&ready, "control http://").unwrap_or_else(|| panic!("{ready}"));
+    Mock {
+        child,
+        _stdout: stdout,
+        mqtt,
+        control: format!("http://{control}"),
+        pki,
+    }
 }

@@ -131,17 +131,18 @@ def new_client_id(role):
     return f"fleetstorm-sdk-{role}-{uuid.uuid4().hex[:16]}"
 
 
+def tls_kwargs(args, cert_path, key_path, client_id):
+    """The builder arguments both protocols share: where to connect, as whom."""
+    return dict(endpoint=args.endpoint, port=args.port, cert_filepath=cert_path,
+                pri_key_filepath=key_path, ca_filepath=args.ca, client_id=client_id)
+
+
 class Mqtt311Session:
     """An awscrt.mqtt.Connection from awsiot.mqtt_connection_builder."""
 
     def __init__(self, args, cert_path, key_path, client_id):
         self.client = mqtt_connection_builder.mtls_from_path(
-            endpoint=args.endpoint,
-            port=args.port,
-            cert_filepath=cert_path,
-            pri_key_filepath=key_path,
-            ca_filepath=args.ca,
-            client_id=client_id,
+            **tls_kwargs(args, cert_path, key_path, client_id),
             clean_session=True,
             keep_alive_secs=KEEP_ALIVE_SECS,
         )
@@ -166,12 +167,7 @@ class Mqtt5Session:
         self.stopped = concurrent.futures.Future()
         self.started = False
         self.client = mqtt5_client_builder.mtls_from_path(
-            endpoint=args.endpoint,
-            port=args.port,
-            cert_filepath=cert_path,
-            pri_key_filepath=key_path,
-            ca_filepath=args.ca,
-            client_id=client_id,
+            **tls_kwargs(args, cert_path, key_path, client_id),
             keep_alive_interval_sec=KEEP_ALIVE_SECS,
             on_lifecycle_connection_success=self._on_success,
             on_lifecycle_connection_failure=self._on_failure,

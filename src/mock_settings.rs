@@ -331,6 +331,26 @@ impl Default for HookSettings {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mqtt5_table_parses_and_a_bad_value_names_its_field() {
+        let s: MockSettings = toml::from_str(
+            "[mqtt5]\npolicy_violation = \"disconnect\"\nserver_keep_alive = \"always\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.mqtt5.policy_violation, Mqtt5Refusal::Disconnect);
+        assert_eq!(s.mqtt5.server_keep_alive, ServerKeepAlive::Always);
+        assert_eq!(s.mqtt5.publish_over_quota, Mqtt5Refusal::ReasonCode);
+        assert_eq!(s.mqtt5.topic_alias_maximum, 8);
+        let e = toml::from_str::<MockSettings>("[mqtt5]\npolicy_violation = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("policy_violation") || e.contains("ignore"),
+            "{e}"
+        );
+    }
     #[test]
     fn the_seed_template_name_is_the_one_the_mock_offers() {
         assert_eq!(

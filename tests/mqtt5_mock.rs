@@ -493,3 +493,39 @@ async fn an_mqtt311_and_an_mqtt5_connection_provision_side_by_side() {
     assert_ne!(a.certificate_id, b.certificate_id);
     assert_eq!(m.handle.stats().create_keys_accepted, 2);
 }
+
+#[tokio::test]
+async fn topic_aliases_are_honoured_and_an_unknown_one_gets_disconnect_0x94() {
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    let aliased = |topic: &str, alias: u16, pkid: u16| {
+        let mut p = Publish::new(
+            topic,
+            QoS::AtLeastOnce,
+            "{}",
+            Some(PublishProperties {
+                topic_alias: Some(alias),
+                ..Default::default()
+            }),
+        );
+        p.pkid = pkid;
+        Packet::Publish(p)
+    };
+    let m = start_mock(|_| {}).await;
+    let mut c = V5::connected(&m, "alias", m.tls.claim()).await;
+    let t = RequestTopic::create_keys(Format::Json);
+    c.subscribe(&t.accepted()).await;
+    // Alias 3 set with the topic, then used alone: both requests are answered.
+    c.send(aliased(&t.topic(), 3, 100)).await;
+    assert_eq!(c.puback(100).await.reason, PubAckReason::Success);
+    assert_eq!(c.next_publish().await.0, t.accepted());
+    c.send(aliased("", 3, 101)).await;
+    assert_eq!(c.puback(101).await.reason, PubAckReason::Success);
+    assert_eq!(c.next_publish().await.0, t.accepted());
+    assert_eq!(m.handle.stats().create_keys_accepted, 2);
+    // Alias 4 was never set.
+    c.send(aliased("", 4, 102)).await;
+    assert_eq!(
+        c.disconnected().await,
+        DisconnectReasonCode::TopicAliasInvalid
+    );
+}

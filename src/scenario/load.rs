@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::schedule::{MAX_RATE, MAX_SCHEDULE, MAX_STEPS};
 use super::{Pattern, Phase, RampStage, Scenario, ScenarioError, Target};
 
 impl Scenario {
@@ -155,45 +156,21 @@ impl Scenario {
         if self.schedule.is_empty() {
             return Err("schedule: at least one phase is required".into());
         }
+        let mut planned = std::time::Duration::ZERO;
         for (i, spec) in self.schedule.iter().enumerate() {
             let at = format!("schedule[{i}]");
             let phase = spec.to_phase(&at)?;
-            match &phase {
-                Phase::ConstantArrivalRate { rate, duration } => {
-                    check_rate(*rate).map_err(|e| format!("{at}.rate: {e}"))?;
-                    if duration.is_zero() {
-                        return Err(format!("{at}.duration: must be positive"));
-                    }
-                }
-                Phase::RampingArrivalRate { start_rate, stages } => {
-                    check_non_negative(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
-                    check_stages(&at, stages)?;
-                }
-                Phase::Burst { count } => {
-                    if *count == 0 {
-                        return Err(format!("{at}.count: must be at least 1"));
-                    }
-                }
-                Phase::Step {
-                    start_rate,
-                    rate_step,
-                    step_duration,
-                    steps,
-                } => {
-                    check_rate(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
-                    check_non_negative(*rate_step).map_err(|e| format!("{at}.rate_step: {e}"))?;
-                    if step_duration.is_zero() {
-                        return Err(format!("{at}.step_duration: must be positive"));
-                    }
-                    if *steps == 0 {
-                        return Err(format!("{at}.steps: must be at least 1"));
-                    }
-                }
-                Phase::RampingConcurrency { start, stages } => {
-                    check_non_negative(*start).map_err(|e| format!("{at}.start: {e}"))?;
-                    check_stages(&at, stages)?;
-                }
-            }
+            check_phase(&at, &phase)?;
+            planned = phase
+                .checked_duration()
+                .and_then(|d| planned.checked_add(d))
+                .filter(|t| *t <= MAX_SCHEDULE)
+                .ok_or_else(|| {
+                    format!(
+                        "{at}: the schedule would last longer than {} days, the most a run may (see the README's Scenarios section)",
+                        MAX_SCHEDULE.as_secs() / 86_400
+                    )
+                })?;
         }
         self.target.classify().rules()?;
         if let Target::Endpoint {
@@ -213,12 +190,66 @@ impl Scenario {
     }
 }
 
-fn check_stages(at: &str, stages: &[RampStage]) -> Result<(), String> {
+/// A phase's fields in range; messages name the field.
+fn check_phase(at: &str, phase: &Phase) -> Result<(), String> {
+    match phase {
+        Phase::ConstantArrivalRate { rate, duration } => {
+            check_rate(*rate).map_err(|e| format!("{at}.rate: {e}"))?;
+            if duration.is_zero() {
+                return Err(format!("{at}.duration: must be positive"));
+            }
+        }
+        Phase::RampingArrivalRate { start_rate, stages } => {
+            check_non_negative(*start_rate)
+                .and_then(|()| check_max_rate(*start_rate))
+                .map_err(|e| format!("{at}.start_rate: {e}"))?;
+            check_stages(at, stages, check_max_rate)?;
+        }
+        Phase::Burst { count } => {
+            if *count == 0 {
+                return Err(format!("{at}.count: must be at least 1"));
+            }
+        }
+        Phase::Step {
+            start_rate,
+            rate_step,
+            step_duration,
+            steps,
+        } => {
+            check_rate(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
+            check_non_negative(*rate_step).map_err(|e| format!("{at}.rate_step: {e}"))?;
+            if step_duration.is_zero() {
+                return Err(format!("{at}.step_duration: must be positive"));
+            }
+            if *steps == 0 || *steps > MAX_STEPS {
+                return Err(format!("{at}.steps: must be 1 to {MAX_STEPS}"));
+            }
+            let top = start_rate + rate_step * f64::from(steps - 1);
+            check_max_rate(top).map_err(|e| {
+                format!("{at}.rate_step: the last step offers {top} arrivals/s: {e}")
+            })?;
+        }
+        Phase::RampingConcurrency { start, stages } => {
+            check_non_negative(*start).map_err(|e| format!("{at}.start: {e}"))?;
+            check_stages(at, stages, |_| Ok(()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A ramp's stages; `level` checks each target beyond being a number >= 0.
+fn check_stages(
+    at: &str,
+    stages: &[RampStage],
+    level: impl Fn(f64) -> Result<(), String>,
+) -> Result<(), String> {
     if stages.is_empty() {
         return Err(format!("{at}.stages: at least one stage is required"));
     }
     for (j, s) in stages.iter().enumerate() {
-        check_non_negative(s.target).map_err(|e| format!("{at}.stages[{j}].target: {e}"))?;
+        check_non_negative(s.target)
+            .and_then(|()| level(s.target))
+            .map_err(|e| format!("{at}.stages[{j}].target: {e}"))?;
         if s.duration.is_zero() {
             return Err(format!("{at}.stages[{j}].duration: must be positive"));
         }
@@ -236,10 +267,20 @@ fn check_non_negative(value: f64) -> Result<(), String> {
 
 fn check_rate(rate: f64) -> Result<(), String> {
     if rate.is_finite() && rate > 0.0 {
-        Ok(())
+        check_max_rate(rate)
     } else {
         Err(format!(
             "must be a positive number of arrivals per second, got {rate}"
+        ))
+    }
+}
+
+fn check_max_rate(rate: f64) -> Result<(), String> {
+    if rate <= MAX_RATE {
+        Ok(())
+    } else {
+        Err(format!(
+            "{rate} arrivals/s is more than one process can offer: at most {MAX_RATE}/s (see the README's Scenarios section)"
         ))
     }
 }

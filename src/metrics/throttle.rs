@@ -76,6 +76,28 @@ pub struct ThrottleAnalysis {
     pub levels: Vec<RateLevel>,
 }
 
+impl ThrottleAnalysis {
+    /// Whether the run offered rate levels to judge: more than one (a step or ramp probe); a
+    /// plain constant-rate run has one and says nothing about what else would be sustainable.
+    pub fn has_levels(&self) -> bool {
+        self.levels.len() > 1
+    }
+
+    /// The highest sustainable level below the first unsustainable one (a rate that only looks
+    /// fine after the limit was crossed, e.g. a lucky window, does not count); None when the run
+    /// has no levels to judge.
+    pub fn sustainable_rate(&self) -> Option<f64> {
+        if !self.has_levels() {
+            return None;
+        }
+        self.levels
+            .iter()
+            .take_while(|l| l.sustainable)
+            .map(|l| l.target_per_s)
+            .reduce(f64::max)
+    }
+}
+
 /// Judge each rate level: sustainable when few arrivals were throttled and completions kept pace.
 pub fn throttle_analysis(
     a: &Analysis,

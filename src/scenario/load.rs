@@ -142,6 +142,12 @@ impl Scenario {
         for (name, pattern) in &self.devices.parameters {
             Pattern::parse(pattern).map_err(|e| format!("devices.parameters.{name}: {e}"))?;
         }
+        let after = &self.devices.after;
+        if after.action == crate::device::AfterAction::Telemetry && after.interval.is_zero() {
+            return Err(
+                "devices.after.interval: must be positive (the time between publishes)".into(),
+            );
+        }
         if self.devices.retry.max_attempts == 0 {
             return Err("devices.retry.max_attempts: must be at least 1".into());
         }

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub struct LevelCounts {
     /// (target rate, offered, completed, throttled), in schedule order.
     levels: Vec<(f64, u64, u64, u64)>,
+    /// Where each rate is in `levels` (a ramp offers a new rate at nearly every arrival: a
+    /// linear search would make counting quadratic).
+    index: std::collections::HashMap<u64, usize>,
 }
 
 impl LevelCounts {
@@ -20,14 +23,13 @@ impl LevelCounts {
         let Some(rate) = rate else {
             return;
         };
-        let rate = (rate * 1000.0).round() / 1000.0;
-        let index = match self.levels.iter().position(|l| l.0 == rate) {
-            Some(i) => i,
-            None => {
-                self.levels.push((rate, 0, 0, 0));
-                self.levels.len() - 1
-            }
-        };
+        // `+ 0.0` folds -0 into 0, which share a level.
+        let rate = (rate * 1000.0).round() / 1000.0 + 0.0;
+        let next = self.levels.len();
+        let index = *self.index.entry(rate.to_bits()).or_insert(next);
+        if index == next {
+            self.levels.push((rate, 0, 0, 0));
+        }
         let level = &mut self.levels[index];
         level.1 += 1;
         match failure {

@@ -107,20 +107,24 @@ impl Scenario {
         }
         let scenario = match parse(&merged, overrides.is_empty().then_some(text)) {
             Ok(scenario) => scenario,
-            Err(_) if !overrides.is_empty() && parse(doc, Some(text)).is_err() => {
-                // The file itself does not parse: say where in the file.
-                return Self::build(path, text, doc, &[]);
-            }
             Err((located, _)) if overrides.is_empty() => return Err(err(located)),
             Err((located, _)) => {
-                // The first override after which the document no longer parses is the culprit.
+                // Blame the override after which the document stopped parsing for good (the
+                // file itself, at its line, when it never parsed): an override may also supply
+                // what the file lacks.
+                let mut blame = parse(doc, Some(text)).err().map(|(at_line, _)| at_line);
                 let mut partial = doc.clone();
-                let culprit = overrides.iter().find_map(|o| {
-                    o.apply(&mut partial).ok()?;
-                    let (_, cause) = parse(&partial, None).err()?;
-                    Some(format!("{}: {cause}", o.label))
-                });
-                return Err(err(culprit.unwrap_or(located)));
+                for o in overrides {
+                    o.apply(&mut partial).map_err(&err)?;
+                    match parse(&partial, None) {
+                        Ok(_) => blame = None,
+                        Err((_, cause)) if blame.is_none() => {
+                            blame = Some(format!("{}: {cause}", o.label));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                return Err(err(blame.unwrap_or(located)));
             }
         };
         scenario.finish(path).map_err(err)
@@ -608,6 +612,22 @@ count = 3
             );
             assert!(!e.contains("line "), "{e}");
         }
+        // A --set may supply what the file lacks; the one that breaks it is still named.
+        std::fs::write(
+            &path,
+            "[devices]\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n",
+        )
+        .unwrap();
+        let sets = [
+            "devices.count=3".to_string(),
+            "devices.csr_key=dsa".to_string(),
+        ];
+        let e = Scenario::load(&path, &sets).unwrap_err().to_string();
+        assert!(
+            e.contains("--set devices.csr_key=dsa: unknown variant"),
+            "{e}"
+        );
+        Scenario::load(&path, &sets[..1]).unwrap();
         // An error of the file itself still points at its line, --set or not.
         std::fs::write(
             &path,

@@ -73,6 +73,7 @@ fn metrics(c: &mut Criterion) {
             stage: *s,
             service: Duration::from_micros(500 + 100 * i as u64),
             ended: now + Duration::from_millis(1 + i as u64),
+            due: None,
         })
         .collect();
     let mut set = StageSet::default();

@@ -453,14 +453,14 @@ fn report_after_run(what: &str, result: Result<PathBuf, crate::report::ReportErr
 
 fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
     let scenario = Scenario::load(path, sets).map_err(|e| Failure::new(exit::CONFIG, e))?;
-    let arrivals = scenario.arrivals();
-    let span = arrivals.last().copied().unwrap_or_default();
+    let (arrivals, last) = scenario.arrival_span();
+    let span = last.unwrap_or_default();
     out!(
         "{}: ok: scenario {:?}, {} devices planned, {} arrivals scheduled over {:.1} s, {} thresholds",
         path.display(),
         scenario.name,
         scenario.devices.count,
-        arrivals.len(),
+        arrivals,
         span.as_secs_f64(),
         scenario.thresholds.len()
     );

@@ -115,7 +115,7 @@ fn max_devices(s: &Scenario) -> u64 {
     }
     plan.iter()
         .map(|p| match p {
-            crate::scenario::PlannedPhase::Open(a) => a.len() as u64,
+            crate::scenario::PlannedPhase::Open(a) => a.len(),
             crate::scenario::PlannedPhase::Closed { .. } => 0,
         })
         .sum()

@@ -459,7 +459,9 @@ impl Outputs {
         } else {
             100.0 * t.provisioned as f64 / finished as f64
         };
-        let throughput = t.provisioned as f64 / secs;
+        let whole_run = t.provisioned as f64 / secs;
+        let window = t.stages.provisioning_window().unwrap_or(t.duration);
+        let throughput = t.provisioned as f64 / window.as_secs_f64().max(1e-9);
         let inputs = ThresholdInputs {
             stages: &stages,
             success_rate_percent: success_rate,
@@ -475,15 +477,7 @@ impl Outputs {
             .map(|th| th.evaluate(&inputs))
             .collect();
         let throttle = throttle_analysis(&t.scenario.analysis, t.levels, t.failures);
-        // The highest sustainable level below the first unsustainable one: a rate that only
-        // looks fine after the limit was crossed (e.g. a lucky window) does not count.
-        let sustainable_rate_per_s = throttle.as_ref().and_then(|th| {
-            th.levels
-                .iter()
-                .take_while(|l| l.sustainable)
-                .map(|l| l.target_per_s)
-                .reduce(f64::max)
-        });
+        let sustainable_rate_per_s = throttle.as_ref().and_then(|th| th.sustainable_rate());
         let summary = Summary {
             scenario: t.scenario.name.clone(),
             run_id: t.run_id.to_string(),
@@ -503,6 +497,8 @@ impl Outputs {
             },
             throughput: Throughput {
                 provisioned_per_s: throughput,
+                provisioning_window_s: window.as_secs_f64(),
+                provisioned_per_s_whole_run: whole_run,
             },
             success_rate,
             stages,
@@ -574,8 +570,12 @@ pub fn render_table(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "  throughput: {:.2} provisioned/s, success rate {:.2} %, max start lag {:.1} ms",
-        s.throughput.provisioned_per_s, s.success_rate, s.scheduler.max_start_lag_ms
+        "  throughput: {:.2} provisioned/s over {:.1} s of provisioning ({:.2}/s over the whole run), success rate {:.2} %, max start lag {:.1} ms",
+        s.throughput.provisioned_per_s,
+        s.throughput.provisioning_window_s,
+        s.throughput.provisioned_per_s_whole_run,
+        s.success_rate,
+        s.scheduler.max_start_lag_ms
     );
     let _ = writeln!(
         out,

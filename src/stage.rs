@@ -46,6 +46,9 @@ pub struct StageTime {
     pub stage: Stage,
     pub service: Duration,
     pub ended: Instant,
+    /// When the stage was due, for a stage with its own schedule (a telemetry publish): its
+    /// latency runs from here. `None`: from the device's intended start.
+    pub due: Option<Instant>,
 }
 
 impl StageTime {
@@ -55,6 +58,15 @@ impl StageTime {
             stage,
             service: ended.saturating_duration_since(started),
             ended,
+            due: None,
+        }
+    }
+
+    /// A stage due at `due` (its own schedule) that ran from `started` to `ended`.
+    pub fn scheduled(stage: Stage, due: Instant, started: Instant, ended: Instant) -> StageTime {
+        StageTime {
+            due: Some(due),
+            ..StageTime::between(stage, started, ended)
         }
     }
 }

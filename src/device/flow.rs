@@ -135,6 +135,9 @@ pub struct Flow<'a> {
     client_id: String,
     telemetry_topic: String,
     telemetry_end: Instant,
+    /// When the publish under way was due, and the next one is (a fixed schedule: a late
+    /// publish does not push the later ones back).
+    telemetry_due: Instant,
     next_telemetry: Instant,
     sequence: u64,
     stages: Vec<StageTime>,
@@ -174,6 +177,7 @@ impl<'a> Flow<'a> {
             client_id: String::new(),
             telemetry_topic: String::new(),
             telemetry_end: now,
+            telemetry_due: now,
             next_telemetry: now,
             sequence: 0,
             stages: Vec::with_capacity(Stage::ALL.len()),
@@ -369,13 +373,16 @@ impl<'a> Flow<'a> {
                             .replace("{clientId}", &self.client_id);
                         self.payload = Vec::with_capacity(after.payload_bytes);
                         self.telemetry_end = now + after.duration;
+                        self.next_telemetry = now;
                         self.telemetry(now);
                     }
                 }
             }
             (State::Stay, Event::Elapsed) => self.state = State::Done,
             (State::Telemetry, Event::PubAck) => {
-                self.finish(now);
+                let due = self.telemetry_due;
+                let acked = StageTime::scheduled(Stage::Telemetry, due, self.started, now);
+                self.stages.push(acked);
                 self.deadline = self.next_telemetry.min(self.telemetry_end);
                 self.state = State::TelemetryWait;
             }
@@ -404,12 +411,13 @@ impl<'a> Flow<'a> {
 
     /// The next telemetry publish, or `Done` once the telemetry period is over.
     fn telemetry(&mut self, now: Instant) {
-        if now >= self.telemetry_end {
+        if self.next_telemetry >= self.telemetry_end {
             self.state = State::Done;
             return;
         }
         let after = &self.spec.after;
-        self.next_telemetry = now + after.interval;
+        self.telemetry_due = self.next_telemetry;
+        self.next_telemetry += after.interval;
         self.sequence += 1;
         self.payload.clear();
         let _ = write!(self.payload, "{{\"sequence\":{},\"pad\":\"", self.sequence);

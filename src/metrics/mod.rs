@@ -62,17 +62,22 @@ impl Default for StageHistograms {
     }
 }
 
-/// All stages.
+/// All stages, and the provisioning window they were recorded in.
 #[derive(Clone, Default)]
 pub struct StageSet {
     pub stages: [StageHistograms; 7],
+    /// The earliest intended start of a device recorded.
+    first_intended: Option<Instant>,
+    /// The latest instant a device recorded was provisioned.
+    last_provisioned: Option<Instant>,
 }
 
 impl StageSet {
     /// Record one device's stages. A stage's latency runs from the device's *intended* start
     /// (its scheduled arrival) to the end of the stage, so time the harness lost starting the
-    /// device late, earlier stages and retries all count (no coordinated omission); its service
-    /// time is the stage alone. `total` is (service, latency) of the whole provisioning.
+    /// device late, earlier stages and retries all count (no coordinated omission); a stage
+    /// with its own schedule (a telemetry publish) runs from when it was due instead, so a late
+    /// publish counts its lateness. Its service time is the stage alone. `total` is (service, latency) of the whole provisioning.
     pub fn record_device(
         &mut self,
         intended: Instant,
@@ -82,9 +87,16 @@ impl StageSet {
         for st in stages {
             let h = &mut self.stages[stage_index(st.stage)];
             record(&mut h.service, st.service);
-            record(&mut h.latency, st.ended.saturating_duration_since(intended));
+            let from = st.due.unwrap_or(intended);
+            record(&mut h.latency, st.ended.saturating_duration_since(from));
         }
+        self.first_intended = Some(self.first_intended.map_or(intended, |t| t.min(intended)));
         if let Some((service, latency)) = total {
+            let provisioned = intended + latency;
+            self.last_provisioned = Some(
+                self.last_provisioned
+                    .map_or(provisioned, |t| t.max(provisioned)),
+            );
             let h = &mut self.stages[TOTAL];
             record(&mut h.service, service);
             record(&mut h.latency, latency);
@@ -96,6 +108,11 @@ impl StageSet {
             let _ = a.latency.add(&b.latency);
             let _ = a.service.add(&b.service);
         }
+        self.first_intended = match (self.first_intended, other.first_intended) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_provisioned = self.last_provisioned.max(other.last_provisioned);
     }
 
     pub fn reset(&mut self) {
@@ -103,6 +120,17 @@ impl StageSet {
             s.latency.reset();
             s.service.reset();
         }
+        self.first_intended = None;
+        self.last_provisioned = None;
+    }
+
+    /// The provisioning window: from the first intended start to the last device provisioned
+    /// (None until a device was provisioned).
+    pub fn provisioning_window(&self) -> Option<Duration> {
+        Some(
+            self.last_provisioned?
+                .saturating_duration_since(self.first_intended?),
+        )
     }
 }
 
@@ -307,6 +335,7 @@ mod tests {
             stage: Stage::RegisterThing,
             service: Duration::from_millis(20),
             ended: intended + Duration::from_millis(120),
+            due: None,
         };
         set.record_device(
             intended,

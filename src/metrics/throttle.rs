@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub struct LevelCounts {
     /// (target rate, offered, completed, throttled), in schedule order.
     levels: Vec<(f64, u64, u64, u64)>,
+    /// Where each rate is in `levels` (a ramp offers a new rate at nearly every arrival: a
+    /// linear search would make counting quadratic).
+    index: std::collections::HashMap<u64, usize>,
 }
 
 impl LevelCounts {
@@ -20,14 +23,13 @@ impl LevelCounts {
         let Some(rate) = rate else {
             return;
         };
-        let rate = (rate * 1000.0).round() / 1000.0;
-        let index = match self.levels.iter().position(|l| l.0 == rate) {
-            Some(i) => i,
-            None => {
-                self.levels.push((rate, 0, 0, 0));
-                self.levels.len() - 1
-            }
-        };
+        // `+ 0.0` folds -0 into 0, which share a level.
+        let rate = (rate * 1000.0).round() / 1000.0 + 0.0;
+        let next = self.levels.len();
+        let index = *self.index.entry(rate.to_bits()).or_insert(next);
+        if index == next {
+            self.levels.push((rate, 0, 0, 0));
+        }
         let level = &mut self.levels[index];
         level.1 += 1;
         match failure {
@@ -74,6 +76,28 @@ pub struct ThrottleAnalysis {
     /// The stage with the most throttled failures.
     pub throttling_stage: Option<String>,
     pub levels: Vec<RateLevel>,
+}
+
+impl ThrottleAnalysis {
+    /// Whether the run offered rate levels to judge: more than one (a step or ramp probe); a
+    /// plain constant-rate run has one and says nothing about what else would be sustainable.
+    pub fn has_levels(&self) -> bool {
+        self.levels.len() > 1
+    }
+
+    /// The highest sustainable level below the first unsustainable one (a rate that only looks
+    /// fine after the limit was crossed, e.g. a lucky window, does not count); None when the run
+    /// has no levels to judge.
+    pub fn sustainable_rate(&self) -> Option<f64> {
+        if !self.has_levels() {
+            return None;
+        }
+        self.levels
+            .iter()
+            .take_while(|l| l.sustainable)
+            .map(|l| l.target_per_s)
+            .reduce(f64::max)
+    }
 }
 
 /// Judge each rate level: sustainable when few arrivals were throttled and completions kept pace.

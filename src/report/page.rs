@@ -107,7 +107,7 @@ fn summary_section(s: &Summary) -> Markup {
                 (card("success rate", format!("{:.2} %", s.success_rate)))
                 (card("duration", format!("{:.1} s", s.duration_s)))
                 (card("max start lag", format!("{:.1} ms", s.scheduler.max_start_lag_ms)))
-                @if let Some(rate) = s.sustainable_rate_per_s {
+                @if let Some(rate) = s.sustainable_rate_per_s.filter(|_| s.throttle.as_ref().is_some_and(|th| th.has_levels())) {
                     (card("sustainable rate", format!("{rate:.2} /s")))
                 }
             }
@@ -182,7 +182,7 @@ fn failures_section(s: &Summary, chart: Markup) -> Markup {
 
 fn throttle_section(s: &Summary) -> Markup {
     // One level is the whole run: the summary above says it all.
-    let Some(th) = s.throttle.as_ref().filter(|th| th.levels.len() > 1) else {
+    let Some(th) = s.throttle.as_ref().filter(|th| th.has_levels()) else {
         return html! {};
     };
     html! {

@@ -21,7 +21,13 @@ pub struct DeviceCounts {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Throughput {
+    /// Devices provisioned per second of the provisioning window (first intended start to last
+    /// device provisioned): what the target sustained, whatever the devices did afterwards.
     pub provisioned_per_s: f64,
+    /// The provisioning window's length.
+    pub provisioning_window_s: f64,
+    /// Devices provisioned per second of the whole run (telemetry, stays and drain included).
+    pub provisioned_per_s_whole_run: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -61,7 +67,7 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_changes: Vec<crate::live::RateChange>,
     /// The highest offered rate judged sustainable (throttle-limit finder), when the schedule
-    /// has rate levels.
+    /// has rate levels to judge (more than one: a step or ramp probe).
     #[serde(default)]
     pub sustainable_rate_per_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

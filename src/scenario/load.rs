@@ -4,13 +4,40 @@
 
 use std::path::{Path, PathBuf};
 
+use super::schedule::{MAX_RATE, MAX_SCHEDULE, MAX_STEPS};
 use super::{Pattern, Phase, RampStage, Scenario, ScenarioError, Target};
+
+/// One override of the file: a `--set path=value` argument or an entry of a variant's `set`,
+/// with the label its errors carry.
+#[derive(Clone)]
+struct Override {
+    label: String,
+    keys: Vec<String>,
+    value: toml::Value,
+}
+
+impl Override {
+    /// `path=value` from `--set`.
+    fn from_set(set: &str) -> Result<Override, String> {
+        let (keys, value) = parse_set(set)?;
+        Ok(Override {
+            label: format!("--set {set}"),
+            keys,
+            value,
+        })
+    }
+
+    fn apply(&self, doc: &mut toml::Table) -> Result<(), String> {
+        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        set_in_table(doc, &keys, self.value.clone()).map_err(|m| format!("{}: {m}", self.label))
+    }
+}
 
 impl Scenario {
     /// Read and validate a scenario file; `sets` are `path=value` overrides applied first.
     pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
-        let (text, doc) = Self::read(path, sets)?;
-        Self::from_doc(path, &text, &doc, sets.is_empty())
+        let (text, doc, overrides) = Self::read(path, sets)?;
+        Self::build(path, &text, &doc, &overrides)
     }
 
     /// The scenario, or one scenario per `[[variants]]` entry (each with its overrides applied
@@ -20,7 +47,7 @@ impl Scenario {
         if base.variants.is_empty() {
             return Ok(vec![base]);
         }
-        let (text, mut doc) = Self::read(path, sets)?;
+        let (text, mut doc, overrides) = Self::read(path, sets)?;
         doc.remove("variants");
         let mut out = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
@@ -31,66 +58,90 @@ impl Scenario {
             if !seen.insert(variant.name.clone()) || variant.name.is_empty() {
                 return Err(err("variant names must be unique and not empty".into()));
             }
-            let mut vdoc = doc.clone();
-            for (key, value) in flatten(&variant.set) {
-                let keys: Vec<&str> = key.split('.').collect();
-                set_in_table(&mut vdoc, &keys, value)
-                    .map_err(|m| err(format!("set.{key}: {m}")))?;
-            }
-            let mut scenario =
-                Self::from_doc(path, &text, &vdoc, false).map_err(|e| err(e.message))?;
+            let mut all = overrides.clone();
+            all.extend(
+                flatten(&variant.set)
+                    .into_iter()
+                    .map(|(key, value)| Override {
+                        label: format!("set.{key}"),
+                        keys: key.split('.').map(str::to_string).collect(),
+                        value,
+                    }),
+            );
+            let mut scenario = Self::build(path, &text, &doc, &all).map_err(|e| err(e.message))?;
             scenario.variant = Some(variant.name.clone());
             out.push(scenario);
         }
         Ok(out)
     }
 
-    fn read(path: &Path, sets: &[String]) -> Result<(String, toml::Table), ScenarioError> {
+    /// The file's text, its document and the `--set` overrides (not yet applied).
+    fn read(
+        path: &Path,
+        sets: &[String],
+    ) -> Result<(String, toml::Table, Vec<Override>), ScenarioError> {
         let err = file_error(path);
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut doc: toml::Table =
+        let doc: toml::Table =
             toml::from_str(&text).map_err(|e| err(crate::toml_error_message(&text, &e)))?;
-        for set in sets {
-            apply_set(&mut doc, set).map_err(|m| err(format!("--set {set}: {m}")))?;
-        }
-        Ok((text, doc))
+        let overrides = sets
+            .iter()
+            .map(|set| Override::from_set(set).map_err(|m| err(format!("--set {set}: {m}"))))
+            .collect::<Result<_, _>>()?;
+        Ok((text, doc, overrides))
     }
 
-    fn from_doc(
+    /// The scenario the file's document says once `overrides` are applied. A value an override
+    /// brought in that does not fit is reported against that override, not a line of the file
+    /// (the overridden document has no lines a reader could find).
+    fn build(
         path: &Path,
         text: &str,
         doc: &toml::Table,
-        pristine: bool,
+        overrides: &[Override],
     ) -> Result<Scenario, ScenarioError> {
         let err = file_error(path);
-        // `[target]` without `kind` means the embedded mock.
-        let mut doc = doc.clone();
-        let mut pristine = pristine;
-        if let Some(toml::Value::Table(target)) = doc.get_mut("target")
-            && !target.contains_key("kind")
-        {
-            target.insert("kind".into(), toml::Value::String("mock".into()));
-            pristine = false;
+        let mut merged = doc.clone();
+        for o in overrides {
+            o.apply(&mut merged).map_err(&err)?;
         }
-        // Parse the original text when nothing was overridden so errors point at its lines;
-        // otherwise re-serialise (the line then refers to the merged document, shown in the error).
-        let merged = if pristine {
-            text.to_string()
-        } else {
-            toml::to_string(&doc).map_err(|e| err(e.to_string()))?
+        let scenario = match parse(&merged, overrides.is_empty().then_some(text)) {
+            Ok(scenario) => scenario,
+            Err((located, _)) if overrides.is_empty() => return Err(err(located)),
+            Err((located, _)) => {
+                // Blame the override after which the document stopped parsing for good (the
+                // file itself, at its line, when it never parsed): an override may also supply
+                // what the file lacks.
+                let mut blame = parse(doc, Some(text)).err().map(|(at_line, _)| at_line);
+                let mut partial = doc.clone();
+                for o in overrides {
+                    o.apply(&mut partial).map_err(&err)?;
+                    match parse(&partial, None) {
+                        Ok(_) => blame = None,
+                        Err((_, cause)) if blame.is_none() => {
+                            blame = Some(format!("{}: {cause}", o.label));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                return Err(err(blame.unwrap_or(located)));
+            }
         };
-        let mut scenario: Scenario =
-            toml::from_str(&merged).map_err(|e| err(crate::toml_error_message(&merged, &e)))?;
-        if scenario.name.is_empty() {
-            scenario.name = path
+        scenario.finish(path).map_err(err)
+    }
+
+    /// Name, paths and semantic checks of a parsed scenario read from `path`.
+    fn finish(mut self, path: &Path) -> Result<Scenario, String> {
+        if self.name.is_empty() {
+            self.name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "scenario".into());
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        scenario.resolve_paths(base);
-        scenario.validate().map_err(err)?;
-        Ok(scenario)
+        self.resolve_paths(base);
+        self.validate()?;
+        Ok(self)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -134,12 +185,19 @@ impl Scenario {
                 self.devices.template
             ));
         }
+        self.check_template()?;
         Pattern::parse(&self.devices.client_id).map_err(|e| format!("devices.client_id: {e}"))?;
         if !self.devices.client_id.contains("{seq") && !self.devices.client_id.contains("{uuid}") {
             return Err("devices.client_id: must contain {seq} or {uuid} so client IDs are unique (AWS disconnects duplicates)".into());
         }
         for (name, pattern) in &self.devices.parameters {
             Pattern::parse(pattern).map_err(|e| format!("devices.parameters.{name}: {e}"))?;
+        }
+        let after = &self.devices.after;
+        if after.action == crate::device::AfterAction::Telemetry && after.interval.is_zero() {
+            return Err(
+                "devices.after.interval: must be positive (the time between publishes)".into(),
+            );
         }
         if self.devices.retry.max_attempts == 0 {
             return Err("devices.retry.max_attempts: must be at least 1".into());
@@ -155,45 +213,21 @@ impl Scenario {
         if self.schedule.is_empty() {
             return Err("schedule: at least one phase is required".into());
         }
+        let mut planned = std::time::Duration::ZERO;
         for (i, spec) in self.schedule.iter().enumerate() {
             let at = format!("schedule[{i}]");
             let phase = spec.to_phase(&at)?;
-            match &phase {
-                Phase::ConstantArrivalRate { rate, duration } => {
-                    check_rate(*rate).map_err(|e| format!("{at}.rate: {e}"))?;
-                    if duration.is_zero() {
-                        return Err(format!("{at}.duration: must be positive"));
-                    }
-                }
-                Phase::RampingArrivalRate { start_rate, stages } => {
-                    check_non_negative(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
-                    check_stages(&at, stages)?;
-                }
-                Phase::Burst { count } => {
-                    if *count == 0 {
-                        return Err(format!("{at}.count: must be at least 1"));
-                    }
-                }
-                Phase::Step {
-                    start_rate,
-                    rate_step,
-                    step_duration,
-                    steps,
-                } => {
-                    check_rate(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
-                    check_non_negative(*rate_step).map_err(|e| format!("{at}.rate_step: {e}"))?;
-                    if step_duration.is_zero() {
-                        return Err(format!("{at}.step_duration: must be positive"));
-                    }
-                    if *steps == 0 {
-                        return Err(format!("{at}.steps: must be at least 1"));
-                    }
-                }
-                Phase::RampingConcurrency { start, stages } => {
-                    check_non_negative(*start).map_err(|e| format!("{at}.start: {e}"))?;
-                    check_stages(&at, stages)?;
-                }
-            }
+            check_phase(&at, &phase)?;
+            planned = phase
+                .checked_duration()
+                .and_then(|d| planned.checked_add(d))
+                .filter(|t| *t <= MAX_SCHEDULE)
+                .ok_or_else(|| {
+                    format!(
+                        "{at}: the schedule would last longer than {} days, the most a run may (see the README's Scenarios section)",
+                        MAX_SCHEDULE.as_secs() / 86_400
+                    )
+                })?;
         }
         self.target.classify().rules()?;
         if let Target::Endpoint {
@@ -213,12 +247,97 @@ impl Scenario {
     }
 }
 
-fn check_stages(at: &str, stages: &[RampStage]) -> Result<(), String> {
+/// A phase's fields in range; messages name the field.
+fn check_phase(at: &str, phase: &Phase) -> Result<(), String> {
+    match phase {
+        Phase::ConstantArrivalRate { rate, duration } => {
+            check_rate(*rate).map_err(|e| format!("{at}.rate: {e}"))?;
+            if duration.is_zero() {
+                return Err(format!("{at}.duration: must be positive"));
+            }
+        }
+        Phase::RampingArrivalRate { start_rate, stages } => {
+            check_non_negative(*start_rate)
+                .and_then(|()| check_max_rate(*start_rate))
+                .map_err(|e| format!("{at}.start_rate: {e}"))?;
+            check_stages(at, stages, check_max_rate)?;
+        }
+        Phase::Burst { count } => {
+            if *count == 0 {
+                return Err(format!("{at}.count: must be at least 1"));
+            }
+        }
+        Phase::Step {
+            start_rate,
+            rate_step,
+            step_duration,
+            steps,
+        } => {
+            check_rate(*start_rate).map_err(|e| format!("{at}.start_rate: {e}"))?;
+            check_non_negative(*rate_step).map_err(|e| format!("{at}.rate_step: {e}"))?;
+            if step_duration.is_zero() {
+                return Err(format!("{at}.step_duration: must be positive"));
+            }
+            if *steps == 0 || *steps > MAX_STEPS {
+                return Err(format!("{at}.steps: must be 1 to {MAX_STEPS}"));
+            }
+            let top = start_rate + rate_step * f64::from(steps - 1);
+            check_max_rate(top).map_err(|e| {
+                format!("{at}.rate_step: the last step offers {top} arrivals/s: {e}")
+            })?;
+        }
+        Phase::RampingConcurrency { start, stages } => {
+            check_non_negative(*start).map_err(|e| format!("{at}.start: {e}"))?;
+            check_stages(at, stages, |_| Ok(()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A ramp's stages; `level` checks each target beyond being a number >= 0.
+impl Scenario {
+    /// Against the embedded mock, the template must be one it offers: the built-in seed
+    /// template or one configured in `[target.mock.templates]` (whose file must exist), or
+    /// every device would fail later as `disconnected.subscribe`.
+    fn check_template(&self) -> Result<(), String> {
+        let Target::Mock { mock, .. } = &self.target else {
+            return Ok(());
+        };
+        for (name, file) in &mock.templates {
+            if !file.is_file() {
+                return Err(format!(
+                    "target.mock.templates.{name}: no template file at {}",
+                    file.display()
+                ));
+            }
+        }
+        let template = &self.devices.template;
+        let seed = crate::mock_settings::SEED_TEMPLATE_NAME;
+        if template == seed || mock.templates.contains_key(template) {
+            return Ok(());
+        }
+        let known: Vec<&str> = std::iter::once(seed)
+            .chain(mock.templates.keys().map(String::as_str))
+            .collect();
+        Err(format!(
+            "devices.template: the mock target has no template {template:?} (it has {}); add it under [target.mock.templates] as {template} = \"FILE.json\"",
+            known.join(", ")
+        ))
+    }
+}
+
+fn check_stages(
+    at: &str,
+    stages: &[RampStage],
+    level: impl Fn(f64) -> Result<(), String>,
+) -> Result<(), String> {
     if stages.is_empty() {
         return Err(format!("{at}.stages: at least one stage is required"));
     }
     for (j, s) in stages.iter().enumerate() {
-        check_non_negative(s.target).map_err(|e| format!("{at}.stages[{j}].target: {e}"))?;
+        check_non_negative(s.target)
+            .and_then(|()| level(s.target))
+            .map_err(|e| format!("{at}.stages[{j}].target: {e}"))?;
         if s.duration.is_zero() {
             return Err(format!("{at}.stages[{j}].duration: must be positive"));
         }
@@ -236,12 +355,45 @@ fn check_non_negative(value: f64) -> Result<(), String> {
 
 fn check_rate(rate: f64) -> Result<(), String> {
     if rate.is_finite() && rate > 0.0 {
-        Ok(())
+        check_max_rate(rate)
     } else {
         Err(format!(
             "must be a positive number of arrivals per second, got {rate}"
         ))
     }
+}
+
+fn check_max_rate(rate: f64) -> Result<(), String> {
+    if rate <= MAX_RATE {
+        Ok(())
+    } else {
+        Err(format!(
+            "{rate} arrivals/s is more than one process can offer: at most {MAX_RATE}/s (see the README's Scenarios section)"
+        ))
+    }
+}
+
+/// `doc` as a scenario; `text` is the file's text when `doc` is exactly the file, so errors
+/// point at its lines (otherwise at the re-serialised document, whose line they show). The
+/// error comes located (line, column, source) and bare.
+fn parse(doc: &toml::Table, text: Option<&str>) -> Result<Scenario, (String, String)> {
+    // `[target]` without `kind` means the embedded mock.
+    let mut doc = doc.clone();
+    let mut text = text;
+    if let Some(toml::Value::Table(target)) = doc.get_mut("target")
+        && !target.contains_key("kind")
+    {
+        target.insert("kind".into(), toml::Value::String("mock".into()));
+        text = None;
+    }
+    let merged = match text {
+        Some(text) => text.to_string(),
+        None => toml::to_string(&doc).map_err(|e| (e.to_string(), e.to_string()))?,
+    };
+    toml::from_str(&merged).map_err(|e| {
+        let bare = e.message().trim_end().to_string();
+        (crate::toml_error_message(&merged, &e), bare)
+    })
 }
 
 /// Reports an error in the scenario file at `path`.
@@ -255,6 +407,13 @@ fn file_error(path: &Path) -> impl Fn(String) -> ScenarioError + '_ {
 /// Apply `a.b.c=value` to a TOML table (`schedule.0.rate=5` indexes lists). The value is parsed
 /// as TOML (number, bool, string, array, inline table), falling back to a plain string.
 pub fn apply_set(doc: &mut toml::Table, set: &str) -> Result<(), String> {
+    let (keys, value) = parse_set(set)?;
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    set_in_table(doc, &keys, value)
+}
+
+/// The keys and value of `a.b.c=value`.
+fn parse_set(set: &str) -> Result<(Vec<String>, toml::Value), String> {
     let (path, raw) = set
         .split_once('=')
         .ok_or_else(|| "expected path=value".to_string())?;
@@ -262,11 +421,11 @@ pub fn apply_set(doc: &mut toml::Table, set: &str) -> Result<(), String> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let keys: Vec<&str> = path.trim().split('.').collect();
+    let keys: Vec<String> = path.trim().split('.').map(str::to_string).collect();
     if keys.iter().any(|k| k.is_empty()) {
         return Err(format!("empty key in {path:?}"));
     }
-    set_in_table(doc, &keys, value)
+    Ok((keys, value))
 }
 
 fn set_in_table(doc: &mut toml::Table, keys: &[&str], value: toml::Value) -> Result<(), String> {
@@ -368,6 +527,10 @@ count = 3
         std::fs::write(&path, "[devices]\ncount = 1\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n[[variants]]\nname = \"x\"\nset = { \"devices.count\" = \"many\" }\n").unwrap();
         let e = Scenario::load_variants(&path, &[]).unwrap_err().to_string();
         assert!(e.contains("variants[0] (x)") && e.contains("count"), "{e}");
+        assert!(
+            e.contains("set.devices.count: invalid type") && !e.contains("line "),
+            "{e}"
+        );
     }
 
     #[test]
@@ -427,5 +590,83 @@ count = 3
             .unwrap_err()
             .to_string();
         assert!(e.contains("count"), "{e}");
+    }
+
+    #[test]
+    fn set_errors_name_the_set_argument_not_a_line_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "[devices]\ncount = 10\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1s\"\n").unwrap();
+        for (set, needle) in [
+            ("devices.count=abc", "expected u64"),
+            ("schedule.0.rate=fast", "expected f64"),
+            ("devices.colour=3", "unknown field `colour`"),
+            ("schedule.0.duration=soon", "expected a duration"),
+            ("devices.certificate=bogus", "unknown variant `bogus`"),
+        ] {
+            let sets = ["devices.count=3".to_string(), set.to_string()];
+            let e = Scenario::load(&path, &sets).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("s.toml: --set {set}: ")) && e.contains(needle),
+                "{e}"
+            );
+            assert!(!e.contains("line "), "{e}");
+        }
+        // A --set may supply what the file lacks; the one that breaks it is still named.
+        std::fs::write(
+            &path,
+            "[devices]\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n",
+        )
+        .unwrap();
+        let sets = [
+            "devices.count=3".to_string(),
+            "devices.csr_key=dsa".to_string(),
+        ];
+        let e = Scenario::load(&path, &sets).unwrap_err().to_string();
+        assert!(
+            e.contains("--set devices.csr_key=dsa: unknown variant"),
+            "{e}"
+        );
+        Scenario::load(&path, &sets[..1]).unwrap();
+        // An error of the file itself still points at its line, --set or not.
+        std::fs::write(
+            &path,
+            "[devices]\ncount = 10\ncolour = 3\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n",
+        )
+        .unwrap();
+        let e = Scenario::load(&path, &["devices.count=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn a_template_the_mock_does_not_have_is_refused_naming_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        let body = "[devices]\ncount = 1\ntemplate = \"Mine\"\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n";
+        std::fs::write(&path, body).unwrap();
+        let e = Scenario::load(&path, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("devices.template")
+                && e.contains("\"Mine\"")
+                && e.contains("FleetProvisioningTemplate"),
+            "{e}"
+        );
+        let configured = format!("{body}[target.mock.templates]\nMine = \"mine.json\"\n");
+        std::fs::write(&path, &configured).unwrap();
+        let e = Scenario::load(&path, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("target.mock.templates.Mine") && e.contains("mine.json"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("mine.json"), "{}").unwrap();
+        Scenario::load(&path, &[]).unwrap();
+        // Another endpoint's templates are its own business.
+        let endpoint = format!(
+            "{body}[target]\nkind = \"endpoint\"\nhost = \"127.0.0.1\"\nca = \"ca.pem\"\nclaim_cert = \"c.pem\"\nclaim_key = \"k.pem\"\n"
+        );
+        std::fs::write(&path, endpoint).unwrap();
+        Scenario::load(&path, &[]).unwrap();
     }
 }

@@ -1,8 +1,9 @@
 //! The scenario model: what a scenario file says (target, devices, retries, timeouts, schedule).
 //!
-//! Reading and validation live in `load`, arrival schedules in `schedule`, generators in
-//! `patterns`.
+//! Reading and validation live in `load`, arrival schedules in `schedule` (their arrivals,
+//! generated lazily, in `arrivals`), generators in `patterns`.
 
+mod arrivals;
 mod load;
 mod patterns;
 mod schedule;
@@ -20,7 +21,7 @@ use crate::pki::KeyAlgorithm;
 pub use crate::metrics::Analysis;
 pub use load::apply_set;
 pub use patterns::{Pattern, new_run_id};
-pub use schedule::{Executor, Phase, PhaseSpec, PlannedPhase, Ramp, RampStage};
+pub use schedule::{Arrivals, Executor, Phase, PhaseSpec, PlannedPhase, Ramp, RampStage};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]

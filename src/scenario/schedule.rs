@@ -8,6 +8,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Scenario;
+pub use super::arrivals::Arrivals;
+
+/// The highest arrival rate a phase may offer, per second. Every device costs at least a TCP and
+/// TLS handshake and a few signatures (well over 100 µs of CPU on the harness side alone), so one
+/// process cannot start even 100,000 devices per second; a rate above this is a typo (a unit, a
+/// few zeros too many), refused before anything runs.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// The longest schedule: 31 days, beyond any soak a test plan asks for (and with [`MAX_RATE`]
+/// at most 2.7e12 arrivals, exact as f64 and far from overflowing durations).
+pub const MAX_SCHEDULE: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// The most levels a `step` phase may have: each is a row of the throttle-limit finder.
+pub const MAX_STEPS: u32 = 10_000;
 
 /// One `[[schedule]]` entry as written: the executor and its fields. Kept flat (rather than a
 /// tagged enum) so parse errors point at the exact line of the faulty field.
@@ -150,7 +164,24 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn duration(&self) -> Duration {
+    /// The phase's length, or None when it overflows.
+    pub(super) fn checked_duration(&self) -> Option<Duration> {
+        match self {
+            Phase::RampingArrivalRate { stages, .. } | Phase::RampingConcurrency { stages, .. } => {
+                stages
+                    .iter()
+                    .try_fold(Duration::ZERO, |t, s| t.checked_add(s.duration))
+            }
+            Phase::Step {
+                step_duration,
+                steps,
+                ..
+            } => step_duration.checked_mul(*steps),
+            other => Some(other.duration()),
+        }
+    }
+
+    pub(super) fn duration(&self) -> Duration {
         match self {
             Phase::ConstantArrivalRate { duration, .. } => *duration,
             Phase::RampingArrivalRate { stages, .. } | Phase::RampingConcurrency { stages, .. } => {
@@ -193,8 +224,8 @@ impl Phase {
 /// A phase turned into what the scheduler does.
 #[derive(Debug, Clone)]
 pub enum PlannedPhase {
-    /// Arrival offsets from the start of the run.
-    Open(Vec<Duration>),
+    /// Arrival offsets from the start of the run, generated as the scheduler takes them.
+    Open(Arrivals),
     /// Keep `ramp.at(t)` devices in flight from `begin` for `ramp.duration()`.
     Closed { begin: Duration, ramp: Ramp },
 }
@@ -236,88 +267,65 @@ pub struct RampStage {
 }
 
 impl Scenario {
-    /// The phases as the scheduler runs them, open arrivals capped at `devices.count`.
+    /// The phases as the scheduler runs them, open arrivals capped at `devices.count`. Nothing
+    /// here grows with the number of arrivals: they are generated lazily.
     pub fn plan(&self) -> Vec<PlannedPhase> {
         let mut out = Vec::new();
-        let mut phase_start = Duration::ZERO;
+        let mut begin = Duration::ZERO;
         let mut open = Vec::new();
-        let limit = self.devices.count as usize;
-        let mut planned = 0usize;
+        let mut planned = 0u64;
+        let mut flush = |open: &mut Vec<(Duration, Phase)>, out: &mut Vec<PlannedPhase>| {
+            let arrivals = Arrivals::new(
+                std::mem::take(open),
+                self.devices.count.saturating_sub(planned),
+            );
+            let n = arrivals.len();
+            if n > 0 {
+                planned += n;
+                out.push(PlannedPhase::Open(arrivals));
+            }
+        };
         let phases = self
             .schedule
             .iter()
             .filter_map(|p| p.to_phase("schedule").ok());
-        for phase in &phases.collect::<Vec<_>>() {
-            if let Phase::RampingConcurrency { start, stages } = phase {
-                if !open.is_empty() {
-                    planned += open.len();
-                    out.push(PlannedPhase::Open(std::mem::take(&mut open)));
+        for phase in phases {
+            let d = phase.duration();
+            match phase {
+                Phase::RampingConcurrency { start, stages } => {
+                    flush(&mut open, &mut out);
+                    let ramp = Ramp { start, stages };
+                    out.push(PlannedPhase::Closed { begin, ramp });
                 }
-                let ramp = Ramp {
-                    start: *start,
-                    stages: stages.clone(),
-                };
-                let d = ramp.duration();
-                out.push(PlannedPhase::Closed {
-                    begin: phase_start,
-                    ramp,
-                });
-                phase_start += d;
-                continue;
+                phase => open.push((begin, phase)),
             }
-            let mut arrivals = self.phase_arrivals(phase, &mut phase_start);
-            arrivals.truncate(limit.saturating_sub(planned + open.len()));
-            open.extend(arrivals);
+            begin += d;
         }
-        if !open.is_empty() {
-            out.push(PlannedPhase::Open(open));
-        }
+        flush(&mut open, &mut out);
         out
     }
 
-    /// Arrival offsets of the open phases, at most `devices.count` of them.
-    pub fn arrivals(&self) -> Vec<Duration> {
+    /// Arrival offsets of the open phases, at most `devices.count` of them, generated lazily.
+    pub fn arrivals(&self) -> impl Iterator<Item = Duration> + use<> {
+        self.open_arrivals().into_iter().flatten()
+    }
+
+    /// How many arrivals the open phases schedule (at most `devices.count`), and the last one's
+    /// offset; computed without generating them.
+    pub fn arrival_span(&self) -> (u64, Option<Duration>) {
+        let groups = self.open_arrivals();
+        let count = groups.iter().map(Arrivals::len).sum();
+        (count, groups.iter().rev().find_map(Arrivals::last))
+    }
+
+    fn open_arrivals(&self) -> Vec<Arrivals> {
         self.plan()
             .into_iter()
             .filter_map(|p| match p {
                 PlannedPhase::Open(a) => Some(a),
                 PlannedPhase::Closed { .. } => None,
             })
-            .flatten()
             .collect()
-    }
-
-    fn phase_arrivals(&self, phase: &Phase, phase_start: &mut Duration) -> Vec<Duration> {
-        let mut out = Vec::new();
-        match phase {
-            Phase::ConstantArrivalRate { rate, duration } => {
-                constant_arrivals(&mut out, phase_start, *rate, *duration);
-            }
-            Phase::RampingArrivalRate { start_rate, stages } => {
-                let mut from = *start_rate;
-                for stage in stages {
-                    ramp_arrivals(&mut out, *phase_start, from, stage.target, stage.duration);
-                    *phase_start += stage.duration;
-                    from = stage.target;
-                }
-            }
-            Phase::Burst { count } => {
-                out.extend(std::iter::repeat_n(*phase_start, *count as usize));
-            }
-            Phase::Step {
-                start_rate,
-                rate_step,
-                step_duration,
-                steps,
-            } => {
-                for k in 0..*steps {
-                    let rate = start_rate + rate_step * f64::from(k);
-                    constant_arrivals(&mut out, phase_start, rate, *step_duration);
-                }
-            }
-            Phase::RampingConcurrency { .. } => {}
-        }
-        out
     }
 
     /// Planned length of the whole schedule.
@@ -359,31 +367,6 @@ impl Scenario {
     }
 }
 
-/// Evenly spaced arrivals at `rate` for `duration` from `*start`, which then moves past them.
-fn constant_arrivals(out: &mut Vec<Duration>, start: &mut Duration, rate: f64, duration: Duration) {
-    let n = (rate * duration.as_secs_f64()).round() as u64;
-    out.extend((0..n).map(|k| *start + Duration::from_secs_f64(k as f64 / rate)));
-    *start += duration;
-}
-
-/// Arrivals of a linear ramp: the k-th arrival is where the integral of the rate reaches k.
-fn ramp_arrivals(out: &mut Vec<Duration>, start: Duration, r0: f64, r1: f64, d: Duration) {
-    let t_total = d.as_secs_f64();
-    let slope = (r1 - r0) / t_total;
-    let total = (r0 + r1) / 2.0 * t_total;
-    let n = total.floor() as u64;
-    for k in 0..n {
-        let k = k as f64;
-        // Solve r0 t + slope t^2 / 2 = k.
-        let t = if slope.abs() < 1e-12 {
-            k / r0
-        } else {
-            (-r0 + (r0 * r0 + 2.0 * slope * k).max(0.0).sqrt()) / slope
-        };
-        out.push(start + Duration::from_secs_f64(t.clamp(0.0, t_total)));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,8 +391,9 @@ mod tests {
             "#,
         )
         .unwrap();
-        let a = s.arrivals();
+        let a: Vec<_> = s.arrivals().collect();
         assert_eq!(a.len(), 20 + 5 + 20);
+        assert_eq!(s.arrival_span(), (45, a.last().copied()));
         assert_eq!(a[1], Duration::from_millis(100));
         assert!(a[20..25].iter().all(|t| *t == Duration::from_secs(2)));
         // The ramp accelerates: later gaps are shorter than earlier ones.
@@ -420,7 +404,8 @@ mod tests {
                 .all(|t| *t >= Duration::from_secs(2) && *t <= Duration::from_secs(4))
         );
         s.devices.count = 7;
-        assert_eq!(s.arrivals().len(), 7);
+        assert_eq!(s.arrivals().count(), 7);
+        assert_eq!(s.arrival_span(), (7, Some(Duration::from_millis(600))));
     }
 
     #[test]
@@ -439,7 +424,7 @@ mod tests {
         )
         .unwrap();
         s.validate().unwrap();
-        assert_eq!(s.arrivals().len(), 4 + 8 + 12);
+        assert_eq!(s.arrivals().count(), 4 + 8 + 12);
         assert_eq!(s.rate_at(Duration::from_millis(500)), Some(2.0));
         assert_eq!(s.rate_at(Duration::from_millis(3500)), Some(4.0));
         assert_eq!(s.rate_at(Duration::from_millis(5999)), Some(6.0));
@@ -477,6 +462,7 @@ mod tests {
         let PlannedPhase::Open(last) = &plan[2] else {
             panic!("{plan:?}")
         };
-        assert_eq!(last, &vec![Duration::from_secs(3); 2]);
+        let last: Vec<_> = last.clone().into_iter().collect();
+        assert_eq!(last, vec![Duration::from_secs(3); 2]);
     }
 }

@@ -631,3 +631,47 @@ fn events_after_the_end_should_change_nothing() {
     let (flow, _) = drive(&s, None, vec![Event::Timeout, ok(), suback()]);
     assert_failed(flow, "timeout.connect_claim");
 }
+
+#[test]
+fn each_telemetry_publish_is_timed_from_its_own_due_time_and_a_late_one_counts_its_lateness() {
+    let s = spec(CertificateMode::Keys, AfterAction::Telemetry);
+    let t0 = Instant::now();
+    let mut flow = Flow::new(&s, None, t0);
+    let mut events = to_own_connect();
+    events.push(ok());
+    let start = feed(&mut flow, t0, events);
+    // 250 ms at 100 ms: due at 0, 100 and 200 ms. The first PUBACK takes 150 ms, so the second
+    // publish (due at 100 ms) goes at once, and the third is still due at 200 ms.
+    let Action::Idle { until } = flow.handle(start + 150 * MS, Event::PubAck) else {
+        panic!("no idle after a PUBACK");
+    };
+    assert_eq!(until, start + 100 * MS);
+    let second = flow.handle(start + 150 * MS, Event::Elapsed);
+    assert!(matches!(second, Action::Publish { .. }), "{second:?}");
+    let Action::Idle { until } = flow.handle(start + 152 * MS, Event::PubAck) else {
+        panic!("no idle after a PUBACK");
+    };
+    assert_eq!(until, start + 200 * MS);
+    flow.handle(until, Event::Elapsed);
+    flow.handle(until + 2 * MS, Event::PubAck);
+    flow.handle(start + 250 * MS, Event::Elapsed);
+    assert_eq!(flow.action(), Action::Done);
+    let report = flow.into_report();
+    let acks: Vec<_> = report
+        .stages
+        .iter()
+        .filter(|t| t.stage == Stage::Telemetry)
+        .collect();
+    let due: Vec<_> = acks.iter().map(|t| t.due).collect();
+    assert_eq!(due, [0, 100, 200].map(|ms| Some(start + ms * MS)));
+    let latency: Vec<_> = acks.iter().map(|t| t.ended - t.due.unwrap()).collect();
+    assert_eq!(latency, [150 * MS, 52 * MS, 2 * MS]);
+    let service: Vec<_> = acks.iter().map(|t| t.service).collect();
+    assert_eq!(service, [150 * MS, 2 * MS, 2 * MS]);
+    // The metrics time it so, not from the device's intended start.
+    let mut set = crate::metrics::StageSet::default();
+    set.record_device(t0, &report.stages, None);
+    let h = &set.stages[crate::metrics::stage_index(Stage::Telemetry)].latency;
+    let max = crate::metrics::Percentiles::of(h).max_ms;
+    assert!((max - 150.0).abs() < 0.2, "{max}");
+}

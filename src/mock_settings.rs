@@ -42,6 +42,8 @@ pub struct MockSettings {
     pub quotas: QuotaSettings,
     /// Pre-provisioning hooks by template name.
     pub hooks: BTreeMap<String, HookSettings>,
+    /// What the registry keeps per provisioned device (README, "The mock's registry").
+    pub registry: RegistryMode,
     /// Directory that relative paths in hook settings are resolved against (the settings or
     /// scenario file's directory).
     #[serde(skip)]
@@ -63,9 +65,22 @@ impl Default for MockSettings {
             faults: Faults::default(),
             quotas: QuotaSettings::default(),
             hooks: BTreeMap::new(),
+            registry: RegistryMode::Full,
             base_dir: PathBuf::from("."),
         }
     }
+}
+
+/// What the mock's registry keeps per provisioned device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryMode {
+    /// Everything AWS keeps: attributes, thing groups, the certificate PEM, who created it.
+    #[default]
+    Full,
+    /// Only what later checks need (thing name -> certificate, certificate status, policies),
+    /// so a million devices fit in a bounded budget.
+    Compact,
 }
 
 /// Faults for one API.

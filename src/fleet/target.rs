@@ -112,7 +112,9 @@ async fn embedded_mock(
         // would only burn the idle CPU (cached keys are still loaded and written back).
         mock_settings.key_pool_size = 0;
     }
-    let config = MockConfig::new(Arc::new(pki), mock_settings)?;
+    let mut config = MockConfig::new(Arc::new(pki), mock_settings)?;
+    // A throw-away PKI has no later run to remember the registry for.
+    config.persist_registry = temp.is_none();
     let listener = mock::listen((std::net::Ipv4Addr::LOCALHOST, 0).into())
         .map_err(|e| RunError::Other(format!("cannot bind the embedded mock: {e}")))?;
     let handle = mock::start(config, listener, shutdown.clone()).await?;

@@ -369,6 +369,24 @@ impl Registry {
         Ok(())
     }
 
+    /// The certificate and expiry of every unused ownership token.
+    pub fn token_expiries(&self) -> Vec<(String, Instant)> {
+        self.lock()
+            .tokens
+            .values()
+            .map(|t| (t.certificate_id.clone(), t.expires_at))
+            .collect()
+    }
+
+    /// Delete what the sweep at each new certificate deletes, as of `now`: every pending
+    /// certificate whose token has expired. Returns how many certificates went.
+    pub fn expire_tokens(&self, now: Instant) -> usize {
+        let mut inner = self.lock();
+        let before = inner.certificates.len();
+        sweep_expired(&mut inner, now);
+        before - inner.certificates.len()
+    }
+
     pub fn thing(&self, name: &str) -> Option<ThingRecord> {
         self.lock().things.get(name).cloned()
     }

@@ -44,6 +44,8 @@ pub struct MockSettings {
     pub hooks: BTreeMap<String, HookSettings>,
     /// What the MQTT 5 endpoint says where AWS does not document it (`[mqtt5]`).
     pub mqtt5: Mqtt5Settings,
+    /// What the registry keeps per provisioned device (README, "The mock's registry").
+    pub registry: RegistryMode,
     /// Directory that relative paths in hook settings are resolved against (the settings or
     /// scenario file's directory).
     #[serde(skip)]
@@ -66,6 +68,7 @@ impl Default for MockSettings {
             quotas: QuotaSettings::default(),
             hooks: BTreeMap::new(),
             mqtt5: Mqtt5Settings::default(),
+            registry: RegistryMode::Full,
             base_dir: PathBuf::from("."),
         }
     }
@@ -129,6 +132,18 @@ pub enum Mqtt5Refusal {
     ReasonCode,
     /// A DISCONNECT with the reason code, then the connection is closed.
     Disconnect,
+}
+
+/// What the mock's registry keeps per provisioned device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryMode {
+    /// Everything AWS keeps: attributes, thing groups, the certificate PEM, who created it.
+    #[default]
+    Full,
+    /// Only what later checks need (thing name -> certificate, certificate status, policies),
+    /// so a million devices fit in a bounded budget.
+    Compact,
 }
 
 /// Faults for one API.

@@ -45,6 +45,14 @@ pub enum PkiError {
     },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error(
+        "{key} is not the private key of {cert} (KeyMismatch: the public keys differ); use the key the certificate was issued for"
+    )]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error(
+        "target.pki: {0}: no such directory (a relative path is resolved against the scenario file's directory); create it with `fleetstorm pki init {0}` or fix the path"
+    )]
+    NoDirectory(PathBuf),
 }
 
 /// Key algorithm for identities the PKI creates.
@@ -214,8 +222,22 @@ impl Pki {
             })?;
         let server_chain = certs(&dir.join(SERVER_PEM), &server_pem)?;
         let server_key = parse_key(&dir.join(SERVER_KEY), &server_key_pem)?;
+        check_key_pair(
+            &dir.join(SERVER_PEM),
+            &server_chain[0],
+            &dir.join(SERVER_KEY),
+            &server_key,
+        )?;
         let claim_cert_der = first_cert(&dir.join(CLAIM_PEM), &claim_cert_pem)?;
-        parse_key(&dir.join(CLAIM_KEY), &claim_key_pem)?;
+        let claim_key = parse_key(&dir.join(CLAIM_KEY), &claim_key_pem)?;
+        // The mock never signs with the claim key, but every device does: refuse it here, not
+        // at each device's handshake.
+        check_key_pair(
+            &dir.join(CLAIM_PEM),
+            &claim_cert_der,
+            &dir.join(CLAIM_KEY),
+            &claim_key,
+        )?;
         Ok(Pki {
             dir: dir.to_path_buf(),
             root_ca_pem,
@@ -361,6 +383,34 @@ pub fn parse_key(path: &Path, pem: &str) -> Result<PrivateKeyDer<'static>, PkiEr
     })
 }
 
+/// Check that `key` (read from `key_path`) is the private key of `cert` (from `cert_path`): the
+/// check rustls makes when the identity is first used, here with both files named. A key type
+/// rustls cannot load is reported as such; a key whose public half rustls cannot tell passes.
+pub fn check_key_pair(
+    cert_path: &Path,
+    cert: &CertificateDer<'static>,
+    key_path: &Path,
+    key: &PrivateKeyDer<'static>,
+) -> Result<(), PkiError> {
+    match rustls::sign::CertifiedKey::from_der(
+        vec![cert.clone()],
+        key.clone_key(),
+        &crate::tls::provider(),
+    ) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(PkiError::KeyMismatch {
+                cert: cert_path.to_path_buf(),
+                key: key_path.to_path_buf(),
+            })
+        }
+        Err(e) => Err(PkiError::BadFile {
+            path: key_path.to_path_buf(),
+            message: format!("not usable with {}: {e}", cert_path.display()),
+        }),
+    }
+}
+
 /// Read a PEM file from disk, naming the file in errors.
 pub fn read_pem_file(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| PkiError::Io {
@@ -481,6 +531,21 @@ mod tests {
             pki.issue_from_csr(&String::from_utf8(tampered).unwrap())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_claim_key_of_another_certificate_is_refused_naming_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        Pki::init(dir.path(), &[], KeyAlgorithm::P256).unwrap();
+        let other = KeyAlgorithm::P256.generate().unwrap();
+        fs::write(dir.path().join(CLAIM_KEY), other.serialize_pem()).unwrap();
+        let err = Pki::load(dir.path()).unwrap_err();
+        assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err:?}");
+        let text = err.to_string();
+        for name in [CLAIM_PEM, CLAIM_KEY] {
+            let path = dir.path().join(name).display().to_string();
+            assert!(text.contains(&path), "{text}");
+        }
     }
 
     #[test]

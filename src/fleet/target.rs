@@ -66,8 +66,9 @@ pub(super) async fn prepare(
             let cert_pem = pki::read_pem_file(claim_cert)?;
             let key_pem = pki::read_pem_file(claim_key)?;
             pki::certs(ca, &ca_pem)?;
-            pki::certs(claim_cert, &cert_pem)?;
-            pki::parse_key(claim_key, &key_pem)?;
+            let claim = pki::certs(claim_cert, &cert_pem)?;
+            let key = pki::parse_key(claim_key, &key_pem)?;
+            pki::check_key_pair(claim_cert, &claim[0], claim_key, &key)?;
             let alpn = alpn.unwrap_or(port == 443);
             let tls = DeviceTls::new(&ca_pem, &cert_pem, &key_pem, alpn)?;
             Ok(external(host, port, tls))
@@ -94,6 +95,9 @@ async fn embedded_mock(
 ) -> Result<Prepared, RunError> {
     // Without a configured directory: a fresh PKI per run, removed when the run ends.
     let (dir, temp) = match pki_dir {
+        // A configured directory that is not there is a wrong path far more often than a wish
+        // for a new PKI: a new one would hold none of the certificates the user meant to use.
+        Some(d) if !d.is_dir() => return Err(pki::PkiError::NoDirectory(d.clone()).into()),
         Some(d) => (d.clone(), None),
         None => {
             let t = tempfile::Builder::new()
@@ -112,7 +116,9 @@ async fn embedded_mock(
         // would only burn the idle CPU (cached keys are still loaded and written back).
         mock_settings.key_pool_size = 0;
     }
-    let config = MockConfig::new(Arc::new(pki), mock_settings)?;
+    let mut config = MockConfig::new(Arc::new(pki), mock_settings)?;
+    // A throw-away PKI has no later run to remember the registry for.
+    config.persist_registry = temp.is_none();
     let listener = mock::listen((std::net::Ipv4Addr::LOCALHOST, 0).into())
         .map_err(|e| RunError::Other(format!("cannot bind the embedded mock: {e}")))?;
     let handle = mock::start(config, listener, shutdown.clone()).await?;

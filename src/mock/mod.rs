@@ -68,6 +68,8 @@ pub enum MockError {
     Config { path: String, message: String },
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("registry journal {0}")]
+    Journal(#[from] registry::journal::JournalError),
 }
 
 pub use crate::mock_settings::MockSettings;
@@ -104,6 +106,9 @@ pub struct MockConfig {
     pub template_bodies: BTreeMap<String, String>,
     /// Write `registry.json` into the PKI directory at stop.
     pub write_registry: bool,
+    /// Load the registry from the PKI directory's journal (`registry.log`) and record every
+    /// change there, so a restarted mock knows what it issued. Off for a throw-away PKI.
+    pub persist_registry: bool,
     /// Where the control plane (AWS IoT REST API) listens; `None`: not served. Default: an
     /// ephemeral loopback port.
     pub control: Option<SocketAddr>,
@@ -151,6 +156,7 @@ impl MockConfig {
             templates,
             template_bodies,
             write_registry: false,
+            persist_registry: true,
             control: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
         })
     }
@@ -426,7 +432,11 @@ pub async fn start(
         region: settings.region.clone(),
         account: settings.account.clone(),
     };
-    let registry = Registry::default();
+    let registry = if config.persist_registry {
+        Registry::open(&config.pki.dir, settings.registry)?
+    } else {
+        Registry::new(settings.registry)
+    };
     for group in &settings.thing_groups {
         registry.add_thing_group(group);
     }
@@ -583,6 +593,7 @@ async fn accept_loop(
             tracing::warn!("could not cache the key pool: {e}");
             0
         });
+        state2.registry.close_journal();
         let mut file = None;
         if write_registry {
             let path = pki_dir.join(REGISTRY_FILE);

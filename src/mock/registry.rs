@@ -1,20 +1,27 @@
 //! The mock's registry: certificates, things, policies, ownership tokens.
 //!
 //! One mutex guards it; every critical section is a few map operations, so contention stays far
-//! below the TLS and signing costs that dominate a provisioning flow.
+//! below the TLS and signing costs that dominate a provisioning flow. With a journal
+//! ([`journal`]) every change is also appended to `registry.log` in the PKI directory, so a
+//! restarted mock knows every certificate it issued before.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod control;
+pub mod journal;
+mod names;
+
+pub use crate::mock_settings::RegistryMode;
+pub use names::Names;
 
 use super::policy::PolicyDocument;
 use super::template::{OverrideAction, Rendered, ThingSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertificateStatus {
     Active,
@@ -26,26 +33,30 @@ pub enum CertificateStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct CertificateRecord {
     pub certificate_id: String,
-    /// Kept for the pre-provisioning hook's event; not written to registry.json.
+    /// Kept for the pre-provisioning hook's event and DescribeCertificate; not written to
+    /// registry.json. A compact registry drops it once the certificate is activated.
     #[serde(skip)]
     pub certificate_pem: String,
     pub status: CertificateStatus,
-    /// The claim certificate whose connection created it (None for the claim itself).
-    pub created_by: Option<String>,
-    pub policies: BTreeSet<String>,
-    pub things: BTreeSet<String>,
+    /// The claim certificate whose connection created it (None for the claim itself, and in a
+    /// compact registry).
+    #[serde(serialize_with = "serialize_creator")]
+    pub created_by: Option<Arc<str>>,
+    pub policies: Names,
+    pub things: Names,
     #[serde(serialize_with = "serialize_time")]
     pub created_at: SystemTime,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThingRecord {
     pub thing_name: String,
+    /// Attributes, groups, type and billing group: empty in a compact registry.
     pub attributes: BTreeMap<String, String>,
-    pub thing_groups: BTreeSet<String>,
+    pub thing_groups: Names,
     pub thing_type_name: Option<String>,
     pub billing_group: Option<String>,
-    pub certificates: BTreeSet<String>,
+    pub certificates: Names,
 }
 
 /// What a connection needs to know about its certificate, taken once at CONNECT.
@@ -70,16 +81,36 @@ struct TokenRecord {
 
 #[derive(Default)]
 struct Inner {
+    mode: RegistryMode,
     certificates: HashMap<String, CertificateRecord>,
     things: HashMap<String, ThingRecord>,
     policies: HashMap<String, (Arc<PolicyDocument>, serde_json::Value)>,
-    thing_groups: BTreeSet<String>,
+    thing_groups: std::collections::BTreeSet<String>,
     tokens: HashMap<String, TokenRecord>,
+    /// Journal lines not yet written (only with a journal).
+    log: Option<Vec<u8>>,
+    /// The claim certificate IDs seen, shared by every certificate they created.
+    creators: Vec<Arc<str>>,
+    /// The policy set last attached, shared by every certificate that gets the same.
+    last_policies: Option<Names>,
+}
+
+impl Inner {
+    /// The one shared copy of claim certificate ID `id`.
+    fn creator(&mut self, id: &str) -> Arc<str> {
+        if let Some(c) = self.creators.iter().find(|c| ***c == *id) {
+            return c.clone();
+        }
+        let c: Arc<str> = id.into();
+        self.creators.push(c.clone());
+        c
+    }
 }
 
 #[derive(Default)]
 pub struct Registry {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
+    journal: Option<journal::Journal>,
 }
 
 /// Why a token was refused.
@@ -107,21 +138,41 @@ pub struct RegistryCounts {
     pub policies: usize,
 }
 
+fn lock_inner(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+    // for a test endpoint; keep serving.
+    inner.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Registry {
+    /// An in-memory registry (nothing persisted) keeping what `mode` says.
+    pub fn new(mode: RegistryMode) -> Registry {
+        let registry = Registry::default();
+        registry.lock().mode = mode;
+        registry
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that matters
-        // for a test endpoint; keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock_inner(&self.inner)
+    }
+
+    pub fn mode(&self) -> RegistryMode {
+        self.lock().mode
     }
 
     pub fn add_policy(&self, name: &str, document: PolicyDocument, json: serde_json::Value) {
-        self.lock()
+        let mut inner = self.lock();
+        inner.log_policy(name, &json);
+        inner
             .policies
             .insert(name.to_string(), (Arc::new(document), json));
     }
 
     pub fn add_thing_group(&self, name: &str) {
-        self.lock().thing_groups.insert(name.to_string());
+        let mut inner = self.lock();
+        if inner.thing_groups.insert(name.to_string()) {
+            inner.log_line(&journal::Line::Group { name });
+        }
     }
 
     /// Register a certificate created outside the provisioning API (the claim certificate).
@@ -131,24 +182,30 @@ impl Registry {
         status: CertificateStatus,
         policies: &[&str],
     ) {
-        self.lock().certificates.insert(
-            certificate_id.to_string(),
-            CertificateRecord {
-                certificate_id: certificate_id.to_string(),
-                certificate_pem: String::new(),
-                status,
-                created_by: None,
-                policies: policies.iter().map(|p| p.to_string()).collect(),
-                things: BTreeSet::new(),
-                created_at: SystemTime::now(),
-            },
-        );
+        let mut inner = self.lock();
+        let previous = inner.certificates.get(certificate_id);
+        let record = CertificateRecord {
+            certificate_id: certificate_id.to_string(),
+            certificate_pem: String::new(),
+            status,
+            created_by: None,
+            policies: policies.iter().collect(),
+            // A restarted mock keeps the things a control-plane call attached to it.
+            things: previous.map(|c| c.things.clone()).unwrap_or_default(),
+            created_at: previous.map_or_else(SystemTime::now, |c| c.created_at),
+        };
+        inner.log_cert(&record, None);
+        inner
+            .certificates
+            .insert(certificate_id.to_string(), record);
     }
 
     pub fn set_certificate_status(&self, certificate_id: &str, status: CertificateStatus) -> bool {
-        match self.lock().certificates.get_mut(certificate_id) {
+        let mut inner = self.lock();
+        match inner.certificates.get_mut(certificate_id) {
             Some(c) => {
                 c.status = status;
+                inner.log_cert_id(certificate_id);
                 true
             }
             None => false,
@@ -172,7 +229,7 @@ impl Registry {
                 .iter()
                 .filter_map(|p| inner.policies.get(p).map(|(doc, _)| doc.clone()))
                 .collect(),
-            thing_name: cert.things.iter().next().cloned(),
+            thing_name: cert.things.iter().next().map(str::to_string),
         })
     }
 
@@ -189,18 +246,23 @@ impl Registry {
         let mut inner = self.lock();
         let now = Instant::now();
         sweep_expired(&mut inner, now);
-        inner.certificates.insert(
-            certificate_id.to_string(),
-            CertificateRecord {
-                certificate_id: certificate_id.to_string(),
-                certificate_pem: certificate_pem.to_string(),
-                status: CertificateStatus::PendingActivation,
-                created_by: Some(created_by.to_string()),
-                policies: BTreeSet::new(),
-                things: BTreeSet::new(),
-                created_at: SystemTime::now(),
-            },
-        );
+        let created_by = match inner.mode {
+            RegistryMode::Full => Some(inner.creator(created_by)),
+            RegistryMode::Compact => None,
+        };
+        let record = CertificateRecord {
+            certificate_id: certificate_id.to_string(),
+            certificate_pem: certificate_pem.to_string(),
+            status: CertificateStatus::PendingActivation,
+            created_by,
+            policies: Names::default(),
+            things: Names::default(),
+            created_at: SystemTime::now(),
+        };
+        inner.log_cert(&record, Some((token, SystemTime::now() + ttl)));
+        inner
+            .certificates
+            .insert(certificate_id.to_string(), record);
         inner.tokens.insert(
             token.to_string(),
             TokenRecord {
@@ -247,7 +309,10 @@ impl Registry {
                 });
             }
         }
-        if let Some(thing) = &rendered.thing {
+        if let Some(thing) = &rendered.thing
+            && inner.mode == RegistryMode::Full
+        {
+            // A compact registry keeps no attributes, groups or type to compare.
             check_thing_conflicts(inner.things.get(&thing.thing_name), thing)?;
         }
 
@@ -256,34 +321,70 @@ impl Registry {
             Some(super::template::CertificateStatusSpec::Inactive) => CertificateStatus::Inactive,
             _ => CertificateStatus::Active,
         };
-        let mut policy_names = Vec::new();
         for policy in &rendered.policies {
             if let Some(doc) = &policy.document
                 && !inner.policies.contains_key(&policy.policy_name)
             {
                 // Documents were validated when the template was loaded.
                 if let Ok(parsed) = PolicyDocument::parse(doc) {
+                    inner.log_policy(&policy.policy_name, doc);
                     inner
                         .policies
                         .insert(policy.policy_name.clone(), (Arc::new(parsed), doc.clone()));
                 }
             }
-            policy_names.push(policy.policy_name.clone());
         }
+        // Every device of a template gets the same policies: one shared set for all of them.
+        let policy_names =
+            inner.shared_policies(rendered.policies.iter().map(|p| &p.policy_name).collect());
+        let compact = inner.mode == RegistryMode::Compact;
         if let Some(thing) = &rendered.thing {
-            for group in &thing.thing_groups {
-                inner.thing_groups.insert(group.clone());
+            if !compact {
+                for group in &thing.thing_groups {
+                    inner.thing_groups.insert(group.clone());
+                }
             }
-            upsert_thing(&mut inner.things, thing, &certificate_id);
+            upsert_thing(&mut inner.things, thing, &certificate_id, compact);
         }
-        if let Some(cert) = inner.certificates.get_mut(&certificate_id) {
-            cert.status = status;
-            cert.policies.extend(policy_names);
-            if let Some(thing) = &rendered.thing {
-                cert.things.insert(thing.thing_name.clone());
-            }
+        let Some(cert) = inner.certificates.get_mut(&certificate_id) else {
+            return Ok(());
+        };
+        cert.status = status;
+        cert.policies = if cert.policies.is_empty() {
+            policy_names
+        } else {
+            cert.policies.union(&policy_names)
+        };
+        if let Some(thing) = &rendered.thing {
+            cert.things.insert(&thing.thing_name);
+        }
+        if compact {
+            // Kept while pending for the hook's event; an active certificate needs only its ID.
+            cert.certificate_pem = String::new();
+        }
+        inner.log_cert_id(&certificate_id);
+        if let Some(thing) = &rendered.thing {
+            inner.log_thing(&thing.thing_name);
         }
         Ok(())
+    }
+
+    /// The certificate and expiry of every unused ownership token.
+    pub fn token_expiries(&self) -> Vec<(String, Instant)> {
+        self.lock()
+            .tokens
+            .values()
+            .map(|t| (t.certificate_id.clone(), t.expires_at))
+            .collect()
+    }
+
+    /// Delete what the sweep at each new certificate deletes, as of `now`: every pending
+    /// certificate whose token has expired. Returns how many certificates went.
+    pub fn expire_tokens(&self, now: Instant) -> usize {
+        let mut inner = self.lock();
+        let before = inner.certificates.len();
+        sweep_expired(&mut inner, now);
+        before - inner.certificates.len()
     }
 
     pub fn thing(&self, name: &str) -> Option<ThingRecord> {
@@ -356,6 +457,7 @@ fn sweep_expired(inner: &mut Inner, now: Instant) {
             .is_some_and(|c| c.status == CertificateStatus::PendingActivation)
         {
             inner.certificates.remove(&cert);
+            inner.log_line(&journal::Line::DropCert { id: &cert });
         }
     }
 }
@@ -383,28 +485,39 @@ fn check_thing_conflicts(
     {
         return Err(conflict("ThingTypeName"));
     }
-    let groups: BTreeSet<String> = spec.thing_groups.iter().cloned().collect();
+    let groups: Names = spec.thing_groups.iter().collect();
     if o.thing_groups == OverrideAction::Fail && existing.thing_groups != groups {
         return Err(conflict("ThingGroups"));
     }
     Ok(())
 }
 
-fn upsert_thing(things: &mut HashMap<String, ThingRecord>, spec: &ThingSpec, certificate_id: &str) {
-    let groups: BTreeSet<String> = spec.thing_groups.iter().cloned().collect();
+/// Create or update the thing `spec` describes; a compact registry keeps only its name and
+/// certificates.
+fn upsert_thing(
+    things: &mut HashMap<String, ThingRecord>,
+    spec: &ThingSpec,
+    certificate_id: &str,
+    compact: bool,
+) {
+    let groups: Names = spec.thing_groups.iter().collect();
     match things.get_mut(&spec.thing_name) {
         None => {
-            things.insert(
-                spec.thing_name.clone(),
-                ThingRecord {
-                    thing_name: spec.thing_name.clone(),
-                    attributes: spec.attributes.clone(),
-                    thing_groups: groups,
-                    thing_type_name: spec.thing_type_name.clone(),
-                    billing_group: spec.billing_group.clone(),
-                    certificates: [certificate_id.to_string()].into(),
-                },
-            );
+            let mut record = ThingRecord {
+                thing_name: spec.thing_name.clone(),
+                attributes: spec.attributes.clone(),
+                thing_groups: groups,
+                thing_type_name: spec.thing_type_name.clone(),
+                billing_group: spec.billing_group.clone(),
+                certificates: [certificate_id].into_iter().collect(),
+            };
+            if compact {
+                record.strip();
+            }
+            things.insert(spec.thing_name.clone(), record);
+        }
+        Some(thing) if compact => {
+            thing.certificates.insert(certificate_id);
         }
         Some(thing) => {
             match spec.overrides.attribute_payload {
@@ -417,10 +530,10 @@ fn upsert_thing(things: &mut HashMap<String, ThingRecord>, spec: &ThingSpec, cer
             }
             match spec.overrides.thing_groups {
                 OverrideAction::Replace => thing.thing_groups = groups,
-                OverrideAction::Merge => thing.thing_groups.extend(groups),
+                OverrideAction::Merge => thing.thing_groups = thing.thing_groups.union(&groups),
                 OverrideAction::DoNothing | OverrideAction::Fail => {}
             }
-            thing.certificates.insert(certificate_id.to_string());
+            thing.certificates.insert(certificate_id);
         }
     }
 }
@@ -431,4 +544,8 @@ fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
         .map(|d| d.as_secs_f64())
         .unwrap_or_default();
     s.serialize_f64(secs)
+}
+
+fn serialize_creator<S: serde::Serializer>(c: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    c.as_deref().serialize(s)
 }

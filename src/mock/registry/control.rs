@@ -3,11 +3,11 @@
 //! Each operation takes the registry's one lock once and checks everything before it changes
 //! anything, as `apply` does, so a refused call leaves the registry as it was.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{CertificateRecord, CertificateStatus, Registry, ThingRecord};
+use super::journal::Line;
+use super::{CertificateRecord, CertificateStatus, Names, Registry, ThingRecord};
 use crate::mock::policy::PolicyDocument;
 
 /// Why the registry refused a control-plane call; the control plane gives it AWS's error shape.
@@ -112,19 +112,20 @@ impl Registry {
         pem: &str,
         status: CertificateStatus,
     ) {
-        let now = SystemTime::now();
-        self.lock().certificates.insert(
-            certificate_id.to_string(),
-            CertificateRecord {
-                certificate_id: certificate_id.to_string(),
-                certificate_pem: pem.to_string(),
-                status,
-                created_by: None,
-                policies: BTreeSet::new(),
-                things: BTreeSet::new(),
-                created_at: now,
-            },
-        );
+        let record = CertificateRecord {
+            certificate_id: certificate_id.to_string(),
+            certificate_pem: pem.to_string(),
+            status,
+            created_by: None,
+            policies: Names::default(),
+            things: Names::default(),
+            created_at: SystemTime::now(),
+        };
+        let mut inner = self.lock();
+        inner.log_cert(&record, None);
+        inner
+            .certificates
+            .insert(certificate_id.to_string(), record);
     }
 
     /// A page of certificates ordered by creation time, after the certificate with order key
@@ -176,6 +177,7 @@ impl Registry {
             ));
         }
         cert.status = status;
+        inner.log_cert_id(certificate_id);
         Ok(())
     }
 
@@ -208,6 +210,7 @@ impl Registry {
             )));
         }
         inner.certificates.remove(certificate_id);
+        inner.log_line(&Line::DropCert { id: certificate_id });
         // An unused ownership token of the deleted certificate can no longer register a thing.
         inner
             .tokens
@@ -228,6 +231,7 @@ impl Registry {
                 "Policy {name} already exists."
             )));
         }
+        inner.log_policy(name, &json);
         inner
             .policies
             .insert(name.to_string(), (Arc::new(document), json));
@@ -271,6 +275,7 @@ impl Registry {
             )));
         }
         inner.policies.remove(name);
+        inner.log_line(&Line::DropPolicy { name });
         Ok(())
     }
 
@@ -299,10 +304,11 @@ impl Registry {
             .get_mut(certificate_id)
             .ok_or_else(|| certificate_not_found(certificate_id))?;
         if attach {
-            cert.policies.insert(name.to_string());
+            cert.policies.insert(name);
         } else {
             cert.policies.remove(name);
         }
+        inner.log_cert_id(certificate_id);
         Ok(())
     }
 
@@ -313,7 +319,7 @@ impl Registry {
             .certificates
             .get(certificate_id)
             .ok_or_else(|| certificate_not_found(certificate_id))?;
-        Ok(cert.policies.iter().cloned().collect())
+        Ok(cert.policies.iter().map(str::to_string).collect())
     }
 
     /// The certificates a policy is attached to, in ID order.
@@ -366,6 +372,7 @@ impl Registry {
             )));
         }
         inner.things.remove(name);
+        inner.log_line(&Line::DropThing { name });
         Ok(())
     }
 
@@ -394,17 +401,19 @@ impl Registry {
             .get_mut(certificate_id)
             .ok_or_else(|| certificate_not_found(certificate_id))?;
         if attach {
-            cert.things.insert(thing.to_string());
+            cert.things.insert(thing);
         } else {
             cert.things.remove(thing);
         }
         if let Some(t) = inner.things.get_mut(thing) {
             if attach {
-                t.certificates.insert(certificate_id.to_string());
+                t.certificates.insert(certificate_id);
             } else {
                 t.certificates.remove(certificate_id);
             }
         }
+        inner.log_cert_id(certificate_id);
+        inner.log_thing(thing);
         Ok(())
     }
 }

@@ -1,0 +1,170 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use super::*;
+use crate::mock::registry::{IdentityRefusal, TokenError};
+use crate::mock::template::{RenderContext, SEED_TEMPLATE_JSON, Template};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Provision `cert` as thing `name` through the seed template, as RegisterThing does.
+fn provision(r: &Registry, cert: &str, name: &str) {
+    let token = format!("token-{cert}");
+    r.add_pending_certificate(cert, "PEM", "claim", &token, HOUR);
+    let parameters: BTreeMap<String, String> = [
+        ("DeviceName".to_string(), name.to_string()),
+        ("SerialNumber".to_string(), "42".to_string()),
+        ("DeviceLocation".to_string(), "Berlin".to_string()),
+    ]
+    .into();
+    let rendered = Template::parse(SEED_TEMPLATE_JSON)
+        .unwrap()
+        .render(&RenderContext {
+            parameters: &parameters,
+            certificate_id: cert,
+        })
+        .unwrap();
+    r.apply(&token, &rendered).unwrap();
+}
+
+fn log_text(dir: &Path) -> String {
+    fs::read_to_string(dir.join(LOG_FILE)).unwrap()
+}
+
+#[test]
+fn a_reopened_registry_has_every_certificate_thing_token_and_control_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    provision(&r, "c1", "dev-1");
+    provision(&r, "c2", "dev-2");
+    r.add_pending_certificate("c3", "PEM3", "claim", "tok3", HOUR);
+    r.update_certificate_status("c2", CertificateStatus::Inactive)
+        .unwrap();
+    r.close_journal();
+    drop(r);
+
+    let again = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    let id = again.identity("c1").ok().unwrap();
+    assert_eq!(id.thing_name.as_deref(), Some("dev-1"));
+    assert_eq!(
+        id.policies.len(),
+        1,
+        "the template's policy comes back with it"
+    );
+    assert!(matches!(
+        again.identity("c2"),
+        Err(IdentityRefusal::NotActive(CertificateStatus::Inactive))
+    ));
+    let thing = again.thing("dev-1").unwrap();
+    assert_eq!(thing.attributes["serialNumber"], "42");
+    assert!(thing.certificates.contains("c1"));
+    assert_eq!(again.certificate_pem("c1").as_deref(), Some("PEM"));
+    // The pending certificate can still be registered with its token.
+    assert_eq!(again.check_token("tok3"), Ok("c3".to_string()));
+    assert_eq!(again.counts().things, 2);
+    again.close_journal();
+    // Rewritten as a snapshot: one line per record, not the history.
+    let text = log_text(dir.path());
+    assert_eq!(text.matches("\"c1\"").count(), 2, "{text}"); // the cert and its thing
+}
+
+#[test]
+fn a_compact_registry_keeps_what_a_connection_needs_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Compact).unwrap();
+    provision(&r, "c1", "dev-1");
+    // The pre-provisioning hook still sees the PEM of a pending certificate.
+    r.add_pending_certificate("c2", "PEM2", "claim", "tok2", HOUR);
+    assert_eq!(r.certificate_pem("c2").as_deref(), Some("PEM2"));
+    // Registering the same thing again is not refused for attributes it did not keep.
+    provision(&r, "c3", "dev-1");
+    r.close_journal();
+    drop(r);
+
+    let again = Registry::open(dir.path(), RegistryMode::Compact).unwrap();
+    for cert in ["c1", "c3"] {
+        let id = again.identity(cert).ok().unwrap();
+        assert_eq!(id.thing_name.as_deref(), Some("dev-1"));
+        assert_eq!(id.policies.len(), 1);
+    }
+    let thing = again.thing("dev-1").unwrap();
+    assert!(thing.attributes.is_empty() && thing.thing_groups.is_empty());
+    assert_eq!(thing.certificates.len(), 2);
+    let cert = again.certificate("c1").unwrap();
+    assert!(cert.certificate_pem.is_empty() && cert.created_by.is_none());
+    assert!(!log_text(dir.path()).contains("serialNumber"));
+}
+
+#[test]
+fn a_cut_short_last_line_is_skipped_and_other_damage_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    provision(&r, "c1", "dev-1");
+    r.close_journal();
+    drop(r);
+    let path = dir.path().join(LOG_FILE);
+    let whole = fs::read_to_string(&path).unwrap();
+    // kill -9 in the middle of a write.
+    let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(br#"{"op":"cert","certificate_id":"c9","sta"#)
+        .unwrap();
+    drop(file);
+    let again = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    assert!(again.identity("c1").is_ok());
+    assert!(again.certificate("c9").is_none());
+    again.close_journal();
+    drop(again);
+
+    let lines = whole.lines().count();
+    fs::write(&path, format!("{{\"op\":\"nonsense\"}}\n{whole}")).unwrap();
+    let err = Registry::open(dir.path(), RegistryMode::Full)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(&format!("{}:1:", path.display())), "{err}");
+    assert!(lines >= 2, "the damaged line is not the last");
+}
+
+#[test]
+fn changes_reach_the_file_within_a_flush_interval_without_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Compact).unwrap();
+    provision(&r, "c1", "dev-1");
+    let deadline = Instant::now() + FLUSH_INTERVAL * 8;
+    while !log_text(dir.path()).contains("\"dev-1\"") {
+        assert!(Instant::now() < deadline, "not written out in time");
+        std::thread::sleep(FLUSH_INTERVAL / 5);
+    }
+}
+
+#[test]
+fn a_pending_certificate_whose_token_expired_while_down_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    r.add_pending_certificate("c1", "PEM", "claim", "tok", Duration::ZERO);
+    r.add_pending_certificate("c2", "PEM", "claim", "tok2", HOUR);
+    r.close_journal();
+    drop(r);
+    let again = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    assert!(again.certificate("c1").is_none());
+    assert_eq!(again.check_token("tok"), Err(TokenError::Unknown));
+    assert_eq!(again.counts().pending_certificates, 1);
+}
+
+#[test]
+fn deletions_are_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    provision(&r, "c1", "dev-1");
+    r.detach_thing_principal("dev-1", "c1").unwrap();
+    r.delete_thing("dev-1").unwrap();
+    r.update_certificate_status("c1", CertificateStatus::Inactive)
+        .unwrap();
+    r.delete_certificate("c1", true, "arn").unwrap();
+    r.close_journal();
+    drop(r);
+    let again = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    assert!(again.thing("dev-1").is_none());
+    assert!(again.certificate("c1").is_none());
+}

@@ -573,7 +573,11 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     }
     let controls = crate::live::Controls::new();
     let dashboard = if !args.no_tui && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        match crate::tui::Dashboard::start(controls.clone(), stop.clone()) {
+        let keys = crate::tui::StopKeys {
+            stop: stop.clone(),
+            abort: Some(abort.clone()),
+        };
+        match crate::tui::Dashboard::start(controls.clone(), keys) {
             Ok(d) => Some(d),
             Err(e) => {
                 eprintln!("no live dashboard ({e}): printing progress lines instead");

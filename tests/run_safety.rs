@@ -87,10 +87,14 @@ struct Running {
 }
 
 impl Running {
-    fn start(cwd: &Path, args: &[&str]) -> Running {
+    /// `fleetstorm run --no-tui --drain DRAIN SCENARIO --out OUT` in `cwd`.
+    fn start(cwd: &Path, scenario: &Path, out: &Path, drain: &str) -> Running {
         let mut child = Command::new(BIN)
             .current_dir(cwd)
-            .args(args)
+            .args(["run", "--no-tui", "--drain", drain])
+            .arg(scenario)
+            .arg("--out")
+            .arg(out)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -342,16 +346,7 @@ fn a_run_killed_with_sigkill_is_readable_and_reported_incomplete() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "s.toml", &scenario("s", 2400, 40, "60s", ""));
     let out = dir.path().join("killed");
-    let mut run = Running::start(
-        dir.path(),
-        &[
-            "run",
-            "--no-tui",
-            path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let mut run = Running::start(dir.path(), &path, &out, "10s");
     // Two progress lines: two intervals, each rewrote the summary.
     for _ in 0..2 {
         run.line(|l| l.contains("provisioned"), Duration::from_secs(60));
@@ -420,18 +415,7 @@ fn sighup_stops_the_run_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "s.toml", &scenario("s", 2400, 40, "60s", ""));
     let out = dir.path().join("out");
-    let mut run = Running::start(
-        dir.path(),
-        &[
-            "run",
-            "--no-tui",
-            "--drain",
-            "10s",
-            path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let mut run = Running::start(dir.path(), &path, &out, "10s");
     run.line(|l| l.contains("provisioned"), Duration::from_secs(60));
     run.signal("HUP");
     run.line(
@@ -462,18 +446,7 @@ fn a_second_signal_aborts_the_drain_and_still_writes_every_file() {
     );
     let path = write(dir.path(), "s.toml", &body);
     let out = dir.path().join("out");
-    let mut run = Running::start(
-        dir.path(),
-        &[
-            "run",
-            "--no-tui",
-            "--drain",
-            "10m",
-            path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let mut run = Running::start(dir.path(), &path, &out, "10m");
     // Devices waiting for RegisterThing: in flight, none provisioned.
     run.line(
         |l| {

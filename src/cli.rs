@@ -544,14 +544,15 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     let limit = crate::limits::raise_nofile();
     let run_id = crate::scenario::new_run_id();
     eprintln!(
-        "fleetstorm run {name} (run ID {run_id}): {} devices planned{}; open-file limit {limit} (about {} devices in flight)",
+        "fleetstorm run {name} (run ID {run_id}): {} devices planned{}; open-file limit {limit} (about {} devices in flight); results in {}",
         scenarios.first().map_or(0, |s| s.devices.count),
         if scenarios.len() > 1 {
             format!(" per variant, {} variants", scenarios.len())
         } else {
             String::new()
         },
-        limit.saturating_sub(64) / 2
+        limit.saturating_sub(64) / 2,
+        out_dir.display()
     );
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();

@@ -211,16 +211,25 @@ fn two_runs_started_together_get_two_folders_with_intact_csvs() {
                 .unwrap()
         })
         .collect();
+    let mut announced = Vec::new();
     for run in runs {
         let out = run.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let folder = stderr
+            .lines()
+            .find_map(|l| l.split_once("; results in ").map(|(_, f)| f.to_string()))
+            .unwrap_or_else(|| panic!("no results folder on stderr: {stderr}"));
+        announced.push(dir.path().join(folder));
     }
+    announced.sort();
     let mut folders: Vec<PathBuf> = std::fs::read_dir(dir.path().join("results"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     folders.sort();
     assert_eq!(folders.len(), 2, "{folders:?}");
+    assert_eq!(folders, announced, "each run says where its results go");
     let names: Vec<String> = folders
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())

@@ -43,7 +43,7 @@ pub mod exit {
     /// names a folder that is not empty (without `--overwrite`), or the `--save-identities`
     /// folder holds an earlier run's identities. Nothing was sent.
     pub const EXISTS: u8 = 6;
-    /// Interrupted (Ctrl-C / SIGTERM) before finishing; results so far were written.
+    /// Interrupted (Ctrl-C / SIGTERM / SIGHUP) before finishing; results so far were written.
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -132,7 +132,8 @@ pub struct RunArgs {
     /// for a run of several variants); refused when DIR already holds identities.
     #[arg(long, value_name = "DIR")]
     pub save_identities: Option<PathBuf>,
-    /// Time in-flight devices get to finish after Ctrl-C / SIGTERM.
+    /// Time in-flight devices get to finish after Ctrl-C / SIGTERM / SIGHUP (a second signal
+    /// aborts them at once).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain: std::time::Duration,
     /// Confirm a run against a non-loopback endpoint (it creates things and certificates there).

@@ -39,7 +39,11 @@ pub mod exit {
     pub const PKI: u8 = 4;
     /// The run completed but a threshold failed.
     pub const THRESHOLDS: u8 = 5;
-    /// Interrupted (Ctrl-C / SIGTERM) before finishing; results so far were written.
+    /// Refused before the run started because it would overwrite results or identities: `--out`
+    /// names a folder that is not empty (without `--overwrite`), or the `--save-identities`
+    /// folder holds an earlier run's identities. Nothing was sent.
+    pub const EXISTS: u8 = 6;
+    /// Interrupted (Ctrl-C / SIGTERM / SIGHUP) before finishing; results so far were written.
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -111,19 +115,25 @@ pub struct RunArgs {
     /// Target this endpoint instead of the scenario's (HOST or HOST:PORT).
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// Results directory (default: results/<scenario>-<UTC timestamp>/).
+    /// Results directory (default: results/<scenario>-<UTC timestamp>/, or with -2, -3, ...
+    /// when taken). An existing DIR must be empty, unless --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write into an existing, non-empty --out folder (files of the same name are replaced).
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
     /// No live dashboard: one progress line per second.
     #[arg(long)]
     pub no_tui: bool,
     /// Override any scenario field: path=value (repeatable).
     #[arg(long = "set")]
     pub sets: Vec<String>,
-    /// Save each provisioned device's certificate and private key (0600) in DIR.
+    /// Save each provisioned device's certificate and private key (0600) in DIR (DIR/<variant>
+    /// for a run of several variants); refused when DIR already holds identities.
     #[arg(long, value_name = "DIR")]
     pub save_identities: Option<PathBuf>,
-    /// Time in-flight devices get to finish after Ctrl-C / SIGTERM.
+    /// Time in-flight devices get to finish after Ctrl-C / SIGTERM / SIGHUP (a second signal
+    /// aborts them at once).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain: std::time::Duration,
     /// Confirm a run against a non-loopback endpoint (it creates things and certificates there).
@@ -221,6 +231,17 @@ impl From<crate::report::ReportError> for Failure {
 impl From<crate::results::ResultsError> for Failure {
     fn from(e: crate::results::ResultsError) -> Self {
         Failure::new(exit::CONFIG, e)
+    }
+}
+
+impl From<crate::output::FolderError> for Failure {
+    fn from(e: crate::output::FolderError) -> Self {
+        let code = if e.is_refusal() {
+            exit::EXISTS
+        } else {
+            exit::RUNTIME
+        };
+        Failure::new(code, e)
     }
 }
 
@@ -436,6 +457,9 @@ fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> 
 fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
     let path = crate::report::regenerate(dir, out)?;
     out!("report: {}", path.display());
+    for note in crate::results::incomplete_notes(dir) {
+        out!("  note: {note}");
+    }
     Ok(exit::OK)
 }
 
@@ -502,38 +526,60 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             ));
         }
     }
-    let out_dir = args.out.clone().unwrap_or_else(|| {
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace(':', "");
-        PathBuf::from("results").join(format!("{name}-{stamp}"))
+    if let Some(dir) = &args.save_identities {
+        crate::output::check_identities_folder(dir)?;
+    }
+    let out_dir = match &args.out {
+        Some(dir) => crate::output::claim_given(dir, args.overwrite)?,
+        None => {
+            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string()
+                .replace(':', "");
+            crate::output::claim_default(&PathBuf::from("results").join(format!("{name}-{stamp}")))?
+        }
+    };
+    let scenario_sha256 = std::fs::read(&args.scenario).ok().map(|bytes| {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
     });
     let limit = crate::limits::raise_nofile();
     let run_id = crate::scenario::new_run_id();
     eprintln!(
-        "fleetstorm run {name} (run ID {run_id}): {} devices planned{}; open-file limit {limit} (about {} devices in flight)",
+        "fleetstorm run {name} (run ID {run_id}): {} devices planned{}; open-file limit {limit} (about {} devices in flight); results in {}",
         scenarios.first().map_or(0, |s| s.devices.count),
         if scenarios.len() > 1 {
             format!(" per variant, {} variants", scenarios.len())
         } else {
             String::new()
         },
-        limit.saturating_sub(64) / 2
+        limit.saturating_sub(64) / 2,
+        out_dir.display()
     );
     let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
     {
-        let stop = stop.clone();
+        let (stop, abort) = (stop.clone(), abort.clone());
+        let mut signals = crate::signals::Signals::new();
         tokio::spawn(async move {
-            let signal = crate::signals::shutdown_signal().await;
+            let signal = signals.recv().await;
             crate::tui::log_line(format!(
-                "{signal}: stopping arrivals, draining in-flight devices"
+                "{signal}: stopping arrivals, draining in-flight devices (again to abort them)"
             ));
             stop.cancel();
+            let signal = signals.recv().await;
+            crate::tui::log_line(format!(
+                "{signal} again: aborting in-flight devices, writing the results"
+            ));
+            abort.cancel();
         });
     }
     let controls = crate::live::Controls::new();
     let dashboard = if !args.no_tui && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        match crate::tui::Dashboard::start(controls.clone(), stop.clone()) {
+        let keys = crate::tui::StopKeys {
+            stop: stop.clone(),
+            abort: Some(abort.clone()),
+        };
+        match crate::tui::Dashboard::start(controls.clone(), keys) {
             Ok(d) => Some(d),
             Err(e) => {
                 eprintln!("no live dashboard ({e}): printing progress lines instead");
@@ -555,6 +601,8 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             controls,
             snapshots: dashboard.as_ref().map(|d| d.snapshots.clone()),
             stop: stop.clone(),
+            abort,
+            scenario_sha256,
             tables: dashboard.is_some().then_some(&mut tables),
         },
     )
@@ -604,6 +652,10 @@ struct RunContext<'a> {
     controls: Arc<crate::live::Controls>,
     snapshots: Option<tokio::sync::watch::Sender<Arc<crate::live::Snapshot>>>,
     stop: CancellationToken,
+    /// A second signal: abort the drain.
+    abort: CancellationToken,
+    /// SHA-256 (hex) of the scenario file.
+    scenario_sha256: Option<String>,
     /// Collect the end-of-run tables here instead of printing them (dashboard on screen).
     tables: Option<&'a mut Vec<String>>,
 }
@@ -637,8 +689,17 @@ async fn run_variants(
             snapshots: ctx.snapshots.clone(),
             endpoint: endpoint.clone(),
             drain: args.drain,
-            save_identities: args.save_identities.clone(),
+            // Variants of one run share the seed (so thing names): each saves in its own folder.
+            save_identities: args
+                .save_identities
+                .as_ref()
+                .map(|d| match &scenario.variant {
+                    Some(v) if variants => d.join(v),
+                    _ => d.clone(),
+                }),
             run_id: ctx.run_id.clone(),
+            abort: ctx.abort.clone(),
+            scenario_sha256: ctx.scenario_sha256.clone(),
             ..RunOptions::new(dir.clone())
         };
         let summary = fleet::run(scenario, options, stop.clone())

@@ -1,17 +1,16 @@
 //! Run outputs: the results files a run writes, and the end-of-run table.
 //!
 //! Streamed and flushed every second so an interrupted run leaves valid files: `devices.csv`,
-//! `failures.csv`, `created.csv`, `timeseries.csv`, `latency.hlog`, and at the end
-//! `summary.json`, `summary.csv` and the stdout table.
+//! `failures.csv`, `created.csv`, `timeseries.csv`, `latency.hlog`; `summary.json` and
+//! `summary.csv` rewritten atomically every second (`"complete": false`) and at the end
+//! (`"complete": true`); the stdout table at the end.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde::Serialize;
 
 use crate::device::{DeviceReport, FailureReason, Stage};
@@ -24,8 +23,15 @@ pub use crate::results::{DeviceCounts, Scheduler, Summary, Throughput};
 use crate::scenario::Scenario;
 use created::created_csv;
 pub use created::{CREATED_COLUMNS, CreatedContext, CreatedRow};
+pub use folder::{FolderError, claim_default, claim_given};
+use hlog::Hlog;
+pub use identities::{check_identities_folder, save_identity};
 
 mod created;
+mod folder;
+mod hlog;
+mod identities;
+mod summary_files;
 
 /// A results file that could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +167,10 @@ pub struct Totals<'a> {
     pub levels: &'a LevelCounts,
     pub mock: Option<&'a MockReport>,
     pub rate_changes: Vec<crate::live::RateChange>,
+    /// False for the summaries written while the run goes on; true for the final one.
+    pub complete: bool,
+    /// SHA-256 of the scenario file as read (hex), when the run came from a file.
+    pub scenario_sha256: Option<&'a str>,
 }
 
 pub struct Outputs {
@@ -203,73 +213,6 @@ fn write_scenario(dir: &Path, scenario: &Scenario) -> Result<(), OutputError> {
         scenario.name
     );
     std::fs::write(&path, header + &text).map_err(io_err(&path))
-}
-
-/// `latency.hlog`: an HdrHistogram interval log (V2 deflate-compressed histograms, base64), as
-/// HdrHistogram's own tools read it, written with the hdrhistogram crate's log writer.
-struct Hlog<W: Write> {
-    out: W,
-    serializer: V2DeflateSerializer,
-    path: PathBuf,
-}
-
-impl<W: Write> Hlog<W> {
-    /// Write the header: what the values are, the format version, the start and base times
-    /// (interval timestamps are seconds since the start) and the column legend.
-    fn begin(
-        mut out: W,
-        path: PathBuf,
-        scenario: &str,
-        endpoint: &str,
-    ) -> Result<Self, OutputError> {
-        let mut serializer = V2DeflateSerializer::new();
-        let now = SystemTime::now();
-        IntervalLogWriterBuilder::new()
-            .add_comment(&format!(
-                "[fleetstorm {} scenario {scenario} against {endpoint}]",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .add_comment("[Values are microseconds; tag <stage> = latency from intended start, <stage>.service = service time]")
-            .add_comment("[Histogram log format version 1.3]")
-            .with_start_time(now)
-            .with_base_time(now)
-            .begin_log_with(&mut out, &mut serializer)
-            .map_err(io_err(&path))?;
-        let legend =
-            r#""StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram""#;
-        writeln!(out, "{legend}").map_err(io_err(&path))?;
-        Ok(Hlog {
-            out,
-            serializer,
-            path,
-        })
-    }
-
-    /// One interval of one tag; an empty histogram writes nothing.
-    fn write(
-        &mut self,
-        tag: &str,
-        h: &hdrhistogram::Histogram<u64>,
-        start: Duration,
-        length: Duration,
-    ) -> Result<(), OutputError> {
-        if h.is_empty() {
-            return Ok(());
-        }
-        let path = &self.path;
-        let bad_tag = || std::io::Error::other(format!("{tag:?} is not a valid interval log tag"));
-        let tag = Tag::new(tag).ok_or_else(bad_tag).map_err(io_err(path))?;
-        // Without headers set, the builder writes nothing: it only lends the writer for a line.
-        IntervalLogWriterBuilder::new()
-            .begin_log_with(&mut self.out, &mut self.serializer)
-            .map_err(io_err(path))?
-            .write_histogram(h, start, length, Some(tag))
-            .map_err(|e| OutputError::new(path, std::io::Error::other(e.to_string())))
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.out.flush().map_err(io_err(&self.path))
-    }
 }
 
 impl Outputs {
@@ -436,9 +379,16 @@ impl Outputs {
         self.hlog.flush()
     }
 
-    /// Write the summary files and return the summary.
+    /// Flush every file, write the final summary files (`t.complete` should be true) and
+    /// return the summary.
     pub fn finish(mut self, t: Totals<'_>) -> Result<Summary, OutputError> {
         self.flush()?;
+        self.summary(t)
+    }
+
+    /// Write `summary.json` and `summary.csv` (atomically: see `summary_files`) and return the
+    /// summary.
+    pub fn summary(&self, t: Totals<'_>) -> Result<Summary, OutputError> {
         let stages: BTreeMap<String, StageSummary> = STAGE_NAMES
             .iter()
             .zip(&t.stages.stages)
@@ -510,43 +460,10 @@ impl Outputs {
             mock: t.mock.cloned(),
             rate_changes: t.rate_changes,
             out_dir: self.dir.clone(),
+            complete: t.complete,
+            scenario_sha256: t.scenario_sha256.map(str::to_string),
         };
-        let path = self.dir.join("summary.json");
-        let json = serde_json::to_vec_pretty(&summary)
-            .map_err(|e| OutputError::new(&path, std::io::Error::other(e)))?;
-        std::fs::write(&path, json).map_err(io_err(&path))?;
-        let path = self.dir.join("summary.csv");
-        let mut w = csv::Writer::from_path(&path).map_err(csv_err(&path))?;
-        w.write_record([
-            "stage",
-            "count",
-            "mean_ms",
-            "p50_ms",
-            "p90_ms",
-            "p99_ms",
-            "p999_ms",
-            "max_ms",
-            "service_p50_ms",
-            "service_p99_ms",
-        ])
-        .map_err(csv_err(&path))?;
-        for (name, s) in &summary.stages {
-            let l = &s.latency;
-            w.write_record([
-                name.clone(),
-                l.count.to_string(),
-                format!("{:.3}", l.mean_ms),
-                format!("{:.3}", l.p50_ms),
-                format!("{:.3}", l.p90_ms),
-                format!("{:.3}", l.p99_ms),
-                format!("{:.3}", l.p999_ms),
-                format!("{:.3}", l.max_ms),
-                format!("{:.3}", s.service.p50_ms),
-                format!("{:.3}", s.service.p99_ms),
-            ])
-            .map_err(csv_err(&path))?;
-        }
-        w.flush().map_err(io_err(&path))?;
+        summary_files::write_summary(&self.dir, &summary)?;
         Ok(summary)
     }
 }
@@ -652,69 +569,4 @@ pub fn render_table(s: &Summary) -> String {
     }
     let _ = writeln!(out, "\n  results: {}", s.out_dir.display());
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hdrhistogram::serialization::Deserializer;
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-
-    #[test]
-    fn the_interval_log_reads_back_with_hdrhistograms_reader() {
-        let mut hlog = Hlog::begin(Vec::new(), "latency.hlog".into(), "s", "127.0.0.1:1").unwrap();
-        let mut written = Vec::new();
-        for (second, tag, values) in [
-            (0, "register_thing", vec![1_000u64, 2_000, 250_000]),
-            (0, "register_thing.service", vec![900]),
-            (1, "register_thing", vec![3_000; 7]),
-            (1, "connect_claim", vec![]),
-        ] {
-            let mut h = crate::metrics::histogram();
-            for v in &values {
-                h.record(*v).unwrap();
-            }
-            let start = Duration::from_secs(second);
-            hlog.write(tag, &h, start, Duration::from_secs(1)).unwrap();
-            if !h.is_empty() {
-                written.push((tag, start, h));
-            }
-        }
-        hlog.flush().unwrap();
-        let text = String::from_utf8(hlog.out).unwrap();
-        assert!(
-            text.contains("#[Histogram log format version 1.3]"),
-            "{text}"
-        );
-        assert!(text.contains("#[StartTime: "), "{text}");
-
-        let mut deserializer = Deserializer::new();
-        let mut read = Vec::new();
-        for entry in IntervalLogIterator::new(text.as_bytes()) {
-            let LogEntry::Interval(i) = entry.unwrap() else {
-                continue;
-            };
-            let raw = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                i.encoded_histogram(),
-            )
-            .unwrap();
-            let h: hdrhistogram::Histogram<u64> =
-                deserializer.deserialize(&mut raw.as_slice()).unwrap();
-            assert_eq!(i.duration(), Duration::from_secs(1));
-            read.push((
-                i.tag().unwrap().as_str().to_string(),
-                i.start_timestamp(),
-                h,
-            ));
-        }
-        assert_eq!(read.len(), written.len(), "{text}");
-        for ((tag, start, h), (read_tag, read_start, read_h)) in written.iter().zip(&read) {
-            assert_eq!(read_tag, tag);
-            assert_eq!(read_start, start);
-            assert_eq!(read_h.len(), h.len(), "{tag}");
-            assert_eq!(read_h.max(), h.max(), "{tag}");
-            assert_eq!(read_h, h, "{tag}");
-        }
-    }
 }

@@ -402,7 +402,13 @@ fn a_report_that_cannot_be_written_keeps_the_results_and_the_exit_code() {
     )
     .unwrap();
     let output = fleetstorm(
-        &["run", "--no-tui", "--set", "schedule.0.duration=500ms"],
+        &[
+            "run",
+            "--no-tui",
+            "--overwrite",
+            "--set",
+            "schedule.0.duration=500ms",
+        ],
         &[&scenario, Path::new("--out"), &out],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -133,6 +133,39 @@ fn notes_on(run: &RunResults, completed: Option<&Vec<f64>>, notes: &mut Vec<Stri
     if run.summary.interrupted {
         notes.push(format!("{label}: the run was interrupted"));
     }
+    notes.extend(run.summary.incomplete_note(label));
+}
+
+/// A warning when a run is of another scenario than the baseline: another `scenario` name, or
+/// (when both summaries have it) another `scenario_sha256`, the scenario file changed. Variants
+/// of one file, and runs of one file with different `--set`, are not warned about.
+fn scenario_warning(runs: &[RunResults]) -> Option<String> {
+    let base = &runs[0].summary;
+    let describe = |r: &RunResults| {
+        let hash = r
+            .summary
+            .scenario_sha256
+            .as_deref()
+            .map(|h| format!(", file sha256 {}…", &h[..h.len().min(12)]))
+            .unwrap_or_default();
+        format!("{} is scenario {:?}{hash}", r.label, r.summary.scenario)
+    };
+    let others: Vec<String> = runs[1..]
+        .iter()
+        .filter(|r| {
+            let s = &r.summary;
+            s.scenario != base.scenario
+                || matches!((&s.scenario_sha256, &base.scenario_sha256), (Some(a), Some(b)) if a != b)
+        })
+        .map(describe)
+        .collect();
+    (!others.is_empty()).then(|| {
+        format!(
+            "WARNING: the runs are of different scenarios: the baseline {}, {}; differences may come from the scenarios rather than from what they measure",
+            describe(&runs[0]),
+            others.join(", ")
+        )
+    })
 }
 
 /// Compare runs already read; the first is the baseline. `seed` seeds the bootstrap.
@@ -153,7 +186,7 @@ pub fn compare_runs(runs: &[RunResults], seed: u64) -> Result<Comparison, Compar
             )
         })
         .collect();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = scenario_warning(runs).into_iter().collect();
     for (run, completed) in runs.iter().zip(&completed) {
         notes_on(run, completed.as_ref(), &mut notes);
     }

@@ -99,6 +99,10 @@ impl Comparison {
             let role = if i == 0 { " (baseline)" } else { "" };
             let _ = writeln!(out, "  {label}{role}: {}", dir.display());
         }
+        // Warnings before the table, where they are seen first (and again in the notes).
+        for warning in self.notes.iter().filter(|n| n.starts_with("WARNING")) {
+            let _ = writeln!(out, "\n  {warning}");
+        }
         let _ = writeln!(out);
         let _ = writeln!(out, "{}", render(&header));
         for cells in &lines {

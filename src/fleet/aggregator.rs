@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -15,8 +15,7 @@ use crate::device;
 use crate::live::{FailureView, ScheduleClock, Snapshot, StageView};
 use crate::metrics::{LevelCounts, Percentiles, STAGE_NAMES, StageSet};
 use crate::mock;
-use crate::output::{CreatedContext, DeviceRow, Outputs};
-use crate::pki;
+use crate::output::{CreatedContext, DeviceRow, Outputs, Totals};
 use crate::scenario::Scenario;
 
 /// The aggregator's state: the only owner of the histograms, counters and outputs.
@@ -28,6 +27,8 @@ pub(super) struct Aggregator<'a> {
     options: &'a RunOptions,
     pub(super) outputs: Outputs,
     start: Instant,
+    /// Wall-clock time of `start`.
+    pub(super) started_at: SystemTime,
     window: Window,
     pub(super) levels: LevelCounts,
     pub(super) total: StageSet,
@@ -62,6 +63,9 @@ impl<'a> Aggregator<'a> {
             options,
             outputs,
             start,
+            started_at: SystemTime::now()
+                .checked_sub(start.elapsed())
+                .unwrap_or_else(SystemTime::now),
             window: Window::new(start, process_cpu_s(target.mock.as_ref())),
             levels: LevelCounts::default(),
             total: StageSet::default(),
@@ -138,6 +142,37 @@ impl<'a> Aggregator<'a> {
         if options.progress && !last {
             eprintln!("{line}");
         }
+        if !last {
+            self.write_summary(stop)?;
+        }
+        Ok(())
+    }
+
+    /// The summary so far, `"complete": false` (rewritten every interval, so a killed run has
+    /// one at most an interval old; the run writes the final one with the mock's report).
+    pub(super) fn write_summary(&self, stop: &CancellationToken) -> Result<(), RunError> {
+        let live = self.live;
+        self.outputs.summary(Totals {
+            scenario: self.scenario,
+            run_id: &self.options.run_id,
+            started_at: self.started_at,
+            duration: self.start.elapsed(),
+            planned: self.scenario.devices.count,
+            started: live.started.load(Ordering::Relaxed),
+            provisioned: self.provisioned,
+            failed: self.failed,
+            dropped: self.dropped,
+            max_lag: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
+            failures: &self.failures,
+            stages: &self.total,
+            endpoint: &self.target.label,
+            interrupted: stop.is_cancelled(),
+            levels: &self.levels,
+            mock: None,
+            rate_changes: self.options.controls.changes_since(self.start),
+            complete: false,
+            scenario_sha256: self.options.scenario_sha256.as_deref(),
+        })?;
         Ok(())
     }
 
@@ -182,8 +217,14 @@ impl<'a> Aggregator<'a> {
             self.provisioned += 1;
             w.completed += 1;
         }
-        if let (Some(dir), Ok(p)) = (&self.options.save_identities, &r.report.outcome) {
-            save_identity(dir, &r.client_id, p)?;
+        if let (Some(dir), Ok(p)) = (&self.options.save_identities, &r.report.outcome)
+            && let Some(file) = crate::output::save_identity(dir, &r.client_id, p)?
+        {
+            crate::tui::log_line(format!(
+                "--save-identities: {} exists: not overwritten, {}'s identity not saved",
+                file.display(),
+                r.client_id
+            ));
         }
         Ok(self.outputs.device(&row)?)
     }
@@ -299,42 +340,6 @@ impl<'a> Aggregator<'a> {
         w.reset(now, started, dropped, cpu);
         Ok((line, snapshot))
     }
-}
-
-/// `<name>.cert.pem` and `<name>.private.key` (0600), named by thing name (or client ID).
-fn save_identity(
-    dir: &std::path::Path,
-    client_id: &str,
-    p: &device::Provisioned,
-) -> Result<(), RunError> {
-    let name = if p.thing_name.is_empty() {
-        client_id
-    } else {
-        &p.thing_name
-    };
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_:.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    std::fs::create_dir_all(dir)
-        .map_err(|source| RunError::Output(crate::output::OutputError::new(dir, source)))?;
-    pki::write_file(
-        &dir.join(format!("{name}.cert.pem")),
-        p.certificate_pem.as_bytes(),
-        false,
-    )?;
-    pki::write_file(
-        &dir.join(format!("{name}.private.key")),
-        p.private_key_pem.as_bytes(),
-        true,
-    )?;
-    Ok(())
 }
 
 /// The current one-second window of the aggregator.

@@ -11,7 +11,7 @@ mod target;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,11 @@ pub struct RunOptions {
     /// The run ID (`{run}` in patterns, `run_id` in summary.json and created.csv): the same
     /// for every variant of one `fleetstorm run`.
     pub run_id: String,
+    /// Cancelled after `stop` (a second Ctrl-C / SIGTERM / SIGHUP): cut the drain short, abort
+    /// the devices still in flight (recorded as `aborted`) and write every file.
+    pub abort: CancellationToken,
+    /// SHA-256 (hex) of the scenario file as read: `scenario_sha256` in summary.json.
+    pub scenario_sha256: Option<String>,
 }
 
 impl RunOptions {
@@ -72,6 +77,8 @@ impl RunOptions {
             controls: Controls::new(),
             snapshots: None,
             run_id: crate::scenario::new_run_id(),
+            abort: CancellationToken::new(),
+            scenario_sha256: None,
         }
     }
 }
@@ -136,7 +143,6 @@ pub async fn run(
     )?;
 
     let outputs = Outputs::create(&options.out_dir, &scenario, &target.label)?;
-    let started_at = SystemTime::now();
     let start = Instant::now();
     let clock = Arc::new(ScheduleClock::new(start, options.controls.current()));
     let pacer = Pacer::new(clock.clone(), options.controls.subscribe());
@@ -149,16 +155,19 @@ pub async fn run(
         pacer,
         stop.clone(),
     ));
-    abort_after_drain(&stop, devices_stop, options.drain);
+    abort_after_drain(&stop, &options.abort, devices_stop, options.drain);
 
     // The aggregator: this task.
     let mut agg = Aggregator::new(&scenario, &target, &live, &clock, &options, outputs, start);
+    // A summary from the start: a run killed in its first second has one too.
+    agg.write_summary(&stop)?;
     agg.run(rx, created_rx, &stop).await?;
     let _ = scheduler.await;
     agg.publish(&stop, true)?;
     let duration = start.elapsed();
     let Aggregator {
         outputs,
+        started_at,
         levels,
         total,
         failures,
@@ -189,17 +198,30 @@ pub async fn run(
         levels: &levels,
         mock: mock.as_ref(),
         rate_changes: options.controls.changes_since(start),
+        complete: true,
+        scenario_sha256: options.scenario_sha256.as_deref(),
     };
     Ok(outputs.finish(totals)?)
 }
 
 /// Drain deadline: once a stop is requested, in-flight devices get `drain` to finish, then
-/// `devices_stop` aborts them.
-fn abort_after_drain(stop: &CancellationToken, devices_stop: CancellationToken, drain: Duration) {
-    let stop = stop.clone();
+/// `devices_stop` aborts them; `abort` (a second signal) aborts them at once.
+fn abort_after_drain(
+    stop: &CancellationToken,
+    abort: &CancellationToken,
+    devices_stop: CancellationToken,
+    drain: Duration,
+) {
+    let (stop, abort) = (stop.clone(), abort.clone());
     tokio::spawn(async move {
-        stop.cancelled().await;
-        tokio::time::sleep(drain).await;
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = abort.cancelled() => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(drain) => {}
+            _ = abort.cancelled() => {}
+        }
         devices_stop.cancel();
     });
 }

@@ -10,6 +10,7 @@
 
 mod chart;
 mod input;
+mod notice;
 mod page;
 
 use std::path::{Path, PathBuf};

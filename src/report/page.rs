@@ -256,8 +256,9 @@ pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, R
         s.endpoint,
         s.duration_s,
         if s.interrupted { " · interrupted" } else { "" }
-    );
+    ) + if s.complete { "" } else { " · INCOMPLETE" };
     let body = html! {
+        (super::notice::incomplete_banner(s))
         (summary_section(s))
         (thresholds_section(s))
         section #throughput { h2 { "Throughput over time" } (throughput_chart(run)?) }

@@ -61,11 +61,16 @@ pub struct RunResults {
     pub scenario: Option<String>,
 }
 
-pub(crate) fn open(path: &Path) -> Result<std::fs::File, ResultsError> {
-    std::fs::File::open(path).map_err(|source| ResultsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+/// A CSV file the run streams, up to its last whole line: a run killed mid-write (`kill -9`)
+/// can leave a last line cut short, and a finished run's files always end with a newline.
+pub(crate) fn open(path: &Path) -> Result<std::io::Cursor<Vec<u8>>, ResultsError> {
+    let mut bytes = read_bytes(path)?;
+    if !bytes.ends_with(b"\n")
+        && let Some(last) = bytes.iter().rposition(|&b| b == b'\n')
+    {
+        bytes.truncate(last + 1);
+    }
+    Ok(std::io::Cursor::new(bytes))
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ResultsError> {
@@ -167,6 +172,28 @@ impl RunResults {
             .and_then(|t| t.get("seed").and_then(toml::Value::as_integer))
             .map_or(1, |s| s as u64)
     }
+}
+
+/// The notes on incomplete runs (`"complete": false`: killed, or still running) in a run folder
+/// or the run folders directly below it; a folder that cannot be read gives none (the command
+/// reading it says why).
+pub fn incomplete_notes(dir: &Path) -> Vec<String> {
+    let note = |dir: &Path| {
+        let summary = read_summary(&dir.join("summary.json")).ok()?;
+        let label = dir.file_name()?.to_string_lossy().into_owned();
+        summary.incomplete_note(&label)
+    };
+    if dir.join("summary.json").is_file() {
+        return note(dir).into_iter().collect();
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs.iter().filter_map(|d| note(d)).collect()
 }
 
 /// Read run folders in the order given.
@@ -339,6 +366,39 @@ mod tests {
             err.contains("failures.csv") && err.contains("line 3") && err.contains("`elapsed_s`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_csv_line_cut_short_by_a_kill_is_ignored_and_an_incomplete_run_is_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = SUMMARY.replace(
+            "\"unknown\": 1",
+            "\"complete\": false, \"duration_s\": 12.0",
+        );
+        std::fs::write(dir.path().join("summary.json"), summary).unwrap();
+        std::fs::write(
+            dir.path().join("failures.csv"),
+            "elapsed_s,seq,client_id,reason\n1.5,1,a,x\n2.5,2,b,y\n3.",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("timeseries.csv"),
+            "elapsed_s,offered,started,completed,failed\n1.0,1,1,1,0\n2.0,1,",
+        )
+        .unwrap();
+        let run = RunResults::read(dir.path()).unwrap();
+        assert_eq!(run.failures.as_ref().unwrap().len(), 2);
+        assert!(!run.summary.complete);
+        let notes = incomplete_notes(dir.path());
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("INCOMPLETE") && notes[0].contains("12 s"),
+            "{notes:?}"
+        );
+        // An older summary without the field was written at the end: complete.
+        std::fs::write(dir.path().join("summary.json"), SUMMARY).unwrap();
+        assert!(RunResults::read(dir.path()).unwrap().summary.complete);
+        assert!(incomplete_notes(dir.path()).is_empty());
     }
 
     #[test]

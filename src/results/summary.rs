@@ -42,6 +42,11 @@ pub struct Scheduler {
 pub struct Summary {
     #[serde(default)]
     pub scenario: String,
+    /// SHA-256 (hex) of the scenario file's bytes as the run read them, before `--set` and
+    /// variant overrides: `compare` warns when runs differ in it (or in `scenario`). Absent for
+    /// runs started from the library without a file, and in summaries of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_sha256: Option<String>,
     /// The run ID (`{run}`): the same for every variant of one `fleetstorm run`.
     #[serde(default)]
     pub run_id: String,
@@ -53,6 +58,11 @@ pub struct Summary {
     pub endpoint: String,
     #[serde(default)]
     pub interrupted: bool,
+    /// False while the run goes on (the summary is rewritten every interval), true once it
+    /// wrote its final summary: a folder whose summary says false is a run that was killed (or
+    /// is still running). Summaries of older versions, written only at the end, read as true.
+    #[serde(default = "complete_when_absent")]
+    pub complete: bool,
     pub devices: DeviceCounts,
     pub throughput: Throughput,
     pub success_rate: f64,
@@ -81,8 +91,23 @@ pub struct Summary {
     pub out_dir: PathBuf,
 }
 
+fn complete_when_absent() -> bool {
+    true
+}
+
 impl Summary {
     pub fn thresholds_ok(&self) -> bool {
         self.thresholds.iter().all(|t| t.ok)
+    }
+
+    /// What `report` and `compare` say of a run whose summary is not the final one (`label`
+    /// names the run); `None` for a complete run.
+    pub fn incomplete_note(&self, label: &str) -> Option<String> {
+        (!self.complete).then(|| {
+            format!(
+                "{label}: INCOMPLETE run: it ended without writing its final summary (killed, or still running); its figures are as of {:.0} s into the run",
+                self.duration_s
+            )
+        })
     }
 }

@@ -19,10 +19,32 @@ use crate::live::{Controls, Snapshot};
 /// Redraws per second.
 pub const FPS: u32 = 5;
 
+/// What `q` / Ctrl-C do: the first press stops the run (arrivals end, in-flight devices
+/// drain); a second, when there is `abort`, cuts the drain short.
+#[derive(Debug, Clone)]
+pub struct StopKeys {
+    pub stop: CancellationToken,
+    pub abort: Option<CancellationToken>,
+}
+
+impl From<CancellationToken> for StopKeys {
+    fn from(stop: CancellationToken) -> StopKeys {
+        StopKeys { stop, abort: None }
+    }
+}
+
 /// Apply a key's action to the run.
-fn apply(action: Action, controls: &Controls, stop: &CancellationToken) {
+fn apply(action: Action, controls: &Controls, stop: &StopKeys) {
     match action {
-        Action::Stop => stop.cancel(),
+        Action::Stop => match &stop.abort {
+            Some(abort) if stop.stop.is_cancelled() => {
+                log_line(
+                    "stop pressed again: aborting in-flight devices, writing the results".into(),
+                );
+                abort.cancel();
+            }
+            _ => stop.stop.cancel(),
+        },
         Action::TogglePause => {
             controls.toggle_pause();
         }
@@ -42,12 +64,13 @@ pub async fn run_loop<B, E>(
     mut events: E,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     controls: Arc<Controls>,
-    stop: CancellationToken,
+    stop: impl Into<StopKeys>,
 ) -> Result<App, B::Error>
 where
     B: Backend,
     E: Stream<Item = std::io::Result<Event>> + Unpin,
 {
+    let stop = stop.into();
     let mut app = App::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / FPS);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -99,7 +122,8 @@ impl Drop for Restore {
 
 impl Dashboard {
     /// Take over the terminal (alternate screen, raw mode) and start drawing.
-    pub fn start(controls: Arc<Controls>, stop: CancellationToken) -> std::io::Result<Dashboard> {
+    pub fn start(controls: Arc<Controls>, stop: impl Into<StopKeys>) -> std::io::Result<Dashboard> {
+        let stop = stop.into();
         let mut terminal = ratatui::try_init()?;
         set_log_capture(true);
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
@@ -146,5 +170,24 @@ mod tests {
         // 1.1, then 1.0 down to 0.1 (10 changes; further presses change nothing), then pause.
         assert_eq!(changes.len(), 1 + 10 + 1);
         assert!(changes.last().unwrap().paused);
+    }
+
+    #[test]
+    fn a_second_stop_key_aborts_the_drain() {
+        let controls = Controls::new();
+        let keys = StopKeys {
+            stop: CancellationToken::new(),
+            abort: Some(CancellationToken::new()),
+        };
+        let abort = keys.abort.clone().unwrap();
+        apply(Action::Stop, &controls, &keys);
+        assert!(keys.stop.is_cancelled() && !abort.is_cancelled());
+        apply(Action::Stop, &controls, &keys);
+        assert!(abort.is_cancelled());
+        // Without an abort token (tests, embedders), further presses only stop.
+        let keys = StopKeys::from(CancellationToken::new());
+        apply(Action::Stop, &controls, &keys);
+        apply(Action::Stop, &controls, &keys);
+        assert!(keys.stop.is_cancelled());
     }
 }

@@ -17,6 +17,6 @@ mod log;
 mod ui;
 
 pub use app::{Action, App};
-pub use events::{Dashboard, FPS, run_loop};
+pub use events::{Dashboard, FPS, StopKeys, run_loop};
 pub use log::{LogWriter, log_line};
 pub use ui::render;

@@ -374,7 +374,8 @@ fn render_help(frame: &mut Frame) {
     };
     let text = vec![
         Line::from("q, Ctrl-C   stop: no new arrivals, drain in-flight devices,"),
-        Line::from("            write every result file, then exit"),
+        Line::from("            write every result file, then exit;"),
+        Line::from("            again: abort the drain (devices: aborted)"),
         Line::from("p, space    pause / resume arrivals (schedule time stops)"),
         Line::from("+ / -       arrival-rate multiplier up / down by 0.1"),
         Line::from("            (recorded in timeseries.csv and summary.json)"),

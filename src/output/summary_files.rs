@@ -1,0 +1,91 @@
+//! `summary.json` and `summary.csv`, written whole and atomically: each is written to a temporary
+//! file in the run folder and renamed over the old one, so a reader (or a `kill -9` at any
+//! moment) sees the previous version or the new one, never a half-written file. A run rewrites
+//! both every interval with `"complete": false`, and once more at the end with `true`.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{OutputError, Summary, io_err};
+
+/// Write `bytes` to `path` through a temporary file beside it and a rename. The temporary file
+/// (`.<name>.XXXXXX`) is made by the tempfile crate (a unique name, removed on error).
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".to_string(), |n| n.to_string_lossy().into_owned());
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempfile_in(dir)
+        .map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.persist(path)
+        .map_err(|e| OutputError::new(path, e.error))?;
+    Ok(())
+}
+
+/// `summary.json` and `summary.csv` (one row per stage) of `summary`, in `dir`.
+pub(super) fn write_summary(dir: &Path, summary: &Summary) -> Result<(), OutputError> {
+    let path = dir.join("summary.json");
+    let json = serde_json::to_vec_pretty(summary)
+        .map_err(|e| OutputError::new(&path, std::io::Error::other(e)))?;
+    write_atomically(&path, &json)?;
+    let path = dir.join("summary.csv");
+    let csv_err = |e: csv::Error| OutputError::new(&path, std::io::Error::other(e));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "stage",
+        "count",
+        "mean_ms",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+        "service_p50_ms",
+        "service_p99_ms",
+    ])
+    .map_err(csv_err)?;
+    for (name, s) in &summary.stages {
+        let l = &s.latency;
+        w.write_record([
+            name.clone(),
+            l.count.to_string(),
+            format!("{:.3}", l.mean_ms),
+            format!("{:.3}", l.p50_ms),
+            format!("{:.3}", l.p90_ms),
+            format!("{:.3}", l.p99_ms),
+            format!("{:.3}", l.p999_ms),
+            format!("{:.3}", l.max_ms),
+            format!("{:.3}", s.service.p50_ms),
+            format!("{:.3}", s.service.p99_ms),
+        ])
+        .map_err(csv_err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| OutputError::new(&path, e.into_error()))?;
+    write_atomically(&path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.json");
+        write_atomically(&path, b"{\"a\": 1}").unwrap();
+        write_atomically(&path, b"{\"a\": 2}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\": 2}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["summary.json"]);
+        let err = write_atomically(&dir.path().join("missing/summary.json"), b"x").unwrap_err();
+        assert!(err.to_string().contains("missing/summary.json"), "{err}");
+    }
+}

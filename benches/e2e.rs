@@ -643,6 +643,8 @@ fn stay(args: &Args) {
         parameters: BTreeMap::new(),
         mode: CertificateMode::Csr,
         csr_key: KeyAlgorithm::P256,
+        protocol: fleetstorm::device::Protocol::Mqtt311,
+        payload: fleetstorm::device::Format::Json,
         timeouts: Timeouts {
             connect: Duration::from_secs(60),
             subscribe: Duration::from_secs(60),

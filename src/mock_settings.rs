@@ -42,6 +42,8 @@ pub struct MockSettings {
     pub quotas: QuotaSettings,
     /// Pre-provisioning hooks by template name.
     pub hooks: BTreeMap<String, HookSettings>,
+    /// What the MQTT 5 endpoint says where AWS does not document it (`[mqtt5]`).
+    pub mqtt5: Mqtt5Settings,
     /// Directory that relative paths in hook settings are resolved against (the settings or
     /// scenario file's directory).
     #[serde(skip)]
@@ -63,9 +65,70 @@ impl Default for MockSettings {
             faults: Faults::default(),
             quotas: QuotaSettings::default(),
             hooks: BTreeMap::new(),
+            mqtt5: Mqtt5Settings::default(),
             base_dir: PathBuf::from("."),
         }
     }
+}
+
+/// `[mqtt5]`: the MQTT 5 behaviour AWS leaves open. Every field is UNCONFIRMED (README, "MQTT 5"):
+/// the defaults are our reading of AWS's MQTT page and quotas, not captured AWS traffic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt5Settings {
+    /// CONNACK Receive Maximum. UNCONFIRMED: 100, AWS's quota of in-flight unacknowledged
+    /// messages per connection.
+    pub receive_maximum: u16,
+    /// CONNACK Topic Alias Maximum (aliases a client may set on its PUBLISHes). UNCONFIRMED: 8,
+    /// AWS's default quota of topic aliases per connection.
+    pub topic_alias_maximum: u16,
+    /// CONNACK Maximum Packet Size, in bytes. UNCONFIRMED: 128 KB, AWS's message size limit.
+    pub maximum_packet_size: u32,
+    /// When the CONNACK carries Server Keep Alive. UNCONFIRMED: AWS documents the 30-1200 s
+    /// clamp, not when it says so in the CONNACK.
+    pub server_keep_alive: ServerKeepAlive,
+    /// An unauthorized PUBLISH or SUBSCRIBE. UNCONFIRMED: AWS lists 0x87 for PUBACK, SUBACK
+    /// and DISCONNECT without saying which one a policy violation gets.
+    pub policy_violation: Mqtt5Refusal,
+    /// A QoS 1 PUBLISH over the per-connection publish quota. UNCONFIRMED: AWS lists 0x97 for
+    /// PUBACK and DISCONNECT; a QoS 0 PUBLISH over the quota is discarded as in 3.1.1.
+    pub publish_over_quota: Mqtt5Refusal,
+}
+
+impl Default for Mqtt5Settings {
+    fn default() -> Self {
+        Mqtt5Settings {
+            receive_maximum: 100,
+            topic_alias_maximum: 8,
+            maximum_packet_size: 128 * 1024,
+            server_keep_alive: ServerKeepAlive::WhenClamped,
+            policy_violation: Mqtt5Refusal::ReasonCode,
+            publish_over_quota: Mqtt5Refusal::ReasonCode,
+        }
+    }
+}
+
+/// `[mqtt5] server_keep_alive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerKeepAlive {
+    /// Only when the keep-alive the client asked for is clamped to 30-1200 s (or was 0).
+    #[default]
+    WhenClamped,
+    Always,
+    Never,
+}
+
+/// How an MQTT 5 request AWS refuses is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mqtt5Refusal {
+    /// The refusal's reason code in the PUBACK (QoS 1) or SUBACK; the connection stays. A QoS 0
+    /// PUBLISH, which has no acknowledgement, gets a DISCONNECT for a policy violation.
+    #[default]
+    ReasonCode,
+    /// A DISCONNECT with the reason code, then the connection is closed.
+    Disconnect,
 }
 
 /// Faults for one API.
@@ -268,6 +331,26 @@ impl Default for HookSettings {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mqtt5_table_parses_and_a_bad_value_names_its_field() {
+        let s: MockSettings = toml::from_str(
+            "[mqtt5]\npolicy_violation = \"disconnect\"\nserver_keep_alive = \"always\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.mqtt5.policy_violation, Mqtt5Refusal::Disconnect);
+        assert_eq!(s.mqtt5.server_keep_alive, ServerKeepAlive::Always);
+        assert_eq!(s.mqtt5.publish_over_quota, Mqtt5Refusal::ReasonCode);
+        assert_eq!(s.mqtt5.topic_alias_maximum, 8);
+        let e = toml::from_str::<MockSettings>("[mqtt5]\npolicy_violation = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("policy_violation") || e.contains("ignore"),
+            "{e}"
+        );
+    }
     #[test]
     fn the_seed_template_name_is_the_one_the_mock_offers() {
         assert_eq!(

@@ -495,7 +495,7 @@ async fn a_duplicate_client_id_closes_the_older_connection() {
 }
 
 #[tokio::test]
-async fn an_mqtt5_connect_is_refused_with_unacceptable_protocol_version() {
+async fn an_mqtt5_connect_is_answered_by_the_mqtt5_codec() {
     let m = start_mock(|_| {}).await;
     let mut tls = raw_tls(&m).await;
     // MQTT 5 CONNECT: protocol level 5, clean start, keep-alive 30, no properties, client id "v5".
@@ -503,9 +503,15 @@ async fn an_mqtt5_connect_is_refused_with_unacceptable_protocol_version() {
         0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 30, 0, 0, 2, b'v', b'5',
     ];
     tls.write_all(&connect).await.unwrap();
+    // An MQTT 5 CONNACK: success, then its properties (tests/mqtt5_mock.rs reads them).
     let mut ack = [0u8; 4];
     tls.read_exact(&mut ack).await.unwrap();
-    assert_eq!(ack, [0x20, 2, 0, 1]);
+    assert_eq!((ack[0], ack[2], ack[3]), (0x20, 0, 0));
+    let mut properties = vec![0u8; usize::from(ack[1]) - 2];
+    tls.read_exact(&mut properties).await.unwrap();
+    assert_eq!(usize::from(properties[0]), properties.len() - 1);
+    // A normal DISCONNECT without a body: the mock closes without a word.
+    tls.write_all(&[0xE0, 0]).await.unwrap();
     let mut rest = Vec::new();
     let _ = tls.read_to_end(&mut rest).await;
     assert!(rest.is_empty());

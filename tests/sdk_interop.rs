@@ -146,33 +146,40 @@ fn run_sdk(python: &Path, mock: &Mock, work: &Path, mode: &str, extra: &[&str]) 
     serde_json::from_str(last).unwrap_or_else(|e| panic!("script output {stdout:?}: {e}"))
 }
 
-#[test]
-fn official_python_sdk_provisions_against_the_mock() {
-    let python = venv_python();
-    let dir = tempfile::tempdir().unwrap();
-    let mock = start_mock(dir.path(), "localhost");
+/// The four cases (keys flow, CSR flow, bad ownership token, unresolvable reference) through
+/// the SDK over `protocol` (`mqtt311` or `mqtt5`); things are named `{prefix}-keys` and
+/// `{prefix}-csr`.
+fn provision_through_the_sdk(python: &Path, mock: &Mock, dir: &Path, protocol: &str, prefix: &str) {
     let params = |name: &str| {
         format!(r#"{{"DeviceName":"{name}","SerialNumber":"123456001","DeviceLocation":"Berlin"}}"#)
     };
+    let run = |work: &Path, mode: &str, extra: &[&str]| {
+        let extra: Vec<&str> = ["--protocol", protocol]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        run_sdk(python, mock, work, mode, &extra)
+    };
+    let keys_name = format!("{prefix}-keys");
+    let csr_name = format!("{prefix}-csr");
 
     // CreateKeysAndCertificate -> RegisterThing -> connect with the new certificate.
-    let work = dir.path().join("keys");
+    let work = dir.join(format!("{protocol}-keys"));
     std::fs::create_dir_all(&work).unwrap();
-    let r = run_sdk(
-        &python,
-        &mock,
+    let r = run(
         &work,
         "keys",
         &[
             "--template",
             "FleetProvisioningTemplate",
             "--params",
-            &params("sdk-keys"),
+            &params(&keys_name),
         ],
     );
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["stage"], "done", "{r}");
-    assert_eq!(r["thingName"], "sdk-keys");
+    assert_eq!(r["thingName"], keys_name.as_str());
     assert_eq!(r["privateKeyHeader"], "-----BEGIN RSA PRIVATE KEY-----");
     assert_eq!(r["certificateId"].as_str().unwrap().len(), 64);
     assert_eq!(
@@ -181,24 +188,22 @@ fn official_python_sdk_provisions_against_the_mock() {
     );
 
     // The same with CreateCertificateFromCsr, the CSR made here.
-    let work = dir.path().join("csr");
+    let work = dir.join(format!("{protocol}-csr"));
     std::fs::create_dir_all(&work).unwrap();
     let (key, csr) =
-        fleetstorm::pki::generate_csr(fleetstorm::pki::KeyAlgorithm::P256, "sdk-csr").unwrap();
+        fleetstorm::pki::generate_csr(fleetstorm::pki::KeyAlgorithm::P256, &csr_name).unwrap();
     std::fs::write(work.join("device.csr"), csr).unwrap();
     std::fs::write(work.join("device.key"), key.serialize_pem()).unwrap();
     let csr_path = work.join("device.csr").display().to_string();
     let key_path = work.join("device.key").display().to_string();
-    let r = run_sdk(
-        &python,
-        &mock,
+    let r = run(
         &work,
         "csr",
         &[
             "--template",
             "FleetProvisioningTemplate",
             "--params",
-            &params("sdk-csr"),
+            &params(&csr_name),
             "--csr",
             &csr_path,
             "--csr-key",
@@ -207,21 +212,19 @@ fn official_python_sdk_provisions_against_the_mock() {
     );
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["stage"], "done", "{r}");
-    assert_eq!(r["thingName"], "sdk-csr");
+    assert_eq!(r["thingName"], csr_name.as_str());
 
     // A bad ownership token.
-    let work = dir.path().join("badtoken");
+    let work = dir.join(format!("{protocol}-badtoken"));
     std::fs::create_dir_all(&work).unwrap();
-    let r = run_sdk(
-        &python,
-        &mock,
+    let r = run(
         &work,
         "keys",
         &[
             "--template",
             "FleetProvisioningTemplate",
             "--params",
-            &params("sdk-bad"),
+            &params(&format!("{prefix}-bad")),
             "--token-override",
             "not-a-token",
         ],
@@ -235,11 +238,9 @@ fn official_python_sdk_provisions_against_the_mock() {
     );
 
     // An unresolvable reference in the template.
-    let work = dir.path().join("region");
+    let work = dir.join(format!("{protocol}-region"));
     std::fs::create_dir_all(&work).unwrap();
-    let r = run_sdk(
-        &python,
-        &mock,
+    let r = run(
         &work,
         "keys",
         &[
@@ -256,6 +257,14 @@ fn official_python_sdk_provisions_against_the_mock() {
         r["error"]["errorMessage"], "Cannot resolve reference value: AWS::Region",
         "{r}"
     );
+}
+
+#[test]
+fn official_python_sdk_provisions_against_the_mock() {
+    let python = venv_python();
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start_mock(dir.path(), "localhost");
+    provision_through_the_sdk(&python, &mock, dir.path(), "mqtt311", "sdk");
 
     // SIGTERM: the mock writes its registry and exits cleanly.
     let mut mock = mock;
@@ -275,4 +284,14 @@ fn official_python_sdk_provisions_against_the_mock() {
         .map(|t| t["thing_name"].as_str().unwrap())
         .collect();
     assert_eq!(things, ["sdk-csr", "sdk-keys"]);
+}
+
+/// The same four cases with the SDK's MQTT 5 client (`awsiot.mqtt5_client_builder` and
+/// `IotIdentityClientV2` on it), as AWS's current fleet-provisioning sample connects.
+#[test]
+fn official_python_sdk_provisions_over_mqtt5_against_the_mock() {
+    let python = venv_python();
+    let dir = tempfile::tempdir().unwrap();
+    let mock = start_mock(dir.path(), "localhost");
+    provision_through_the_sdk(&python, &mock, dir.path(), "mqtt5", "sdk5");
 }

@@ -3,7 +3,9 @@
 
 Acceptance-test client for the fleetstorm mock of AWS IoT Core. It:
 
-1. connects over MQTT 3.1.1 + mutual TLS with the claim certificate,
+1. connects over MQTT 3.1.1 (``--protocol mqtt311``, the default) or MQTT 5
+   (``--protocol mqtt5``: ``awsiot.mqtt5_client_builder``) + mutual TLS with the
+   claim certificate,
 2. calls CreateKeysAndCertificate (``--mode keys``) or CreateCertificateFromCsr
    (``--mode csr``) through ``awsiot.iotidentity.IotIdentityClientV2``,
 3. calls RegisterThing with ``--template``, ``--params`` and the ownership token
@@ -41,8 +43,8 @@ import sys
 import traceback
 import uuid
 
-from awscrt import io, mqtt, mqtt_request_response
-from awsiot import V2ServiceException, iotidentity, mqtt_connection_builder
+from awscrt import io, mqtt, mqtt5, mqtt_request_response
+from awsiot import V2ServiceException, iotidentity, mqtt5_client_builder, mqtt_connection_builder
 
 WAIT_TIMEOUT_SECS = 30
 KEEP_ALIVE_SECS = 30
@@ -84,12 +86,14 @@ def _string_map(text):
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Fleet provisioning by claim through the AWS IoT Device SDK v2 for Python "
-                    "(MQTT 3.1.1, mutual TLS). Prints one JSON verdict object on stdout.")
+                    "(MQTT 3.1.1 or 5, mutual TLS). Prints one JSON verdict object on stdout.")
     parser.add_argument("--endpoint", required=True, help="host name of the MQTT broker (also the TLS SNI name)")
     parser.add_argument("--port", required=True, type=int, help="MQTT over TLS port")
     parser.add_argument("--ca", required=True, help="PEM file of the root CA; the only trust anchor used")
     parser.add_argument("--cert", required=True, help="claim certificate PEM file")
     parser.add_argument("--key", required=True, help="claim private key PEM file")
+    parser.add_argument("--protocol", choices=("mqtt311", "mqtt5"), default="mqtt311",
+                        help="mqtt311: awsiot.mqtt_connection_builder; mqtt5: awsiot.mqtt5_client_builder")
     parser.add_argument("--template", required=True, help="provisioning template name")
     parser.add_argument("--mode", required=True, choices=("keys", "csr"),
                         help="keys: CreateKeysAndCertificate; csr: CreateCertificateFromCsr")
@@ -127,32 +131,93 @@ def new_client_id(role):
     return f"fleetstorm-sdk-{role}-{uuid.uuid4().hex[:16]}"
 
 
-def build_connection(args, cert_path, key_path, client_id):
-    return mqtt_connection_builder.mtls_from_path(
-        endpoint=args.endpoint,
-        port=args.port,
-        cert_filepath=cert_path,
-        pri_key_filepath=key_path,
-        ca_filepath=args.ca,
-        client_id=client_id,
-        clean_session=True,
-        keep_alive_secs=KEEP_ALIVE_SECS,
-    )
+def tls_kwargs(args, cert_path, key_path, client_id):
+    """The builder arguments both protocols share: where to connect, as whom."""
+    return dict(endpoint=args.endpoint, port=args.port, cert_filepath=cert_path,
+                pri_key_filepath=key_path, ca_filepath=args.ca, client_id=client_id)
 
 
-def connect(connection, what):
-    wait(connection.connect(), what)
+class Mqtt311Session:
+    """An awscrt.mqtt.Connection from awsiot.mqtt_connection_builder."""
+
+    def __init__(self, args, cert_path, key_path, client_id):
+        self.client = mqtt_connection_builder.mtls_from_path(
+            **tls_kwargs(args, cert_path, key_path, client_id),
+            clean_session=True,
+            keep_alive_secs=KEEP_ALIVE_SECS,
+        )
+
+    def open(self, what):
+        wait(self.client.connect(), what)
+
+    def close(self):
+        """Best-effort, bounded disconnect; never raises."""
+        try:
+            self.client.disconnect().result(timeout=WAIT_TIMEOUT_SECS)
+        except Exception as exc:
+            if "AWS_ERROR_MQTT_NOT_CONNECTED" not in str(exc):  # never connected: nothing to close
+                print(f"fleet_provision: disconnect failed: {describe(exc)}", file=sys.stderr)
 
 
-def disconnect_quietly(connection):
-    """Best-effort, bounded disconnect; never raises."""
-    if connection is None:
-        return
-    try:
-        connection.disconnect().result(timeout=WAIT_TIMEOUT_SECS)
-    except Exception as exc:
-        if "AWS_ERROR_MQTT_NOT_CONNECTED" not in str(exc):  # never connected: nothing to close
-            print(f"fleet_provision: disconnect failed: {describe(exc)}", file=sys.stderr)
+class Mqtt5Session:
+    """An awscrt.mqtt5.Client from awsiot.mqtt5_client_builder; its lifecycle events as futures."""
+
+    def __init__(self, args, cert_path, key_path, client_id):
+        self.connected = concurrent.futures.Future()
+        self.stopped = concurrent.futures.Future()
+        self.started = False
+        self.client = mqtt5_client_builder.mtls_from_path(
+            **tls_kwargs(args, cert_path, key_path, client_id),
+            keep_alive_interval_sec=KEEP_ALIVE_SECS,
+            on_lifecycle_connection_success=self._on_success,
+            on_lifecycle_connection_failure=self._on_failure,
+            on_lifecycle_stopped=self._on_stopped,
+        )
+
+    def _on_success(self, data):
+        if not self.connected.done():
+            self.connected.set_result(data.connack_packet)
+
+    def _on_failure(self, data):
+        # The client retries on its own; the first failure is the verdict.
+        if self.connected.done():
+            return
+        connack = data.connack_packet
+        if connack is not None and connack.reason_code is not None:
+            reason = connack.reason_code
+            cause = ConnectionError(f"CONNACK refused: {reason.name} ({int(reason)})")
+        else:
+            cause = data.exception or ConnectionError("connection failed")
+        self.connected.set_exception(cause)
+
+    def _on_stopped(self, _data):
+        if not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def open(self, what):
+        self.started = True
+        self.client.start()
+        wait(self.connected, what)
+
+    def close(self):
+        """Best-effort, bounded stop; never raises."""
+        if not self.started:
+            return
+        try:
+            self.client.stop(mqtt5.DisconnectPacket())
+            self.stopped.result(timeout=WAIT_TIMEOUT_SECS)
+        except Exception as exc:
+            print(f"fleet_provision: stop failed: {describe(exc)}", file=sys.stderr)
+
+
+def new_session(args, cert_path, key_path, client_id):
+    kind = Mqtt5Session if args.protocol == "mqtt5" else Mqtt311Session
+    return kind(args, cert_path, key_path, client_id)
+
+
+def close_quietly(session):
+    if session is not None:
+        session.close()
 
 
 def describe(exc):
@@ -237,10 +302,10 @@ def provision(args, result):
     identity = None
     try:
         result["stage"] = "create"
-        claim = build_connection(args, args.cert, args.key, new_client_id("claim"))
-        connect(claim, "claim connection")
+        claim = new_session(args, args.cert, args.key, new_client_id("claim"))
+        claim.open("claim connection")
         identity = iotidentity.IotIdentityClientV2(
-            claim,
+            claim.client,
             mqtt_request_response.ClientOptions(
                 max_request_response_subscriptions=2,
                 max_streaming_subscriptions=0,
@@ -266,7 +331,7 @@ def provision(args, result):
     finally:
         # Drop the request-response client before its connection, then close the claim session.
         del identity
-        disconnect_quietly(claim)
+        close_quietly(claim)
 
     result["stage"] = "connect_device"
     cert_path, key_path = write_device_credentials(args.workdir, created.certificate_pem, device_key_pem)
@@ -274,11 +339,11 @@ def provision(args, result):
         device_client_id = args.device_client_id.replace("{thingName}", registered.thing_name or "")
     else:
         device_client_id = new_client_id("device")
-    device = build_connection(args, cert_path, key_path, device_client_id)
+    device = new_session(args, cert_path, key_path, device_client_id)
     try:
-        connect(device, "device connection")
+        device.open("device connection")
     finally:
-        disconnect_quietly(device)
+        close_quietly(device)
 
     result["stage"] = "done"
     result["ok"] = True

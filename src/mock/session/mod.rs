@@ -1,16 +1,17 @@
-//! One client connection: TLS, MQTT 3.1.1 session, authorization, and delivery of API responses
-//! to this connection only.
+//! One client connection: TLS, the MQTT session, authorization, and delivery of API responses
+//! to this connection only. Written once for both protocols: the codecs (`v4`: MQTT 3.1.1, `v5`:
+//! MQTT 5) decode a packet, call the neutral steps here, and encode what those steps answer.
+
+mod v4;
+mod v5;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self, QoS};
-use rumqttc::{
-    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
-};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -53,6 +54,77 @@ enum Close {
     Fault,
     /// Over the CONNECT quota.
     Throttled,
+    /// A PUBLISH over 128 KB (or a frame over [`MAX_FRAME`], MQTT 5).
+    PacketTooLarge,
+    /// MQTT 5: a PUBLISH topic that is not a valid topic name.
+    TopicInvalid,
+    /// MQTT 5: over the per-connection publish quota, with `publish_over_quota = "disconnect"`.
+    QuotaExceeded,
+    /// MQTT 5: a QoS 2 PUBLISH after the CONNACK said Maximum QoS 1.
+    QosNotSupported,
+    /// MQTT 5: a topic alias of 0, over the maximum, or not set yet.
+    TopicAliasInvalid,
+    /// MQTT 5: a SUBSCRIBE with a subscription identifier, which the CONNACK said is not available.
+    SubscriptionIdsNotSupported,
+}
+
+impl Close {
+    fn is_protocol_error(self) -> bool {
+        matches!(
+            self,
+            Close::Malformed
+                | Close::ProtocolViolation
+                | Close::PacketTooLarge
+                | Close::TopicInvalid
+                | Close::QosNotSupported
+                | Close::TopicAliasInvalid
+                | Close::SubscriptionIdsNotSupported
+        )
+    }
+}
+
+/// The codec a connection speaks, chosen by its CONNECT's protocol level.
+enum Proto {
+    V4,
+    V5(Box<v5::Session>),
+}
+
+/// A decoded CONNECT: what the neutral checks need.
+struct Hello {
+    client_id: String,
+    keep_alive: u16,
+    proto: Proto,
+}
+
+/// Why a CONNECT is refused; each codec has its own code for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    BadClientId,
+    NotAuthorized,
+    /// Over the CONNECT rate (MQTT 3.1.1 gets no CONNACK, only the close).
+    RateExceeded,
+}
+
+/// What the neutral PUBLISH checks found; the codec decides how that is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublishRefused {
+    TopicInvalid,
+    NotAuthorized,
+    OverQuota,
+}
+
+/// What the neutral SUBSCRIBE checks found for one filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubscribeRefused {
+    FilterInvalid,
+    NotAuthorized,
+}
+
+/// One step of the read loop: a packet handled, more bytes needed, or the end.
+enum Step {
+    Handled,
+    Need(usize),
+    Close(Close),
 }
 
 struct ActiveGuard(Arc<State>);
@@ -128,22 +200,21 @@ pub(super) async fn run(
         wbuf: BytesMut::new(),
         peer,
         number,
+        proto: Proto::V4,
         next_pkid: 0,
         subscriptions: Vec::new(),
         publish_quota: state.quotas.publish_bucket(),
         worker: None,
     };
     let close = conn.serve(cert_id, shutdown).await;
-    match close {
-        Close::Malformed | Close::ProtocolViolation => {
-            state.stats.protocol_errors.fetch_add(1, Ordering::Relaxed)
-        }
-        Close::PolicyViolation => state
+    if close.is_protocol_error() {
+        state.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+    } else if close == Close::PolicyViolation {
+        state
             .stats
             .policy_disconnects
-            .fetch_add(1, Ordering::Relaxed),
-        _ => 0,
-    };
+            .fetch_add(1, Ordering::Relaxed);
+    }
     // Whatever was queued before the close (a PUBACK, a response) goes out first. A client that
     // said goodbye (DISCONNECT or EOF) gets no TLS close_notify: the TCP close is enough, and a
     // write fewer per connection.
@@ -164,6 +235,8 @@ struct Connection<S> {
     wbuf: BytesMut,
     peer: SocketAddr,
     number: u64,
+    /// Set from the CONNECT; [`Proto::V4`] until then.
+    proto: Proto,
     next_pkid: u16,
     subscriptions: Vec<(String, QoS)>,
     /// Publishes over this connection's quota are discarded, as AWS does.
@@ -240,20 +313,20 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             _ = tokio::time::sleep_until(connect_deadline) => return Close::KeepAlive,
             r = self.read_first() => r,
         };
-        let connect = match first {
-            Ok(Packet::Connect(c)) => c,
-            Ok(_) => return Close::ProtocolViolation,
+        let hello = match first {
+            Ok(hello) => hello,
             Err(close) => return close,
         };
-        let client_id = connect.client_id;
+        self.proto = hello.proto;
+        let client_id = hello.client_id;
         if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID || client_id.starts_with('$') {
-            return self.refuse(ConnectReturnCode::BadClientId).await;
+            return self.refuse(Refusal::BadClientId).await;
         }
         let identity = match self.state.registry.identity(&cert_id) {
             Ok(identity) => identity,
             Err(refusal) => {
                 info!(peer = %self.peer, %client_id, certificate = %cert_id, ?refusal, "CONNECT refused: certificate");
-                return self.refuse(ConnectReturnCode::NotAuthorized).await;
+                return self.refuse(Refusal::NotAuthorized).await;
             }
         };
         let client = Client {
@@ -262,16 +335,18 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         };
         if !client.allowed(&self.state, Action::Connect, &client.client_id) {
             info!(peer = %self.peer, client_id = %client.client_id, "CONNECT refused: policy");
-            return self.refuse(ConnectReturnCode::NotAuthorized).await;
+            return self.refuse(Refusal::NotAuthorized).await;
         }
 
         if !self.state.quotas.allow_connect(&client.client_id) {
-            // Over the CONNECT rate: AWS refuses; under MQTT 3.1.1 the client sees the socket close.
+            // Over the CONNECT rate: AWS refuses; under MQTT 3.1.1 the client sees the socket
+            // close, under MQTT 5 a CONNACK 0x9F first.
             self.state
                 .stats
                 .throttled_connects
                 .fetch_add(1, Ordering::Relaxed);
             info!(peer = %self.peer, client_id = %client.client_id, "CONNECT throttled: closing");
+            let _ = self.queue_connack_refused(Refusal::RateExceeded);
             return Close::Throttled;
         }
         // The newest connection with a client ID wins; the older one is closed.
@@ -283,12 +358,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             old.cancel();
         }
         let close = self
-            .session(
-                keep_alive_window(connect.keep_alive),
-                &client,
-                &kicked,
-                &shutdown,
-            )
+            .session(hello.keep_alive, &client, &kicked, &shutdown)
             .await;
         let mut sessions = lock(&self.state.sessions);
         if sessions
@@ -297,36 +367,47 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         {
             sessions.remove(&client.client_id);
         }
+        drop(sessions);
+        // MQTT 5 says why the server closes (queued behind whatever is pending; `run` flushes).
+        self.queue_disconnect(close);
         debug!(peer = %self.peer, client_id = %client.client_id, ?close, "session closed");
         close
     }
 
-    async fn refuse(&mut self, code: ConnectReturnCode) -> Close {
+    async fn refuse(&mut self, refusal: Refusal) -> Close {
         self.state
             .stats
             .connack_refused
             .fetch_add(1, Ordering::Relaxed);
-        let _ = self.write(Packet::ConnAck(ConnAck::new(code, false))).await;
+        if self.queue_connack_refused(refusal).is_ok() {
+            let _ = self.flush().await;
+        }
         Close::ProtocolViolation
+    }
+
+    /// Queue the CONNACK that refuses a CONNECT, in the connection's protocol.
+    fn queue_connack_refused(&mut self, refusal: Refusal) -> Result<(), Close> {
+        match self.proto {
+            Proto::V4 => self.queue_connack_refused_v4(refusal),
+            Proto::V5(_) => self.queue_connack_refused_v5(refusal),
+        }
     }
 
     async fn session(
         &mut self,
-        keep_alive: Duration,
+        requested_keep_alive: u16,
         client: &Client,
         kicked: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Close {
-        if self
-            .write(Packet::ConnAck(ConnAck::new(
-                ConnectReturnCode::Success,
-                false,
-            )))
-            .await
-            .is_err()
-        {
+        let accepted = match self.proto {
+            Proto::V4 => self.queue_connack_v4(),
+            Proto::V5(_) => self.queue_connack_v5(requested_keep_alive),
+        };
+        if accepted.is_err() || self.flush().await.is_err() {
             return Close::Io;
         }
+        let keep_alive = keep_alive_window(requested_keep_alive);
         if self.rbuf.is_empty() {
             // The CONNECT's read room is not kept for the life of the connection.
             self.rbuf = BytesMut::new();
@@ -335,18 +416,14 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         loop {
             // Packets already buffered are handled before waiting for more input.
             let wanted = loop {
-                match Packet::read(&mut self.rbuf, MAX_FRAME) {
-                    Ok(packet) => {
-                        deadline = Instant::now() + keep_alive;
-                        if let Some(close) = self.handle(client, packet).await {
-                            return close;
-                        }
-                    }
-                    Err(mqttbytes::Error::InsufficientBytes(n)) => break n,
-                    Err(e) => {
-                        debug!(peer = %self.peer, "malformed packet: {e}");
-                        return Close::Malformed;
-                    }
+                let step = match self.proto {
+                    Proto::V4 => self.next_v4(client).await,
+                    Proto::V5(_) => self.next_v5(client).await,
+                };
+                match step {
+                    Step::Handled => deadline = Instant::now() + keep_alive,
+                    Step::Need(n) => break n,
+                    Step::Close(close) => return close,
                 }
             };
             if self.flush().await.is_err() {
@@ -374,19 +451,11 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         }
     }
 
-    /// Read the first packet. An MQTT 5 CONNECT is refused with "unacceptable protocol version".
-    async fn read_first(&mut self) -> Result<Packet, Close> {
+    /// Read the CONNECT; its protocol level selects the codec (5: MQTT 5, else MQTT 3.1.1).
+    async fn read_first(&mut self) -> Result<Hello, Close> {
         loop {
             match mqttbytes::check(self.rbuf.iter(), MAX_FRAME) {
-                Ok(header) => {
-                    let frame = &self.rbuf[..header.frame_length()];
-                    if connect_protocol_level(frame) == Some(5) {
-                        debug!(peer = %self.peer, "MQTT 5 CONNECT refused (MQTT 3.1.1 only)");
-                        let _ = self.refuse(ConnectReturnCode::RefusedProtocolVersion).await;
-                        return Err(Close::ProtocolViolation);
-                    }
-                    return Packet::read(&mut self.rbuf, MAX_FRAME).map_err(|_| Close::Malformed);
-                }
+                Ok(header) => return decode_connect(&mut self.rbuf, header.frame_length()),
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {
                     match read_more(&mut self.rd, &mut self.rbuf, READ_CHUNK).await {
                         Ok(0) => return Err(Close::Eof),
@@ -399,99 +468,71 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         }
     }
 
-    /// Handle one packet; `Some` closes the connection.
-    async fn handle(&mut self, client: &Client, packet: Packet) -> Option<Close> {
-        let state = self.state.clone();
-        match packet {
-            Packet::Publish(publish) => {
-                if publish.payload.len() > MAX_PAYLOAD_BYTES {
-                    info!(client_id = %client.client_id, bytes = publish.payload.len(), "publish over 128 KB: closing");
-                    return Some(Close::ProtocolViolation);
-                }
-                if publish.qos == QoS::ExactlyOnce {
-                    // AWS IoT does not support QoS 2: no PUBACK/PUBREC, the message is dropped.
-                    return None;
-                }
-                let topic = publish.topic.as_str();
-                if !mqttbytes::valid_topic(topic) {
-                    return Some(Close::ProtocolViolation);
-                }
-                if !client.allowed(&state, Action::Publish, topic) {
-                    info!(client_id = %client.client_id, %topic, "publish not authorized: closing");
-                    return Some(Close::PolicyViolation);
-                }
-                if self.publish_quota.as_ref().is_some_and(|b| !b.try_take()) {
-                    debug!(client_id = %client.client_id, %topic, "publish over the per-connection quota: discarded");
-                    return None;
-                }
-                if publish.qos == QoS::AtLeastOnce
-                    && self
-                        .queue(Packet::PubAck(PubAck::new(publish.pkid)))
-                        .is_err()
-                {
-                    return Some(Close::ProtocolViolation);
-                }
-                let request = RequestTopic::parse(topic)?;
-                let job = Job {
-                    request,
-                    payload: publish.payload,
-                };
-                // Requests are answered in order: once a worker runs, it answers them all.
-                if self.worker.is_none() && provisioning::answers_inline(&state, &job.request) {
-                    let requester = Requester {
-                        client_id: &client.client_id,
-                        claim_certificate_id: &client.identity.certificate_id,
-                        connection: self.number,
-                    };
-                    let response = provisioning::answer(&state, &requester, &mut None, job).await;
-                    return self.respond(client, response).err();
-                }
-                let number = self.number;
-                let worker = self
-                    .worker
-                    .get_or_insert_with(|| Worker::start(&state, client, number));
-                if worker.jobs.send(job).await.is_err() {
-                    return Some(Close::Io);
-                }
-                None
-            }
-            Packet::Subscribe(subscribe) => {
-                let mut codes = Vec::with_capacity(subscribe.filters.len());
-                for filter in &subscribe.filters {
-                    if !mqttbytes::valid_filter(&filter.path) {
-                        return Some(Close::ProtocolViolation);
-                    }
-                    // AWS closes an MQTT 3.1.1 connection on an unauthorized subscribe.
-                    if !client.allowed(&state, Action::Subscribe, &filter.path) {
-                        info!(client_id = %client.client_id, filter = %filter.path, "subscribe not authorized: closing");
-                        return Some(Close::PolicyViolation);
-                    }
-                    let qos = min_qos(filter.qos, QoS::AtLeastOnce);
-                    match self
-                        .subscriptions
-                        .iter_mut()
-                        .find(|(f, _)| *f == filter.path)
-                    {
-                        Some(existing) => existing.1 = qos,
-                        None => self.subscriptions.push((filter.path.clone(), qos)),
-                    }
-                    codes.push(SubscribeReasonCode::Success(qos));
-                }
-                let ack = Packet::SubAck(SubAck::new(subscribe.pkid, codes));
-                self.queue(ack).err()
-            }
-            Packet::Unsubscribe(unsubscribe) => {
-                self.subscriptions
-                    .retain(|(f, _)| !unsubscribe.topics.contains(f));
-                let ack = Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid));
-                self.queue(ack).err()
-            }
-            Packet::PingReq => self.queue(Packet::PingResp).err(),
-            Packet::PubAck(_) => None,
-            Packet::Disconnect => Some(Close::ClientDisconnect),
-            // A second CONNECT, QoS 2 flow packets, or server-to-client packets.
-            _ => Some(Close::ProtocolViolation),
+    /// The checks every PUBLISH passes once its codec has checked size and QoS: topic name,
+    /// policy, per-connection quota.
+    fn check_publish(&self, client: &Client, topic: &str) -> Result<(), PublishRefused> {
+        if !mqttbytes::valid_topic(topic) {
+            return Err(PublishRefused::TopicInvalid);
         }
+        if !client.allowed(&self.state, Action::Publish, topic) {
+            info!(client_id = %client.client_id, %topic, "publish not authorized");
+            return Err(PublishRefused::NotAuthorized);
+        }
+        if self.publish_quota.as_ref().is_some_and(|b| !b.try_take()) {
+            debug!(client_id = %client.client_id, %topic, "publish over the per-connection quota");
+            return Err(PublishRefused::OverQuota);
+        }
+        Ok(())
+    }
+
+    /// Hand an accepted PUBLISH to provisioning if its topic is an API request (others are
+    /// ignored, as nobody here subscribes to them).
+    async fn request(&mut self, client: &Client, topic: &str, payload: Bytes) -> Option<Close> {
+        let request = RequestTopic::parse(topic)?;
+        let state = self.state.clone();
+        let job = Job { request, payload };
+        // Requests are answered in order: once a worker runs, it answers them all.
+        if self.worker.is_none() && provisioning::answers_inline(&state, &job.request) {
+            let requester = Requester {
+                client_id: &client.client_id,
+                claim_certificate_id: &client.identity.certificate_id,
+                connection: self.number,
+            };
+            let response = provisioning::answer(&state, &requester, &mut None, job).await;
+            return self.respond(client, response).err();
+        }
+        let number = self.number;
+        let worker = self
+            .worker
+            .get_or_insert_with(|| Worker::start(&state, client, number));
+        if worker.jobs.send(job).await.is_err() {
+            return Some(Close::Io);
+        }
+        None
+    }
+
+    /// Check and record one SUBSCRIBE filter; `matched` is the filter topics are matched
+    /// against (`filter` without a shared subscription's `$share/<group>/`). The granted QoS.
+    fn subscribe(
+        &mut self,
+        client: &Client,
+        filter: &str,
+        matched: &str,
+        qos: QoS,
+    ) -> Result<QoS, SubscribeRefused> {
+        if !mqttbytes::valid_filter(filter) {
+            return Err(SubscribeRefused::FilterInvalid);
+        }
+        if !client.allowed(&self.state, Action::Subscribe, filter) {
+            info!(client_id = %client.client_id, %filter, "subscribe not authorized");
+            return Err(SubscribeRefused::NotAuthorized);
+        }
+        let qos = min_qos(qos, QoS::AtLeastOnce);
+        match self.subscriptions.iter_mut().find(|(f, _)| f == matched) {
+            Some(existing) => existing.1 = qos,
+            None => self.subscriptions.push((matched.to_string(), qos)),
+        }
+        Ok(qos)
     }
 
     /// Queue an API response (`None`: dropped by an injected fault); a fault may close instead.
@@ -521,24 +562,20 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             self.state.stats.undelivered.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let mut publish = Publish::new(topic, qos, payload);
-        if qos == QoS::AtLeastOnce {
-            publish.pkid = self.pkid();
+        let pkid = if qos == QoS::AtLeastOnce {
+            self.pkid()
+        } else {
+            0
+        };
+        match self.proto {
+            Proto::V4 => self.queue_publish_v4(topic, qos, pkid, payload),
+            Proto::V5(_) => self.queue_publish_v5(topic, qos, pkid, payload),
         }
-        self.queue(Packet::Publish(publish))
     }
 
     fn pkid(&mut self) -> u16 {
         self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         self.next_pkid
-    }
-
-    /// Encode a packet behind those already queued; [`Self::flush`] sends them.
-    fn queue(&mut self, packet: Packet) -> Result<(), Close> {
-        packet
-            .write(&mut self.wbuf, usize::MAX)
-            .map_err(|_| Close::ProtocolViolation)?;
-        Ok(())
     }
 
     /// Send what is queued in one TLS record and one write (a PUBACK and the API response
@@ -550,11 +587,6 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         self.wr.write_all(&self.wbuf).await.map_err(|_| Close::Io)?;
         self.wbuf.clear();
         self.wr.flush().await.map_err(|_| Close::Io)
-    }
-
-    async fn write(&mut self, packet: Packet) -> Result<(), Close> {
-        self.queue(packet)?;
-        self.flush().await
     }
 }
 
@@ -572,12 +604,16 @@ async fn read_more<R: AsyncRead>(
 /// The keep-alive AWS enforces: requests are clamped to 30–1200 s (0 means 1200), and the
 /// connection is dropped after 1.5 × keep-alive without a packet.
 fn keep_alive_window(requested: u16) -> Duration {
-    let secs = match requested {
+    Duration::from_millis(u64::from(keep_alive_secs(requested)) * 1500)
+}
+
+/// The keep-alive AWS uses for a requested one, in seconds (30–1200; 0 means 1200).
+fn keep_alive_secs(requested: u16) -> u16 {
+    match requested {
         0 => 1200,
         1..=29 => 30,
         s => s.min(1200),
-    };
-    Duration::from_millis(u64::from(secs) * 1500)
+    }
 }
 
 fn min_qos(a: QoS, b: QoS) -> QoS {
@@ -601,6 +637,15 @@ pub(crate) fn topic_matches(topic: &str, filter: &str) -> bool {
         }
     }
     topic_levels.next().is_none()
+}
+
+/// Decode the CONNECT framed at the start of `buf` with the codec its protocol level selects.
+fn decode_connect(buf: &mut BytesMut, frame_length: usize) -> Result<Hello, Close> {
+    if connect_protocol_level(&buf[..frame_length]) == Some(5) {
+        v5::read_connect(buf)
+    } else {
+        v4::read_connect(buf)
+    }
 }
 
 /// Protocol level byte of a CONNECT frame (`None` if the frame is not a CONNECT or too short).
@@ -660,5 +705,32 @@ mod tests {
         assert_eq!(connect_protocol_level(&buf), Some(5));
         assert_eq!(connect_protocol_level(&[0x30, 0]), None);
         assert_eq!(connect_protocol_level(&[0x10, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn the_protocol_level_selects_the_codec() {
+        use rumqttc::v5::mqttbytes::v5 as m5;
+        let mut buf = BytesMut::new();
+        rumqttc::Connect::new("three").write(&mut buf).unwrap();
+        let len = buf.len();
+        let hello = decode_connect(&mut buf, len).unwrap();
+        assert!(matches!(hello.proto, Proto::V4));
+        assert_eq!(hello.client_id, "three");
+        assert!(buf.is_empty());
+
+        let connect = m5::Connect {
+            keep_alive: 45,
+            client_id: "five".into(),
+            clean_start: true,
+            properties: None,
+        };
+        m5::Packet::Connect(connect, None, None)
+            .write(&mut buf, None)
+            .unwrap();
+        let len = buf.len();
+        let hello = decode_connect(&mut buf, len).unwrap();
+        assert!(matches!(hello.proto, Proto::V5(_)));
+        assert_eq!((hello.client_id.as_str(), hello.keep_alive), ("five", 45));
+        assert!(buf.is_empty());
     }
 }

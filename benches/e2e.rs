@@ -7,6 +7,7 @@
 //!
 //! cargo bench --bench e2e -- [--devices N] [--rate R] [--mode csr|keys] [--keys p256|rsa2048]
 //!                            [--in-flight M] [--pki DIR] [--tui]
+//!                            [--protocol mqtt311|mqtt5] [--payload json|cbor]
 //!
 //! `--tui` also runs the dashboard's work (snapshot updates and frames on a 200x60 test terminal)
 //! and prints its CPU per frame and share of one core, timed on its thread's CPU clock.
@@ -16,6 +17,7 @@
 //! `--mock-process` runs `fleetstorm mock` as a child process and splits client and mock.
 //!
 //! cargo bench --bench e2e -- --stay --devices N [--rate R] [--mock-process]
+//!                            [--protocol mqtt311|mqtt5] [--payload json|cbor]
 //!
 //! Run one size per invocation: peak RSS is the process's high-water mark.
 //!
@@ -74,9 +76,45 @@ struct Args {
     /// Stay mode: run the mock as a `fleetstorm mock` child process.
     #[arg(long)]
     mock_process: bool,
+    /// Both modes: the devices' MQTT version.
+    #[arg(long, value_enum, default_value_t = Wire::Mqtt311)]
+    protocol: Wire,
+    /// Both modes: the provisioning API's payload format.
+    #[arg(long, value_enum, default_value_t = Payload::Json)]
+    payload: Payload,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Wire {
+    Mqtt311,
+    Mqtt5,
+}
+
+impl Wire {
+    fn protocol(self) -> fleetstorm::device::Protocol {
+        match self {
+            Wire::Mqtt311 => fleetstorm::device::Protocol::Mqtt311,
+            Wire::Mqtt5 => fleetstorm::device::Protocol::Mqtt5,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Payload {
+    Json,
+    Cbor,
+}
+
+impl Payload {
+    fn format(self) -> fleetstorm::device::Format {
+        match self {
+            Payload::Json => fleetstorm::device::Format::Json,
+            Payload::Cbor => fleetstorm::device::Format::Cbor,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -438,6 +476,8 @@ key_pool_size = {pool}
 count = {devices}
 client_id = "e2e-{{seq:06}}"
 certificate = "{mode}"
+protocol = "{protocol}"
+payload = "{payload}"
 [devices.parameters]
 SerialNumber = "123456{{seq:06}}"
 DeviceName = "e2e-{{seq:06}}"
@@ -452,7 +492,9 @@ executor = "constant-arrival-rate"
 rate = {rate}
 duration = "{duration_s}s"
 "#,
-            pki = pki_dir.display()
+            pki = pki_dir.display(),
+            protocol = args.protocol.protocol().as_str(),
+            payload = args.payload.format().as_str(),
         ),
     )
     .expect("scenario");
@@ -493,8 +535,10 @@ duration = "{duration_s}s"
     let run_cpu = run_window_cpu_s(&summary.out_dir.join("timeseries.csv"));
     let cpu_per_flow_us = run_cpu * 1e6 / d.provisioned.max(1) as f64;
     println!(
-        "e2e: {} devices ({mode}, keys {keys}, offered {rate}/s, in-flight cap {in_flight}): {} provisioned, {} failed, {} dropped in {:.2} s (load average {load_before} before, {} after)",
+        "e2e: {} devices ({mode}, {}/{}, keys {keys}, offered {rate}/s, in-flight cap {in_flight}): {} provisioned, {} failed, {} dropped in {:.2} s (load average {load_before} before, {} after)",
         devices,
+        args.protocol.protocol().as_str(),
+        args.payload.format().as_str(),
         d.provisioned,
         d.failed,
         d.dropped,
@@ -643,6 +687,8 @@ fn stay(args: &Args) {
         parameters: BTreeMap::new(),
         mode: CertificateMode::Csr,
         csr_key: KeyAlgorithm::P256,
+        protocol: args.protocol.protocol(),
+        payload: args.payload.format(),
         timeouts: Timeouts {
             connect: Duration::from_secs(60),
             subscribe: Duration::from_secs(60),
@@ -731,7 +777,9 @@ fn stay(args: &Args) {
         after.saturating_sub(before) as f64 * 1024.0 / n.max(1) as f64 / 1000.0
     };
     println!(
-        "stay: {devices} devices at {rate}/s, mock {}: {n} connected, {} failed, ramp {ramp:.1} s ({:.0} µs CPU/flow{}) | load average {load_before} before, {} after",
+        "stay: {devices} devices ({}/{}) at {rate}/s, mock {}: {n} connected, {} failed, ramp {ramp:.1} s ({:.0} µs CPU/flow{}) | load average {load_before} before, {} after",
+        args.protocol.protocol().as_str(),
+        args.payload.format().as_str(),
         if separate {
             "in its own process"
         } else {

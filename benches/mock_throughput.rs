@@ -145,6 +145,8 @@ async fn run_flows(
                     ]),
                     mode,
                     csr_key: KeyAlgorithm::P256,
+                    protocol: fleetstorm::device::Protocol::Mqtt311,
+                    payload: fleetstorm::device::Format::Json,
                     timeouts: Timeouts {
                         connect: Duration::from_secs(30),
                         ..Timeouts::default()

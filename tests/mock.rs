@@ -30,6 +30,8 @@ fn spec(name: &str, mode: CertificateMode) -> DeviceSpec {
         parameters: seed_params(name),
         mode,
         csr_key: KeyAlgorithm::P256,
+        protocol: fleetstorm::device::Protocol::Mqtt311,
+        payload: fleetstorm::device::Format::Json,
         timeouts: Timeouts::default(),
         classify: Default::default(),
         after: Default::default(),

@@ -106,6 +106,8 @@ async fn parameter_overrides_show_in_the_registered_thing() {
         .into(),
         mode: fleetstorm::device::CertificateMode::Csr,
         csr_key: fleetstorm::pki::KeyAlgorithm::P256,
+        protocol: fleetstorm::device::Protocol::Mqtt311,
+        payload: fleetstorm::device::Format::Json,
         timeouts: Default::default(),
         classify: Default::default(),
         after: Default::default(),

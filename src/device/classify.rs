@@ -14,9 +14,16 @@ pub enum FailureReason {
     TlsHandshake(Stage, String),
     ConnectionRefused(Stage),
     ConnectionReset(Stage),
-    /// CONNACK with a non-zero return code.
+    /// CONNACK with a non-zero return code (MQTT 3.1.1; labelled in decimal).
     ConnackRefused(Stage, u8),
+    /// MQTT 5 CONNACK with a reason code of 0x80 or more (labelled in hex, as AWS documents them).
+    ConnackReason(Stage, u8),
+    /// SUBACK with a failure return code (MQTT 3.1.1: 0x80, which carries no reason).
     SubscribeRefused,
+    /// MQTT 5 SUBACK with a failure reason code.
+    SubscribeReason(u8),
+    /// MQTT 5 PUBACK with a failure reason code (a QoS 1 publish the endpoint refused).
+    PubackRefused(Stage, u8),
     /// `…/rejected` with statusCode and errorCode.
     Rejected(Stage, u16, String),
     Throttled(Stage),
@@ -25,6 +32,10 @@ pub enum FailureReason {
     HookDenied(HookCause),
     Timeout(Stage),
     Disconnected(Stage),
+    /// MQTT 5: the endpoint sent DISCONNECT with this reason code, then closed.
+    DisconnectedBy(Stage, u8),
+    /// The endpoint's host name did not resolve.
+    Dns(Stage),
     MalformedResponse(Stage),
     /// A local problem (e.g. key generation) rather than the endpoint's.
     Local(Stage),
@@ -41,7 +52,12 @@ impl FailureReason {
             FailureReason::ConnectionRefused(s) => format!("connection_refused.{}", s.as_str()),
             FailureReason::ConnectionReset(s) => format!("connection_reset.{}", s.as_str()),
             FailureReason::ConnackRefused(s, c) => format!("connack_refused.{}.{c}", s.as_str()),
+            FailureReason::ConnackReason(s, c) => {
+                format!("connack_refused.{}.{c:#04x}", s.as_str())
+            }
             FailureReason::SubscribeRefused => "subscribe_refused".into(),
+            FailureReason::SubscribeReason(c) => format!("subscribe_refused.{c:#04x}"),
+            FailureReason::PubackRefused(s, c) => format!("puback_refused.{}.{c:#04x}", s.as_str()),
             FailureReason::Rejected(s, status, code) => {
                 format!("rejected.{}.{status}.{code}", s.as_str())
             }
@@ -52,6 +68,10 @@ impl FailureReason {
             FailureReason::HookDenied(HookCause::Timeout) => "hook_denied.timeout".into(),
             FailureReason::Timeout(s) => format!("timeout.{}", s.as_str()),
             FailureReason::Disconnected(s) => format!("disconnected.{}", s.as_str()),
+            FailureReason::DisconnectedBy(s, c) => {
+                format!("disconnected.{}.{c:#04x}", s.as_str())
+            }
+            FailureReason::Dns(s) => format!("dns.{}", s.as_str()),
             FailureReason::MalformedResponse(s) => format!("malformed_response.{}", s.as_str()),
             FailureReason::Local(s) => format!("local_error.{}", s.as_str()),
             FailureReason::Aborted => "aborted".into(),
@@ -64,20 +84,26 @@ impl FailureReason {
             FailureReason::TlsHandshake(..) => "tls_handshake",
             FailureReason::ConnectionRefused(_) => "connection_refused",
             FailureReason::ConnectionReset(_) => "connection_reset",
-            FailureReason::ConnackRefused(..) => "connack_refused",
-            FailureReason::SubscribeRefused => "subscribe_refused",
+            FailureReason::ConnackRefused(..) | FailureReason::ConnackReason(..) => {
+                "connack_refused"
+            }
+            FailureReason::SubscribeRefused | FailureReason::SubscribeReason(_) => {
+                "subscribe_refused"
+            }
+            FailureReason::PubackRefused(..) => "puback_refused",
             FailureReason::Rejected(..) => "rejected",
             FailureReason::Throttled(_) => "throttled",
             FailureReason::HookDenied(_) => "hook_denied",
             FailureReason::Timeout(_) => "timeout",
-            FailureReason::Disconnected(_) => "disconnected",
+            FailureReason::Disconnected(_) | FailureReason::DisconnectedBy(..) => "disconnected",
+            FailureReason::Dns(_) => "dns",
             FailureReason::MalformedResponse(_) => "malformed_response",
             FailureReason::Local(_) => "local_error",
             FailureReason::Aborted => "aborted",
         }
     }
 
-    pub const CLASSES: [&'static str; 13] = [
+    pub const CLASSES: [&'static str; 15] = [
         "tls_handshake",
         "connection_refused",
         "connection_reset",
@@ -91,6 +117,8 @@ impl FailureReason {
         "malformed_response",
         "local_error",
         "aborted",
+        "puback_refused",
+        "dns",
     ];
 }
 

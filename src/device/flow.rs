@@ -5,11 +5,11 @@ use std::io::Write as _;
 use std::mem;
 use std::time::Instant;
 
-use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use serde::de::DeserializeOwned;
 
 use super::classify::{self, Failure, FailureReason};
-use super::{AfterAction, CertificateMode, DeviceReport, DeviceSpec, Provisioned};
+use super::codec::{reason_name, return_code_name};
+use super::{AfterAction, CertificateMode, DeviceReport, DeviceSpec, Protocol, Provisioned};
 use crate::protocol::{
     CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,
     CreateKeysAndCertificateResponse, ErrorResponse, Format, RegisterThingRequest,
@@ -66,12 +66,14 @@ pub enum Action<'a> {
     Failed,
 }
 
-/// What happened.
+/// What happened, in terms common to MQTT 3.1.1 and 5 (codes are read as the spec's
+/// `protocol` defines them).
 #[derive(Debug)]
 pub enum Event {
-    ConnAck(ConnectReturnCode),
-    /// The SUBACK's return codes.
-    SubAck(Vec<SubscribeReasonCode>),
+    /// The CONNACK's code: 0 accepted, otherwise the 3.1.1 return code or MQTT 5 reason code.
+    ConnAck(u8),
+    /// A SUBACK: its first failure code (3.1.1: 0x80; MQTT 5: a reason code ≥ 0x80), if any.
+    SubAck { refused: Option<u8> },
     /// A response PUBLISH: on the rejected topic or not, and its payload.
     Response {
         rejected: bool,
@@ -81,7 +83,8 @@ pub enum Event {
     Adopted,
     /// The new identity cannot be used (the detail says why).
     Unusable(String),
-    PubAck,
+    /// A PUBACK: its reason code (always 0 in 3.1.1; MQTT 5 refuses with ≥ 0x80).
+    PubAck(u8),
     /// An [`Action::Idle`] ran to its end.
     Elapsed,
     /// The awaited answer did not come by the action's deadline.
@@ -148,12 +151,13 @@ pub struct Flow<'a> {
 impl<'a> Flow<'a> {
     /// A flow for `spec`; `csr` is the device's key and CSR in CSR mode.
     pub fn new(spec: &'a DeviceSpec, csr: Option<Csr>, now: Instant) -> Flow<'a> {
+        let format = spec.payload;
         let create = match spec.mode {
-            CertificateMode::Keys => RequestTopic::create_keys(Format::Json),
-            CertificateMode::Csr => RequestTopic::create_from_csr(Format::Json),
+            CertificateMode::Keys => RequestTopic::create_keys(format),
+            CertificateMode::Csr => RequestTopic::create_from_csr(format),
         }
         .topic();
-        let register = RequestTopic::register_thing(&spec.template, Format::Json).topic();
+        let register = RequestTopic::register_thing(&spec.template, format).topic();
         let topics = [
             format!("{create}/accepted"),
             format!("{create}/rejected"),
@@ -279,27 +283,37 @@ impl<'a> Flow<'a> {
             }
             (_, Event::Timeout) => return Err(self.timeout(stage)),
             (State::ConnectClaim, Event::ConnAck(code)) => {
-                accepted(stage, code)?;
+                accepted(stage, self.spec.protocol, code)?;
                 self.finish(now);
                 self.enter(State::Subscribe, now, self.spec.timeouts.subscribe);
             }
-            (State::Subscribe, Event::SubAck(codes)) => {
-                if codes.contains(&SubscribeReasonCode::Failure) {
-                    return Err(Failure::new(
-                        FailureReason::SubscribeRefused,
-                        "SUBACK failure",
-                    ));
+            (State::Subscribe, Event::SubAck { refused }) => {
+                if let Some(code) = refused {
+                    return Err(match self.spec.protocol {
+                        Protocol::Mqtt311 => {
+                            Failure::new(FailureReason::SubscribeRefused, "SUBACK failure")
+                        }
+                        Protocol::Mqtt5 => Failure::new(
+                            FailureReason::SubscribeReason(code),
+                            format!("SUBACK {code:#04x} {}", reason_name(code)),
+                        ),
+                    });
                 }
                 self.finish(now);
                 self.payload.clear();
+                let format = self.spec.payload;
                 match &mut self.csr {
                     Some(csr) => {
                         let request = CreateCertificateFromCsrRequest {
                             certificate_signing_request: mem::take(&mut csr.csr_pem),
                         };
-                        serialize(&mut self.payload, &request);
+                        serialize(format, &mut self.payload, &request);
                     }
-                    None => self.payload.extend_from_slice(b"{}"),
+                    // An empty object: `{}`, or CBOR's empty map.
+                    None => self.payload.extend_from_slice(match format {
+                        Format::Json => b"{}",
+                        Format::Cbor => &[0xA0],
+                    }),
                 }
                 let timeout = self.spec.timeouts.create_certificate;
                 self.enter(State::CreateCertificate, now, timeout);
@@ -330,7 +344,7 @@ impl<'a> Flow<'a> {
                     parameters: Some(self.spec.parameters.clone()),
                 };
                 self.payload.clear();
-                serialize(&mut self.payload, &request);
+                serialize(self.spec.payload, &mut self.payload, &request);
                 let timeout = self.spec.timeouts.register_thing;
                 self.enter(State::RegisterThing, now, timeout);
             }
@@ -359,7 +373,7 @@ impl<'a> Flow<'a> {
                 ));
             }
             (State::ConnectDevice, Event::ConnAck(code)) => {
-                accepted(stage, code)?;
+                accepted(stage, self.spec.protocol, code)?;
                 self.finish(now);
                 self.provisioned_at = Some(now);
                 let after = &self.spec.after;
@@ -379,7 +393,13 @@ impl<'a> Flow<'a> {
                 }
             }
             (State::Stay, Event::Elapsed) => self.state = State::Done,
-            (State::Telemetry, Event::PubAck) => {
+            (State::Telemetry, Event::PubAck(reason)) => {
+                if reason >= 0x80 {
+                    return Err(Failure::new(
+                        FailureReason::PubackRefused(stage, reason),
+                        format!("PUBACK {reason:#04x} {}", reason_name(reason)),
+                    ));
+                }
                 let due = self.telemetry_due;
                 let acked = StageTime::scheduled(Stage::Telemetry, due, self.started, now);
                 self.stages.push(acked);
@@ -451,14 +471,22 @@ impl<'a> Flow<'a> {
     }
 }
 
-fn accepted(stage: Stage, code: ConnectReturnCode) -> Result<(), Failure> {
-    if code == ConnectReturnCode::Success {
+/// A CONNACK code: 0 accepted; otherwise a 3.1.1 return code (labelled in decimal, as before
+/// MQTT 5) or an MQTT 5 reason code (labelled in hex, as AWS and the spec write them).
+fn accepted(stage: Stage, protocol: Protocol, code: u8) -> Result<(), Failure> {
+    if code == 0 {
         return Ok(());
     }
-    Err(Failure::new(
-        FailureReason::ConnackRefused(stage, code as u8),
-        format!("CONNACK {code:?}"),
-    ))
+    Err(match protocol {
+        Protocol::Mqtt311 => Failure::new(
+            FailureReason::ConnackRefused(stage, code),
+            format!("CONNACK {}", return_code_name(code)),
+        ),
+        Protocol::Mqtt5 => Failure::new(
+            FailureReason::ConnackReason(stage, code),
+            format!("CONNACK {code:#04x} {}", reason_name(code)),
+        ),
+    })
 }
 
 /// An accepted response's body, or the failure a rejected one describes.
@@ -469,20 +497,26 @@ fn response<T: DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, Failure> {
     if rejected {
-        let error: ErrorResponse = decode(body, stage)?;
+        let error: ErrorResponse = decode(spec.payload, body, stage)?;
         return Err(classify::rejection(stage, error, &spec.classify));
     }
-    decode(body, stage)
+    decode(spec.payload, body, stage)
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8], stage: Stage) -> Result<T, Failure> {
-    serde_json::from_slice(body)
-        .map_err(|e| Failure::new(FailureReason::MalformedResponse(stage), e.to_string()))
+fn decode<T: DeserializeOwned>(format: Format, body: &[u8], stage: Stage) -> Result<T, Failure> {
+    format
+        .decode(body)
+        .map_err(|e| Failure::new(FailureReason::MalformedResponse(stage), e))
 }
 
-/// Request bodies are plain structs of strings: serializing them cannot fail.
-fn serialize(buf: &mut Vec<u8>, value: &impl serde::Serialize) {
-    if serde_json::to_writer(&mut *buf, value).is_err() {
+/// Request bodies are plain structs of strings: serializing them cannot fail. Written into the
+/// flow's reused buffer.
+fn serialize(format: Format, buf: &mut Vec<u8>, value: &impl serde::Serialize) {
+    let written = match format {
+        Format::Json => serde_json::to_writer(&mut *buf, value).is_ok(),
+        Format::Cbor => ciborium::into_writer(value, &mut *buf).is_ok(),
+    };
+    if !written {
         buf.clear();
     }
 }

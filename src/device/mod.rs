@@ -1,25 +1,27 @@
 //! One virtual device: the provisioning flow ([`flow`], a sans-IO state machine) driven over
-//! MQTT 3.1.1 + rustls (a lean client on rumqttc's codec, see `lean`), timed per stage, with
-//! every failure classified into [`FailureReason`].
+//! MQTT 3.1.1 or 5 + rustls (a lean client on rumqttc's codecs, see `lean` and `codec`), timed
+//! per stage, with every failure classified into [`FailureReason`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::ConnectReturnCode;
 use serde::Serialize;
 
 use crate::pki::{self, KeyAlgorithm};
 
 mod classify;
+mod codec;
 pub mod flow;
 mod lean;
 mod rules;
 mod tls;
 
+pub use crate::protocol::Format;
 pub use crate::stage::{Stage, StageTime};
 pub use classify::{Failure, FailureReason, HookCause};
+use codec::Codec;
 use flow::{Action, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
 pub use rules::{Class, Classify, Rules};
@@ -30,6 +32,25 @@ pub use tls::DeviceTls;
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
+}
+
+/// The MQTT version devices speak (`[devices] protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "mqtt311")]
+    Mqtt311,
+    #[serde(rename = "mqtt5")]
+    Mqtt5,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Mqtt311 => "mqtt311",
+            Protocol::Mqtt5 => "mqtt5",
+        }
+    }
 }
 
 /// How a device gets its certificate.
@@ -146,6 +167,10 @@ pub struct DeviceSpec {
     pub parameters: BTreeMap<String, String>,
     pub mode: CertificateMode,
     pub csr_key: KeyAlgorithm,
+    /// The MQTT version of both connections.
+    pub protocol: Protocol,
+    /// The provisioning API's payload format (`…/json` or `…/cbor` topics).
+    pub payload: Format,
     pub timeouts: Timeouts,
     pub after: After,
     /// Which rejection codes are throttled / hook denied (`[target.classify]`), shared.
@@ -176,7 +201,23 @@ pub struct DeviceReport {
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Run the full flow once: this task does the I/O (sockets, TLS, timers) and [`Flow`] decides.
-pub async fn provision(
+pub fn provision<'a>(
+    endpoint: &'a Endpoint,
+    tls: &'a DeviceTls,
+    spec: &'a DeviceSpec,
+    handles: &'a Handles,
+) -> impl Future<Output = DeviceReport> + Send + 'a {
+    use futures_util::future::Either;
+    // The version is picked once per flow; each is its own monomorphic code (no box, no
+    // dynamic dispatch per packet), and the future is the bigger of the two, not a wrapper
+    // holding either: a 3.1.1 device costs what it cost before MQTT 5.
+    match spec.protocol {
+        Protocol::Mqtt311 => Either::Left(run::<codec::V311>(endpoint, tls, spec, handles)),
+        Protocol::Mqtt5 => Either::Right(run::<codec::V5>(endpoint, tls, spec, handles)),
+    }
+}
+
+async fn run<P: Codec>(
     endpoint: &Endpoint,
     tls: &DeviceTls,
     spec: &DeviceSpec,
@@ -194,7 +235,7 @@ pub async fn provision(
     };
     let mut flow = Flow::new(spec, csr, Instant::now());
     let mut created = CreatedReporter::new(handles.created.as_ref(), handles.attempt.max(1));
-    let mut session: Option<Session> = None;
+    let mut session: Option<Session<P>> = None;
     let mut own = None;
     let mut _connected = None;
     loop {
@@ -212,7 +253,7 @@ pub async fn provision(
                 match config {
                     None => lost(stage, "no identity to connect with"),
                     Some(config) => {
-                        let connect = Session::connect(
+                        let connect = Session::<P>::connect(
                             endpoint, client_id, config, stage, deadline, KEEP_ALIVE,
                         );
                         match Box::pin(connect).await {
@@ -221,7 +262,7 @@ pub async fn provision(
                                 if identity == Identity::Own {
                                     _connected = Some(ConnectedGuard::new(&handles.connected));
                                 }
-                                Event::ConnAck(ConnectReturnCode::Success)
+                                Event::ConnAck(0)
                             }
                             Ok(Connected::Refused(code)) => Event::ConnAck(code),
                             Ok(Connected::TimedOut) => Event::Timeout,
@@ -267,8 +308,8 @@ pub async fn provision(
 }
 
 /// One MQTT exchange on a connected session.
-async fn exchange_on(
-    session: &mut Session,
+async fn exchange_on<P: Codec>(
+    session: &mut Session<P>,
     action: Action<'_>,
     stage: Stage,
     release: &tokio_util::sync::CancellationToken,
@@ -278,7 +319,7 @@ async fn exchange_on(
             .subscribe(&filters, deadline, stage)
             .await
             .map(|ack| match ack {
-                Some(codes) => Event::SubAck(codes),
+                Some(refused) => Event::SubAck { refused },
                 None => Event::Timeout,
             }),
         Action::Request {
@@ -303,7 +344,7 @@ async fn exchange_on(
             deadline,
         } => tokio::select! {
             r = session.publish_acked(topic, payload, deadline, stage) => {
-                r.map(|acked| if acked { Event::PubAck } else { Event::Timeout })
+                r.map(|ack| ack.map_or(Event::Timeout, Event::PubAck))
             }
             _ = release.cancelled() => Ok(Event::Released),
         },
@@ -407,7 +448,6 @@ impl<'a> CreatedReporter<'a> {
 #[cfg(test)]
 mod created_tests {
     use super::*;
-    use rumqttc::{ConnectReturnCode, QoS, SubscribeReasonCode};
 
     fn response(rejected: bool, body: &str) -> Event {
         Event::Response {
@@ -416,24 +456,31 @@ mod created_tests {
         }
     }
 
-    /// `register`: RegisterThing's answer (rejected or accepted).
-    fn reported(register: Event) -> Vec<Created> {
-        let spec = DeviceSpec {
-            client_id: "dev-7".into(),
+    /// A keys-mode 3.1.1/JSON device with template `Tpl` and no parameters.
+    pub(super) fn keys_spec(client_id: &str) -> DeviceSpec {
+        DeviceSpec {
+            client_id: client_id.into(),
             template: "Tpl".into(),
             parameters: BTreeMap::new(),
             mode: CertificateMode::Keys,
             csr_key: KeyAlgorithm::P256,
+            protocol: Protocol::Mqtt311,
+            payload: Format::Json,
             timeouts: Timeouts::default(),
             after: After::default(),
             classify: Default::default(),
-        };
+        }
+    }
+
+    /// `register`: RegisterThing's answer (rejected or accepted).
+    fn reported(register: Event) -> Vec<Created> {
+        let spec = keys_spec("dev-7");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut reporter = CreatedReporter::new(Some(&tx), 3);
         let mut flow = Flow::new(&spec, None, Instant::now());
         for event in [
-            Event::ConnAck(ConnectReturnCode::Success),
-            Event::SubAck(vec![SubscribeReasonCode::Success(QoS::AtLeastOnce); 4]),
+            Event::ConnAck(0),
+            Event::SubAck { refused: None },
             response(
                 false,
                 r#"{"certificateId":"c1","certificatePem":"P","privateKey":"K","certificateOwnershipToken":"t"}"#,
@@ -471,5 +518,31 @@ mod created_tests {
         let things: Vec<_> = sent.iter().map(|c| c.thing_name.as_str()).collect();
         assert_eq!(things, ["", "thing-7"], "{sent:?}");
         assert!(sent.iter().all(|c| c.certificate_id == "c1"));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// A device's future is most of what an idle connected device costs: MQTT 5 must not make
+    /// it bigger, for either version (the dispatch adds one tag, no wrapper state).
+    #[test]
+    fn an_mqtt5_flow_costs_no_more_memory_than_a_311_one() {
+        let spec = created_tests::keys_spec("x");
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (p, _) = pki::Pki::init(dir.path(), &[], KeyAlgorithm::P256).unwrap();
+        let tls =
+            DeviceTls::new(&p.root_ca_pem, &p.claim_cert_pem, &p.claim_key_pem, false).unwrap();
+        let h = Handles::default();
+        let v311 = std::mem::size_of_val(&run::<codec::V311>(&endpoint, &tls, &spec, &h));
+        let v5 = std::mem::size_of_val(&run::<codec::V5>(&endpoint, &tls, &spec, &h));
+        let either = std::mem::size_of_val(&provision(&endpoint, &tls, &spec, &h));
+        assert!(v5 <= v311, "MQTT 5 {v5} bytes, 3.1.1 {v311}");
+        assert!(either <= v311 + 8, "provision {either} bytes, 3.1.1 {v311}");
     }
 }

@@ -74,6 +74,8 @@ impl Launcher {
             parameters: Default::default(),
             mode: devices.certificate,
             csr_key: devices.csr_key,
+            protocol: devices.protocol,
+            payload: devices.payload,
             timeouts: devices.timeouts.into(),
             classify: Arc::new(
                 scenario

@@ -155,6 +155,12 @@ pub struct Devices {
     /// Key type of device-generated keys in `csr` mode.
     #[serde(default)]
     pub csr_key: KeyAlgorithm,
+    /// MQTT version: `mqtt311` (default) or `mqtt5`.
+    #[serde(default)]
+    pub protocol: crate::device::Protocol,
+    /// Provisioning API payloads: `json` (default) or `cbor` (the `…/cbor` topics).
+    #[serde(default)]
+    pub payload: crate::protocol::Format,
     #[serde(default)]
     pub timeouts: TimeoutSettings,
     #[serde(default)]

@@ -18,6 +18,8 @@ fn spec(mode: CertificateMode, action: AfterAction) -> DeviceSpec {
         parameters: BTreeMap::from([("SerialNumber".to_string(), "42".to_string())]),
         mode,
         csr_key: KeyAlgorithm::P256,
+        protocol: Protocol::Mqtt311,
+        payload: Format::Json,
         timeouts: Timeouts::default(),
         classify: Default::default(),
         after: After {
@@ -81,14 +83,11 @@ fn drive(s: &DeviceSpec, csr: Option<Csr>, events: Vec<Event>) -> (Flow<'_>, Ins
 }
 
 fn ok() -> Event {
-    Event::ConnAck(ConnectReturnCode::Success)
+    Event::ConnAck(0)
 }
 
 fn suback() -> Event {
-    Event::SubAck(vec![
-        SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce);
-        4
-    ])
+    Event::SubAck { refused: None }
 }
 
 /// The events that take a keys-mode flow to the connect with its own identity.
@@ -156,10 +155,8 @@ fn an_accepted_claim_connack_should_subscribe_to_both_apis_responses() {
 fn a_refused_claim_connack_should_fail_with_its_return_code() {
     let s = keys();
     let mut flow = Flow::new(&s, None, Instant::now());
-    flow.handle(
-        Instant::now(),
-        Event::ConnAck(ConnectReturnCode::NotAuthorized),
-    );
+    // MQTT 3.1.1's return code 5, not authorized.
+    flow.handle(Instant::now(), Event::ConnAck(5));
     let f = assert_failed(flow, "connack_refused.connect_claim.5");
     assert_eq!(f.detail, "CONNACK NotAuthorized");
 }
@@ -205,9 +202,11 @@ fn a_refused_suback_should_fail_as_subscribe_refused() {
     let s = keys();
     let t0 = Instant::now();
     let mut flow = Flow::new(&s, None, t0);
-    let mut codes = vec![SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce); 4];
-    codes[2] = SubscribeReasonCode::Failure;
-    feed(&mut flow, t0, vec![ok(), Event::SubAck(codes)]);
+    // MQTT 3.1.1's one failure return code.
+    let refused = Event::SubAck {
+        refused: Some(0x80),
+    };
+    feed(&mut flow, t0, vec![ok(), refused]);
     assert_failed(flow, "subscribe_refused");
 }
 
@@ -494,7 +493,8 @@ fn an_accepted_device_connack_should_finish_with_five_timed_stages() {
 fn a_refused_device_connack_should_fail_connect_device() {
     let s = keys();
     let mut events = to_own_connect();
-    events.push(Event::ConnAck(ConnectReturnCode::BadClientId));
+    // MQTT 3.1.1's return code 2, identifier rejected.
+    events.push(Event::ConnAck(2));
     let (flow, _) = drive(&s, None, events);
     assert_failed(flow, "connack_refused.connect_device.2");
 }
@@ -584,7 +584,7 @@ fn telemetry_should_publish_every_interval_until_its_duration_ends() {
         assert_eq!(deadline, now + s.timeouts.connect);
         let sent = now;
         now += 2 * MS;
-        let Action::Idle { until } = flow.handle(now, Event::PubAck) else {
+        let Action::Idle { until } = flow.handle(now, Event::PubAck(0)) else {
             panic!("no idle after a PUBACK");
         };
         assert_eq!(
@@ -621,7 +621,7 @@ fn a_telemetry_puback_timeout_should_fail_as_timeout_telemetry() {
 #[test]
 fn an_event_out_of_order_should_fail_locally_instead_of_panicking() {
     let s = keys();
-    let (flow, _) = drive(&s, None, vec![ok(), Event::PubAck]);
+    let (flow, _) = drive(&s, None, vec![ok(), Event::PubAck(0)]);
     assert_failed(flow, "local_error.subscribe");
 }
 
@@ -642,18 +642,18 @@ fn each_telemetry_publish_is_timed_from_its_own_due_time_and_a_late_one_counts_i
     let start = feed(&mut flow, t0, events);
     // 250 ms at 100 ms: due at 0, 100 and 200 ms. The first PUBACK takes 150 ms, so the second
     // publish (due at 100 ms) goes at once, and the third is still due at 200 ms.
-    let Action::Idle { until } = flow.handle(start + 150 * MS, Event::PubAck) else {
+    let Action::Idle { until } = flow.handle(start + 150 * MS, Event::PubAck(0)) else {
         panic!("no idle after a PUBACK");
     };
     assert_eq!(until, start + 100 * MS);
     let second = flow.handle(start + 150 * MS, Event::Elapsed);
     assert!(matches!(second, Action::Publish { .. }), "{second:?}");
-    let Action::Idle { until } = flow.handle(start + 152 * MS, Event::PubAck) else {
+    let Action::Idle { until } = flow.handle(start + 152 * MS, Event::PubAck(0)) else {
         panic!("no idle after a PUBACK");
     };
     assert_eq!(until, start + 200 * MS);
     flow.handle(until, Event::Elapsed);
-    flow.handle(until + 2 * MS, Event::PubAck);
+    flow.handle(until + 2 * MS, Event::PubAck(0));
     flow.handle(start + 250 * MS, Event::Elapsed);
     assert_eq!(flow.action(), Action::Done);
     let report = flow.into_report();
@@ -674,4 +674,181 @@ fn each_telemetry_publish_is_timed_from_its_own_due_time_and_a_late_one_counts_i
     let h = &set.stages[crate::metrics::stage_index(Stage::Telemetry)].latency;
     let max = crate::metrics::Percentiles::of(h).max_ms;
     assert!((max - 150.0).abs() < 0.2, "{max}");
+}
+
+fn mqtt5(mut s: DeviceSpec) -> DeviceSpec {
+    s.protocol = Protocol::Mqtt5;
+    s
+}
+
+#[test]
+fn an_mqtt5_claim_connack_refusal_should_be_labelled_with_its_hex_reason_code() {
+    let s = mqtt5(keys());
+    let mut flow = Flow::new(&s, None, Instant::now());
+    flow.handle(Instant::now(), Event::ConnAck(0x87));
+    let f = assert_failed(flow, "connack_refused.connect_claim.0x87");
+    assert_eq!(
+        f.reason,
+        FailureReason::ConnackReason(Stage::ConnectClaim, 0x87)
+    );
+    assert_eq!(f.detail, "CONNACK 0x87 Not authorized");
+    assert_eq!(f.reason.class(), "connack_refused");
+}
+
+#[test]
+fn an_mqtt5_device_connack_refusal_should_be_labelled_with_its_hex_reason_code() {
+    let s = mqtt5(keys());
+    let mut events = to_own_connect();
+    events.push(Event::ConnAck(0x9F));
+    let (flow, _) = drive(&s, None, events);
+    let f = assert_failed(flow, "connack_refused.connect_device.0x9f");
+    assert_eq!(f.detail, "CONNACK 0x9f Connection rate exceeded");
+}
+
+#[test]
+fn an_mqtt5_suback_failure_should_be_labelled_with_its_reason_code() {
+    let s = mqtt5(keys());
+    let refused = Event::SubAck {
+        refused: Some(0x87),
+    };
+    let (flow, _) = drive(&s, None, vec![ok(), refused]);
+    let f = assert_failed(flow, "subscribe_refused.0x87");
+    assert_eq!(f.reason.class(), "subscribe_refused");
+}
+
+#[test]
+fn an_mqtt5_flow_should_run_to_the_end_on_the_same_events() {
+    let s = mqtt5(keys());
+    let mut events = to_own_connect();
+    events.push(ok());
+    let (flow, _) = drive(&s, None, events);
+    assert_eq!(flow.action(), Action::Done);
+    assert_eq!(flow.into_report().outcome.unwrap().thing_name, "thing-1");
+}
+
+#[test]
+fn a_refused_telemetry_puback_should_fail_with_its_reason_code() {
+    let s = mqtt5(spec(CertificateMode::Keys, AfterAction::Telemetry));
+    let mut events = to_own_connect();
+    events.extend([
+        ok(),
+        Event::PubAck(0x10),
+        Event::Elapsed,
+        Event::PubAck(0x87),
+    ]);
+    let (flow, _) = drive(&s, None, events);
+    // 0x10 (no matching subscribers) is a success: the first publish is timed.
+    let f = assert_failed(flow, "puback_refused.telemetry.0x87");
+    assert_eq!(f.detail, "PUBACK 0x87 Not authorized");
+    assert_eq!(f.reason.class(), "puback_refused");
+}
+
+#[test]
+fn an_mqtt5_disconnect_should_fail_with_the_drivers_reason_code_label() {
+    let s = mqtt5(keys());
+    let quota = Failure::new(
+        FailureReason::DisconnectedBy(Stage::Subscribe, 0x97),
+        "DISCONNECT 0x97 Quota exceeded",
+    );
+    let (flow, _) = drive(&s, None, vec![ok(), Event::Lost(quota)]);
+    let f = assert_failed(flow, "disconnected.subscribe.0x97");
+    assert_eq!(f.reason.class(), "disconnected");
+}
+
+fn cbor(value: &serde_json::Value) -> Event {
+    let mut body = Vec::new();
+    ciborium::into_writer(value, &mut body).unwrap();
+    Event::Response {
+        rejected: false,
+        payload: Bytes::from(body),
+    }
+}
+
+fn cbor_spec(mode: CertificateMode) -> DeviceSpec {
+    let mut s = spec(mode, AfterAction::Disconnect);
+    s.payload = Format::Cbor;
+    s
+}
+
+#[test]
+fn cbor_keys_requests_should_go_to_the_cbor_topics_with_an_empty_cbor_map() {
+    let s = cbor_spec(CertificateMode::Keys);
+    let (flow, _) = drive(&s, None, vec![ok()]);
+    let Action::Subscribe { filters, .. } = flow.action() else {
+        panic!("{:?}", flow.action());
+    };
+    assert_eq!(
+        filters,
+        [
+            "$aws/certificates/create/cbor/accepted",
+            "$aws/certificates/create/cbor/rejected",
+            "$aws/provisioning-templates/Tpl/provision/cbor/accepted",
+            "$aws/provisioning-templates/Tpl/provision/cbor/rejected",
+        ]
+    );
+    let (flow, _) = drive(&s, None, vec![ok(), suback()]);
+    let Action::Request {
+        topic,
+        payload,
+        responses,
+        ..
+    } = flow.action()
+    else {
+        panic!("{:?}", flow.action());
+    };
+    assert_eq!(topic, "$aws/certificates/create/cbor");
+    assert_eq!(payload, [0xA0]);
+    assert_eq!(responses[0], "$aws/certificates/create/cbor/accepted");
+}
+
+#[test]
+fn a_cbor_flow_should_encode_requests_and_decode_responses_in_cbor() {
+    let s = cbor_spec(CertificateMode::Csr);
+    let t0 = Instant::now();
+    let mut flow = Flow::new(&s, csr(), t0);
+    let now = feed(&mut flow, t0, vec![ok(), suback()]);
+    let Action::Request { topic, payload, .. } = flow.action() else {
+        panic!("{:?}", flow.action());
+    };
+    assert_eq!(topic, "$aws/certificates/create-from-csr/cbor");
+    let body: serde_json::Value = ciborium::from_reader(payload).unwrap();
+    assert_eq!(body["certificateSigningRequest"], "THE CSR");
+    let created = cbor(&serde_json::json!({
+        "certificateId": "c2", "certificatePem": "CERT2", "certificateOwnershipToken": "tok2"
+    }));
+    let now = feed(&mut flow, now, vec![created]);
+    let Action::Request { topic, payload, .. } = flow.action() else {
+        panic!("{:?}", flow.action());
+    };
+    assert_eq!(topic, "$aws/provisioning-templates/Tpl/provision/cbor");
+    let body: serde_json::Value = ciborium::from_reader(payload).unwrap();
+    assert_eq!(body["certificateOwnershipToken"], "tok2");
+    assert_eq!(body["parameters"]["SerialNumber"], "42");
+    let registered = cbor(&serde_json::json!({
+        "thingName": "thing-1", "deviceConfiguration": {"k": "v"}
+    }));
+    feed(&mut flow, now, vec![registered, Event::Adopted, ok()]);
+    let p = flow.into_report().outcome.unwrap();
+    assert_eq!(
+        (p.thing_name.as_str(), p.certificate_id.as_str()),
+        ("thing-1", "c2")
+    );
+    assert_eq!(p.device_configuration["k"], "v");
+}
+
+#[test]
+fn a_cbor_rejection_should_be_classified_like_a_json_one() {
+    let s = cbor_spec(CertificateMode::Keys);
+    let mut body = Vec::new();
+    let error = crate::protocol::ErrorResponse::new(429, "ThrottlingException", "slow");
+    ciborium::into_writer(&error, &mut body).unwrap();
+    let rejected = Event::Response {
+        rejected: true,
+        payload: Bytes::from(body),
+    };
+    let (flow, _) = drive(&s, None, vec![ok(), suback(), rejected]);
+    assert_failed(flow, "throttled.create_certificate");
+    // JSON on a CBOR topic is malformed.
+    let (flow, _) = drive(&s, None, vec![ok(), suback(), accepted(KEYS_ACCEPTED)]);
+    assert_failed(flow, "malformed_response.create_certificate");
 }

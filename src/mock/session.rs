@@ -119,20 +119,7 @@ pub(super) async fn run(
         alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref().unwrap_or("-"),
         "TLS established"
     );
-    let (rd, wr) = tokio::io::split(tls);
-    let mut conn = Connection {
-        state: state.clone(),
-        rd,
-        wr,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: BytesMut::new(),
-        peer,
-        number,
-        next_pkid: 0,
-        subscriptions: Vec::new(),
-        publish_quota: state.quotas.publish_bucket(),
-        worker: None,
-    };
+    let mut conn = Connection::new(state.clone(), tls, peer, number);
     let close = conn.serve(cert_id, shutdown).await;
     match close {
         Close::Malformed | Close::ProtocolViolation => {
@@ -232,7 +219,40 @@ impl Client {
     }
 }
 
+/// A session over a stream that is already past its TLS handshake, as [`run`] serves it: the
+/// fuzz targets (`mock::fuzzing`) feed it bytes through an in-memory stream.
+pub(super) async fn serve_established<S: AsyncRead + AsyncWrite>(
+    state: Arc<State>,
+    stream: S,
+    cert_id: String,
+    shutdown: CancellationToken,
+) {
+    let number = state.next_connection.fetch_add(1, Ordering::Relaxed);
+    let peer = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let mut conn = Connection::new(state, stream, peer, number);
+    conn.serve(cert_id, shutdown).await;
+    let _ = conn.flush().await;
+}
+
 impl<S: AsyncRead + AsyncWrite> Connection<S> {
+    fn new(state: Arc<State>, stream: S, peer: SocketAddr, number: u64) -> Connection<S> {
+        let (rd, wr) = tokio::io::split(stream);
+        let publish_quota = state.quotas.publish_bucket();
+        Connection {
+            state,
+            rd,
+            wr,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::new(),
+            peer,
+            number,
+            next_pkid: 0,
+            subscriptions: Vec::new(),
+            publish_quota,
+            worker: None,
+        }
+    }
+
     async fn serve(&mut self, cert_id: String, shutdown: CancellationToken) -> Close {
         let connect_deadline = Instant::now() + self.state.settings.connect_timeout;
         let first = tokio::select! {

@@ -93,10 +93,13 @@ fn claim_certificate_id(handle: &MockHandle) -> String {
 
 /// One MQTT session on a fresh mock: `input[0]` chooses how, the rest is what the client sends
 /// after the TLS handshake. Bit 0 set: the harness sends a valid MQTT 3.1.1 CONNECT (client ID
-/// [`CLIENT_ID`]) before the rest; clear: the rest starts with the client's own CONNECT. Bit 1
-/// set: the client presents a certificate the mock never issued (the CONNECT is refused).
+/// [`CLIENT_ID`]) before the rest; clear: the rest starts with the client's own CONNECT.
+/// Bits 1-2, the certificate the client presents: 0 (or 3) the claim certificate, 1 one the mock
+/// never issued (the CONNECT is refused), 2 a device certificate whose policy allows everything
+/// (so any topic gets past authorization). Bits 3-7 are free (an MQTT 5 session, later).
 /// The client half-closes after its bytes, once the mock has had the chance to answer what it
-/// read; the session then ends as it would on a real connection. Returns what the mock sent.
+/// read; the session then ends as it would on a real connection. Everything the mock sent must
+/// be well-formed MQTT 3.1.1, starting with a CONNACK; it is returned.
 pub fn mqtt_session(input: &[u8]) -> Vec<u8> {
     let Some((&mode, rest)) = input.split_first() else {
         return Vec::new();
@@ -111,18 +114,50 @@ pub fn mqtt_session(input: &[u8]) -> Vec<u8> {
     bytes.put_slice(rest);
     block_on(async {
         let handle = start_mock().await;
-        let cert_id = if mode & 2 != 0 {
-            "0".repeat(64)
-        } else {
-            claim_certificate_id(&handle)
+        let cert_id = match (mode >> 1) & 3 {
+            1 => "0".repeat(64),
+            2 => add_device_certificate(&handle),
+            _ => claim_certificate_id(&handle),
         };
         let (client, server) = tokio::io::duplex(64 * 1024);
         let shutdown = CancellationToken::new();
         let serve = session::serve_established(handle.state.clone(), server, cert_id, shutdown);
         let ((), sent) = tokio::join!(serve, client_side(client, &bytes));
         handle.stop().await;
+        check_sent(&sent);
         sent
     })
+}
+
+/// Everything the mock sent parses as MQTT 3.1.1 packets, the first a CONNACK.
+fn check_sent(sent: &[u8]) {
+    let mut buf = BytesMut::from(sent);
+    let mut first = true;
+    while !buf.is_empty() {
+        match rumqttc::Packet::read(&mut buf, usize::MAX) {
+            Ok(packet) => assert!(
+                !first || matches!(packet, rumqttc::Packet::ConnAck(_)),
+                "the mock's first packet is {packet:?}"
+            ),
+            Err(e) => panic!("the mock sent a malformed packet ({e}): {sent:?}"),
+        }
+        first = false;
+    }
+}
+
+/// Registers an active device certificate whose one policy allows every action on every
+/// resource; returns its ID.
+fn add_device_certificate(handle: &MockHandle) -> String {
+    let id = "d".repeat(64);
+    let json = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+    });
+    let doc = super::PolicyDocument::parse(&json).expect("allow-all policy");
+    let registry = &handle.state.registry;
+    registry.add_policy("fuzz-allow-all", doc, json);
+    registry.add_certificate(&id, super::CertificateStatus::Active, &["fuzz-allow-all"]);
+    id
 }
 
 /// Writes `bytes`, lets the session and its provisioning worker answer what they read, then

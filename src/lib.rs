@@ -6,6 +6,8 @@ pub mod cli;
 pub mod compare;
 pub mod device;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod limits;
 pub mod live;

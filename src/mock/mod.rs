@@ -7,6 +7,8 @@
 
 pub mod control;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 mod http_hook;
 pub mod keypool;

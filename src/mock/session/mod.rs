@@ -191,21 +191,7 @@ pub(super) async fn run(
         alpn = session.alpn_protocol().map(String::from_utf8_lossy).as_deref().unwrap_or("-"),
         "TLS established"
     );
-    let (rd, wr) = tokio::io::split(tls);
-    let mut conn = Connection {
-        state: state.clone(),
-        rd,
-        wr,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: BytesMut::new(),
-        peer,
-        number,
-        proto: Proto::V4,
-        next_pkid: 0,
-        subscriptions: Vec::new(),
-        publish_quota: state.quotas.publish_bucket(),
-        worker: None,
-    };
+    let mut conn = Connection::new(state.clone(), tls, peer, number);
     let close = conn.serve(cert_id, shutdown).await;
     if close.is_protocol_error() {
         state.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +291,41 @@ impl Client {
     }
 }
 
+/// A session over a stream that is already past its TLS handshake, as [`run`] serves it: the
+/// fuzz targets (`mock::fuzzing`) feed it bytes through an in-memory stream.
+pub(super) async fn serve_established<S: AsyncRead + AsyncWrite>(
+    state: Arc<State>,
+    stream: S,
+    cert_id: String,
+    shutdown: CancellationToken,
+) {
+    let number = state.next_connection.fetch_add(1, Ordering::Relaxed);
+    let peer = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let mut conn = Connection::new(state, stream, peer, number);
+    conn.serve(cert_id, shutdown).await;
+    let _ = conn.flush().await;
+}
+
 impl<S: AsyncRead + AsyncWrite> Connection<S> {
+    fn new(state: Arc<State>, stream: S, peer: SocketAddr, number: u64) -> Connection<S> {
+        let (rd, wr) = tokio::io::split(stream);
+        let publish_quota = state.quotas.publish_bucket();
+        Connection {
+            state,
+            rd,
+            wr,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::new(),
+            peer,
+            number,
+            proto: Proto::V4,
+            next_pkid: 0,
+            subscriptions: Vec::new(),
+            publish_quota,
+            worker: None,
+        }
+    }
+
     async fn serve(&mut self, cert_id: String, shutdown: CancellationToken) -> Close {
         let connect_deadline = Instant::now() + self.state.settings.connect_timeout;
         let first = tokio::select! {
@@ -649,7 +669,7 @@ fn decode_connect(buf: &mut BytesMut, frame_length: usize) -> Result<Hello, Clos
 }
 
 /// Protocol level byte of a CONNECT frame (`None` if the frame is not a CONNECT or too short).
-fn connect_protocol_level(frame: &[u8]) -> Option<u8> {
+pub(super) fn connect_protocol_level(frame: &[u8]) -> Option<u8> {
     if frame.first()? >> 4 != 1 {
         return None;
     }

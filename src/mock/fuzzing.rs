@@ -72,6 +72,9 @@ async fn start_mock() -> MockHandle {
     };
     let mut config = MockConfig::new(pki(), settings).expect("mock configuration");
     config.control = None;
+    // The PKI's directory is gone (everything is in memory): no journal, no registry.json.
+    config.persist_registry = false;
+    config.write_registry = false;
     let listener = super::listen((std::net::Ipv4Addr::LOCALHOST, 0).into()).expect("listener");
     let handle = super::start(config, listener, CancellationToken::new())
         .await

@@ -132,8 +132,8 @@ pub fn mqtt_session(input: &[u8]) -> Vec<u8> {
             return Vec::new();
         }
     }
-    let v5 = session::connect_protocol_level(&bytes) == Some(5);
     bytes.put_slice(rest);
+    let v5 = session::connect_protocol_level(&bytes) == Some(5);
     block_on(async {
         let handle = start_mock().await;
         let cert_id = match (mode >> 1) & 3 {

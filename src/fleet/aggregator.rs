@@ -142,8 +142,11 @@ impl<'a> Aggregator<'a> {
         if options.progress && !last {
             eprintln!("{line}");
         }
-        if !last {
-            self.write_summary(stop)?;
+        // The interim summary is a courtesy to a run that gets killed: failing to write it (out
+        // of file descriptors at a peak, a full disk) is reported and the run goes on; the final
+        // summary's write still fails the run.
+        if !last && let Err(e) = self.write_summary(stop) {
+            tracing::warn!("interim summary not written: {e}");
         }
         Ok(())
     }

@@ -149,6 +149,11 @@ async fn a_chaotic_run_leaves_a_consistent_registry_and_counts_that_add_up() {
     let things = registry
         .things_page(&ThingFilter::default(), None, usize::MAX)
         .items;
+    let unnamed_failures = rows
+        .iter()
+        .filter(|r| r.outcome != "provisioned" && r.thing_name.is_empty())
+        .count();
+    let mut unnamed_things = 0;
     for thing in &things {
         let mut active_here = 0;
         for id in thing.certificates.iter() {
@@ -162,13 +167,23 @@ async fn a_chaotic_run_leaves_a_consistent_registry_and_counts_that_add_up() {
             assert_eq!(cert.things.iter().collect::<Vec<_>>(), [&*thing.thing_name]);
             active_here += 1;
         }
-        let row = attempts[thing.thing_name.as_str()];
         assert!(active_here >= 1, "{}", thing.thing_name);
+        let Some(&row) = attempts.get(thing.thing_name.as_str()) else {
+            // RegisterThing went through but its answer was lost (a dropped response or a
+            // disconnect) on the device's last attempt: it failed without learning its thing's
+            // name, so its devices.csv row has none.
+            unnamed_things += 1;
+            continue;
+        };
         assert!(active_here <= row.attempts, "{row:?}: {active_here} active");
         if row.attempts == 1 {
             assert_eq!(active_here, 1, "{row:?}");
         }
     }
+    assert!(
+        unnamed_things <= unnamed_failures,
+        "{unnamed_things} things match no devices.csv row, but only {unnamed_failures} failed devices have no thing name"
+    );
     // Every provisioned device has its thing.
     for row in rows.iter().filter(|r| r.outcome == "provisioned") {
         assert!(registry.thing(&row.thing_name).is_some(), "{row:?}");

@@ -576,8 +576,8 @@ mod tests {
         session.disconnect().await;
     }
 
-    #[tokio::test]
-    async fn the_telemetry_scenario_times_every_puback() {
+    /// 300 ms of telemetry every 100 ms: the device must succeed with 2-4 timed PUBACKs.
+    async fn assert_telemetry_pubacks_timed(spec: impl FnOnce(After) -> DeviceSpec) {
         let f = start_mock().await;
         let after = After {
             action: AfterAction::Telemetry,
@@ -585,13 +585,7 @@ mod tests {
             interval: Duration::from_millis(100),
             ..After::default()
         };
-        let report = provision(
-            &f.endpoint,
-            &f.tls,
-            &spec("periodic", after),
-            &Handles::default(),
-        )
-        .await;
+        let report = provision(&f.endpoint, &f.tls, &spec(after), &Handles::default()).await;
         assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
         let acks = report
             .stages
@@ -599,6 +593,11 @@ mod tests {
             .filter(|s| s.stage == Stage::Telemetry)
             .count();
         assert!((2..=4).contains(&acks), "{acks} telemetry PUBACKs");
+    }
+
+    #[tokio::test]
+    async fn the_telemetry_scenario_times_every_puback() {
+        assert_telemetry_pubacks_timed(|after| spec("periodic", after)).await;
     }
 
     #[tokio::test]
@@ -708,27 +707,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_mqtt5_telemetry_device_gets_every_puback() {
-        let f = start_mock().await;
-        let after = After {
-            action: AfterAction::Telemetry,
-            duration: Duration::from_millis(300),
-            interval: Duration::from_millis(100),
-            ..After::default()
-        };
-        let report = provision(
-            &f.endpoint,
-            &f.tls,
-            &mqtt5("t5", after),
-            &Handles::default(),
-        )
-        .await;
-        assert!(report.outcome.is_ok(), "{:?}", report.outcome.err());
-        let acks = report
-            .stages
-            .iter()
-            .filter(|s| s.stage == Stage::Telemetry)
-            .count();
-        assert!((2..=4).contains(&acks), "{acks} telemetry PUBACKs");
+        assert_telemetry_pubacks_timed(|after| mqtt5("t5", after)).await;
     }
 
     #[tokio::test]

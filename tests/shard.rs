@@ -498,3 +498,55 @@ fn bad_shard_flags_are_usage_errors() {
     // Nothing ran: no results folder was made.
     assert!(!dir.path().join("results").exists());
 }
+
+/// SIGTERM while a shard waits for its --start-at: it stops at once, nothing started, and the
+/// results folder is complete (interrupted, with its shard and start time).
+#[test]
+fn a_stop_while_waiting_for_start_at_still_writes_the_results() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "s.toml", &open(30));
+    let out = dir.path().join("out");
+    let start = SystemTime::now() + Duration::from_secs(600);
+    let mut child = Command::new(BIN)
+        .args(["run", path.to_str().unwrap(), "--no-tui", "--shard", "1/3"])
+        .args(["--start-at", &rfc3339_ms(start)])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let waiting = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("waiting"))
+        .expect("a waiting line");
+    // It says how long: about 600 s.
+    assert!(waiting.contains("for --start-at"), "{waiting}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let began = std::time::Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(began.elapsed() < Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(130));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["interrupted"], true);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["devices"]["started"], 0);
+    assert_eq!(s["devices"]["planned"], 10);
+    assert_eq!(s["shard"]["index"], 1);
+    assert_eq!(s["shard"]["start_at"], rfc3339_ms(start));
+    for file in [
+        "devices.csv",
+        "timeseries.csv",
+        "latency.hlog",
+        "report.html",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+}

@@ -227,6 +227,8 @@ pub struct FailureView {
 pub struct Snapshot {
     pub scenario: String,
     pub variant: Option<String>,
+    /// This process's shard of the run (`--shard`), None when unsharded.
+    pub shard: Option<crate::shard::Shard>,
     pub endpoint: String,
     /// Real time since the start.
     pub elapsed: Duration,

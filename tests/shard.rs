@@ -384,6 +384,11 @@ fn shards_started_apart_share_the_start_at_schedule() {
             .expect("BaseTime");
         let want = start.duration_since(SystemTime::UNIX_EPOCH).unwrap();
         assert!((base - want.as_secs_f64()).abs() < 0.001, "{base}");
+        let page = std::fs::read_to_string(folders[i].join("report.html")).unwrap();
+        assert!(
+            page.contains(&format!("shard {i} of 2")),
+            "shard {i}'s report"
+        );
     }
     // One run ID, derived alike by both.
     assert_eq!(summaries[0]["run_id"], summaries[1]["run_id"]);
@@ -549,4 +554,36 @@ fn a_stop_while_waiting_for_start_at_still_writes_the_results() {
     ] {
         assert!(out.join(file).is_file(), "{file}");
     }
+}
+
+/// A shard whose scenario uses {run} warns when nothing makes its run ID the other shards';
+/// `--run-id` does.
+#[test]
+fn a_shard_without_a_shared_run_id_warns_when_the_scenario_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "s.toml", &open(30));
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let o = Command::new(BIN)
+            .args(["run", path.to_str().unwrap(), "--no-tui", "--shard", "0/2"])
+            .args(["--set", "devices.client_id=w-{run}-{seq}"])
+            .args(["--out", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        (String::from_utf8_lossy(&o.stderr).to_string(), s)
+    };
+    let (stderr, _) = run("a", &[]);
+    assert!(
+        stderr.contains("warning") && stderr.contains("{run}"),
+        "{stderr}"
+    );
+    let (stderr, s) = run("b", &["--run-id", "job42"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(s["run_id"], "job42");
+    let devices = std::fs::read_to_string(dir.path().join("b/devices.csv")).unwrap();
+    assert!(devices.contains(",w-job42-0,"), "{devices}");
 }

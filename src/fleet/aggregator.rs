@@ -316,6 +316,7 @@ impl<'a> Aggregator<'a> {
             Snapshot {
                 scenario: self.scenario.name.clone(),
                 variant: self.scenario.variant.clone(),
+                shard: self.options.shard,
                 endpoint: self.target.label.clone(),
                 elapsed: now - self.start,
                 schedule_elapsed: schedule_now,

@@ -243,6 +243,21 @@ fn scenario_section(run: &RunData) -> Markup {
     }
 }
 
+/// " · shard I of N" (with the start time and a late start's lag) for a shard's page.
+fn shard_note(s: &crate::results::Summary) -> String {
+    let Some(sh) = &s.shard else {
+        return String::new();
+    };
+    let mut note = format!(" · shard {} of {}", sh.index, sh.count);
+    if let Some(at) = &sh.start_at {
+        note += &format!(", start at {at}");
+        if sh.start_lag_s >= 0.001 {
+            note += &format!(" ({:.3} s late)", sh.start_lag_s);
+        }
+    }
+    note
+}
+
 /// The page of one run.
 pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, ReportError> {
     let s = &run.summary;
@@ -251,10 +266,11 @@ pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, R
         None => format!("fleetstorm: {}", s.scenario),
     };
     let subtitle = format!(
-        "started {} · against {} · {:.1} s{}",
+        "started {} · against {} · {:.1} s{}{}",
         s.started_at,
         s.endpoint,
         s.duration_s,
+        shard_note(s),
         if s.interrupted { " · interrupted" } else { "" }
     ) + if s.complete { "" } else { " · INCOMPLETE" };
     let body = html! {

@@ -58,12 +58,16 @@ pub fn render(frame: &mut Frame, app: &App) {
 
 fn render_header(frame: &mut Frame, area: Rect, app: &App) {
     let s = &app.snapshot;
+    let shard = s
+        .shard
+        .map(|sh| format!(" [shard {} of {}]", sh.index, sh.count))
+        .unwrap_or_default();
     let title = match &s.variant {
         Some(v) => format!(
-            " fleetstorm: {} [variant {v}] against {} ",
+            " fleetstorm: {}{shard} [variant {v}] against {} ",
             s.scenario, s.endpoint
         ),
-        None => format!(" fleetstorm: {} against {} ", s.scenario, s.endpoint),
+        None => format!(" fleetstorm: {}{shard} against {} ", s.scenario, s.endpoint),
     };
     let block = Block::bordered().title(title.bold());
     if s.scenario.is_empty() {
@@ -474,6 +478,21 @@ mod tests {
 
     fn press(app: &mut App, code: KeyCode) -> Option<Action> {
         app.key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn a_shards_dashboard_names_its_shard() {
+        let mut app = App::default();
+        let s = Snapshot {
+            shard: Some(crate::shard::Shard { index: 2, count: 4 }),
+            ..snapshot(1, 10)
+        };
+        app.update(Arc::new(s));
+        let screen = draw(&app);
+        assert!(
+            screen.contains("fleetstorm: quickstart [shard 2 of 4] against"),
+            "{screen}"
+        );
     }
 
     #[test]

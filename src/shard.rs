@@ -101,6 +101,19 @@ impl Shard {
         (max_in_flight / n + usize::from(i < max_in_flight % n)).max(1)
     }
 
+    /// This shard's arrivals among `arrivals`, whose first is the unsharded run's seq `base`:
+    /// (seq, offset) pairs. The others' are skipped with `nth`, which the lazy arrivals do a
+    /// piece at a time: a shard computes its own arrivals only.
+    pub fn arrivals<I: Iterator<Item = Duration>>(self, arrivals: I, base: u64) -> OwnArrivals<I> {
+        let seq = self.next_owned(base);
+        OwnArrivals {
+            inner: arrivals,
+            seq,
+            skip: usize::try_from(seq - base).unwrap_or(usize::MAX),
+            step: self.count,
+        }
+    }
+
     /// `-shard-I-of-N`, for the default results folder (empty when unsharded).
     pub fn folder_suffix(self) -> String {
         if self.is_whole() {
@@ -108,6 +121,28 @@ impl Shard {
         } else {
             format!("-shard-{}-of-{}", self.index, self.count)
         }
+    }
+}
+
+/// See [`Shard::arrivals`].
+#[derive(Debug)]
+pub struct OwnArrivals<I> {
+    inner: I,
+    /// The next arrival's seq, and how many arrivals lie before it.
+    seq: u64,
+    skip: usize,
+    step: u64,
+}
+
+impl<I: Iterator<Item = Duration>> Iterator for OwnArrivals<I> {
+    type Item = (u64, Duration);
+
+    fn next(&mut self) -> Option<(u64, Duration)> {
+        let offset = self.inner.nth(self.skip)?;
+        let seq = self.seq;
+        self.seq = seq.saturating_add(self.step);
+        self.skip = usize::try_from(self.step - 1).unwrap_or(usize::MAX);
+        Some((seq, offset))
     }
 }
 
@@ -252,6 +287,56 @@ mod tests {
             [0, 1, 2, 3, 6, 7].map(|q| s.next_owned(q)),
             [2, 2, 2, 6, 6, 10]
         );
+    }
+
+    #[test]
+    fn each_shard_gets_exactly_its_arrivals_at_their_unsharded_times() {
+        let s: crate::scenario::Scenario = toml::from_str(
+            r#"
+            [devices]
+            count = 1000
+            [[schedule]]
+            executor = "constant-arrival-rate"
+            rate = 33.3
+            duration = "1500ms"
+            [[schedule]]
+            executor = "ramping-arrival-rate"
+            start_rate = 5
+            stages = [{ target = 120, duration = "2s" }, { target = 0, duration = "1s" }]
+            [[schedule]]
+            executor = "burst"
+            count = 17
+            [[schedule]]
+            executor = "step"
+            start_rate = 7
+            rate_step = 11.5
+            step_duration = "700ms"
+            steps = 4
+            "#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        let whole: Vec<(u64, Duration)> = s.arrivals().zip(0..).map(|(t, k)| (k, t)).collect();
+        assert!(whole.len() > 300, "{}", whole.len());
+        for base in [0, 5] {
+            for count in 1..=5 {
+                let mut union = Vec::new();
+                for index in 0..count {
+                    let shard = Shard::new(index, count).unwrap();
+                    let own: Vec<_> = shard.arrivals(s.arrivals(), base).collect();
+                    let want: Vec<_> = whole
+                        .iter()
+                        .map(|&(k, t)| (k + base, t))
+                        .filter(|(seq, _)| shard.owns(*seq))
+                        .collect();
+                    assert_eq!(own, want, "{index}/{count} from {base}");
+                    union.extend(own);
+                }
+                union.sort();
+                let shifted: Vec<_> = whole.iter().map(|&(k, t)| (k + base, t)).collect();
+                assert_eq!(union, shifted, "{count} shards from {base}");
+            }
+        }
     }
 
     #[test]

@@ -243,17 +243,11 @@ pub(super) async fn schedule(
     let mut tasks = JoinSet::new();
     // The unsharded run's next seq: where the next phase's arrivals are numbered from.
     let mut seq = 0u64;
-    // Arrivals to skip between two of this shard's (none when unsharded).
-    let skip = usize::try_from(shard.count - 1).unwrap_or(usize::MAX);
     'phases: for phase in plan {
         match phase {
             PlannedPhase::Open(arrivals) => {
-                let (base, n) = (seq, arrivals.len());
-                let mut own = shard.next_owned(base);
-                let mut arrivals = arrivals.into_iter();
-                // Skipping is a piece at a time: the other shards' arrivals are not computed.
-                let mut next = arrivals.nth(usize::try_from(own - base).unwrap_or(usize::MAX));
-                while let Some(offset) = next {
+                let n = arrivals.len();
+                for (own, offset) in shard.arrivals(arrivals.into_iter(), seq) {
                     if own >= limit {
                         break 'phases;
                     }
@@ -262,10 +256,8 @@ pub(super) async fn schedule(
                     };
                     while tasks.try_join_next().is_some() {}
                     launcher.launch(own, intended, offset, &mut tasks);
-                    own += shard.count;
-                    next = arrivals.nth(skip);
                 }
-                seq = base + n;
+                seq += n;
             }
             PlannedPhase::Closed { begin, ramp } => {
                 let phase_end = begin + ramp.duration();

@@ -290,56 +290,6 @@ mod tests {
     }
 
     #[test]
-    fn each_shard_gets_exactly_its_arrivals_at_their_unsharded_times() {
-        let s: crate::scenario::Scenario = toml::from_str(
-            r#"
-            [devices]
-            count = 1000
-            [[schedule]]
-            executor = "constant-arrival-rate"
-            rate = 33.3
-            duration = "1500ms"
-            [[schedule]]
-            executor = "ramping-arrival-rate"
-            start_rate = 5
-            stages = [{ target = 120, duration = "2s" }, { target = 0, duration = "1s" }]
-            [[schedule]]
-            executor = "burst"
-            count = 17
-            [[schedule]]
-            executor = "step"
-            start_rate = 7
-            rate_step = 11.5
-            step_duration = "700ms"
-            steps = 4
-            "#,
-        )
-        .unwrap();
-        s.validate().unwrap();
-        let whole: Vec<(u64, Duration)> = s.arrivals().zip(0..).map(|(t, k)| (k, t)).collect();
-        assert!(whole.len() > 300, "{}", whole.len());
-        for base in [0, 5] {
-            for count in 1..=5 {
-                let mut union = Vec::new();
-                for index in 0..count {
-                    let shard = Shard::new(index, count).unwrap();
-                    let own: Vec<_> = shard.arrivals(s.arrivals(), base).collect();
-                    let want: Vec<_> = whole
-                        .iter()
-                        .map(|&(k, t)| (k + base, t))
-                        .filter(|(seq, _)| shard.owns(*seq))
-                        .collect();
-                    assert_eq!(own, want, "{index}/{count} from {base}");
-                    union.extend(own);
-                }
-                union.sort();
-                let shifted: Vec<_> = whole.iter().map(|&(k, t)| (k + base, t)).collect();
-                assert_eq!(union, shifted, "{count} shards from {base}");
-            }
-        }
-    }
-
-    #[test]
     fn in_flight_caps_split_with_the_remainder_to_the_lowest_indexes() {
         let caps = |m, n| {
             (0..n)

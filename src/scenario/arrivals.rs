@@ -324,8 +324,8 @@ mod tests {
         out
     }
 
-    #[test]
-    fn lazy_arrivals_are_the_ones_built_eagerly_before() {
+    /// A schedule of every open executor, with rates that do not divide evenly.
+    fn mixed() -> Scenario {
         let s: Scenario = toml::from_str(
             r#"
             [devices]
@@ -351,6 +351,12 @@ mod tests {
         )
         .unwrap();
         s.validate().unwrap();
+        s
+    }
+
+    #[test]
+    fn lazy_arrivals_are_the_ones_built_eagerly_before() {
+        let s = mixed();
         let phases: Vec<Phase> = s
             .schedule
             .iter()
@@ -381,6 +387,32 @@ mod tests {
     }
 
     #[test]
+    fn each_shard_gets_exactly_its_arrivals_at_their_unsharded_times() {
+        let s = mixed();
+        let whole: Vec<(u64, Duration)> = s.arrivals().zip(0..).map(|(t, k)| (k, t)).collect();
+        assert!(whole.len() > 300, "{}", whole.len());
+        for base in [0, 5] {
+            for count in 1..=5 {
+                let mut union = Vec::new();
+                for index in 0..count {
+                    let shard = crate::shard::Shard::new(index, count).unwrap();
+                    let own: Vec<_> = shard.arrivals(s.arrivals(), base).collect();
+                    let want: Vec<_> = whole
+                        .iter()
+                        .map(|&(k, t)| (k + base, t))
+                        .filter(|(seq, _)| shard.owns(*seq))
+                        .collect();
+                    assert_eq!(own, want, "{index}/{count} from {base}");
+                    union.extend(own);
+                }
+                union.sort();
+                let shifted: Vec<_> = whole.iter().map(|&(k, t)| (k + base, t)).collect();
+                assert_eq!(union, shifted, "{count} shards from {base}");
+            }
+        }
+    }
+
+    #[test]
     fn a_huge_schedule_costs_nothing_until_it_is_iterated() {
         let s: Scenario = toml::from_str(
             r#"
@@ -401,5 +433,16 @@ mod tests {
         assert_eq!(last, Some(Duration::from_secs(744 * 3600)));
         let first: Vec<_> = s.arrivals().take(3).collect();
         assert_eq!(first, [0, 1, 2].map(Duration::from_micros));
+        // The last of a billion shards skips the other shards' arrivals a piece at a time.
+        let crate::scenario::PlannedPhase::Open(a) = s.plan().remove(0) else {
+            panic!("an open phase first")
+        };
+        let shard = crate::shard::Shard::new(999_999_999, 1_000_000_000).unwrap();
+        let own: Vec<_> = shard.arrivals(a.into_iter(), 0).take(2).collect();
+        assert_eq!(own.len(), 2);
+        for ((seq, t), want) in own.into_iter().zip([999_999_999u64, 1_999_999_999]) {
+            assert_eq!(seq, want);
+            assert!(t.as_micros().abs_diff(u128::from(want)) <= 1, "{t:?}");
+        }
     }
 }

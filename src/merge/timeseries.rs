@@ -143,8 +143,12 @@ pub(super) fn merge(inputs: &[Input], buckets: &Buckets) -> Table {
         for (shard, cells) in shards.iter().enumerate() {
             if let Some(cell) = cells.get(&b) {
                 end_s = Some(end_s.map_or(cell.end_s, |e| e.max(cell.end_s)));
-                for (name, v) in &cell.values {
-                    latest[shard].insert(name.clone(), *v);
+                // An empty cell (no target rate after the schedule's end) is no value.
+                for (name, _) in &columns {
+                    match cell.values.get(name) {
+                        Some(v) => latest[shard].insert(name.clone(), *v),
+                        None => latest[shard].remove(name),
+                    };
                 }
             }
         }

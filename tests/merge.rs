@@ -652,7 +652,7 @@ fn timeseries_rows_are_summed_by_wall_clock_interval() {
     );
     assert_eq!(
         column("target_rate_per_s"),
-        ["5.000", "5.000", "12.000", "7.000", "7.000"]
+        ["5.000", "5.000", "7.000", "7.000", "7.000"]
     );
     assert_eq!(
         column("rate_multiplier"),
@@ -670,4 +670,131 @@ fn timeseries_rows_are_summed_by_wall_clock_interval() {
     let (_, devices) = csv_rows(&out.join("devices.csv"));
     let seqs: Vec<&str> = devices.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(seqs, ["0", "1", "2", "3"]);
+}
+
+/// 40 devices at 20/s, nothing failing: the sharded runs' merge passes its threshold.
+const SHARDED: &str = r#"
+name = "merge-sharded"
+seed = 3
+thresholds = ["success_rate > 99%"]
+[target]
+kind = "mock"
+[target.mock]
+keys = "p256"
+[devices]
+count = 40
+client_id = "sh-{seq:03}"
+certificate = "csr"
+[devices.parameters]
+SerialNumber = "99{seq:06}"
+DeviceName = "thing-{seq:03}"
+DeviceLocation = "Berlin"
+[[schedule]]
+executor = "constant-arrival-rate"
+rate = 20
+duration = "2s"
+"#;
+
+/// The client IDs of a folder's devices.csv, in file order.
+fn client_ids(dir: &Path) -> Vec<String> {
+    let (header, rows) = csv_rows(&dir.join("devices.csv"));
+    let i = header.iter().position(|h| h == "client_id").unwrap();
+    rows.into_iter().map(|r| r[i].clone()).collect()
+}
+
+#[test]
+fn real_2_and_4_shard_runs_merge_to_the_unsharded_runs_devices() {
+    let parent = scratch("sharded");
+    let scenario = parent.join("s.toml");
+    std::fs::write(&scenario, SHARDED).unwrap();
+    let whole = parent.join("whole");
+    let o = fleetstorm(
+        &["run", "--no-tui"],
+        &[&scenario, Path::new("--out"), &whole],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut want = client_ids(&whole);
+    want.sort();
+    assert_eq!(want.len(), 40);
+
+    for n in [2u32, 4] {
+        // The shards run at once, on one schedule from one --start-at.
+        let start_at = humantime::format_rfc3339_millis(
+            std::time::SystemTime::now() + Duration::from_millis(1500),
+        )
+        .to_string();
+        let shards: Vec<PathBuf> = (0..n)
+            .map(|i| parent.join(format!("{n}/shard-{i}")))
+            .collect();
+        let children: Vec<std::process::Child> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                Command::new(BIN)
+                    .args(["run", "--no-tui", "--run-id", "job"])
+                    .args(["--shard", &format!("{i}/{n}"), "--start-at", &start_at])
+                    .arg(&scenario)
+                    .arg("--out")
+                    .arg(dir)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let o = child.wait_with_output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        }
+        let out = parent.join(format!("{n}/merged"));
+        let o = merge(&paths(&shards), &out, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+        // The union of the shards' devices is the unsharded run's: same client IDs, none twice.
+        let mut got = client_ids(&out);
+        got.sort();
+        assert_eq!(got, want, "n = {n}");
+        let merged = json(&out.join("summary.json"));
+        let summaries: Vec<Value> = shards
+            .iter()
+            .map(|d| json(&d.join("summary.json")))
+            .collect();
+        for key in ["planned", "started", "provisioned", "failed", "dropped"] {
+            let sum: u64 = summaries
+                .iter()
+                .map(|s| s["devices"][key].as_u64().unwrap())
+                .sum();
+            assert_eq!(
+                merged["devices"][key].as_u64().unwrap(),
+                sum,
+                "{key}, n = {n}"
+            );
+        }
+        assert_eq!(merged["devices"]["provisioned"], 40);
+        let total_count: u64 = summaries
+            .iter()
+            .map(|s| s["stages"]["total"]["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            merged["stages"]["total"]["count"].as_u64().unwrap(),
+            total_count
+        );
+        // One --start-at: one time origin.
+        for s in &summaries {
+            assert_eq!(s["started_at"], summaries[0]["started_at"]);
+        }
+        assert_eq!(merged["started_at"], summaries[0]["started_at"]);
+        assert_eq!(merged["merged_from"].as_array().unwrap().len(), n as usize);
+        assert_eq!(merged["thresholds"][0]["ok"], true);
+        // The merged timeseries counts every shard's arrivals.
+        let (header, rows) = csv_rows(&out.join("timeseries.csv"));
+        let started = header.iter().position(|h| h == "started").unwrap();
+        let sum: u64 = rows
+            .iter()
+            .map(|r| r[started].parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(sum, 40, "n = {n}");
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(html.contains(&format!("merge of {n} shards")), "n = {n}");
+    }
 }

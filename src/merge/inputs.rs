@@ -4,16 +4,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
-
-use super::{MergeError, MergedFrom, ShardInfo};
-use crate::results::{self, Folder, ResultsError, RunResults, TimedLog};
+use super::{MergeError, MergedFrom};
+use crate::results::{self, Folder, ResultsError, RunResults, ShardSummary, TimedLog};
 
 /// One folder to merge.
 #[derive(Debug)]
 pub(super) struct Input {
     pub run: RunResults,
-    pub shard: Option<ShardInfo>,
+    pub shard: Option<ShardSummary>,
     pub log: TimedLog,
     /// `summary.json`'s `started_at`: the folder's time origin.
     pub started_at: SystemTime,
@@ -50,15 +48,8 @@ impl Input {
 pub(super) struct Plan {
     /// The merged time origin: the earliest `started_at`.
     pub origin: SystemTime,
-    pub missing: Vec<u32>,
+    pub missing: Vec<u64>,
     pub notes: Vec<String>,
-}
-
-/// Only the `shard` field of `summary.json` (the rest is read by `results`).
-#[derive(Deserialize)]
-struct ShardField {
-    #[serde(default)]
-    shard: Option<ShardInfo>,
 }
 
 fn read_one(dir: &Path) -> Result<Input, MergeError> {
@@ -75,16 +66,7 @@ fn read_one(dir: &Path) -> Result<Input, MergeError> {
         )));
     }
     let run = RunResults::read(dir)?;
-    let bytes = std::fs::read(&summary_path).map_err(|source| ResultsError::Read {
-        path: summary_path.clone(),
-        source,
-    })?;
-    let shard = serde_json::from_slice::<ShardField>(&bytes)
-        .map_err(|source| ResultsError::Summary {
-            path: summary_path.clone(),
-            source,
-        })?
-        .shard;
+    let shard = run.summary.shard.clone();
     if let Some(s) = &shard
         && (s.count == 0 || s.index >= s.count)
     {
@@ -170,7 +152,7 @@ fn same_scenario(inputs: &[Input]) -> Result<(), MergeError> {
 
 /// Sort the inputs by shard index and check they are distinct shards of one job; the shard
 /// indexes the job has and no folder holds.
-fn shards_fit(inputs: &mut [Input]) -> Result<Vec<u32>, MergeError> {
+fn shards_fit(inputs: &mut [Input]) -> Result<Vec<u64>, MergeError> {
     let unsharded: Vec<&Input> = inputs.iter().filter(|i| i.shard.is_none()).collect();
     if !unsharded.is_empty() && unsharded.len() < inputs.len() {
         let sharded = inputs.iter().find(|i| i.shard.is_some()).map(Input::name);
@@ -210,7 +192,7 @@ fn shards_fit(inputs: &mut [Input]) -> Result<Vec<u32>, MergeError> {
             )));
         }
     }
-    let present: BTreeSet<u32> = inputs
+    let present: BTreeSet<u64> = inputs
         .iter()
         .filter_map(|i| i.shard.as_ref().map(|s| s.index))
         .collect();

@@ -18,7 +18,8 @@
 //!   not started yet or finished counting 0; `dropped_total` (cumulative) summed, a finished
 //!   shard counting its last total; `start_lag_max_ms` the maximum; `<stage>_p50_ms` /
 //!   `_p99_ms` from the merged interval histograms of `latency.hlog` (0 where no device finished
-//!   the stage, as a run writes); `target_rate_per_s` summed (each shard's share of the rate);
+//!   the stage, as a run writes); `target_rate_per_s` the running shards' (each writes the
+//!   job's rate: a shard runs the unsharded schedule and takes every N-th arrival);
 //!   `rate_multiplier` the mean of the running shards (their multipliers apply to equal
 //!   shares); `cpu_percent` the maximum (the busiest shard's process: a merged run is only as
 //!   trustworthy as its most loaded shard); columns fleetstorm does not write are left empty.
@@ -29,9 +30,9 @@
 //! - `summary.json`: device counts and failures by reason summed; success rate recomputed; the
 //!   provisioning window is the union of the shards' (each taken from its time origin, where
 //!   its first arrival is due), throughput over it; duration from T0 to the last folder's end;
-//!   the largest start lag; rate levels (throttle-limit finder) summed per level and judged
-//!   again; thresholds evaluated again, from the scenario's `thresholds`, by the run's code.
-//!   `merged_from` lists the folders and their shards, `shards_missing` what `--partial` left
+//!   the largest start lag; rate levels (throttle-limit finder, each shard's keyed by the
+//!   job's rate) summed per level and judged again; thresholds evaluated again, from the
+//!   scenario's `thresholds`, by the run's code. `merged_from` lists the folders and their shards, `shards_missing` what `--partial` left
 //!   out; `complete` is true when every merged folder was complete.
 //! - `scenario.toml` is the first folder's; `report.html` is drawn by the run's report code
 //!   and says it is a merge.
@@ -55,25 +56,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::{FolderError, OutputError};
 use crate::report::ReportError;
-use crate::results::{ResultsError, Summary};
-
-/// A shard's `shard` field in `summary.json` (see README, "Scale out: shards").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardInfo {
-    pub index: u32,
-    pub count: u32,
-    #[serde(default)]
-    pub start_at: Option<String>,
-    #[serde(default)]
-    pub start_lag_s: f64,
-}
+use crate::results::{ResultsError, ShardSummary, Summary};
 
 /// One folder a merged summary was made from (`merged_from` in `summary.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergedFrom {
     pub dir: String,
     /// `None` for an unsharded run folder.
-    pub shard: Option<ShardInfo>,
+    pub shard: Option<ShardSummary>,
     #[serde(default)]
     pub run_id: String,
     #[serde(default)]

@@ -60,8 +60,9 @@ fn common(values: impl Iterator<Item = String>, separator: &str) -> String {
     seen.join(separator)
 }
 
-/// The rate levels of the shards summed per level and judged again. A shard's level is its
-/// share of the job's rate: scaled by the shard count, the shards' levels are the job's.
+/// The rate levels of the shards summed per level and judged again. Every shard judges its
+/// arrivals by the job's rate at their intended start (a shard runs the unsharded schedule,
+/// taking every N-th arrival), so the shards' levels are the job's.
 fn throttle(
     inputs: &[Input],
     analysis: &Analysis,
@@ -74,9 +75,8 @@ fn throttle(
             continue;
         };
         any = true;
-        let scale = input.shard.as_ref().map_or(1.0, |s| f64::from(s.count));
         for l in &th.levels {
-            let rate = (l.target_per_s * scale * 1000.0).round() / 1000.0 + 0.0;
+            let rate = (l.target_per_s * 1000.0).round() / 1000.0 + 0.0;
             let level = levels.entry(rate.to_bits()).or_insert((rate, 0, 0, 0));
             level.1 += l.offered;
             level.2 += l.completed;
@@ -227,6 +227,7 @@ pub(super) fn build(
             .and_then(ThrottleAnalysis::sustainable_rate),
         throttle,
         variant: first.variant.clone(),
+        shard: None,
         merged_from: inputs.iter().map(Input::merged_from).collect(),
         shards_missing: plan.missing.clone(),
         mock: None,

@@ -23,8 +23,9 @@ enum Kind {
     Max,
     /// The mean of the running shards (`rate_multiplier`).
     Mean,
-    /// Each shard's share of a rate: summed like a level.
-    Rate,
+    /// The job's figure, which every shard writes whole (`target_rate_per_s`: a shard runs
+    /// the unsharded schedule, taking every N-th arrival): the largest of the running shards'.
+    Shared,
     /// A latency percentile of a stage in the interval, from the merged histograms.
     Percentile(&'static str, f64),
     /// Not a column fleetstorm writes: left empty.
@@ -39,7 +40,7 @@ fn kind(name: &str) -> Kind {
         "dropped_total" => return Kind::Cumulative,
         "start_lag_max_ms" | "cpu_percent" => return Kind::Max,
         "rate_multiplier" => return Kind::Mean,
-        "target_rate_per_s" => return Kind::Rate,
+        "target_rate_per_s" => return Kind::Shared,
         _ => {}
     }
     if name
@@ -180,10 +181,7 @@ pub(super) fn merge(inputs: &[Input], buckets: &Buckets) -> Table {
                     Kind::Count => Some(here().sum()),
                     Kind::Max => here().reduce(f64::max),
                     Kind::Level => Some(carried(&running).iter().sum()),
-                    Kind::Rate => {
-                        let v = carried(&running);
-                        (!v.is_empty()).then(|| v.iter().sum())
-                    }
+                    Kind::Shared => carried(&running).into_iter().reduce(f64::max),
                     Kind::Mean => {
                         let v = carried(&running);
                         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)

@@ -32,7 +32,7 @@ pub(super) fn merge_note(s: &Summary) -> Option<String> {
     let n = s.merged_from.len();
     let mut text = format!("merge of {n} shard{}", if n == 1 { "" } else { "s" });
     if !s.shards_missing.is_empty() {
-        let missing: Vec<String> = s.shards_missing.iter().map(u32::to_string).collect();
+        let missing: Vec<String> = s.shards_missing.iter().map(u64::to_string).collect();
         text.push_str(&format!(" (missing: {})", missing.join(", ")));
     }
     Some(text)

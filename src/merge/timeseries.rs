@@ -207,3 +207,33 @@ pub(super) fn merge(inputs: &[Input], buckets: &Buckets) -> Table {
     }
     Table { header, rows }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_a_run_writes_has_a_merge_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "name = \"s\"\n[devices]\ncount = 1\n[[schedule]]\nexecutor = \"burst\"\ncount = 1\n",
+        )
+        .unwrap();
+        let scenario = crate::scenario::Scenario::load(&path, &[]).unwrap();
+        let out = dir.path().join("run");
+        drop(crate::output::Outputs::create(&out, &scenario, "x").unwrap());
+        let ts = crate::results::Timeseries::read(&out.join("timeseries.csv")).unwrap();
+        assert!(ts.header().len() > 20, "{:?}", ts.header());
+        for name in ts.header() {
+            assert_ne!(kind(name), Kind::Unknown, "{name}");
+        }
+        assert_eq!(
+            kind("register_thing_p99_ms"),
+            Kind::Percentile("register_thing", 0.99)
+        );
+        assert_eq!(kind("failed_throttled"), Kind::Count);
+        assert_eq!(kind("a_later_column"), Kind::Unknown);
+    }
+}

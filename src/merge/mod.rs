@@ -52,24 +52,36 @@ mod timeseries;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::output::{FolderError, OutputError};
 use crate::report::ReportError;
-use crate::results::{ResultsError, ShardSummary, Summary};
+pub use crate::results::MergedFrom;
+use crate::results::{ResultsError, Summary};
 
-/// One folder a merged summary was made from (`merged_from` in `summary.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MergedFrom {
-    pub dir: String,
-    /// `None` for an unsharded run folder.
-    pub shard: Option<ShardSummary>,
-    #[serde(default)]
-    pub run_id: String,
-    #[serde(default)]
-    pub started_at: String,
-    #[serde(default)]
-    pub complete: bool,
+/// `fleetstorm merge`'s command line.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' run folders (in any order).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// The merged run folder: created when missing; an existing one must be empty, unless
+    /// --overwrite.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Merge even with shards missing or incomplete (killed) folders; summary.json says which.
+    #[arg(long)]
+    pub partial: bool,
+    /// Write into an existing, non-empty --out folder (files of the same name are replaced).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+impl MergeArgs {
+    pub fn options(&self) -> MergeOptions {
+        MergeOptions {
+            partial: self.partial,
+            overwrite: self.overwrite,
+        }
+    }
 }
 
 /// `merge`'s flags.
@@ -95,19 +107,6 @@ pub enum MergeError {
     Output(#[from] OutputError),
     #[error("the merged results are written, but not report.html: {0}")]
     Report(#[from] ReportError),
-}
-
-impl MergeError {
-    /// The exit code (README, "Exit codes").
-    pub fn exit_code(&self) -> u8 {
-        use crate::cli::exit;
-        match self {
-            MergeError::Results(_) => exit::CONFIG,
-            MergeError::Refused(_) => exit::USAGE,
-            MergeError::Folder(e) if e.is_refusal() => exit::EXISTS,
-            MergeError::Folder(_) | MergeError::Output(_) | MergeError::Report(_) => exit::RUNTIME,
-        }
-    }
 }
 
 /// A merge, written.
@@ -154,4 +153,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path, options: MergeOptions) -> Result<Merg
         report,
         notes: plan.notes,
     })
+}
+
+/// What `fleetstorm merge` prints: the end-of-run table of the merge, the report and the notes.
+pub fn render(merged: &Merged) -> String {
+    let mut text = crate::output::render_table(&merged.summary);
+    text.push_str(&format!("\n  report: {}", merged.report.display()));
+    for note in &merged.notes {
+        text.push_str(&format!("\n  note: {note}"));
+    }
+    text
 }

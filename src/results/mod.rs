@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 
 pub use hlog::{TimedInterval, TimedLog, parse_timed};
-pub use summary::{DeviceCounts, Scheduler, ShardSummary, Summary, Throughput};
+pub use summary::{DeviceCounts, MergedFrom, Scheduler, ShardSummary, Summary, Throughput};
 pub use timeseries::Timeseries;
 
 /// A results file that is missing or malformed (exit code 3).

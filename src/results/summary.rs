@@ -90,7 +90,7 @@ pub struct Summary {
     pub shard: Option<ShardSummary>,
     /// `fleetstorm merge`: the folders this summary merges, in shard order (absent for a run).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub merged_from: Vec<crate::merge::MergedFrom>,
+    pub merged_from: Vec<MergedFrom>,
     /// `fleetstorm merge --partial`: the shard indexes of the job that were not merged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards_missing: Vec<u64>,
@@ -115,6 +115,20 @@ pub struct ShardSummary {
     /// was not shifted, so arrivals due before then started at once.
     #[serde(default)]
     pub start_lag_s: f64,
+}
+
+/// One folder a merged summary was made from (`merged_from` in `summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedFrom {
+    pub dir: String,
+    /// `None` for an unsharded run folder.
+    pub shard: Option<ShardSummary>,
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub complete: bool,
 }
 
 fn complete_when_absent() -> bool {

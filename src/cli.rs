@@ -1,4 +1,6 @@
 //! Command-line interface: argument parsing and the thin glue from commands to the library.
+//! It is over 800 lines: one clap definition and one short glue function per command, the work of
+//! each command in its own module.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,6 +97,8 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Merge the results folders of a sharded run's shards into one (README: Merging shards).
+    Merge(crate::merge::MergeArgs),
     /// The AWS account side: set up and tear down the claim resources, clean up what a run created.
     Aws {
         #[command(subcommand)]
@@ -298,6 +302,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
+        Command::Merge(args) => merge_shards(&args),
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
                 .map_err(|e| Failure::new(e.exit_code(), e))
@@ -487,6 +492,23 @@ fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
         out!("  note: {note}");
     }
     Ok(exit::OK)
+}
+
+fn merge_shards(args: &crate::merge::MergeArgs) -> Result<u8, Failure> {
+    use crate::merge::MergeError as E;
+    let merged =
+        crate::merge::merge(&args.dirs, &args.out, args.options()).map_err(|e| match e {
+            E::Results(e) => e.into(),
+            E::Folder(e) => e.into(),
+            E::Refused(why) => Failure::new(exit::USAGE, why),
+            e => Failure::new(exit::RUNTIME, e),
+        })?;
+    out!("{}", crate::merge::render(&merged));
+    Ok(if merged.summary.thresholds_ok() {
+        exit::OK
+    } else {
+        exit::THRESHOLDS
+    })
 }
 
 /// The line that says where a report went; a report that could not be written is logged and

@@ -88,6 +88,12 @@ pub struct Summary {
     /// absent for an unsharded run and in summaries of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardSummary>,
+    /// `fleetstorm merge`: the folders this summary merges, in shard order (absent for a run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedFrom>,
+    /// `fleetstorm merge --partial`: the shard indexes of the job that were not merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards_missing: Vec<u64>,
     /// Written only: the mock's report is for people and scripts, no command reads it back.
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockReport>,
@@ -109,6 +115,20 @@ pub struct ShardSummary {
     /// was not shifted, so arrivals due before then started at once.
     #[serde(default)]
     pub start_lag_s: f64,
+}
+
+/// One folder a merged summary was made from (`merged_from` in `summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedFrom {
+    pub dir: String,
+    /// `None` for an unsharded run folder.
+    pub shard: Option<ShardSummary>,
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub complete: bool,
 }
 
 fn complete_when_absent() -> bool {

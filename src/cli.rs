@@ -139,6 +139,14 @@ pub struct RunArgs {
     /// Confirm a run against a non-loopback endpoint (it creates things and certificates there).
     #[arg(long)]
     pub yes: bool,
+    /// Serve live Prometheus metrics (OpenMetrics) at http://ADDR/metrics, e.g. 0.0.0.0:9464;
+    /// port 0 picks a free port. The address is printed on stderr.
+    #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Keep serving the metrics this long after the run ends, so a last scrape sees the final
+    /// counts (a signal ends it early; the results are already written).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "metrics_listen")]
+    pub metrics_linger: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +184,10 @@ pub struct MockArgs {
     /// 127.0.0.1:8443; port 0 picks a free port. Printed in the ready line.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub control: SocketAddr,
+    /// Serve the mock's counters as Prometheus metrics (OpenMetrics) at http://ADDR/metrics;
+    /// port 0 picks a free port. Printed in the ready lines.
+    #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {
@@ -343,6 +355,7 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let mut config = MockConfig::new(Arc::new(pki), settings)?;
     config.write_registry = true;
     config.control = Some(args.control);
+    let metrics = bind_metrics(args.metrics_listen).await?;
     let listener = crate::mock::listen(args.listen).map_err(|e| {
         Failure::new(
             exit::RUNTIME,
@@ -353,6 +366,13 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let templates: Vec<String> = config.templates.keys().cloned().collect();
     let key_type = config.settings.keys;
     let handle = mock::start(config, listener, shutdown.clone()).await?;
+    let metrics = metrics.map(|listener| {
+        let mut registry =
+            prometheus_client::registry::Registry::with_prefix(crate::exporter::PREFIX);
+        let collector = crate::exporter::MockMetrics::new(handle.observer());
+        registry.register_collector(Box::new(collector));
+        listener.serve(registry)
+    });
     out!(
         "fleetstorm mock listening on {} control http://{} (ca {}, claim {} {})",
         handle.addr,
@@ -369,12 +389,16 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
         key_type.as_str(),
         handle.key_pool().pooled
     );
+    if let Some(server) = &metrics {
+        out!("  metrics: {}", server.url());
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
     let signal = crate::signals::shutdown_signal().await;
     eprintln!("{signal}: stopping");
     let report = handle.stop().await;
+    drop(metrics);
     let s = &report.stats;
     out!(
         "fleetstorm mock stopped: {} connections ({} TLS failures, {} refused, {} policy disconnects, {} protocol errors, {} takeovers)",
@@ -428,6 +452,19 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
             .unwrap_or_default()
     );
     Ok(exit::OK)
+}
+
+/// `--metrics-listen`'s socket, bound before the command does anything else.
+async fn bind_metrics(
+    addr: Option<SocketAddr>,
+) -> Result<Option<crate::exporter::MetricsListener>, Failure> {
+    match addr {
+        Some(addr) => crate::exporter::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| Failure::new(exit::RUNTIME, e)),
+        None => Ok(None),
+    }
 }
 
 fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> {
@@ -529,6 +566,7 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     if let Some(dir) = &args.save_identities {
         crate::output::check_identities_folder(dir)?;
     }
+    let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let out_dir = match &args.out {
         Some(dir) => crate::output::claim_given(dir, args.overwrite)?,
         None => {
@@ -555,6 +593,12 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         limit.saturating_sub(64) / 2,
         out_dir.display()
     );
+    let metrics = metrics_listener.map(|listener| {
+        let source = crate::exporter::RunMetrics::new();
+        let server = listener.serve(source.registry());
+        eprintln!("fleetstorm: metrics at {}", server.url());
+        (source, server)
+    });
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
     {
@@ -601,8 +645,9 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             controls,
             snapshots: dashboard.as_ref().map(|d| d.snapshots.clone()),
             stop: stop.clone(),
-            abort,
+            abort: abort.clone(),
             scenario_sha256,
+            metrics: metrics.as_ref().map(|(source, _)| source.clone()),
             tables: dashboard.is_some().then_some(&mut tables),
         },
     )
@@ -640,10 +685,45 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             )
         );
     }
-    if stop.is_cancelled() {
-        return Ok(exit::INTERRUPTED);
+    let code = if stop.is_cancelled() {
+        exit::INTERRUPTED
+    } else if all_ok {
+        exit::OK
+    } else {
+        exit::THRESHOLDS
+    };
+    if let Some((_, server)) = metrics {
+        linger(server, args.metrics_linger, &stop, &abort).await;
     }
-    Ok(if all_ok { exit::OK } else { exit::THRESHOLDS })
+    Ok(code)
+}
+
+/// `--metrics-linger`: keep the endpoint up after the run, whose results are written, so a
+/// last scrape sees the final counts. A signal ends it early: the first after a run that
+/// completed, the second after one a signal interrupted.
+async fn linger(
+    server: crate::exporter::MetricsServer,
+    linger: Option<std::time::Duration>,
+    stop: &CancellationToken,
+    abort: &CancellationToken,
+) {
+    let Some(linger) = linger.filter(|d| !d.is_zero()) else {
+        return;
+    };
+    let signal = if stop.is_cancelled() { abort } else { stop };
+    if signal.is_cancelled() {
+        return;
+    }
+    eprintln!(
+        "fleetstorm: serving the final metrics at {} for {} (Ctrl-C ends it)",
+        server.url(),
+        humantime::format_duration(linger)
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(linger) => {}
+        _ = signal.cancelled() => {}
+    }
+    server.stop();
 }
 
 /// What the variants of one `run` share.
@@ -656,6 +736,8 @@ struct RunContext<'a> {
     abort: CancellationToken,
     /// SHA-256 (hex) of the scenario file.
     scenario_sha256: Option<String>,
+    /// `--metrics-listen`: the endpoint's source each variant's series attach to.
+    metrics: Option<crate::exporter::RunMetrics>,
     /// Collect the end-of-run tables here instead of printing them (dashboard on screen).
     tables: Option<&'a mut Vec<String>>,
 }
@@ -700,6 +782,7 @@ async fn run_variants(
             run_id: ctx.run_id.clone(),
             abort: ctx.abort.clone(),
             scenario_sha256: ctx.scenario_sha256.clone(),
+            metrics: ctx.metrics.clone(),
             ..RunOptions::new(dir.clone())
         };
         let summary = fleet::run(scenario, options, stop.clone())

@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub abort: CancellationToken,
     /// SHA-256 (hex) of the scenario file as read: `scenario_sha256` in summary.json.
     pub scenario_sha256: Option<String>,
+    /// `--metrics-listen`: the endpoint's source, which this run's series attach to.
+    pub metrics: Option<crate::exporter::RunMetrics>,
 }
 
 impl RunOptions {
@@ -79,6 +81,7 @@ impl RunOptions {
             run_id: crate::scenario::new_run_id(),
             abort: CancellationToken::new(),
             scenario_sha256: None,
+            metrics: None,
         }
     }
 }
@@ -116,6 +119,21 @@ struct Live {
     max_lag_us: AtomicU64,
     /// Devices connected with their own identity right now (stay / telemetry).
     connected: Arc<AtomicU64>,
+}
+
+impl Live {
+    /// What a metrics scrape reads (atomics and the operator's controls, no lock).
+    fn exported(&self, planned: u64, controls: &Controls) -> crate::exporter::run::LiveValues {
+        crate::exporter::run::LiveValues {
+            planned,
+            started: self.started.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            max_lag: Duration::from_micros(self.max_lag_us.load(Ordering::Relaxed)),
+            rate: controls.current(),
+        }
+    }
 }
 
 /// Run a scenario to the end (or until `stop` is cancelled) and write its results.
@@ -159,6 +177,14 @@ pub async fn run(
 
     // The aggregator: this task.
     let mut agg = Aggregator::new(&scenario, &target, &live, &clock, &options, outputs, start);
+    agg.metrics = options.metrics.as_ref().map(|m| {
+        let (l, controls, planned) = (live.clone(), options.controls.clone(), limit);
+        m.start(
+            crate::exporter::Labels::of(&scenario, &options),
+            Box::new(move || l.exported(planned, &controls)),
+            target.mock.as_ref().map(|h| h.observer()),
+        )
+    });
     // A summary from the start: a run killed in its first second has one too.
     agg.write_summary(&stop)?;
     agg.run(rx, created_rx, &stop).await?;

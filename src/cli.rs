@@ -147,6 +147,32 @@ pub struct RunArgs {
     /// counts (a signal ends it early; the results are already written).
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "metrics_listen")]
     pub metrics_linger: Option<std::time::Duration>,
+    /// Run only shard I of N (0-based): the arrivals k with k % N == I, {seq} = k.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse, conflicts_with = "shards")]
+    pub shard: Option<crate::shard::Shard>,
+    /// Run shard I of N with I from the JOB_COMPLETION_INDEX environment variable (a Kubernetes
+    /// Indexed Job's pod index).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub shards: Option<u64>,
+    /// Start the schedule at this instant (RFC 3339, e.g. 2026-11-30T12:00:00Z): every shard
+    /// given the same one starts together; a late one reports its lag and is not shifted.
+    #[arg(long, value_name = "TIME", value_parser = crate::shard::StartAt::parse)]
+    pub start_at: Option<crate::shard::StartAt>,
+    /// The run ID ({run}); give every shard of one job the same one. Default: random, or for
+    /// shards with --start-at, derived from the scenario file and the start time.
+    #[arg(long, value_name = "ID", value_parser = parse_run_id)]
+    pub run_id: Option<String>,
+}
+
+fn parse_run_id(s: &str) -> Result<String, String> {
+    if crate::scenario::valid_run_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "--run-id {s:?}: 1 to {} characters of lowercase base32 (a-z, 2-7)",
+            crate::scenario::MAX_RUN_ID
+        ))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -544,6 +570,17 @@ fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
 }
 
 async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
+    let shard = match (args.shard, args.shards) {
+        (None, Some(n)) => {
+            let index = std::env::var_os(crate::shard::INDEX_VAR);
+            let index = index.as_ref().map(|v| v.to_string_lossy());
+            Some(
+                crate::shard::Shard::from_index_var(n, index.as_deref())
+                    .map_err(|e| Failure::new(exit::USAGE, e))?,
+            )
+        }
+        (shard, _) => shard,
+    };
     let scenarios = Scenario::load_variants(&args.scenario, &args.sets)
         .map_err(|e| Failure::new(exit::CONFIG, e))?;
     let name = scenarios
@@ -570,10 +607,17 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     let out_dir = match &args.out {
         Some(dir) => crate::output::claim_given(dir, args.overwrite)?,
         None => {
-            let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            // Shards of one job share the start time: their folders differ only in the suffix.
+            let at = args
+                .start_at
+                .map_or_else(std::time::SystemTime::now, |t| t.0);
+            let stamp = humantime::format_rfc3339_seconds(at)
                 .to_string()
                 .replace(':', "");
-            crate::output::claim_default(&PathBuf::from("results").join(format!("{name}-{stamp}")))?
+            let suffix = shard.unwrap_or_default().folder_suffix();
+            crate::output::claim_default(
+                &PathBuf::from("results").join(format!("{name}-{stamp}{suffix}")),
+            )?
         }
     };
     let scenario_sha256 = std::fs::read(&args.scenario).ok().map(|bytes| {
@@ -581,10 +625,21 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         hex::encode(sha2::Sha256::digest(&bytes))
     });
     let limit = crate::limits::raise_nofile();
-    let run_id = crate::scenario::new_run_id();
+    let run_id = crate::shard::run_id(
+        args.run_id.as_deref(),
+        shard,
+        args.start_at,
+        scenario_sha256.as_deref(),
+        &scenarios,
+    );
     eprintln!(
-        "fleetstorm run {name} (run ID {run_id}): {} devices planned{}; open-file limit {limit} (about {} devices in flight); results in {}",
-        scenarios.first().map_or(0, |s| s.devices.count),
+        "fleetstorm run {name} (run ID {run_id}{}): {} devices planned{}; open-file limit {limit} (about {} devices in flight); results in {}",
+        shard
+            .map(|s| format!(", shard {} of {}", s.index, s.count))
+            .unwrap_or_default(),
+        scenarios
+            .first()
+            .map_or(0, |s| shard.unwrap_or_default().share(s.devices.count)),
         if scenarios.len() > 1 {
             format!(" per variant, {} variants", scenarios.len())
         } else {
@@ -649,6 +704,8 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             scenario_sha256,
             metrics: metrics.as_ref().map(|(source, _)| source.clone()),
             tables: dashboard.is_some().then_some(&mut tables),
+            shard,
+            start_at: args.start_at,
         },
     )
     .await;
@@ -740,6 +797,10 @@ struct RunContext<'a> {
     metrics: Option<crate::exporter::RunMetrics>,
     /// Collect the end-of-run tables here instead of printing them (dashboard on screen).
     tables: Option<&'a mut Vec<String>>,
+    /// `--shard` / `--shards`: every variant runs this shard's devices.
+    shard: Option<crate::shard::Shard>,
+    /// `--start-at`: when the first variant starts (the next ones follow it).
+    start_at: Option<crate::shard::StartAt>,
 }
 
 /// Run each variant in turn; (thresholds all passed, result folders, several variants).
@@ -783,6 +844,8 @@ async fn run_variants(
             abort: ctx.abort.clone(),
             scenario_sha256: ctx.scenario_sha256.clone(),
             metrics: ctx.metrics.clone(),
+            shard: ctx.shard,
+            start_at: ctx.start_at.take(),
             ..RunOptions::new(dir.clone())
         };
         let summary = fleet::run(scenario, options, stop.clone())

@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod scenario;
+pub mod shard;
 pub mod signals;
 pub mod stage;
 pub mod tls;

@@ -171,6 +171,8 @@ pub struct Totals<'a> {
     pub complete: bool,
     /// SHA-256 of the scenario file as read (hex), when the run came from a file.
     pub scenario_sha256: Option<&'a str>,
+    /// Which shard this is (summary.json's `shard`).
+    pub shard: Option<crate::results::ShardSummary>,
 }
 
 pub struct Outputs {
@@ -217,6 +219,17 @@ fn write_scenario(dir: &Path, scenario: &Scenario) -> Result<(), OutputError> {
 
 impl Outputs {
     pub fn create(dir: &Path, scenario: &Scenario, endpoint: &str) -> Result<Outputs, OutputError> {
+        Outputs::create_at(dir, scenario, endpoint, SystemTime::now())
+    }
+
+    /// [`Outputs::create`] for a run whose time origin is `start` (the interval log's start
+    /// and base time; `--start-at`).
+    pub fn create_at(
+        dir: &Path,
+        scenario: &Scenario,
+        endpoint: &str,
+        start: SystemTime,
+    ) -> Result<Outputs, OutputError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut timeseries = csv::Writer::from_writer(create(dir, "timeseries.csv")?);
         let mut header: Vec<String> = ["elapsed_s", "offered", "started", "completed", "failed"]
@@ -247,7 +260,13 @@ impl Outputs {
             .map_err(csv_err(&dir.join("failures.csv")))?;
         write_scenario(dir, scenario)?;
         let hlog = create(dir, "latency.hlog")?;
-        let hlog = Hlog::begin(hlog, dir.join("latency.hlog"), &scenario.name, endpoint)?;
+        let hlog = Hlog::begin(
+            hlog,
+            dir.join("latency.hlog"),
+            &scenario.name,
+            endpoint,
+            start,
+        )?;
         Ok(Outputs {
             dir: dir.to_path_buf(),
             devices: csv::Writer::from_writer(create(dir, "devices.csv")?),
@@ -462,6 +481,7 @@ impl Outputs {
             out_dir: self.dir.clone(),
             complete: t.complete,
             scenario_sha256: t.scenario_sha256.map(str::to_string),
+            shard: t.shard,
         };
         summary_files::write_summary(&self.dir, &summary)?;
         Ok(summary)

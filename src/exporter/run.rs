@@ -86,11 +86,10 @@ pub struct Labels {
 impl Labels {
     /// The labels of `scenario` run with `options`.
     pub fn of(scenario: &Scenario, options: &RunOptions) -> Labels {
-        let _ = options; // the shard index comes from here once `run --shard I/N` exists
         Labels {
             scenario: scenario.name.clone(),
             variant: scenario.variant.clone(),
-            shard: "0".to_string(),
+            shard: options.shard.unwrap_or_default().index.to_string(),
         }
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::target::Prepared;
-use super::{DeviceResult, Live, Record, RunError, RunOptions};
+use super::{DeviceResult, Live, Origin, Record, RunError, RunOptions};
 use crate::device;
 use crate::live::{FailureView, ScheduleClock, Snapshot, StageView};
 use crate::metrics::{LevelCounts, Percentiles, STAGE_NAMES, StageSet};
@@ -29,6 +29,9 @@ pub(super) struct Aggregator<'a> {
     start: Instant,
     /// Wall-clock time of `start`.
     pub(super) started_at: SystemTime,
+    /// The devices this run (shard) plans, and summary.json's `shard`.
+    planned: u64,
+    shard: Option<crate::results::ShardSummary>,
     window: Window,
     pub(super) levels: LevelCounts,
     pub(super) total: StageSet,
@@ -55,8 +58,9 @@ impl<'a> Aggregator<'a> {
         clock: &'a ScheduleClock,
         options: &'a RunOptions,
         outputs: Outputs,
-        start: Instant,
+        origin: &Origin,
     ) -> Aggregator<'a> {
+        let start = origin.start;
         Aggregator {
             scenario,
             target,
@@ -65,10 +69,14 @@ impl<'a> Aggregator<'a> {
             options,
             outputs,
             start,
-            started_at: SystemTime::now()
-                .checked_sub(start.elapsed())
-                .unwrap_or_else(SystemTime::now),
-            window: Window::new(start, process_cpu_s(target.mock.as_ref())),
+            started_at: origin.started_at,
+            planned: origin.planned,
+            shard: origin.shard.clone(),
+            // A late start's first window opens now: nothing ran before.
+            window: Window::new(
+                start.max(Instant::now()),
+                process_cpu_s(target.mock.as_ref()),
+            ),
             levels: LevelCounts::default(),
             total: StageSet::default(),
             failures: BTreeMap::new(),
@@ -98,10 +106,11 @@ impl<'a> Aggregator<'a> {
         mut created: mpsc::UnboundedReceiver<device::Created>,
         stop: &CancellationToken,
     ) -> Result<(), RunError> {
-        let mut tick = tokio::time::interval_at(
-            (Instant::now() + Duration::from_secs(1)).into(),
-            Duration::from_secs(1),
-        );
+        // Windows close on whole seconds from the start, so shards with one --start-at
+        // close theirs at the same instants.
+        let into_run = Instant::now().saturating_duration_since(self.start);
+        let first = self.start + Duration::from_secs(into_run.as_secs() + 1);
+        let mut tick = tokio::time::interval_at(first.into(), Duration::from_secs(1));
         loop {
             tokio::select! {
                 record = rx.recv() => match record {
@@ -162,8 +171,8 @@ impl<'a> Aggregator<'a> {
             scenario: self.scenario,
             run_id: &self.options.run_id,
             started_at: self.started_at,
-            duration: self.start.elapsed(),
-            planned: self.scenario.devices.count,
+            duration: Instant::now().saturating_duration_since(self.start),
+            planned: self.planned,
             started: live.started.load(Ordering::Relaxed),
             provisioned: self.provisioned,
             failed: self.failed,
@@ -178,6 +187,7 @@ impl<'a> Aggregator<'a> {
             rate_changes: self.options.controls.changes_since(self.start),
             complete: false,
             scenario_sha256: self.options.scenario_sha256.as_deref(),
+            shard: self.shard.clone(),
         })?;
         Ok(())
     }
@@ -333,7 +343,7 @@ impl<'a> Aggregator<'a> {
                 rate,
                 stopping: self.stopping,
                 finished: false,
-                planned_devices: self.scenario.devices.count,
+                planned_devices: self.planned,
                 started,
                 provisioned: self.provisioned,
                 failed: self.failed,

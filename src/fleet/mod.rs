@@ -11,7 +11,7 @@ mod target;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,9 @@ use crate::live::{Controls, ScheduleClock, Snapshot};
 use crate::mock;
 use crate::output::{Outputs, Summary, Totals};
 use crate::pki;
+use crate::results::ShardSummary;
 use crate::scenario::Scenario;
+use crate::shard::{Shard, StartAt};
 use aggregator::Aggregator;
 use scheduler::{Launcher, Pacer};
 
@@ -65,6 +67,10 @@ pub struct RunOptions {
     pub scenario_sha256: Option<String>,
     /// `--metrics-listen`: the endpoint's source, which this run's series attach to.
     pub metrics: Option<crate::exporter::RunMetrics>,
+    /// `--shard I/N` / `--shards N`: run only this shard's devices (None: all of them).
+    pub shard: Option<Shard>,
+    /// `--start-at`: the instant the schedule's time 0 is (None: as soon as the run is ready).
+    pub start_at: Option<StartAt>,
 }
 
 impl RunOptions {
@@ -82,8 +88,27 @@ impl RunOptions {
             abort: CancellationToken::new(),
             scenario_sha256: None,
             metrics: None,
+            shard: None,
+            start_at: None,
         }
     }
+
+    /// The devices this run starts: all of them unless it is a shard.
+    fn shard_or_whole(&self) -> Shard {
+        self.shard.unwrap_or_default()
+    }
+}
+
+/// When the run's schedule begins and what part of the scenario it runs.
+struct Origin {
+    /// Schedule time 0 (in the past when the run started late).
+    start: Instant,
+    /// Wall-clock time of `start`: `started_at`, the interval log's start time.
+    started_at: SystemTime,
+    /// The devices this run plans: its shard's share of `devices.count`.
+    planned: u64,
+    /// summary.json's `shard` (None unless --shard, --shards or --start-at was given).
+    shard: Option<ShardSummary>,
 }
 
 /// What one device reports to the aggregator.
@@ -150,6 +175,7 @@ pub async fn run(
     // Certificates and things as devices get them, for created.csv.
     let (created_tx, created_rx) = mpsc::unbounded_channel::<device::Created>();
     let devices_stop = CancellationToken::new();
+    let shard = options.shard_or_whole();
     let launcher = Launcher::new(
         &scenario,
         &target,
@@ -158,10 +184,15 @@ pub async fn run(
         (tx, created_tx),
         &stop,
         devices_stop.clone(),
+        shard,
     )?;
 
-    let outputs = Outputs::create(&options.out_dir, &scenario, &target.label)?;
-    let start = Instant::now();
+    let outputs = match options.start_at {
+        Some(at) => Outputs::create_at(&options.out_dir, &scenario, &target.label, at.0)?,
+        None => Outputs::create(&options.out_dir, &scenario, &target.label)?,
+    };
+    let origin = begin(&scenario, &options, &stop).await?;
+    let start = origin.start;
     let clock = Arc::new(ScheduleClock::new(start, options.controls.current()));
     let pacer = Pacer::new(clock.clone(), options.controls.subscribe());
     let plan = scenario.plan();
@@ -172,13 +203,16 @@ pub async fn run(
         limit,
         pacer,
         stop.clone(),
+        shard,
     ));
     abort_after_drain(&stop, &options.abort, devices_stop, options.drain);
 
     // The aggregator: this task.
-    let mut agg = Aggregator::new(&scenario, &target, &live, &clock, &options, outputs, start);
+    let mut agg = Aggregator::new(
+        &scenario, &target, &live, &clock, &options, outputs, &origin,
+    );
     agg.metrics = options.metrics.as_ref().map(|m| {
-        let (l, controls, planned) = (live.clone(), options.controls.clone(), limit);
+        let (l, controls, planned) = (live.clone(), options.controls.clone(), origin.planned);
         m.start(
             crate::exporter::Labels::of(&scenario, &options),
             Box::new(move || l.exported(planned, &controls)),
@@ -190,7 +224,7 @@ pub async fn run(
     agg.run(rx, created_rx, &stop).await?;
     let _ = scheduler.await;
     agg.publish(&stop, true)?;
-    let duration = start.elapsed();
+    let duration = Instant::now().saturating_duration_since(start);
     let Aggregator {
         outputs,
         started_at,
@@ -211,7 +245,7 @@ pub async fn run(
         run_id: &options.run_id,
         started_at,
         duration,
-        planned: scenario.devices.count,
+        planned: origin.planned,
         started: live.started.load(Ordering::Relaxed),
         provisioned,
         failed,
@@ -226,8 +260,72 @@ pub async fn run(
         rate_changes: options.controls.changes_since(start),
         complete: true,
         scenario_sha256: options.scenario_sha256.as_deref(),
+        shard: origin.shard.clone(),
     };
     Ok(outputs.finish(totals)?)
+}
+
+/// Fix the run's time origin: now, or `--start-at` (waiting for it, unless `stop` comes
+/// first; a start already past is not moved: the arrivals due before now start at once and
+/// the lag is reported).
+async fn begin(
+    scenario: &Scenario,
+    options: &RunOptions,
+    stop: &CancellationToken,
+) -> Result<Origin, RunError> {
+    let shard = options.shard_or_whole();
+    let summary = |start_at: Option<StartAt>, lag: Duration| {
+        (options.shard.is_some() || start_at.is_some()).then(|| ShardSummary {
+            index: shard.index,
+            count: shard.count,
+            start_at: start_at.map(StartAt::rfc3339),
+            start_lag_s: lag.as_secs_f64(),
+        })
+    };
+    let planned = shard.share(scenario.devices.count);
+    let now = |start_at| Origin {
+        start: Instant::now(),
+        started_at: SystemTime::now(),
+        planned,
+        shard: summary(start_at, Duration::ZERO),
+    };
+    let Some(at) = options.start_at else {
+        return Ok(now(None));
+    };
+    let Some((start, late)) = at.origin() else {
+        return Err(RunError::Other(format!(
+            "--start-at {}: further in the past than this machine's clock reaches",
+            at.rfc3339()
+        )));
+    };
+    if late.is_zero() {
+        crate::tui::log_line(format!(
+            "waiting {:.1} s for --start-at {} (Ctrl-C stops)",
+            start
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64(),
+            at.rfc3339()
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep_until(start.into()) => {}
+            // Stopped before it began: nothing ran, the results say so from now.
+            _ = stop.cancelled() => return Ok(now(Some(at))),
+        }
+    }
+    let lag = Instant::now().saturating_duration_since(start);
+    if !late.is_zero() {
+        crate::tui::log_line(format!(
+            "started {:.3} s after --start-at {}: the schedule is not shifted, arrivals due before now start at once",
+            lag.as_secs_f64(),
+            at.rfc3339()
+        ));
+    }
+    Ok(Origin {
+        start,
+        started_at: at.0,
+        planned,
+        shard: summary(Some(at), lag),
+    })
 }
 
 /// Drain deadline: once a stop is requested, in-flight devices get `drain` to finish, then

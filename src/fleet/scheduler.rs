@@ -15,6 +15,7 @@ use super::{DeviceResult, Live, Record, RunError};
 use crate::device::{self, DeviceSpec, DeviceTls, Endpoint};
 use crate::live::ScheduleClock;
 use crate::scenario::{Pattern, PlannedPhase, RetrySettings, Scenario};
+use crate::shard::Shard;
 
 fn aborted() -> device::DeviceReport {
     device::DeviceReport {
@@ -45,7 +46,9 @@ pub(super) struct Launcher {
 
 impl Launcher {
     /// Starts the scenario's devices (their client ID and parameter patterns parsed here) at
-    /// the target; `stop` releases devices that stay connected, `devices_stop` aborts them.
+    /// the target, at most `shard`'s part of `max_in_flight` at once; `stop` releases devices
+    /// that stay connected, `devices_stop` aborts them.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         scenario: &Scenario,
         target: &Prepared,
@@ -57,6 +60,7 @@ impl Launcher {
         ),
         stop: &CancellationToken,
         devices_stop: CancellationToken,
+        shard: Shard,
     ) -> Result<Launcher, RunError> {
         let devices = &scenario.devices;
         let client_id = Pattern::parse(&devices.client_id)
@@ -105,7 +109,7 @@ impl Launcher {
             handles,
             client_id,
             parameters,
-            semaphore: Arc::new(Semaphore::new(scenario.max_in_flight)),
+            semaphore: Arc::new(Semaphore::new(shard.max_in_flight(scenario.max_in_flight))),
         })
     }
 
@@ -226,51 +230,65 @@ async fn sleep_until_opt(due: Option<Instant>) {
 }
 
 /// The scheduler: runs the phases in order, sleeping until each intended arrival (open model) or
-/// keeping the target number of devices in flight (closed model), on schedule time.
+/// keeping the target number of devices in flight (closed model), on schedule time; of a
+/// sharded run, only `shard`'s arrivals and its share of the devices in flight (see `shard`).
 pub(super) async fn schedule(
     launcher: Launcher,
     plan: Vec<PlannedPhase>,
     limit: u64,
     mut pacer: Pacer,
     stop: CancellationToken,
+    shard: Shard,
 ) {
     let mut tasks = JoinSet::new();
+    // The unsharded run's next seq: where the next phase's arrivals are numbered from.
     let mut seq = 0u64;
+    // Arrivals to skip between two of this shard's (none when unsharded).
+    let skip = usize::try_from(shard.count - 1).unwrap_or(usize::MAX);
     'phases: for phase in plan {
         match phase {
             PlannedPhase::Open(arrivals) => {
-                for offset in arrivals {
-                    if seq >= limit {
+                let (base, n) = (seq, arrivals.len());
+                let mut own = shard.next_owned(base);
+                let mut arrivals = arrivals.into_iter();
+                // Skipping is a piece at a time: the other shards' arrivals are not computed.
+                let mut next = arrivals.nth(usize::try_from(own - base).unwrap_or(usize::MAX));
+                while let Some(offset) = next {
+                    if own >= limit {
                         break 'phases;
                     }
                     let Some(intended) = pacer.until(offset, &stop).await else {
                         break 'phases;
                     };
                     while tasks.try_join_next().is_some() {}
-                    launcher.launch(seq, intended, offset, &mut tasks);
-                    seq += 1;
+                    launcher.launch(own, intended, offset, &mut tasks);
+                    own += shard.count;
+                    next = arrivals.nth(skip);
                 }
+                seq = base + n;
             }
             PlannedPhase::Closed { begin, ramp } => {
                 let phase_end = begin + ramp.duration();
                 if pacer.until(begin, &stop).await.is_none() {
                     break 'phases;
                 }
+                // This shard's seqs: every count-th from its first.
+                let mut own = shard.next_owned(seq);
                 loop {
                     let now = Instant::now();
                     let at = pacer.clock.at(now);
-                    if at >= phase_end || seq >= limit {
+                    if at >= phase_end || own >= limit {
                         break;
                     }
                     let rate = pacer.clock.rate();
                     let target = if rate.paused {
                         0
                     } else {
-                        (ramp.at(at - begin) * rate.multiplier).floor() as u64
+                        shard.share((ramp.at(at - begin) * rate.multiplier).floor() as u64)
                     };
-                    while launcher.live.in_flight.load(Ordering::Relaxed) < target && seq < limit {
-                        launcher.launch(seq, Instant::now(), at, &mut tasks);
-                        seq += 1;
+                    while launcher.live.in_flight.load(Ordering::Relaxed) < target && own < limit {
+                        launcher.launch(own, Instant::now(), at, &mut tasks);
+                        own += shard.count;
                     }
                     // Re-check when a device ends, the controls change or the ramp moves
                     // (every 50 ms).
@@ -281,6 +299,11 @@ pub(super) async fn schedule(
                         _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                     }
                 }
+                // How many devices the other shards started is unknown here: the next phase's
+                // arrivals are numbered from a multiple of the count past this shard's last seq,
+                // so every shard still takes the arrivals k with k % count == index, and its
+                // seqs stay in its own residue class (disjoint from the other shards').
+                seq = own - shard.index;
             }
         }
     }

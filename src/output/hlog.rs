@@ -20,15 +20,16 @@ pub(super) struct Hlog<W: Write> {
 
 impl<W: Write> Hlog<W> {
     /// Write the header: what the values are, the format version, the start and base times
-    /// (interval timestamps are seconds since the start) and the column legend.
+    /// (`now`: the run's time origin; interval timestamps are seconds since it) and the column
+    /// legend.
     pub(super) fn begin(
         mut out: W,
         path: PathBuf,
         scenario: &str,
         endpoint: &str,
+        now: SystemTime,
     ) -> Result<Self, OutputError> {
         let mut serializer = V2DeflateSerializer::new();
-        let now = SystemTime::now();
         IntervalLogWriterBuilder::new()
             .add_comment(&format!(
                 "[fleetstorm {} scenario {scenario} against {endpoint}]",
@@ -85,7 +86,14 @@ mod tests {
 
     #[test]
     fn the_interval_log_reads_back_with_hdrhistograms_reader() {
-        let mut hlog = Hlog::begin(Vec::new(), "latency.hlog".into(), "s", "127.0.0.1:1").unwrap();
+        let mut hlog = Hlog::begin(
+            Vec::new(),
+            "latency.hlog".into(),
+            "s",
+            "127.0.0.1:1",
+            SystemTime::now(),
+        )
+        .unwrap();
         let mut written = Vec::new();
         for (second, tag, values) in [
             (0, "register_thing", vec![1_000u64, 2_000, 250_000]),

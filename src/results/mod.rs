@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, LogIteratorError};
 
-pub use summary::{DeviceCounts, Scheduler, Summary, Throughput};
+pub use summary::{DeviceCounts, Scheduler, ShardSummary, Summary, Throughput};
 pub use timeseries::Timeseries;
 
 /// A results file that is missing or malformed (exit code 3).

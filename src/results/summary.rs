@@ -84,11 +84,31 @@ pub struct Summary {
     pub throttle: Option<ThrottleAnalysis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// Which shard of a split run this is (`run --shard I/N`, `--shards N`, `--start-at`);
+    /// absent for an unsharded run and in summaries of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardSummary>,
     /// Written only: the mock's report is for people and scripts, no command reads it back.
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockReport>,
     #[serde(skip)]
     pub out_dir: PathBuf,
+}
+
+/// `shard` in summary.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// 0-based index of this shard, < `count`.
+    pub index: u64,
+    pub count: u64,
+    /// `--start-at` (RFC 3339, UTC): the instant the schedule's time 0 was set to, and the run's
+    /// time origin (`started_at`); null when not given.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// How late this shard was ready after `start_at` (0 when it waited for it): its schedule
+    /// was not shifted, so arrivals due before then started at once.
+    #[serde(default)]
+    pub start_lag_s: f64,
 }
 
 fn complete_when_absent() -> bool {

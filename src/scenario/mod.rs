@@ -20,7 +20,7 @@ use crate::pki::KeyAlgorithm;
 
 pub use crate::metrics::Analysis;
 pub use load::apply_set;
-pub use patterns::{Pattern, new_run_id};
+pub use patterns::{MAX_RUN_ID, Pattern, new_run_id, run_id_from_bytes, valid_run_id};
 pub use schedule::{Arrivals, Executor, Phase, PhaseSpec, PlannedPhase, Ramp, RampStage};
 
 #[derive(Debug, thiserror::Error)]

@@ -36,10 +36,24 @@ const RUN_ID_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 pub fn new_run_id() -> String {
     let mut bytes = [0u8; 6];
     rand::fill(&mut bytes);
+    run_id_from_bytes(&bytes)
+}
+
+/// A run ID made of `bytes` (one character of 5 bits per byte).
+pub fn run_id_from_bytes(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|b| char::from(RUN_ID_ALPHABET[usize::from(b & 31)]))
         .collect()
+}
+
+/// The longest run ID `--run-id` accepts.
+pub const MAX_RUN_ID: usize = 32;
+
+/// Whether `id` can be a run ID (`--run-id`): 1 to [`MAX_RUN_ID`] lowercase base32 characters,
+/// like the generated ones, so it is valid in thing names and client IDs.
+pub fn valid_run_id(id: &str) -> bool {
+    (1..=MAX_RUN_ID).contains(&id.len()) && id.bytes().all(|c| RUN_ID_ALPHABET.contains(&c))
 }
 
 impl Pattern {
@@ -234,5 +248,16 @@ mod tests {
         assert_eq!(p.bind_run("abc234").render(7, &mut rng), "fs-abc234-007");
         assert_eq!(p.render(7, &mut rng), "fs-{run}-007");
         assert!(Pattern::parse("{run:x}").is_err());
+        assert!(valid_run_id(&a) && valid_run_id("job7"));
+        for bad in [
+            "",
+            "Job7",
+            "job-7",
+            "job1",
+            "a b",
+            &"a".repeat(MAX_RUN_ID + 1),
+        ] {
+            assert!(!valid_run_id(bad), "{bad:?}");
+        }
     }
 }

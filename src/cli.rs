@@ -95,6 +95,25 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Merge the results folders of a sharded run's shards (`run --shard I/N`) into one run
+    /// folder: histograms added interval by interval, timeseries summed by wall-clock
+    /// interval, devices and failures concatenated, counts and thresholds recomputed,
+    /// report.html written.
+    Merge {
+        /// The shards' run folders (in any order).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The merged run folder: created when missing; an existing one must be empty, unless
+        /// --overwrite.
+        #[arg(long)]
+        out: PathBuf,
+        /// Merge even with shards missing or incomplete (killed) folders; summary.json says which.
+        #[arg(long)]
+        partial: bool,
+        /// Write into an existing, non-empty --out folder (files of the same name are replaced).
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// The AWS account side: set up and tear down the claim resources, clean up what a run created.
     Aws {
         #[command(subcommand)]
@@ -310,6 +329,16 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
+        Command::Merge {
+            dirs,
+            out,
+            partial,
+            overwrite,
+        } => merge_shards(
+            &dirs,
+            &out,
+            crate::merge::MergeOptions { partial, overwrite },
+        ),
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
                 .map_err(|e| Failure::new(e.exit_code(), e))
@@ -524,6 +553,25 @@ fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
         out!("  note: {note}");
     }
     Ok(exit::OK)
+}
+
+fn merge_shards(
+    dirs: &[PathBuf],
+    out: &Path,
+    options: crate::merge::MergeOptions,
+) -> Result<u8, Failure> {
+    let merged =
+        crate::merge::merge(dirs, out, options).map_err(|e| Failure::new(e.exit_code(), e))?;
+    out!("{}", crate::output::render_table(&merged.summary));
+    out!("  report: {}", merged.report.display());
+    for note in &merged.notes {
+        out!("  note: {note}");
+    }
+    Ok(if merged.summary.thresholds_ok() {
+        exit::OK
+    } else {
+        exit::THRESHOLDS
+    })
 }
 
 /// The line that says where a report went; a report that could not be written is logged and

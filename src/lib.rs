@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod guard;
 pub mod limits;
 pub mod live;
+pub mod merge;
 pub mod metrics;
 pub mod mock;
 pub mod mock_settings;

@@ -26,6 +26,7 @@ pub use created::{CREATED_COLUMNS, CreatedContext, CreatedRow};
 pub use folder::{FolderError, claim_default, claim_given};
 use hlog::Hlog;
 pub use identities::{check_identities_folder, save_identity};
+pub(crate) use summary_files::write_summary;
 
 mod created;
 mod folder;
@@ -482,6 +483,8 @@ impl Outputs {
             complete: t.complete,
             scenario_sha256: t.scenario_sha256.map(str::to_string),
             shard: t.shard,
+            merged_from: Vec::new(),
+            shards_missing: Vec::new(),
         };
         summary_files::write_summary(&self.dir, &summary)?;
         Ok(summary)

@@ -793,9 +793,9 @@ fn dashboard_queries(scenario: &str) -> Vec<(String, Option<String>)> {
 
 /// The acceptance test: Debian's Prometheus, started here on loopback, scrapes two running
 /// shards (`--shard 0/2` and `1/2`, the same `--start-at`, each with its own embedded mock);
-/// `sum(fleetstorm_provisioned_total)` through its HTTP API equals the shards' provisioned
-/// counts added up from their summary.json files, and every expression of the Grafana
-/// dashboard parses and returns data.
+/// `sum(fleetstorm_provisioned_total)` through its HTTP API equals the provisioned count of
+/// `fleetstorm merge` of the two shard folders, and every expression of the Grafana dashboard
+/// parses and returns data.
 #[test]
 fn prometheus_scrapes_two_shards_and_the_dashboard_queries_return_data() {
     let prometheus_bin = common::install::command(
@@ -950,19 +950,33 @@ fn prometheus_scrapes_two_shards_and_the_dashboard_queries_return_data() {
     }
     drop(guard);
 
-    // The merged count: the shards' summary.json figures added up.
-    let summaries: Vec<serde_json::Value> = outs.iter().map(|o| summary(o)).collect();
-    let sum = |key: &str| -> f64 {
-        summaries
-            .iter()
-            .map(|s| s["devices"][key].as_f64().unwrap())
-            .sum()
-    };
-    assert_eq!(sum("planned"), planned as f64);
-    assert_eq!(sum("started"), planned as f64);
-    assert_eq!(provisioned, sum("provisioned"));
-    assert_eq!(failed, sum("failed"));
+    // The merged count: `fleetstorm merge` of the two shard folders.
+    let merged = dir.path().join("merged");
+    let o = fleetstorm(
+        dir.path(),
+        &[
+            "merge",
+            outs[0].to_str().unwrap(),
+            outs[1].to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let merged = summary(&merged);
+    let merged_count = |key: &str| merged["devices"][key].as_f64().unwrap();
+    assert_eq!(merged_count("planned"), planned as f64);
+    assert_eq!(merged_count("started"), planned as f64);
+    assert_eq!(provisioned, merged_count("provisioned"));
+    assert_eq!(failed, merged_count("failed"));
     assert!(failed > 0.0 && provisioned > 0.0);
+    // And shard by shard.
+    let summaries: Vec<serde_json::Value> = outs.iter().map(|o| summary(o)).collect();
     for s in &per_shard {
         let shard: usize = s["metric"]["shard"].as_str().unwrap().parse().unwrap();
         assert_eq!(summaries[shard]["shard"]["index"], shard as u64);

@@ -109,38 +109,59 @@ pub fn throttle_analysis(
     if counts.levels.is_empty() {
         return None;
     }
-    let mut levels: Vec<RateLevel> = counts
+    let levels = counts
         .levels
         .iter()
         .map(|&(target, offered, completed, throttled)| {
-            let ratio = |n: u64| {
-                if offered == 0 {
-                    0.0
-                } else {
-                    n as f64 / offered as f64
-                }
-            };
-            RateLevel {
-                target_per_s: target,
-                offered,
-                completed,
-                throttled,
-                throttled_fraction: ratio(throttled),
-                completion_ratio: ratio(completed),
-                sustainable: offered > 0
-                    && ratio(throttled) <= a.max_throttled_fraction
-                    && ratio(completed) >= a.min_completion_ratio,
-            }
+            RateLevel::judge(a, target, offered, completed, throttled)
         })
         .collect();
-    levels.sort_by(|x, y| x.target_per_s.total_cmp(&y.target_per_s));
-    let throttling_stage = failures
-        .iter()
-        .filter_map(|(label, n)| label.strip_prefix("throttled.").map(|stage| (stage, *n)))
-        .max_by_key(|(_, n)| *n)
-        .map(|(stage, _)| stage.to_string());
-    Some(ThrottleAnalysis {
-        throttling_stage,
-        levels,
-    })
+    Some(ThrottleAnalysis::new(levels, failures))
+}
+
+impl RateLevel {
+    /// A level's counts, judged: sustainable when few arrivals were throttled and completions
+    /// kept pace. (`merge` judges the shards' summed counts with it.)
+    pub fn judge(
+        a: &Analysis,
+        target_per_s: f64,
+        offered: u64,
+        completed: u64,
+        throttled: u64,
+    ) -> RateLevel {
+        let ratio = |n: u64| {
+            if offered == 0 {
+                0.0
+            } else {
+                n as f64 / offered as f64
+            }
+        };
+        RateLevel {
+            target_per_s,
+            offered,
+            completed,
+            throttled,
+            throttled_fraction: ratio(throttled),
+            completion_ratio: ratio(completed),
+            sustainable: offered > 0
+                && ratio(throttled) <= a.max_throttled_fraction
+                && ratio(completed) >= a.min_completion_ratio,
+        }
+    }
+}
+
+impl ThrottleAnalysis {
+    /// Judged levels (sorted here by rate) and the failures by label (for the throttling stage).
+    pub fn new(mut levels: Vec<RateLevel>, failures: &BTreeMap<String, u64>) -> ThrottleAnalysis {
+        levels.sort_by(|x, y| x.target_per_s.total_cmp(&y.target_per_s));
+        let throttling_stage = failures
+            .iter()
+            .filter_map(|(label, n)| label.strip_prefix("throttled.").map(|stage| (stage, *n)))
+            .max_by_key(|(_, n)| *n)
+            .map(|(stage, _)| stage.to_string());
+        ThrottleAnalysis {
+            throttling_stage,
+            levels,
+        }
+    }
 }

@@ -26,7 +26,7 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputEr
 }
 
 /// `summary.json` and `summary.csv` (one row per stage) of `summary`, in `dir`.
-pub(super) fn write_summary(dir: &Path, summary: &Summary) -> Result<(), OutputError> {
+pub(crate) fn write_summary(dir: &Path, summary: &Summary) -> Result<(), OutputError> {
     let path = dir.join("summary.json");
     let json = serde_json::to_vec_pretty(summary)
         .map_err(|e| OutputError::new(&path, std::io::Error::other(e)))?;

@@ -256,9 +256,13 @@ pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, R
         s.endpoint,
         s.duration_s,
         if s.interrupted { " · interrupted" } else { "" }
-    ) + if s.complete { "" } else { " · INCOMPLETE" };
+    ) + if s.complete { "" } else { " · INCOMPLETE" }
+        + &super::notice::merge_note(s)
+            .map(|n| format!(" · {n}"))
+            .unwrap_or_default();
     let body = html! {
         (super::notice::incomplete_banner(s))
+        (super::notice::merge_banner(s))
         (summary_section(s))
         (thresholds_section(s))
         section #throughput { h2 { "Throughput over time" } (throughput_chart(run)?) }

@@ -3,6 +3,7 @@
 //! A run folder's `summary.json`, `timeseries.csv`, `failures.csv`, `latency.hlog` and
 //! `scenario.toml`, or the run folders of a variants folder.
 
+mod hlog;
 mod summary;
 mod timeseries;
 
@@ -10,11 +11,9 @@ use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, LogIteratorError};
 
+pub use hlog::{TimedInterval, TimedLog, parse_timed};
 pub use summary::{DeviceCounts, Scheduler, ShardSummary, Summary, Throughput};
 pub use timeseries::Timeseries;
 
@@ -73,11 +72,34 @@ pub(crate) fn open(path: &Path) -> Result<std::io::Cursor<Vec<u8>>, ResultsError
     Ok(std::io::Cursor::new(bytes))
 }
 
+/// A streamed CSV file (see [`open`]) and its header.
+pub(crate) type CsvReader = csv::Reader<std::io::Cursor<Vec<u8>>>;
+
+/// A streamed CSV file opened (see [`open`]), with its header read.
+pub(crate) fn open_csv(path: &Path) -> Result<(CsvReader, Vec<String>), ResultsError> {
+    let mut reader = csv::Reader::from_reader(open(path)?);
+    let header = reader
+        .headers()
+        .map_err(|e| ResultsError::Invalid {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    Ok((reader, header))
+}
+
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ResultsError> {
     std::fs::read(path).map_err(|source| ResultsError::Read {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// `latency.hlog` with each interval's time (see [`parse_timed`]).
+pub fn read_hlog(path: &Path) -> Result<TimedLog, ResultsError> {
+    parse_timed(path, &read_bytes(path)?)
 }
 
 /// A missing file as `None`; any other error stays one.
@@ -283,47 +305,12 @@ fn read_failures(path: &Path) -> Result<Vec<(f64, String)>, ResultsError> {
 /// The interval histograms of an HdrHistogram interval log, per tag, in time order. A last line
 /// cut short (a run killed mid-write) is ignored.
 fn parse_hlog(path: &Path, bytes: &[u8]) -> Result<Intervals, ResultsError> {
-    let err = |detail: String| ResultsError::Hlog {
-        path: path.to_path_buf(),
-        detail,
-    };
     let mut tagged: BTreeMap<String, Vec<(std::time::Duration, Histogram<u64>)>> = BTreeMap::new();
-    let mut deserializer = Deserializer::new();
-    for entry in IntervalLogIterator::new(bytes) {
-        let interval = match entry {
-            Ok(LogEntry::Interval(i)) => i,
-            Ok(_) => continue,
-            Err(LogIteratorError::ParseError { offset }) => {
-                if bytes
-                    .get(offset..)
-                    .is_some_and(|rest| !rest.contains(&b'\n'))
-                {
-                    break;
-                }
-                let line = bytes[..offset.min(bytes.len())]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1;
-                return Err(err(format!("line {line}: not an interval log line")));
-            }
-        };
-        let Some(tag) = interval.tag() else {
-            continue;
-        };
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(interval.encoded_histogram())
-            .map_err(|e| err(format!("tag {}: bad base64: {e}", tag.as_str())))?;
-        let h: Histogram<u64> = deserializer
-            .deserialize(&mut raw.as_slice())
-            .map_err(|e| err(format!("tag {}: bad histogram: {e:?}", tag.as_str())))?;
-        if h.is_empty() {
-            continue;
-        }
+    for i in hlog::parse_timed(path, bytes)?.intervals {
         tagged
-            .entry(tag.as_str().to_string())
+            .entry(i.tag)
             .or_default()
-            .push((interval.start_timestamp(), h));
+            .push((i.start, i.histogram));
     }
     Ok(tagged
         .into_iter()

@@ -88,6 +88,12 @@ pub struct Summary {
     /// absent for an unsharded run and in summaries of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardSummary>,
+    /// `fleetstorm merge`: the folders this summary merges, in shard order (absent for a run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<crate::merge::MergedFrom>,
+    /// `fleetstorm merge --partial`: the shard indexes of the job that were not merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards_missing: Vec<u32>,
     /// Written only: the mock's report is for people and scripts, no command reads it back.
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockReport>,

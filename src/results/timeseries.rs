@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{ResultsError, open};
+use super::{ResultsError, open_csv};
 use crate::metrics::STAGE_NAMES;
 
 /// `timeseries.csv`, read by header name: the columns a run writes today, plus any later ones.
@@ -44,13 +44,7 @@ impl Timeseries {
             path: path.to_path_buf(),
             detail,
         };
-        let mut reader = csv::Reader::from_reader(open(path)?);
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(|e| invalid(e.to_string()))?
-            .iter()
-            .map(str::to_string)
-            .collect();
+        let (mut reader, header) = open_csv(path)?;
         if let Some(missing) = REQUIRED_COLUMNS
             .iter()
             .find(|c| !header.iter().any(|h| h == *c))
@@ -81,6 +75,11 @@ impl Timeseries {
             rows.push(row);
         }
         Ok(Timeseries { header, rows })
+    }
+
+    /// The column names, in file order.
+    pub fn header(&self) -> &[String] {
+        &self.header
     }
 
     pub fn column(&self, name: &str) -> Option<Vec<Option<f64>>> {

@@ -1,0 +1,167 @@
+//! `fleetstorm merge DIR... --out DIR`: the run folders of a sharded job (`run --shard I/N`)
+//! merged into one run folder, as if one process had run every device.
+//!
+//! What is merged how:
+//! - Time: the merged run starts at the earliest `started_at` of the folders (T0). Every
+//!   folder's 1 s intervals are placed by wall clock: a `latency.hlog` interval at `BaseTime`
+//!   (else `StartTime`) + its timestamp, a `timeseries.csv` row at `started_at` + the previous
+//!   row's `elapsed_s`, each in the whole second after T0 nearest to its start. Shards started
+//!   with one `--start-at` share their interval boundaries, so this is exact; folders started at
+//!   other instants land in the nearest whole interval.
+//! - `latency.hlog`: per tag and interval, the shards' histograms added (HDR addition, nothing
+//!   averaged), written with `StartTime` = `BaseTime` = T0. The per-stage figures of
+//!   `summary.json` (count, mean, percentiles, max; latency and service time) come from the sum
+//!   of the merged intervals, exactly as a run computes them from its own.
+//! - `timeseries.csv`, per column: counts of the interval (`offered`, `started`, `completed`,
+//!   `failed`, `failed_<class>`) summed; levels at the interval's end (`in_flight`,
+//!   `connected`) summed, a shard between two of its rows counting its last level and a shard
+//!   not started yet or finished counting 0; `dropped_total` (cumulative) summed, a finished
+//!   shard counting its last total; `start_lag_max_ms` the maximum; `<stage>_p50_ms` /
+//!   `_p99_ms` from the merged interval histograms of `latency.hlog` (0 where no device finished
+//!   the stage, as a run writes); `target_rate_per_s` summed (each shard's share of the rate);
+//!   `rate_multiplier` the mean of the running shards (their multipliers apply to equal
+//!   shares); `cpu_percent` the maximum (the busiest shard's process: a merged run is only as
+//!   trustworthy as its most loaded shard); columns fleetstorm does not write are left empty.
+//!   A second in which no shard wrote a row is written with zero counts.
+//! - `devices.csv` ordered by `seq`, `failures.csv` by time (its `elapsed_s` rebased on T0),
+//!   `created.csv` by `time`: one header each, every row of every folder. A device `seq` in two
+//!   folders is refused as overlapping shards.
+//! - `summary.json`: device counts and failures by reason summed; success rate recomputed; the
+//!   provisioning window is the union of the shards' (each taken from its time origin, where
+//!   its first arrival is due), throughput over it; duration from T0 to the last folder's end;
+//!   the largest start lag; rate levels (throttle-limit finder) summed per level and judged
+//!   again; thresholds evaluated again, from the scenario's `thresholds`, by the run's code.
+//!   `merged_from` lists the folders and their shards, `shards_missing` what `--partial` left
+//!   out; `complete` is true when every merged folder was complete.
+//! - `scenario.toml` is the first folder's; `report.html` is drawn by the run's report code
+//!   and says it is a merge.
+//!
+//! Refused (exit 2, nothing written): folders of different scenarios (name, `scenario_sha256`
+//! or variant), overlapping shards (an index twice, different shard counts, a sharded folder
+//! with an unsharded one, two unsharded ones), incomplete folders (`"complete": false`) and
+//! missing shards unless `--partial`, a variants folder (merge each variant's folders on their
+//! own), and an `--out` that is one of the inputs. A results file that cannot be read or does
+//! not parse is an error naming the file (and line) with exit 3, as for `report`.
+
+mod hlog;
+mod inputs;
+mod summary;
+mod tables;
+mod timeseries;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::{FolderError, OutputError};
+use crate::report::ReportError;
+use crate::results::{ResultsError, Summary};
+
+/// A shard's `shard` field in `summary.json` (see README, "Scale out: shards").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub count: u32,
+    #[serde(default)]
+    pub start_at: Option<String>,
+    #[serde(default)]
+    pub start_lag_s: f64,
+}
+
+/// One folder a merged summary was made from (`merged_from` in `summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedFrom {
+    pub dir: String,
+    /// `None` for an unsharded run folder.
+    pub shard: Option<ShardInfo>,
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub complete: bool,
+}
+
+/// `merge`'s flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MergeOptions {
+    /// Merge even with shards missing or incomplete (the summary says which).
+    pub partial: bool,
+    /// Write into a non-empty `--out` folder.
+    pub overwrite: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A folder or results file that cannot be read or does not parse.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    /// The folders do not merge (different scenarios, overlapping or missing shards, ...).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("the merged results are written, but not report.html: {0}")]
+    Report(#[from] ReportError),
+}
+
+impl MergeError {
+    /// The exit code (README, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        use crate::cli::exit;
+        match self {
+            MergeError::Results(_) => exit::CONFIG,
+            MergeError::Refused(_) => exit::USAGE,
+            MergeError::Folder(e) if e.is_refusal() => exit::EXISTS,
+            MergeError::Folder(_) | MergeError::Output(_) | MergeError::Report(_) => exit::RUNTIME,
+        }
+    }
+}
+
+/// A merge, written.
+#[derive(Debug)]
+pub struct Merged {
+    pub summary: Summary,
+    pub report: PathBuf,
+    /// Things worth a line on the terminal (missing shards, mixed run IDs, ...).
+    pub notes: Vec<String>,
+}
+
+/// Merge the run folders `dirs` into `out` (claimed as `run --out` claims its folder).
+pub fn merge(dirs: &[PathBuf], out: &Path, options: MergeOptions) -> Result<Merged, MergeError> {
+    let mut inputs = inputs::read_all(dirs)?;
+    let plan = inputs::check(&mut inputs, out, options.partial)?;
+    let origin = plan.origin;
+    let buckets = hlog::merge(&inputs, origin)?;
+    let devices = tables::devices(&inputs)?;
+    let failures = tables::failures(&inputs)?;
+    let created = tables::created(&inputs)?;
+    let series = timeseries::merge(&inputs, &buckets);
+
+    let out = crate::output::claim_given(out, options.overwrite)?;
+    let summary = summary::build(&inputs, &plan, &buckets, &out)?;
+    hlog::write(&out.join("latency.hlog"), &summary, origin, &buckets)?;
+    tables::write(&out.join("timeseries.csv"), &series)?;
+    tables::write(&out.join("devices.csv"), &devices)?;
+    tables::write(&out.join("failures.csv"), &failures)?;
+    if let Some(created) = &created {
+        tables::write(&out.join("created.csv"), created)?;
+    }
+    if let Some(text) = inputs.iter().find_map(|i| i.run.scenario.as_deref()) {
+        let path = out.join("scenario.toml");
+        let header = format!(
+            "# Merged by fleetstorm merge from {} folders; the scenario as the first of them ran it.\n",
+            inputs.len()
+        );
+        std::fs::write(&path, header + text).map_err(|e| OutputError::new(&path, e))?;
+    }
+    crate::output::write_summary(&out, &summary)?;
+    let report = crate::report::write_run_report(&out, None)?;
+    Ok(Merged {
+        summary,
+        report,
+        notes: plan.notes,
+    })
+}

@@ -215,3 +215,21 @@ pub(crate) fn with<'a>(
     l.push((key, value));
     l
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listen_address_is_ip_and_port() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9464"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        assert!(parse_listen("[::1]:0").is_ok());
+        for bad in ["localhost:9464", "9464", "127.0.0.1", "127.0.0.1:99999", ""] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(e.contains("is not IP:PORT"), "{bad}: {e}");
+        }
+    }
+}

@@ -376,3 +376,93 @@ impl RunSeries {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series() -> (RunMetrics, Arc<RunSeries>) {
+        let metrics = RunMetrics::new();
+        let labels = Labels {
+            scenario: "s".into(),
+            variant: None,
+            shard: "3".into(),
+        };
+        let series = metrics.start(labels, Box::new(LiveValues::default), None);
+        (metrics, series)
+    }
+
+    fn scrape(metrics: &RunMetrics) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).unwrap();
+        text
+    }
+
+    #[test]
+    fn reasons_past_the_cap_are_counted_under_their_class() {
+        let (metrics, series) = series();
+        let now = Instant::now();
+        for i in 0..MAX_REASONS + 5 {
+            let label = format!("rejected.register_thing.400.Code{i}");
+            series.device(now, &[], None, Some((&label, "rejected")), 1);
+        }
+        // A label already counted keeps its own series.
+        series.device(
+            now,
+            &[],
+            None,
+            Some(("rejected.register_thing.400.Code0", "rejected")),
+            1,
+        );
+        let text = scrape(&metrics);
+        let failed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("fleetstorm_failed_total{"))
+            .collect();
+        assert_eq!(failed.len(), MAX_REASONS + 1, "{text}");
+        assert!(text.contains(
+            "fleetstorm_failed_total{scenario=\"s\",shard=\"3\",reason=\"rejected\"} 5\n"
+        ));
+        assert!(text.contains(
+            "fleetstorm_failed_total{scenario=\"s\",shard=\"3\",reason=\"rejected.register_thing.400.Code0\"} 2\n"
+        ));
+    }
+
+    #[test]
+    fn a_new_run_replaces_the_previous_variants_series_and_retries_count_attempts_after_the_first()
+    {
+        let (metrics, first) = series();
+        first.device(Instant::now(), &[], None, None, 3);
+        assert!(
+            scrape(&metrics).contains("fleetstorm_retries_total{scenario=\"s\",shard=\"3\"} 2\n")
+        );
+        let labels = Labels {
+            scenario: "s".into(),
+            variant: Some("b".into()),
+            shard: "3".into(),
+        };
+        metrics.start(labels, Box::new(LiveValues::default), None);
+        let text = scrape(&metrics);
+        assert!(
+            text.contains(
+                "fleetstorm_provisioned_total{scenario=\"s\",variant=\"b\",shard=\"3\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("shard=\"3\"} 1\n"), "{text}");
+        // No target rate while the schedule asks for none; a value once it does.
+        assert!(!text.contains("fleetstorm_target_rate{"), "{text}");
+        metrics.current().unwrap().interval(12.5, Some(40.0));
+        let text = scrape(&metrics);
+        assert!(
+            text.contains(
+                "fleetstorm_target_rate{scenario=\"s\",variant=\"b\",shard=\"3\"} 40.0\n"
+            )
+        );
+        assert!(
+            text.contains(
+                "fleetstorm_cpu_percent{scenario=\"s\",variant=\"b\",shard=\"3\"} 12.5\n"
+            )
+        );
+    }
+}

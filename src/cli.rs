@@ -410,7 +410,9 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let mut config = MockConfig::new(Arc::new(pki), settings)?;
     config.write_registry = true;
     config.control = Some(args.control);
-    let metrics = bind_metrics(args.metrics_listen).await?;
+    let metrics = crate::exporter::bind_optional(args.metrics_listen)
+        .await
+        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
     let listener = crate::mock::listen(args.listen).map_err(|e| {
         Failure::new(
             exit::RUNTIME,
@@ -421,13 +423,7 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let templates: Vec<String> = config.templates.keys().cloned().collect();
     let key_type = config.settings.keys;
     let handle = mock::start(config, listener, shutdown.clone()).await?;
-    let metrics = metrics.map(|listener| {
-        let mut registry =
-            prometheus_client::registry::Registry::with_prefix(crate::exporter::PREFIX);
-        let collector = crate::exporter::MockMetrics::new(handle.observer());
-        registry.register_collector(Box::new(collector));
-        listener.serve(registry)
-    });
+    let metrics = metrics.map(|l| l.serve(crate::exporter::mock::registry(handle.observer())));
     out!(
         "fleetstorm mock listening on {} control http://{} (ca {}, claim {} {})",
         handle.addr,
@@ -507,19 +503,6 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
             .unwrap_or_default()
     );
     Ok(exit::OK)
-}
-
-/// `--metrics-listen`'s socket, bound before the command does anything else.
-async fn bind_metrics(
-    addr: Option<SocketAddr>,
-) -> Result<Option<crate::exporter::MetricsListener>, Failure> {
-    match addr {
-        Some(addr) => crate::exporter::bind(addr)
-            .await
-            .map(Some)
-            .map_err(|e| Failure::new(exit::RUNTIME, e)),
-        None => Ok(None),
-    }
 }
 
 fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> {
@@ -651,7 +634,9 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     if let Some(dir) = &args.save_identities {
         crate::output::check_identities_folder(dir)?;
     }
-    let metrics_listener = bind_metrics(args.metrics_listen).await?;
+    let metrics_listener = crate::exporter::bind_optional(args.metrics_listen)
+        .await
+        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
     let out_dir = match &args.out {
         Some(dir) => crate::output::claim_given(dir, args.overwrite)?,
         None => {
@@ -798,37 +783,11 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         exit::THRESHOLDS
     };
     if let Some((_, server)) = metrics {
-        linger(server, args.metrics_linger, &stop, &abort).await;
+        // The first signal after a completed run ends the linger, the second after a stop.
+        let signal = if stop.is_cancelled() { &abort } else { &stop };
+        crate::exporter::linger(server, args.metrics_linger, signal).await;
     }
     Ok(code)
-}
-
-/// `--metrics-linger`: keep the endpoint up after the run, whose results are written, so a
-/// last scrape sees the final counts. A signal ends it early: the first after a run that
-/// completed, the second after one a signal interrupted.
-async fn linger(
-    server: crate::exporter::MetricsServer,
-    linger: Option<std::time::Duration>,
-    stop: &CancellationToken,
-    abort: &CancellationToken,
-) {
-    let Some(linger) = linger.filter(|d| !d.is_zero()) else {
-        return;
-    };
-    let signal = if stop.is_cancelled() { abort } else { stop };
-    if signal.is_cancelled() {
-        return;
-    }
-    eprintln!(
-        "fleetstorm: serving the final metrics at {} for {} (Ctrl-C ends it)",
-        server.url(),
-        humantime::format_duration(linger)
-    );
-    tokio::select! {
-        _ = tokio::time::sleep(linger) => {}
-        _ = signal.cancelled() => {}
-    }
-    server.stop();
 }
 
 /// What the variants of one `run` share.

@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use fleetstorm::exporter::{MockMetrics, RunMetrics};
+use fleetstorm::exporter::RunMetrics;
 use fleetstorm::fleet::{self, RunOptions};
 use fleetstorm::scenario::Scenario;
 use tokio_util::sync::CancellationToken;
@@ -412,9 +412,7 @@ async fn the_mock_endpoint_serves_its_counters() {
         s.hooks.insert("FleetProvisioningTemplate".into(), hook);
     })
     .await;
-    let mut registry =
-        prometheus_client::registry::Registry::with_prefix(fleetstorm::exporter::PREFIX);
-    registry.register_collector(Box::new(MockMetrics::new(m.handle.observer())));
+    let registry = fleetstorm::exporter::mock::registry(m.handle.observer());
     let server = fleetstorm::exporter::serve("127.0.0.1:0".parse().unwrap(), registry)
         .await
         .unwrap();

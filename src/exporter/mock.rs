@@ -188,6 +188,14 @@ impl MockMetrics {
     }
 }
 
+/// A registry (prefix `fleetstorm_`) serving the mock's series without labels (`fleetstorm
+/// mock --metrics-listen`).
+pub fn registry(observer: MockObserver) -> prometheus_client::registry::Registry {
+    let mut registry = prometheus_client::registry::Registry::with_prefix(super::PREFIX);
+    registry.register_collector(Box::new(MockMetrics::new(observer)));
+    registry
+}
+
 impl Collector for MockMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         self.write(&mut encoder, &Vec::new())

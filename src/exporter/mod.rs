@@ -95,6 +95,42 @@ pub async fn bind(addr: SocketAddr) -> Result<MetricsListener, MetricsError> {
     })
 }
 
+/// `--metrics-listen`'s socket when the flag was given, bound before the command does anything
+/// else.
+pub async fn bind_optional(
+    addr: Option<SocketAddr>,
+) -> Result<Option<MetricsListener>, MetricsError> {
+    match addr {
+        Some(addr) => bind(addr).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `--metrics-linger`: keep `server` up for `linger` after the run, whose results are written,
+/// so a last scrape sees the final counts; `signal` ends it early.
+pub async fn linger(
+    server: MetricsServer,
+    linger: Option<std::time::Duration>,
+    signal: &CancellationToken,
+) {
+    let Some(linger) = linger.filter(|d| !d.is_zero()) else {
+        return;
+    };
+    if signal.is_cancelled() {
+        return;
+    }
+    eprintln!(
+        "fleetstorm: serving the final metrics at {} for {} (Ctrl-C ends it)",
+        server.url(),
+        humantime::format_duration(linger)
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(linger) => {}
+        _ = signal.cancelled() => {}
+    }
+    server.stop();
+}
+
 /// Bind `addr` and serve `registry` (see [`MetricsListener::serve`]).
 pub async fn serve(addr: SocketAddr, registry: Registry) -> Result<MetricsServer, MetricsError> {
     Ok(bind(addr).await?.serve(registry))

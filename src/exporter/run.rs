@@ -22,11 +22,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::{LabelPairs, MockMetrics, PREFIX, family, with};
-use crate::fleet::RunOptions;
 use crate::live::Rate;
 use crate::metrics::{STAGE_NAMES, device_samples};
 use crate::mock::MockObserver;
 use crate::scenario::Scenario;
+use crate::shard::Shard;
 use crate::stage::StageTime;
 
 /// Distinct `reason` label values kept for `fleetstorm_failed_total`; a new label past this
@@ -73,7 +73,7 @@ pub const BUCKETS: [&[f64]; 7] = [
 ];
 
 /// The label values of one run. Built in one place, [`Labels::of`], from the run's scenario
-/// and options.
+/// and shard (`fleet::run` passes its options' `--shard`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Labels {
     pub scenario: String,
@@ -84,12 +84,12 @@ pub struct Labels {
 }
 
 impl Labels {
-    /// The labels of `scenario` run with `options`.
-    pub fn of(scenario: &Scenario, options: &RunOptions) -> Labels {
+    /// The labels of `scenario` run as `shard` (the run options' `--shard`, whole when unsharded).
+    pub fn of(scenario: &Scenario, shard: Shard) -> Labels {
         Labels {
             scenario: scenario.name.clone(),
             variant: scenario.variant.clone(),
-            shard: options.shard.unwrap_or_default().index.to_string(),
+            shard: shard.index.to_string(),
         }
     }
 

@@ -214,7 +214,7 @@ pub async fn run(
     agg.metrics = options.metrics.as_ref().map(|m| {
         let (l, controls, planned) = (live.clone(), options.controls.clone(), origin.planned);
         m.start(
-            crate::exporter::Labels::of(&scenario, &options),
+            crate::exporter::Labels::of(&scenario, shard),
             Box::new(move || l.exported(planned, &controls)),
             target.mock.as_ref().map(|h| h.observer()),
         )

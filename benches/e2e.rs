@@ -6,7 +6,7 @@
 //! run), so the achieved/limit ratio holds on a noisy machine.
 //!
 //! cargo bench --bench e2e -- [--devices N] [--rate R] [--mode csr|keys] [--keys p256|rsa2048]
-//!                            [--in-flight M] [--pki DIR] [--tui]
+//!                            [--in-flight M] [--pki DIR] [--tui] [--metrics]
 //!                            [--protocol mqtt311|mqtt5] [--payload json|cbor]
 //!
 //! `--tui` also runs the dashboard's work (snapshot updates and frames on a 200x60 test terminal)
@@ -70,6 +70,10 @@ struct Args {
     /// Flow mode: also run the dashboard's work and print its CPU cost.
     #[arg(long)]
     tui: bool,
+    /// Flow mode: also serve the Prometheus endpoint (--metrics-listen) and scrape it every
+    /// 250 ms, as a Prometheus at that interval would.
+    #[arg(long)]
+    metrics: bool,
     /// Stay mode: devices stay connected; prints RSS per connected device.
     #[arg(long)]
     stay: bool,
@@ -130,6 +134,43 @@ impl Mode {
             Mode::Keys => "keys",
         }
     }
+}
+
+/// Scrapes done by [`scrape_every`], and the bytes of the last.
+static SCRAPES: AtomicU64 = AtomicU64::new(0);
+static SCRAPE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// GET /metrics from `addr` every `interval` (a new connection each time, as Prometheus may).
+async fn scrape_every(addr: std::net::SocketAddr, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        scrape(addr).await;
+    }
+}
+
+async fn scrape(addr: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return;
+    };
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut body = Vec::new();
+    if stream.write_all(request.as_bytes()).await.is_ok()
+        && stream.read_to_end(&mut body).await.is_ok()
+    {
+        SCRAPES.fetch_add(1, Ordering::Relaxed);
+        SCRAPE_BYTES.store(body.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// (scrapes, bytes of the last), after one more scrape of the final counts.
+async fn scraped(server: &fleetstorm::exporter::MetricsServer) -> (u64, u64) {
+    scrape(server.addr).await;
+    (
+        SCRAPES.load(Ordering::Relaxed),
+        SCRAPE_BYTES.load(Ordering::Relaxed),
+    )
 }
 
 /// A `kB` field of /proc/<pid>/status (`pid` may be `self`).
@@ -508,6 +549,7 @@ duration = "{duration_s}s"
     let cpu0 = cpu_seconds("self");
     let started = Instant::now();
     let with_tui = args.tui;
+    let with_metrics = args.metrics;
     let (summary, tui) = runtime.block_on(async {
         let mut options = RunOptions::new(dir.path().join("out"));
         let mut tui = None;
@@ -516,9 +558,24 @@ duration = "{duration_s}s"
             options.snapshots = Some(tx);
             tui = Some(dashboard(rx));
         }
+        let mut scraper = None;
+        if with_metrics {
+            let source = fleetstorm::exporter::RunMetrics::new();
+            let server = fleetstorm::exporter::serve(([127, 0, 0, 1], 0).into(), source.registry())
+                .await
+                .expect("metrics endpoint");
+            options.metrics = Some(source);
+            let task = tokio::spawn(scrape_every(server.addr, Duration::from_millis(250)));
+            scraper = Some((server, task));
+        }
         let summary = fleet::run(scenario, options, CancellationToken::new())
             .await
             .expect("run");
+        if let Some((server, task)) = scraper {
+            task.abort();
+            let (scrapes, bytes) = scraped(&server).await;
+            println!("  metrics: scraped every 250 ms during the run ({scrapes} scrapes; the last {bytes} bytes)");
+        }
         let tui = match tui {
             Some(t) => Some(t.await.expect("dashboard")),
             None => None,

@@ -143,6 +143,14 @@ pub struct RunArgs {
     /// Confirm a run against a non-loopback endpoint (it creates things and certificates there).
     #[arg(long)]
     pub yes: bool,
+    /// Serve live Prometheus metrics (OpenMetrics) at http://ADDR/metrics, e.g. 0.0.0.0:9464;
+    /// port 0 picks a free port. The address is printed on stderr.
+    #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Keep serving the metrics this long after the run ends, so a last scrape sees the final
+    /// counts (a signal ends it early; the results are already written).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "metrics_listen")]
+    pub metrics_linger: Option<std::time::Duration>,
     /// Run only shard I of N (0-based): the arrivals k with k % N == I, {seq} = k.
     #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse, conflicts_with = "shards")]
     pub shard: Option<crate::shard::Shard>,
@@ -206,6 +214,10 @@ pub struct MockArgs {
     /// 127.0.0.1:8443; port 0 picks a free port. Printed in the ready line.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub control: SocketAddr,
+    /// Serve the mock's counters as Prometheus metrics (OpenMetrics) at http://ADDR/metrics;
+    /// port 0 picks a free port. Printed in the ready lines.
+    #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {
@@ -374,6 +386,9 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let mut config = MockConfig::new(Arc::new(pki), settings)?;
     config.write_registry = true;
     config.control = Some(args.control);
+    let metrics = crate::exporter::bind_optional(args.metrics_listen)
+        .await
+        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
     let listener = crate::mock::listen(args.listen).map_err(|e| {
         Failure::new(
             exit::RUNTIME,
@@ -384,6 +399,7 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let templates: Vec<String> = config.templates.keys().cloned().collect();
     let key_type = config.settings.keys;
     let handle = mock::start(config, listener, shutdown.clone()).await?;
+    let metrics = metrics.map(|l| l.serve(crate::exporter::mock::registry(handle.observer())));
     out!(
         "fleetstorm mock listening on {} control http://{} (ca {}, claim {} {})",
         handle.addr,
@@ -400,12 +416,16 @@ async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
         key_type.as_str(),
         handle.key_pool().pooled
     );
+    if let Some(server) = &metrics {
+        out!("  metrics: {}", server.url());
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
     let signal = crate::signals::shutdown_signal().await;
     eprintln!("{signal}: stopping");
     let report = handle.stop().await;
+    drop(metrics);
     let s = &report.stats;
     out!(
         "fleetstorm mock stopped: {} connections ({} TLS failures, {} refused, {} policy disconnects, {} protocol errors, {} takeovers)",
@@ -588,6 +608,9 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     if let Some(dir) = &args.save_identities {
         crate::output::check_identities_folder(dir)?;
     }
+    let metrics_listener = crate::exporter::bind_optional(args.metrics_listen)
+        .await
+        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
     let out_dir = match &args.out {
         Some(dir) => crate::output::claim_given(dir, args.overwrite)?,
         None => {
@@ -632,6 +655,12 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         limit.saturating_sub(64) / 2,
         out_dir.display()
     );
+    let metrics = metrics_listener.map(|listener| {
+        let source = crate::exporter::RunMetrics::new();
+        let server = listener.serve(source.registry());
+        eprintln!("fleetstorm: metrics at {}", server.url());
+        (source, server)
+    });
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
     {
@@ -678,8 +707,9 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             controls,
             snapshots: dashboard.as_ref().map(|d| d.snapshots.clone()),
             stop: stop.clone(),
-            abort,
+            abort: abort.clone(),
             scenario_sha256,
+            metrics: metrics.as_ref().map(|(source, _)| source.clone()),
             tables: dashboard.is_some().then_some(&mut tables),
             shard,
             start_at: args.start_at,
@@ -719,10 +749,19 @@ async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             )
         );
     }
-    if stop.is_cancelled() {
-        return Ok(exit::INTERRUPTED);
+    let code = if stop.is_cancelled() {
+        exit::INTERRUPTED
+    } else if all_ok {
+        exit::OK
+    } else {
+        exit::THRESHOLDS
+    };
+    if let Some((_, server)) = metrics {
+        // The first signal after a completed run ends the linger, the second after a stop.
+        let signal = if stop.is_cancelled() { &abort } else { &stop };
+        crate::exporter::linger(server, args.metrics_linger, signal).await;
     }
-    Ok(if all_ok { exit::OK } else { exit::THRESHOLDS })
+    Ok(code)
 }
 
 /// What the variants of one `run` share.
@@ -735,6 +774,8 @@ struct RunContext<'a> {
     abort: CancellationToken,
     /// SHA-256 (hex) of the scenario file.
     scenario_sha256: Option<String>,
+    /// `--metrics-listen`: the endpoint's source each variant's series attach to.
+    metrics: Option<crate::exporter::RunMetrics>,
     /// Collect the end-of-run tables here instead of printing them (dashboard on screen).
     tables: Option<&'a mut Vec<String>>,
     /// `--shard` / `--shards`: every variant runs this shard's devices.
@@ -783,6 +824,7 @@ async fn run_variants(
             run_id: ctx.run_id.clone(),
             abort: ctx.abort.clone(),
             scenario_sha256: ctx.scenario_sha256.clone(),
+            metrics: ctx.metrics.clone(),
             shard: ctx.shard,
             start_at: ctx.start_at.take(),
             ..RunOptions::new(dir.clone())

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod cli;
 pub mod compare;
 pub mod device;
+pub mod exporter;
 pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -46,6 +46,8 @@ pub(super) struct Aggregator<'a> {
     cores: usize,
     /// What every created.csv row shares (run ID, region and account for ARNs).
     created_rows: CreatedContext,
+    /// `--metrics-listen`: this run's series, fed what only the aggregator knows.
+    pub(super) metrics: Option<Arc<crate::exporter::run::RunSeries>>,
 }
 
 impl<'a> Aggregator<'a> {
@@ -92,6 +94,7 @@ impl<'a> Aggregator<'a> {
                     crate::scenario::Target::Mock { .. } => None,
                 },
             },
+            metrics: None,
         }
     }
 
@@ -211,6 +214,12 @@ impl<'a> Aggregator<'a> {
         w.stages.record_device(r.intended, &r.report.stages, total);
         w.max_lag = w.max_lag.max(r.lag);
         let class = r.report.outcome.as_ref().err().map(|f| f.reason.class());
+        if let Some(m) = &self.metrics {
+            let failure = r.report.outcome.as_ref().err();
+            let label = failure.map(|f| f.reason.label());
+            let failure = label.as_deref().zip(class);
+            m.device(r.intended, &r.report.stages, total, failure, r.attempts);
+        }
         self.levels.record(self.scenario.rate_at(r.offset), class);
         let row = DeviceRow::new(r.seq, &r.client_id, r.lag, &r.report, r.total.0, r.attempts);
         if let Err(f) = &r.report.outcome {
@@ -260,6 +269,9 @@ impl<'a> Aggregator<'a> {
         let offered = started - w.started_before + dropped - w.dropped_before;
         let length = now - w.opened;
         let cpu_percent = 100.0 * (cpu - w.cpu_opened) / length.as_secs_f64().max(1e-9);
+        if let Some(m) = &self.metrics {
+            m.interval(cpu_percent, target_rate);
+        }
         let line = self.outputs.interval(crate::output::Interval {
             elapsed: now - self.start,
             length,

@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub abort: CancellationToken,
     /// SHA-256 (hex) of the scenario file as read: `scenario_sha256` in summary.json.
     pub scenario_sha256: Option<String>,
+    /// `--metrics-listen`: the endpoint's source, which this run's series attach to.
+    pub metrics: Option<crate::exporter::RunMetrics>,
     /// `--shard I/N` / `--shards N`: run only this shard's devices (None: all of them).
     pub shard: Option<Shard>,
     /// `--start-at`: the instant the schedule's time 0 is (None: as soon as the run is ready).
@@ -85,6 +87,7 @@ impl RunOptions {
             run_id: crate::scenario::new_run_id(),
             abort: CancellationToken::new(),
             scenario_sha256: None,
+            metrics: None,
             shard: None,
             start_at: None,
         }
@@ -143,6 +146,21 @@ struct Live {
     connected: Arc<AtomicU64>,
 }
 
+impl Live {
+    /// What a metrics scrape reads (atomics and the operator's controls, no lock).
+    fn exported(&self, planned: u64, controls: &Controls) -> crate::exporter::run::LiveValues {
+        crate::exporter::run::LiveValues {
+            planned,
+            started: self.started.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            max_lag: Duration::from_micros(self.max_lag_us.load(Ordering::Relaxed)),
+            rate: controls.current(),
+        }
+    }
+}
+
 /// Run a scenario to the end (or until `stop` is cancelled) and write its results.
 pub async fn run(
     scenario: Scenario,
@@ -193,6 +211,14 @@ pub async fn run(
     let mut agg = Aggregator::new(
         &scenario, &target, &live, &clock, &options, outputs, &origin,
     );
+    agg.metrics = options.metrics.as_ref().map(|m| {
+        let (l, controls, planned) = (live.clone(), options.controls.clone(), origin.planned);
+        m.start(
+            crate::exporter::Labels::of(&scenario, shard),
+            Box::new(move || l.exported(planned, &controls)),
+            target.mock.as_ref().map(|h| h.observer()),
+        )
+    });
     // A summary from the start: a run killed in its first second has one too.
     agg.write_summary(&stop)?;
     agg.run(rx, created_rx, &stop).await?;

@@ -230,6 +230,8 @@ pub(super) fn build(
         shard: None,
         merged_from: inputs.iter().map(Input::merged_from).collect(),
         shards_missing: plan.missing.clone(),
+        // The merge is the whole job, not one shard of it.
+        shard: None,
         mock: None,
         out_dir: out.to_path_buf(),
     })

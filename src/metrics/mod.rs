@@ -46,6 +46,24 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
     }
 }
 
+/// One device's samples, as [`StageSet::record_device`] records them: (stage index in
+/// [`STAGE_NAMES`], service time, latency). A stage's latency runs from the device's intended
+/// start, or from when it was due for a stage with its own schedule; `total` last, when given.
+pub fn device_samples(
+    intended: Instant,
+    stages: &[StageTime],
+    total: Option<(Duration, Duration)>,
+) -> impl Iterator<Item = (usize, Duration, Duration)> + '_ {
+    stages
+        .iter()
+        .map(move |st| {
+            let from = st.due.unwrap_or(intended);
+            let latency = st.ended.saturating_duration_since(from);
+            (stage_index(st.stage), st.service, latency)
+        })
+        .chain(total.map(|(service, latency)| (TOTAL, service, latency)))
+}
+
 /// Latency (from the intended start) and service time of one stage.
 #[derive(Clone)]
 pub struct StageHistograms {
@@ -84,22 +102,18 @@ impl StageSet {
         stages: &[StageTime],
         total: Option<(Duration, Duration)>,
     ) {
-        for st in stages {
-            let h = &mut self.stages[stage_index(st.stage)];
-            record(&mut h.service, st.service);
-            let from = st.due.unwrap_or(intended);
-            record(&mut h.latency, st.ended.saturating_duration_since(from));
+        for (i, service, latency) in device_samples(intended, stages, total) {
+            let h = &mut self.stages[i];
+            record(&mut h.service, service);
+            record(&mut h.latency, latency);
         }
         self.first_intended = Some(self.first_intended.map_or(intended, |t| t.min(intended)));
-        if let Some((service, latency)) = total {
+        if let Some((_, latency)) = total {
             let provisioned = intended + latency;
             self.last_provisioned = Some(
                 self.last_provisioned
                     .map_or(provisioned, |t| t.max(provisioned)),
             );
-            let h = &mut self.stages[TOTAL];
-            record(&mut h.service, service);
-            record(&mut h.latency, latency);
         }
     }
 

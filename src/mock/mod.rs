@@ -226,6 +226,9 @@ pub struct Stats {
     pub accepted: [AtomicU64; 3],
     pub rejected: [AtomicU64; 3],
     pub undelivered: AtomicU64,
+    /// CONNECTs accepted (a session started); for the metrics endpoint only, so summary.json's
+    /// `mock.stats` keeps its fields.
+    pub connects_accepted: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -309,6 +312,11 @@ impl MockHandle {
         self.state.keys.stats()
     }
 
+    /// Read access to the counters, for the metrics endpoint; it outlives the handle.
+    pub fn observer(&self) -> MockObserver {
+        MockObserver(self.state.clone())
+    }
+
     /// Wait until at most `n` connections are open.
     pub async fn wait_active_at_most(&self, n: u64) {
         let mut rx = self.state.active.subscribe();
@@ -327,6 +335,35 @@ impl MockHandle {
             Ok(report) => report,
             Err(_) => self.state.report(None, 0),
         }
+    }
+}
+
+/// The mock's counters as a scrape reads them (atomics; the hooks' and key pool's own stats).
+#[derive(Clone)]
+pub struct MockObserver(Arc<State>);
+
+impl std::fmt::Debug for MockObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("MockObserver").field(&self.stats()).finish()
+    }
+}
+
+impl MockObserver {
+    pub fn stats(&self) -> StatsSnapshot {
+        self.0.snapshot()
+    }
+
+    pub fn connects_accepted(&self) -> u64 {
+        self.0.stats.connects_accepted.load(Ordering::Relaxed)
+    }
+
+    /// Per template with a hook: its invocations and decisions.
+    pub fn hooks(&self) -> BTreeMap<String, hooks::HookStats> {
+        self.0.hook_stats()
+    }
+
+    pub fn keys(&self) -> KeyPoolStats {
+        self.0.keys.stats()
     }
 }
 
@@ -364,12 +401,15 @@ impl State {
             key_type: self.keys.algorithm().as_str(),
             registry_file,
             cached_keys,
-            hooks: self
-                .hooks
-                .iter()
-                .map(|(name, hook)| (name.clone(), hook.stats()))
-                .collect(),
+            hooks: self.hook_stats(),
         }
+    }
+
+    fn hook_stats(&self) -> BTreeMap<String, hooks::HookStats> {
+        self.hooks
+            .iter()
+            .map(|(name, hook)| (name.clone(), hook.stats()))
+            .collect()
     }
 }
 

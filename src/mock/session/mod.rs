@@ -377,6 +377,10 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             self.state.stats.takeovers.fetch_add(1, Ordering::Relaxed);
             old.cancel();
         }
+        self.state
+            .stats
+            .connects_accepted
+            .fetch_add(1, Ordering::Relaxed);
         let close = self
             .session(hello.keep_alive, &client, &kicked, &shutdown)
             .await;

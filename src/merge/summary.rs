@@ -227,7 +227,6 @@ pub(super) fn build(
             .and_then(ThrottleAnalysis::sustainable_rate),
         throttle,
         variant: first.variant.clone(),
-        shard: None,
         merged_from: inputs.iter().map(Input::merged_from).collect(),
         shards_missing: plan.missing.clone(),
         // The merge is the whole job, not one shard of it.

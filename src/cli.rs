@@ -96,6 +96,7 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// The AWS account side: set up and tear down the claim resources, clean up what a run created.
+    #[cfg(feature = "aws")]
     Aws {
         #[command(subcommand)]
         command: crate::aws::command::AwsCommand,
@@ -272,6 +273,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
+        #[cfg(feature = "aws")]
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
                 .map_err(|e| Failure::new(e.exit_code(), e))

@@ -100,6 +100,7 @@ pub enum Command {
     /// Merge the results folders of a sharded run's shards into one (README: Merging shards).
     Merge(crate::merge::MergeArgs),
     /// The AWS account side: set up and tear down the claim resources, clean up what a run created.
+    #[cfg(feature = "aws")]
     Aws {
         #[command(subcommand)]
         command: crate::aws::command::AwsCommand,
@@ -315,6 +316,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
         Command::Merge(args) => merge_shards(&args),
+        #[cfg(feature = "aws")]
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
                 .map_err(|e| Failure::new(e.exit_code(), e))

@@ -1,6 +1,7 @@
 //! fleetstorm: a load-testing harness for AWS IoT Core fleet provisioning by claim,
 //! with a faithful local mock endpoint.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod cli;
 pub mod compare;

@@ -1,4 +1,4 @@
-"""moto helper for tests/aws_moto.rs.
+"""moto helper for tests/it/aws_moto.rs.
 
 serve            start moto on 127.0.0.1, an ephemeral port; print the port; run until stdin closes
 populate URL     create a run's things, certificates and policies plus others that must survive;

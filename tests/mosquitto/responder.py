@@ -1,4 +1,4 @@
-"""A small fleet-provisioning responder for tests/mosquitto.rs: it answers the AWS IoT fleet
+"""A small fleet-provisioning responder for tests/it/mosquitto.rs: it answers the AWS IoT fleet
 provisioning MQTT API (CreateKeysAndCertificate, CreateCertificateFromCsr, RegisterThing) on the
 $aws topics, in JSON and CBOR, through a broker written by others (Mosquitto), signing device
 certificates with the CA that the broker trusts.

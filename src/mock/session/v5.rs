@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn server_keep_alive_is_sent_as_the_setting_says() {
-        // The other CONNACK properties: tests/mqtt5_mock.rs, over a real connection.
+        // The other CONNACK properties: tests/it/mqtt5_mock.rs, over a real connection.
         let settings = Mqtt5Settings::default();
         let keep_alive = |s: &Mqtt5Settings, requested| {
             connack(s, requested).properties.unwrap().server_keep_alive

@@ -1,6 +1,6 @@
 //! The mock endpoint, driven over real TLS + MQTT on loopback.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! The test creates its own virtualenv under `target/sdk-venv` from `tests/sdk/requirements.txt`
 //! when it is missing. It never skips: without Python or PyPI it fails and says why.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::ToSocketAddrs;

@@ -6,8 +6,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-#[path = "aws/support.rs"]
-mod support;
+use crate::support;
 
 use support::{offline, text};
 

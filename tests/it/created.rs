@@ -1,7 +1,7 @@
 //! `created.csv` survives `kill -9`: every certificate the mock issued more than one second
 //! before the kill is listed (the mock's registry is the reference).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};

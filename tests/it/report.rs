@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use fleetstorm::scenario::Scenario;
 
-mod common;
+use crate::common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 

@@ -12,7 +12,7 @@
 //! the shared `…/accepted` topic: devices run one at a time (a closed model of one), or one would
 //! adopt another's certificate.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

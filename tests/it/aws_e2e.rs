@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "aws/support.rs"]
-mod support;
+use crate::support;
 
 use support::{Mock, command, fleetstorm, start_mock, text};
 const ROLE: &str = "arn:aws:iam::123456789012:role/fleetstorm-e2e";

@@ -2,7 +2,7 @@
 //! 3.1.1 and an MQTT 5 connection side by side. A raw MQTT 5 client (rumqttc's v5 codec over
 //! tokio-rustls) so every reason code and property is seen exactly as sent.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The mock's registry across restarts (a real `fleetstorm mock` process killed with SIGKILL
 //! and started again on the same PKI directory), and the PKI checks made before anything runs.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

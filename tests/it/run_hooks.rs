@@ -1,7 +1,7 @@
 //! Pre-provisioning hooks seen from the runner: the mock's hook decisions reach devices as
 //! rejected RegisterThing responses with the right failure reason, never as disconnects.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
-#[path = "aws/support.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use support::{fleetstorm, text};
 

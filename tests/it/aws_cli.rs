@@ -6,9 +6,8 @@
 //! `tests/aws/requirements.txt` when it is missing. It never skips: without Python or PyPI it
 //! fails and says why.
 
-mod common;
-#[path = "aws/support.rs"]
-mod support;
+use crate::common;
+use crate::support;
 use support::start_mock;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The mock's AWS IoT control plane over plain HTTP: shapes, errors, pagination, and a template,
 //! claim certificate and policy created over REST that a device then provisions with over MQTT.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{TestMock, start_mock};
@@ -13,8 +13,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-const TEMPLATE: &str = include_str!("aws/fleet-provisioning-template.json");
-const POLICY: &str = include_str!("aws/fleet-provisioning-policy.json");
+const TEMPLATE: &str = include_str!("../aws/fleet-provisioning-template.json");
+const POLICY: &str = include_str!("../aws/fleet-provisioning-policy.json");
 
 /// A bare restJson1 client for the control plane.
 struct Api {

@@ -2,7 +2,7 @@
 //! anything is sent; a loopback endpoint runs without it. (The `--yes` path is the decision
 //! function's unit test in `src/guard.rs`: this suite never reaches a remote host.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,0 +1,44 @@
+//! The integration tests, one module per former `tests/<name>.rs` file, in ONE test binary:
+//! each of those files compiled and linked its own binary against the whole library, which made
+//! the test build several minutes longer (cold, 2 cores) than one binary holding them all.
+//! `cargo test --release --test it run::` runs what `--test run` ran (README, Tests).
+//!
+//! The `aws_*` modules drive `fleetstorm aws`, so they need the default `aws` feature.
+
+mod architecture;
+#[cfg(feature = "aws")]
+mod aws_cli;
+#[cfg(feature = "aws")]
+mod aws_dry_run;
+#[cfg(feature = "aws")]
+mod aws_e2e;
+#[cfg(feature = "aws")]
+mod aws_moto;
+mod chaos;
+mod classify;
+mod cli;
+#[path = "../common/mod.rs"]
+mod common;
+mod compare;
+mod control_plane;
+mod created;
+mod figures;
+mod fuzz_regressions;
+mod guard;
+mod mock;
+mod mosquitto;
+mod mqtt5_mock;
+mod mqtt5_run;
+mod registry;
+mod report;
+mod run;
+mod run_hooks;
+mod run_safety;
+mod schedule_limits;
+mod sdk_interop;
+#[cfg(feature = "aws")]
+#[path = "../aws/support.rs"]
+mod support;
+mod tui;
+mod tui_terminal;
+mod validate;

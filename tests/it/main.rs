@@ -25,10 +25,12 @@ mod created;
 mod figures;
 mod fuzz_regressions;
 mod guard;
+mod merge;
 mod mock;
 mod mosquitto;
 mod mqtt5_mock;
 mod mqtt5_run;
+mod prometheus;
 mod registry;
 mod report;
 mod run;
@@ -36,6 +38,7 @@ mod run_hooks;
 mod run_safety;
 mod schedule_limits;
 mod sdk_interop;
+mod shard;
 #[cfg(feature = "aws")]
 #[path = "../aws/support.rs"]
 mod support;

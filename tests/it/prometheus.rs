@@ -3,7 +3,7 @@
 //! Debian's `prometheus` scraping two running shards, with every PromQL expression of the
 //! Grafana dashboard (deploy/grafana/fleetstorm.json) run against it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -100,6 +100,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::aws::command::AwsCommand,
     },
+    /// Kubernetes: render the manifests of a sharded run.
+    K8s {
+        #[command(subcommand)]
+        command: crate::k8s::K8sCommand,
+    },
     /// Check a scenario file without running it.
     Validate {
         scenario: PathBuf,
@@ -272,6 +277,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
+        Command::K8s { command } => {
+            crate::k8s::run(command).map_err(|e| Failure::new(e.code, e.message))
+        }
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
                 .map_err(|e| Failure::new(e.exit_code(), e))
@@ -491,7 +499,7 @@ fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
+pub(crate) fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
     match s.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
             let port = port.parse().map_err(|_| {

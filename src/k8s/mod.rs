@@ -281,7 +281,6 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         None => now + args.start_in,
     };
     let start_at = humantime::format_rfc3339_seconds(start).to_string();
-    let start_delay = start.duration_since(now).unwrap_or_default();
     if args.start_at.is_some() && start < now {
         notes.push(format!(
             "--start-at {start_at} is in the past: every shard will report that start lag"
@@ -318,24 +317,20 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         namespace: args.namespace.as_deref(),
         image: &args.image,
     };
+    // Every option as one `--flag=value` word: a value such as the start time would otherwise
+    // be a YAML 1.1 timestamp to some readers (PyYAML, so the schema validator, reads it so).
     let mut run_args: Vec<String> = vec![
         "run".into(),
         SCENARIO_PATH.into(),
-        "--shards".into(),
-        shards.to_string(),
-        "--start-at".into(),
-        start_at.clone(),
-        "--run-id".into(),
-        run_id.clone(),
-        "--out".into(),
-        format!("{RESULTS_DIR}/{name}/shard-$(JOB_COMPLETION_INDEX)"),
-        "--metrics-listen".into(),
-        format!("0.0.0.0:{METRICS_PORT}"),
-        "--metrics-linger".into(),
-        "30s".into(),
+        format!("--shards={shards}"),
+        format!("--start-at={start_at}"),
+        format!("--run-id={run_id}"),
+        format!("--out={RESULTS_DIR}/{name}/shard-$(JOB_COMPLETION_INDEX)"),
+        format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
+        "--metrics-linger=30s".into(),
     ];
     if let Some(e) = &args.endpoint {
-        run_args.extend(["--endpoint".into(), e.clone()]);
+        run_args.push(format!("--endpoint={e}"));
     }
     if endpoint_target {
         for (field, file) in [
@@ -343,27 +338,19 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
             ("claim_cert", "claim.pem"),
             ("claim_key", "claim.key"),
         ] {
-            run_args.extend(["--set".into(), format!("target.{field}={CLAIM_DIR}/{file}")]);
+            run_args.push(format!("--set=target.{field}={CLAIM_DIR}/{file}"));
         }
     }
     for set in &args.sets {
-        run_args.extend(["--set".into(), set.clone()]);
+        run_args.push(format!("--set={set}"));
     }
     if let Target::Mock { pki: Some(_), .. } = &scenario.target {
         // The scenario's PKI folder is on this machine: each pod makes its own in /tmp.
-        run_args.extend(["--set".into(), "target.pki=/tmp/pki".into()]);
+        run_args.push("--set=target.pki=/tmp/pki".into());
     }
     if args.yes {
         run_args.push("--yes".into());
     }
-    // The run's own schedule and stay, twice over, plus the start delay and 15 min of margin.
-    let stay = if scenario.devices.after.action == crate::device::AfterAction::Disconnect {
-        Duration::ZERO
-    } else {
-        scenario.devices.after.duration
-    };
-    let deadline =
-        start_delay + (scenario.planned_duration() + stay) * 2 + Duration::from_secs(900);
 
     let documents = [
         config_map(&ctx, &text),
@@ -374,7 +361,6 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
             shards,
             run_args,
             &sizing,
-            deadline,
             endpoint_target.then_some(args.claim_secret.as_str()),
         ),
         merge_job(&ctx, shards, &sizing),
@@ -536,7 +522,6 @@ fn shard_job(
     shards: u64,
     args: Vec<String>,
     sizing: &sizing::Sizing,
-    deadline: Duration,
     claim_secret: Option<&str>,
 ) -> Value {
     let resources = json!({
@@ -572,7 +557,6 @@ fn shard_job(
             // would replace the first one's created.csv): a failed index stays failed, the
             // others run on, and `fleetstorm merge --partial` names what is missing.
             "backoffLimitPerIndex": 0,
-            "activeDeadlineSeconds": deadline.as_secs(),
             "template": {
                 "metadata": {
                     "labels": ctx.labels("shard"),
@@ -614,7 +598,7 @@ fn shard_job(
 fn merge_job(ctx: &Ctx, shards: u64, sizing: &sizing::Sizing) -> Value {
     let mut args = vec!["merge".to_string()];
     args.extend((0..shards).map(|i| format!("{RESULTS_DIR}/{}/shard-{i}", ctx.name)));
-    args.extend(["--out".into(), format!("{RESULTS_DIR}/{}/merged", ctx.name)]);
+    args.push(format!("--out={RESULTS_DIR}/{}/merged", ctx.name));
     let resources = json!({ "cpu": "1", "memory": format!("{}Mi", sizing.merge_memory_mib) });
     json!({
         "apiVersion": "batch/v1",

@@ -20,7 +20,7 @@ const BASE_FLAGS: [&str; 10] = [
     "--start-at",
     "2026-12-01T10:00:00Z",
     "--run-id",
-    "k8sbase",
+    "kbase",
     "--image",
     "fleetstorm:0.1.0",
     "--out",
@@ -439,6 +439,12 @@ fn render_refuses_what_the_pods_could_not_run() {
             vec!["--shards", "2", "--run-id", "a b"],
             2,
             "--run-id",
+        ),
+        (
+            &quickstart,
+            vec!["--shards", "2", "--run-id", "k8s"],
+            2,
+            "lowercase base32",
         ),
         (
             &quickstart,

@@ -261,14 +261,14 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     }
     let run_id = match &args.run_id {
         Some(id) => {
-            let ok = !id.is_empty()
-                && id.len() <= 32
+            // The rule of `run --run-id`: what new_run_id makes, lowercase base32.
+            let ok = (1..=32).contains(&id.len())
                 && id
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
             if !ok {
                 return Err(usage(format!(
-                    "--run-id {id:?}: 1-32 characters of [A-Za-z0-9_-]"
+                    "--run-id {id:?}: 1 to 32 characters of lowercase base32 (a-z, 2-7)"
                 )));
             }
             id.clone()

@@ -623,3 +623,63 @@ fn the_containerfile_builds_the_tested_binary_runs_it_non_root_and_bakes_in_no_k
     assert!(embedded.contains("include_str!(\"../../assets/AmazonRootCA1.pem\")"));
     assert!(rules.contains(&"!assets/AmazonRootCA1.pem"));
 }
+
+/// The README's 1,000,000-device plan (A: the harness against the embedded mock, B: a million
+/// connected, C: AWS at raised quotas) is what the sizing computes.
+#[test]
+fn the_readme_million_device_plan_is_what_the_sizing_computes() {
+    use fleetstorm::k8s::sizing::size;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("million.toml");
+    std::fs::write(
+        &path,
+        "max_in_flight = 40000\n[target]\nkind = \"mock\"\n[target.mock]\nregistry = \"compact\"\n[devices]\ncount = 1000000\nclient_id = \"m-{seq}\"\ncertificate = \"csr\"\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = 20000\nduration = \"50s\"\n",
+    )
+    .unwrap();
+    let load = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        fleetstorm::scenario::Scenario::load(&path, &sets).expect("scenario")
+    };
+    let a = size(&load(&[]), 25);
+    assert_eq!(
+        (a.devices_per_pod, a.cpu_millis, a.memory_mib),
+        (40_000, 2000, 320)
+    );
+    assert_eq!((a.storage_gib, a.suggested_shards), (4, 25));
+    assert!((3000..3500).contains(&a.open_files), "{}", a.open_files);
+
+    let stay = [
+        "devices.after.action=stay",
+        "devices.after.duration=10m",
+        "schedule.0.rate=5000",
+        "schedule.0.duration=200s",
+    ];
+    let b = size(&load(&stay), 125);
+    assert_eq!((b.devices_per_pod, b.connected_per_pod), (8000, 8000));
+    assert_eq!((b.cpu_millis, b.memory_mib), (250, 512));
+    assert!(b.open_files < 20_000, "{}", b.open_files);
+
+    let mut aws: Vec<&str> = vec![
+        "target.kind=\"endpoint\"",
+        "target.host=\"abc-ats.iot.eu-west-1.amazonaws.com\"",
+        "target.ca=\"ca.pem\"",
+        "target.claim_cert=\"claim.pem\"",
+        "target.claim_key=\"claim.key\"",
+        "schedule.0.rate=1000",
+        "schedule.0.duration=1000s",
+        "max_in_flight=4000",
+    ];
+    let path_text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        path_text.replace("[target.mock]\nregistry = \"compact\"\n", ""),
+    )
+    .unwrap();
+    let c = size(&load(&aws), 2);
+    assert_eq!((c.cpu_millis, c.memory_mib), (750, 960));
+    aws[5] = "schedule.0.rate=10";
+    aws[6] = "schedule.0.duration=100000s";
+    aws[7] = "max_in_flight=2000";
+    let c1 = size(&load(&aws), 1);
+    assert_eq!((c1.cpu_millis, c1.memory_mib), (250, 1600));
+}

@@ -277,9 +277,16 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
-        Command::K8s { command } => {
-            crate::k8s::run(command).map_err(|e| Failure::new(e.code, e.message))
-        }
+        Command::K8s { command } => crate::k8s::run(command).map(|()| exit::OK).map_err(|e| {
+            use crate::k8s::ErrorKind as K;
+            let code = match e.kind {
+                K::Usage => exit::USAGE,
+                K::Config => exit::CONFIG,
+                K::NotConfirmed => exit::NOT_CONFIRMED,
+                K::Write => exit::RUNTIME,
+            };
+            Failure::new(code, e.message)
+        }),
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
                 .map_err(|e| Failure::new(e.exit_code(), e))
@@ -499,19 +506,8 @@ fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-pub(crate) fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
-            let port = port.parse().map_err(|_| {
-                Failure::new(exit::USAGE, format!("--endpoint {s}: bad port {port:?}"))
-            })?;
-            Ok((
-                host.trim_matches(|c| c == '[' || c == ']').to_string(),
-                Some(port),
-            ))
-        }
-        _ => Ok((s.to_string(), None)),
-    }
+fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
+    crate::guard::parse_endpoint(s).map_err(|e| Failure::new(exit::USAGE, e))
 }
 
 async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {

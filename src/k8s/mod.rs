@@ -91,10 +91,23 @@ pub struct RenderArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Why rendering failed; `code` is the exit code (README, "Exit codes").
+/// What kind of failure: the CLI maps it to its exit code (README, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A bad flag (exit 2).
+    Usage,
+    /// An invalid or unportable scenario (exit 3).
+    Config,
+    /// A remote endpoint without `--yes` (exit 2, nothing rendered).
+    NotConfirmed,
+    /// The manifests could not be written (exit 1).
+    Write,
+}
+
+/// Why rendering failed.
 #[derive(Debug)]
 pub struct RenderError {
-    pub code: u8,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
@@ -106,26 +119,26 @@ impl std::fmt::Display for RenderError {
 
 fn usage(message: impl Into<String>) -> RenderError {
     RenderError {
-        code: crate::cli::exit::USAGE,
+        kind: ErrorKind::Usage,
         message: message.into(),
     }
 }
 
 fn config(message: impl Into<String>) -> RenderError {
     RenderError {
-        code: crate::cli::exit::CONFIG,
+        kind: ErrorKind::Config,
         message: message.into(),
     }
 }
 
 /// Run a `fleetstorm k8s` command.
-pub fn run(command: K8sCommand) -> Result<u8, RenderError> {
+pub fn run(command: K8sCommand) -> Result<(), RenderError> {
     match command {
         K8sCommand::Render(args) => render_command(&args),
     }
 }
 
-fn render_command(args: &RenderArgs) -> Result<u8, RenderError> {
+fn render_command(args: &RenderArgs) -> Result<(), RenderError> {
     let rendered = render(args, SystemTime::now())?;
     for note in &rendered.notes {
         eprintln!("fleetstorm k8s render: {note}");
@@ -138,7 +151,7 @@ fn render_command(args: &RenderArgs) -> Result<u8, RenderError> {
         }
         Some(dir) => {
             let write_err = |p: &Path, e: std::io::Error| RenderError {
-                code: crate::cli::exit::RUNTIME,
+                kind: ErrorKind::Write,
                 message: format!("cannot write {}: {e}", p.display()),
             };
             std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
@@ -153,7 +166,7 @@ fn render_command(args: &RenderArgs) -> Result<u8, RenderError> {
             );
         }
     }
-    Ok(crate::cli::exit::OK)
+    Ok(())
 }
 
 /// The rendered manifests.
@@ -229,16 +242,16 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     let endpoint = args
         .endpoint
         .as_deref()
-        .map(crate::cli::parse_endpoint)
+        .map(crate::guard::parse_endpoint)
         .transpose()
-        .map_err(|f| usage(f.message))?;
+        .map_err(usage)?;
     let mut notes = Vec::new();
     match crate::guard::check(&scenarios, endpoint.as_ref(), args.yes) {
         crate::guard::Decision::Local => {}
         crate::guard::Decision::Confirmed(plan) => notes.push(plan.render().trim_end().into()),
         crate::guard::Decision::Refused(plan) => {
             return Err(RenderError {
-                code: crate::cli::exit::NOT_CONFIRMED,
+                kind: ErrorKind::NotConfirmed,
                 message: format!(
                     "{}\nnot confirmed: nothing was rendered. Render again with --yes (the pods' runs then carry --yes), or set confirm_remote = true in the scenario's [target]",
                     plan.render().trim_end()

@@ -105,6 +105,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::aws::command::AwsCommand,
     },
+    /// Kubernetes: render the manifests of a sharded run.
+    K8s {
+        #[command(subcommand)]
+        command: crate::k8s::K8sCommand,
+    },
     /// Check a scenario file without running it.
     Validate {
         scenario: PathBuf,
@@ -316,6 +321,16 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
         Command::Merge(args) => merge_shards(&args),
+        Command::K8s { command } => crate::k8s::run(command).map(|()| exit::OK).map_err(|e| {
+            use crate::k8s::ErrorKind as K;
+            let code = match e.kind {
+                K::Usage => exit::USAGE,
+                K::Config => exit::CONFIG,
+                K::NotConfirmed => exit::NOT_CONFIRMED,
+                K::Write => exit::RUNTIME,
+            };
+            Failure::new(code, e.message)
+        }),
         #[cfg(feature = "aws")]
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
@@ -562,18 +577,7 @@ fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
 }
 
 fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
-            let port = port.parse().map_err(|_| {
-                Failure::new(exit::USAGE, format!("--endpoint {s}: bad port {port:?}"))
-            })?;
-            Ok((
-                host.trim_matches(|c| c == '[' || c == ']').to_string(),
-                Some(port),
-            ))
-        }
-        _ => Ok((s.to_string(), None)),
-    }
+    crate::guard::parse_endpoint(s).map_err(|e| Failure::new(exit::USAGE, e))
 }
 
 async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {

@@ -121,6 +121,22 @@ fn max_devices(s: &Scenario) -> u64 {
         .sum()
 }
 
+/// `--endpoint HOST[:PORT]` (an IPv6 address in brackets when it has a port) as host and port.
+pub fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
+            let port = port
+                .parse()
+                .map_err(|_| format!("--endpoint {s}: bad port {port:?}"))?;
+            Ok((
+                host.trim_matches(|c| c == '[' || c == ']').to_string(),
+                Some(port),
+            ))
+        }
+        _ => Ok((s.to_string(), None)),
+    }
+}
+
 /// `localhost`, 127.0.0.0/8 or `::1` (also IPv4-mapped, and in brackets).
 pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');

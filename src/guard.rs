@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::scenario::{Scenario, Target};
+use crate::shard::Shard;
 
 /// What the guard decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +35,10 @@ pub struct RemotePlan {
     pub account: Option<String>,
     /// Variants that go to a remote endpoint.
     pub variants: usize,
-    /// Devices planned across those variants.
+    /// Devices planned across those variants (this shard's share of them in a sharded run).
     pub devices: u64,
+    /// The shard of the job this process runs (`Shard::WHOLE` unsharded).
+    pub shard: Shard,
     /// At most one thing per device.
     pub things: u64,
     /// At most one certificate per attempt of every device (`devices.retry.max_attempts`).
@@ -43,13 +46,18 @@ pub struct RemotePlan {
 }
 
 /// Decide whether `scenarios` (the variants of one run) may start. `endpoint`: `--endpoint`'s
-/// host and port; `yes`: `--yes`.
+/// host and port; `yes`: `--yes`; `shard`: the part of the job this process runs (its share of
+/// the devices is what it can create).
 pub fn check(
     scenarios: &[Scenario],
     endpoint: Option<&(String, Option<u16>)>,
     yes: bool,
+    shard: Shard,
 ) -> Decision {
-    let mut plan = RemotePlan::default();
+    let mut plan = RemotePlan {
+        shard,
+        ..RemotePlan::default()
+    };
     // Confirmation in the scenario counts only when every remote variant carries it.
     let mut every_variant_confirms = true;
     for s in scenarios {
@@ -87,7 +95,7 @@ pub fn check(
         plan.region = plan.region.or_else(|| aws_region(host));
         plan.account = plan.account.or_else(|| account.clone());
         plan.variants += 1;
-        let devices = max_devices(s);
+        let devices = shard.share(max_devices(s));
         plan.devices = plan.devices.saturating_add(devices);
         plan.things = plan.things.saturating_add(devices);
         plan.certificates = plan
@@ -199,7 +207,7 @@ impl RemotePlan {
         );
         let _ = writeln!(
             out,
-            "  at most:      {} things and {} certificates ({} devices{}; certificates count every attempt)",
+            "  at most:      {} things and {} certificates ({} devices{}{}; certificates count every attempt)",
             self.things,
             self.certificates,
             self.devices,
@@ -207,6 +215,14 @@ impl RemotePlan {
                 format!(" over {} variants", self.variants)
             } else {
                 String::new()
+            },
+            if self.shard.is_whole() {
+                String::new()
+            } else {
+                format!(
+                    ", this process's shard {}/{} of the job",
+                    self.shard.index, self.shard.count
+                )
             }
         );
         let _ = writeln!(
@@ -281,9 +297,35 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_shows_and_counts_only_its_share_of_the_devices() {
+        // 20 devices over 3 shards: 7, 7, 6 (seqs 0, 3, 6, ... for shard 0).
+        let s = vec![scenario(AWS, 20, 3)];
+        let shares: Vec<u64> = (0..3)
+            .map(|i| {
+                let Decision::Refused(plan) = check(&s, None, false, Shard::new(i, 3).unwrap())
+                else {
+                    panic!("not refused")
+                };
+                assert_eq!(plan.certificates, plan.things * 3);
+                assert!(
+                    plan.render().contains(&format!("shard {i}/3 of the job")),
+                    "{}",
+                    plan.render()
+                );
+                plan.things
+            })
+            .collect();
+        assert_eq!(shares, [7, 7, 6]);
+        let Decision::Refused(whole) = check(&s, None, false, Shard::WHOLE) else {
+            panic!("not refused")
+        };
+        assert!(!whole.render().contains("shard"), "{}", whole.render());
+    }
+
+    #[test]
     fn a_remote_run_is_refused_without_yes_and_confirmed_with_it() {
         let s = vec![scenario(AWS, 20, 3)];
-        let Decision::Refused(plan) = check(&s, None, false) else {
+        let Decision::Refused(plan) = check(&s, None, false, Shard::WHOLE) else {
             panic!("not refused")
         };
         assert_eq!(plan.things, 20);
@@ -298,16 +340,25 @@ mod tests {
                 && text.contains("abc123-ats.iot.eu-west-1.amazonaws.com:8883"),
             "{text}"
         );
-        assert_eq!(check(&s, None, true), Decision::Confirmed(plan.clone()));
+        assert_eq!(
+            check(&s, None, true, Shard::WHOLE),
+            Decision::Confirmed(plan.clone())
+        );
         let confirmed = vec![scenario(&format!("{AWS}\nconfirm_remote = true"), 20, 3)];
-        assert_eq!(check(&confirmed, None, false), Decision::Confirmed(plan));
+        assert_eq!(
+            check(&confirmed, None, false, Shard::WHOLE),
+            Decision::Confirmed(plan)
+        );
         // --endpoint to loopback overrides the remote host; to a remote host, it needs --yes.
         let local = ("127.0.0.1".to_string(), Some(8883));
-        assert_eq!(check(&s, Some(&local), false), Decision::Local);
+        assert_eq!(
+            check(&s, Some(&local), false, Shard::WHOLE),
+            Decision::Local
+        );
         let mock = vec![scenario("kind = \"mock\"", 5, 1)];
-        assert_eq!(check(&mock, None, false), Decision::Local);
+        assert_eq!(check(&mock, None, false, Shard::WHOLE), Decision::Local);
         let remote = ("iot.example.com".to_string(), None);
-        let Decision::Refused(plan) = check(&mock, Some(&remote), false) else {
+        let Decision::Refused(plan) = check(&mock, Some(&remote), false, Shard::WHOLE) else {
             panic!("not refused")
         };
         assert_eq!(plan.endpoints, ["iot.example.com:8883"]);
@@ -318,7 +369,7 @@ mod tests {
     fn the_counts_follow_the_schedule_when_it_offers_fewer_devices_than_the_count() {
         let mut s = scenario(AWS, 1000, 2);
         s.schedule[0].count = Some(30);
-        let Decision::Refused(plan) = check(&[s], None, false) else {
+        let Decision::Refused(plan) = check(&[s], None, false, Shard::WHOLE) else {
             panic!("not refused")
         };
         assert_eq!((plan.devices, plan.things, plan.certificates), (30, 30, 60));
@@ -328,13 +379,14 @@ mod tests {
     fn variants_add_up_and_all_must_confirm() {
         let a = scenario(AWS, 10, 2);
         let b = scenario(&format!("{AWS}\nconfirm_remote = true"), 5, 1);
-        let Decision::Refused(plan) = check(&[a.clone(), b.clone()], None, false) else {
+        let Decision::Refused(plan) = check(&[a.clone(), b.clone()], None, false, Shard::WHOLE)
+        else {
             panic!("one variant did not confirm")
         };
         assert_eq!((plan.variants, plan.things, plan.certificates), (2, 15, 25));
         assert!(plan.render().contains("over 2 variants"));
         assert!(matches!(
-            check(&[b.clone(), b], None, false),
+            check(&[b.clone(), b], None, false, Shard::WHOLE),
             Decision::Confirmed(_)
         ));
     }

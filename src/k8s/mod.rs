@@ -246,7 +246,12 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         .transpose()
         .map_err(usage)?;
     let mut notes = Vec::new();
-    match crate::guard::check(&scenarios, endpoint.as_ref(), args.yes) {
+    match crate::guard::check(
+        &scenarios,
+        endpoint.as_ref(),
+        args.yes,
+        crate::shard::Shard::WHOLE,
+    ) {
         crate::guard::Decision::Local => {}
         crate::guard::Decision::Confirmed(plan) => notes.push(plan.render().trim_end().into()),
         crate::guard::Decision::Refused(plan) => {

@@ -1,0 +1,114 @@
+//! `fleetstorm mock`: the mock endpoint as a server, until a signal.
+
+use super::*;
+
+pub(super) async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
+    let mut settings = match &args.config {
+        Some(path) => MockSettings::from_file(path)?,
+        None => MockSettings::default(),
+    };
+    settings.templates.extend(args.templates.iter().cloned());
+    if let Some(keys) = args.keys {
+        settings.keys = keys;
+    }
+    let (pki, created) = Pki::init(&args.pki, &[], KeyAlgorithm::P256)?;
+    if created {
+        eprintln!("created PKI in {}", args.pki.display());
+    }
+    let mut config = MockConfig::new(Arc::new(pki), settings)?;
+    config.write_registry = true;
+    config.control = Some(args.control);
+    let metrics = crate::exporter::bind_optional(args.metrics_listen)
+        .await
+        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+    let listener = crate::mock::listen(args.listen).map_err(|e| {
+        Failure::new(
+            exit::RUNTIME,
+            format!("cannot listen on {}: {e}", args.listen),
+        )
+    })?;
+    let shutdown = CancellationToken::new();
+    let templates: Vec<String> = config.templates.keys().cloned().collect();
+    let key_type = config.settings.keys;
+    let handle = mock::start(config, listener, shutdown.clone()).await?;
+    let metrics = metrics.map(|l| l.serve(crate::exporter::mock::registry(handle.observer())));
+    out!(
+        "fleetstorm mock listening on {} control http://{} (ca {}, claim {} {})",
+        handle.addr,
+        handle
+            .control_addr
+            .map_or_else(|| "-".to_string(), |a| a.to_string()),
+        handle.root_ca_path.display(),
+        handle.claim_cert_path.display(),
+        handle.claim_key_path.display()
+    );
+    out!(
+        "  templates: {}; keys: {} ({} pooled)",
+        templates.join(", "),
+        key_type.as_str(),
+        handle.key_pool().pooled
+    );
+    if let Some(server) = &metrics {
+        out!("  metrics: {}", server.url());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let signal = crate::signals::shutdown_signal().await;
+    eprintln!("{signal}: stopping");
+    let report = handle.stop().await;
+    drop(metrics);
+    let s = &report.stats;
+    out!(
+        "fleetstorm mock stopped: {} connections ({} TLS failures, {} refused, {} policy disconnects, {} protocol errors, {} takeovers)",
+        s.connections,
+        s.tls_failures,
+        s.connack_refused,
+        s.policy_disconnects,
+        s.protocol_errors,
+        s.takeovers
+    );
+    out!(
+        "  CreateKeysAndCertificate {}/{} rejected, CreateCertificateFromCsr {}/{} rejected, RegisterThing {}/{} rejected",
+        s.create_keys_accepted,
+        s.create_keys_rejected,
+        s.create_from_csr_accepted,
+        s.create_from_csr_rejected,
+        s.register_thing_accepted,
+        s.register_thing_rejected
+    );
+    for (template, h) in &report.hooks {
+        out!(
+            "  hook {template}: {} invocations, {} allowed, {} denied, {} errors, {} malformed, {} timeouts, {} cold starts",
+            h.invocations,
+            h.allowed,
+            h.denied,
+            h.errors,
+            h.malformed,
+            h.timeouts,
+            h.cold_starts
+        );
+    }
+    out!(
+        "  keys: {} ({} from pool, {} generated inline, {} generated in the background in {:.1} s CPU, {} cached for next start)",
+        report.key_type,
+        report.keys.served_from_pool,
+        report.keys.generated_inline,
+        report.keys.generated_background,
+        report.keys.background_cpu_s,
+        report.cached_keys
+    );
+    out!(
+        "  registry: {} things, {} certificates ({} active, {} pending){}",
+        report.registry.things,
+        report.registry.certificates,
+        report.registry.active_certificates,
+        report.registry.pending_certificates,
+        report
+            .registry_file
+            .as_ref()
+            .map(|p| format!(", written to {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(exit::OK)
+}

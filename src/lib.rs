@@ -11,6 +11,7 @@ pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
+pub mod http;
 pub mod k8s;
 pub mod limits;
 pub mod live;

@@ -18,10 +18,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -178,15 +176,7 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>, stop: Cancellati
         let response = respond(&request, &registry);
         async move { Ok::<_, Infallible>(response) }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = stop.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
+    crate::http::serve_until(stream, service, stop, None).await;
 }
 
 fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {

@@ -362,6 +362,7 @@ fn wall(module: &str) -> Option<Wall> {
             "limits",
             "mock_settings",
             "toml_error_message",
+            "http",
         ]),
         "metrics" | "live" | "tui" => Wall::Deny(&["device"]),
         "scenario" => Wall::Deny(&["mock"]),

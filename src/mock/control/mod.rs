@@ -27,7 +27,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -183,16 +182,13 @@ async fn connection(
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, mqtt, request).await) }
     });
-    let conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn).await;
-        }
-    }
+    crate::http::serve_until(
+        tcp,
+        service,
+        shutdown,
+        Some(std::time::Duration::from_secs(1)),
+    )
+    .await;
 }
 
 async fn handle(

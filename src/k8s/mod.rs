@@ -278,24 +278,19 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         check_name("--claim-secret", &args.claim_secret, 253)?;
     }
     let run_id = match &args.run_id {
-        Some(id) => {
-            // The rule of `run --run-id`: what new_run_id makes, lowercase base32.
-            let ok = (1..=32).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
-            if !ok {
-                return Err(usage(format!(
-                    "--run-id {id:?}: 1 to 32 characters of lowercase base32 (a-z, 2-7)"
-                )));
-            }
-            id.clone()
+        // The rule of `run --run-id`.
+        Some(id) if !crate::scenario::valid_run_id(id) => {
+            return Err(usage(format!(
+                "--run-id {id:?}: 1 to {} characters of lowercase base32 (a-z, 2-7)",
+                crate::scenario::MAX_RUN_ID
+            )));
         }
+        Some(id) => id.clone(),
         None => crate::scenario::new_run_id(),
     };
     let start = match &args.start_at {
-        Some(t) => humantime::parse_rfc3339_weak(t.trim_end_matches('Z'))
-            .map_err(|e| usage(format!("--start-at {t:?}: not an RFC 3339 UTC time ({e})")))?,
+        // The rule of `run --start-at`.
+        Some(t) => crate::shard::StartAt::parse(t).map_err(usage)?.0,
         None => now + args.start_in,
     };
     let start_at = humantime::format_rfc3339_seconds(start).to_string();

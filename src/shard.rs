@@ -146,6 +146,58 @@ impl<I: Iterator<Item = Duration>> Iterator for OwnArrivals<I> {
     }
 }
 
+/// The most devices an unsharded run of `scenario` starts: `devices.count`, or the arrivals
+/// the schedule offers when every phase is open and they are fewer.
+pub fn devices_started(scenario: &crate::scenario::Scenario) -> u64 {
+    let closed = scenario
+        .plan()
+        .iter()
+        .any(|p| matches!(p, crate::scenario::PlannedPhase::Closed { .. }));
+    if closed {
+        return scenario.devices.count;
+    }
+    scenario.arrival_span().0.min(scenario.devices.count)
+}
+
+/// Refuse a split into `count` shards (`flag` as the user wrote it) that leaves a shard with no
+/// devices: more shards than the devices one variant of the run starts. Such a shard would
+/// plan nothing, fail its thresholds and mark its Indexed Job index failed; `k8s render` and
+/// `run` refuse it alike (exit 2), before anything runs.
+pub fn check_devices(
+    count: u64,
+    flag: &str,
+    scenarios: &[crate::scenario::Scenario],
+) -> Result<(), String> {
+    for s in scenarios {
+        let devices = devices_started(s);
+        if count <= devices {
+            continue;
+        }
+        let variant = s
+            .variant
+            .as_deref()
+            .map(|v| format!("variant {v:?}'s "))
+            .unwrap_or_else(|| "the scenario's ".into());
+        let what = if devices < s.devices.count {
+            format!(
+                "{variant}{devices} devices (the arrivals its schedule offers; devices.count is {})",
+                s.devices.count
+            )
+        } else {
+            format!("{variant}{devices} devices (devices.count)")
+        };
+        return Err(format!(
+            "{flag}: more shards than {what}; a shard would own none (shards {devices} to {} of {count}): use at most {devices} shards",
+            count - 1
+        ));
+    }
+    Ok(())
+}
+
+/// How far ahead a `--start-at` may lie without `--wait-long`: further is more likely a typo
+/// (a year, a month) than a plan, and every shard would sit waiting for it.
+pub const FAR_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
 /// When the schedule starts: now, or at `--start-at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartAt(pub SystemTime);
@@ -158,6 +210,18 @@ impl StartAt {
             .map_err(|e| {
                 format!("--start-at {text:?}: {e} (expected RFC 3339, e.g. 2026-11-30T12:00:00Z)")
             })
+    }
+
+    /// Refuse a start more than [`FAR_AHEAD`] after `now` unless `confirmed` (`--wait-long`).
+    pub fn check_ahead(self, now: SystemTime, confirmed: bool) -> Result<(), String> {
+        match self.0.duration_since(now) {
+            Ok(ahead) if ahead > FAR_AHEAD && !confirmed => Err(format!(
+                "--start-at {}: {} ahead, more than a day: every shard would wait that long; add --wait-long if that is what you mean",
+                self.rfc3339(),
+                humantime::format_duration(Duration::from_secs(ahead.as_secs() / 60 * 60))
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn rfc3339(self) -> String {
@@ -327,6 +391,79 @@ mod tests {
             "{late:?}"
         );
         assert!(at.elapsed() >= Duration::from_secs(5));
+    }
+
+    fn scenarios(body: &str) -> Vec<crate::scenario::Scenario> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, body).unwrap();
+        crate::scenario::Scenario::load_variants(&path, &[]).unwrap()
+    }
+
+    /// `count` devices at 10/s for `duration`, and `variants` (TOML) after it.
+    fn scenario(count: u64, duration: &str, variants: &str) -> Vec<crate::scenario::Scenario> {
+        scenarios(&format!(
+            "[target]\nkind = \"mock\"\n[devices]\ncount = {count}\nclient_id = \"d-{{seq}}\"\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = 10\nduration = \"{duration}\"\n{variants}"
+        ))
+    }
+
+    #[test]
+    fn more_shards_than_devices_started_are_refused() {
+        let fifty = scenario(50, "5s", "");
+        assert_eq!(devices_started(&fifty[0]), 50);
+        check_devices(50, "--shards 50", &fifty).unwrap();
+        for (count, flag) in [(51, "--shards 51"), (100, "--shard 60/100")] {
+            let e = check_devices(count, flag, &fifty).unwrap_err();
+            assert!(
+                e.starts_with(flag) && e.contains("50 devices (devices.count)"),
+                "{e}"
+            );
+            assert!(e.contains("at most 50 shards"), "{e}");
+        }
+        let e = check_devices(1_000_000_000, "--shard 0/1000000000", &fifty).unwrap_err();
+        assert!(e.contains("shards 50 to 999999999"), "{e}");
+        // The schedule, not devices.count, ends this run: 2 s at 10/s are 20 arrivals.
+        let capped = scenario(1000, "2s", "");
+        assert_eq!(devices_started(&capped[0]), 20);
+        let e = check_devices(21, "--shards 21", &capped).unwrap_err();
+        assert!(
+            e.contains("20 devices (the arrivals its schedule offers; devices.count is 1000)"),
+            "{e}"
+        );
+        // A variant with fewer devices than the first decides.
+        let variants = scenario(
+            50,
+            "5s",
+            "[[variants]]\nname = \"big\"\n[[variants]]\nname = \"small\"\nset = { \"devices.count\" = 8 }\n",
+        );
+        check_devices(8, "--shards 8", &variants).unwrap();
+        let e = check_devices(9, "--shards 9", &variants).unwrap_err();
+        assert!(e.contains("variant \"small\"'s 8 devices"), "{e}");
+    }
+
+    #[test]
+    fn a_start_more_than_a_day_ahead_needs_confirming() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |s: u64| StartAt(now + Duration::from_secs(s));
+        at(23 * 3600).check_ahead(now, false).unwrap();
+        at(FAR_AHEAD.as_secs()).check_ahead(now, false).unwrap();
+        StartAt(now - Duration::from_secs(600))
+            .check_ahead(now, false)
+            .unwrap();
+        let e = at(FAR_AHEAD.as_secs() + 60)
+            .check_ahead(now, false)
+            .unwrap_err();
+        assert!(
+            e.contains("1day 1m ahead") && e.contains("--wait-long"),
+            "{e}"
+        );
+        let far = StartAt::parse("9999-01-01T00:00:00Z").unwrap();
+        assert!(
+            far.check_ahead(now, false)
+                .unwrap_err()
+                .contains("9999-01-01")
+        );
+        far.check_ahead(now, true).unwrap();
     }
 
     #[test]

@@ -173,6 +173,9 @@ pub struct RunArgs {
     /// given the same one starts together; a late one reports its lag and is not shifted.
     #[arg(long, value_name = "TIME", value_parser = crate::shard::StartAt::parse)]
     pub start_at: Option<crate::shard::StartAt>,
+    /// Allow a --start-at more than a day ahead (the run waits until then).
+    #[arg(long, requires = "start_at")]
+    pub wait_long: bool,
     /// The run ID ({run}); give every shard of one job the same one. Default: random, or for
     /// shards with --start-at, derived from the scenario file and the start time.
     #[arg(long, value_name = "ID", value_parser = parse_run_id)]

@@ -19,8 +19,20 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         }
         (shard, _) => shard,
     };
+    if let Some(at) = args.start_at {
+        at.check_ahead(std::time::SystemTime::now(), args.wait_long)
+            .map_err(|e| Failure::new(exit::USAGE, e))?;
+    }
     let scenarios = Scenario::load_variants(&args.scenario, &args.sets)
         .map_err(|e| Failure::new(exit::CONFIG, e))?;
+    if let Some(s) = shard {
+        let flag = match args.shards {
+            Some(n) => format!("--shards {n}"),
+            None => format!("--shard {}/{}", s.index, s.count),
+        };
+        crate::shard::check_devices(s.count, &flag, &scenarios)
+            .map_err(|e| Failure::new(exit::USAGE, e))?;
+    }
     let name = scenarios
         .first()
         .map(|s| s.name.clone())

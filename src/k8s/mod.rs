@@ -86,6 +86,10 @@ pub struct RenderArgs {
     /// Confirm the pods' runs against a non-loopback endpoint (their args then carry --yes).
     #[arg(long)]
     pub yes: bool,
+    /// Allow a --start-at more than a day ahead (the pods wait until then; their args then
+    /// carry --wait-long).
+    #[arg(long)]
+    pub wait_long: bool,
     /// Write one file per resource and a kustomization.yaml into DIR (default: stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -232,13 +236,16 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     let scenario = scenarios
         .first()
         .ok_or_else(|| config(format!("{}: no scenario", args.scenario.display())))?;
-    check_portable(scenario, &args.scenario)?;
-    if args.shards > scenario.devices.count {
-        return Err(usage(format!(
-            "--shards {}: more shards than the scenario's {} devices (devices.count); a shard would own none",
-            args.shards, scenario.devices.count
-        )));
+    // Every variant runs on the pods: each must be portable, and none may leave a shard idle.
+    for variant in &scenarios {
+        check_portable(variant, &args.scenario)?;
     }
+    crate::shard::check_devices(
+        args.shards,
+        &format!("--shards {}", args.shards),
+        &scenarios,
+    )
+    .map_err(usage)?;
     let endpoint = args
         .endpoint
         .as_deref()
@@ -294,6 +301,9 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         None => now + args.start_in,
     };
     let start_at = humantime::format_rfc3339_seconds(start).to_string();
+    crate::shard::StartAt(start)
+        .check_ahead(now, args.wait_long)
+        .map_err(usage)?;
     if args.start_at.is_some() && start < now {
         notes.push(format!(
             "--start-at {start_at} is in the past: every shard will report that start lag"
@@ -301,7 +311,9 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     }
 
     let shards = args.shards;
-    let sizing = sizing::size(scenario, shards);
+    let fitted = sizing::size_all(&scenarios, shards)
+        .ok_or_else(|| config(format!("{}: no scenario", args.scenario.display())))?;
+    let sizing = fitted.pods.clone();
     if sizing.suggested_shards > shards {
         notes.push(format!(
             "the peak rate needs about {} shards to stay at or under the measured 2 cores per pod (--shards {shards} gives each {} millicores)",
@@ -323,6 +335,7 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
             "Apply all; then: kubectl wait --for=condition=complete job/{name} --timeout=<schedule + margin>; kubectl patch job/{name}-merge --type=merge -p '{{\"spec\":{{\"suspend\":false}}}}'"
         ),
     ];
+    header.extend(sizing::explain_variants(&fitted));
     header.extend(sizing::explain(&sizing, shards));
 
     let ctx = Ctx {
@@ -364,6 +377,9 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     if args.yes {
         run_args.push("--yes".into());
     }
+    if args.wait_long {
+        run_args.push("--wait-long".into());
+    }
 
     let documents = [
         config_map(&ctx, &text),
@@ -396,9 +412,14 @@ fn check_portable(scenario: &Scenario, path: &Path) -> Result<(), RenderError> {
     let Target::Mock { mock, .. } = &scenario.target else {
         return Ok(());
     };
+    let variant = scenario
+        .variant
+        .as_deref()
+        .map(|v| format!(" (variant {v:?})"))
+        .unwrap_or_default();
     let refuse = |field: String| {
         config(format!(
-            "{}: {field} names a file, which the pods would not have (only the scenario file is shipped, in a ConfigMap)",
+            "{}{variant}: {field} names a file, which the pods would not have (only the scenario file is shipped, in a ConfigMap)",
             path.display()
         ))
     };

@@ -47,6 +47,11 @@ const PER_CONNECTED_EMBEDDED: f64 = 39_100.0;
 /// 235–287 MiB with 60,000 devices provisioned; less the base and 60,000 × 1.1 KB that leaves
 /// ~80 KB per device in flight (derived from that peak, an upper bound).
 const PER_IN_FLIGHT: f64 = 80_000.0;
+/// Peak RSS of `fleetstorm merge` per device merged: 3,104 bytes (2,960 MiB for 1,000,000
+/// devices in 25 shard folders, devices.csv and created.csv as a run against the embedded mock
+/// writes them), `benches/merge_memory.sh`, README "A 1,000,000-device plan on paper". The merge
+/// holds every row of every folder until it writes them sorted.
+const MERGE_PER_DEVICE: f64 = 3_104.0;
 /// One pod's CPU when the schedule has no rate to size it by (a burst, a closed-model phase):
 /// the measured 2-core configuration.
 const CAPACITY_CORES: f64 = 2.0;
@@ -122,10 +127,8 @@ pub fn size(scenario: &Scenario, shards: u64) -> Sizing {
     // (shards and merged), plus the histograms, timeseries and report of each folder.
     let results_bytes = devices as f64 * 2048.0 + (shards + 1) as f64 * 64.0 * 1024.0 * 1024.0;
     let storage_gib = ((results_bytes / 1024f64.powi(3)).ceil() as u64).max(1);
-    let merge_memory_mib = round_up(
-        (512.0 + devices as f64 * 1024.0 / 1024.0 / 1024.0).ceil() as u64,
-        64,
-    );
+    let merge_bytes = (BASE_BYTES + MERGE_PER_DEVICE * devices as f64) * HEADROOM;
+    let merge_memory_mib = round_up((merge_bytes / 1024.0 / 1024.0).ceil() as u64, 64);
     let suggested_shards = match peak_rate {
         Some(rate) => ((rate * cpu_per_flow_s * HEADROOM) / CAPACITY_CORES).ceil() as u64,
         None => 1,
@@ -144,6 +147,43 @@ pub fn size(scenario: &Scenario, shards: u64) -> Sizing {
         merge_memory_mib,
         suggested_shards,
     }
+}
+
+/// The pods of a run of every `[[variants]]` entry (run one after the other on the same pods):
+/// each resource the most any variant needs, the results volume all of them together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fitted {
+    /// What the pods get: the figures of the variant needing the most CPU (then memory), with
+    /// memory, open files, the merge Job's memory and the suggested shard count the largest of
+    /// any variant's and the volume the sum of theirs.
+    pub pods: Sizing,
+    /// Each variant's own sizing, in run order (one unnamed entry without variants).
+    pub variants: Vec<(Option<String>, Sizing)>,
+}
+
+/// Size the pods of `scenarios` (a scenario's variants, as `Scenario::load_variants` gives
+/// them) split `shards` ways; `None` without a scenario.
+pub fn size_all(scenarios: &[Scenario], shards: u64) -> Option<Fitted> {
+    let variants: Vec<(Option<String>, Sizing)> = scenarios
+        .iter()
+        .map(|s| (s.variant.clone(), size(s, shards)))
+        .collect();
+    let most = |f: fn(&Sizing) -> u64| variants.iter().map(|(_, s)| f(s)).max().unwrap_or(0);
+    let mut pods = variants
+        .iter()
+        .map(|(_, s)| s)
+        .max_by_key(|s| (s.cpu_millis, s.memory_mib))
+        .cloned()?;
+    pods.memory_mib = most(|s| s.memory_mib);
+    pods.open_files = most(|s| s.open_files);
+    pods.merge_memory_mib = most(|s| s.merge_memory_mib);
+    pods.suggested_shards = most(|s| s.suggested_shards);
+    pods.storage_gib = variants
+        .iter()
+        .map(|(_, s)| s.storage_gib)
+        .sum::<u64>()
+        .max(1);
+    Some(Fitted { pods, variants })
 }
 
 fn round_up(v: u64, step: u64) -> u64 {
@@ -192,6 +232,34 @@ fn peak_rate(scenario: &Scenario) -> Option<f64> {
     Some(peak)
 }
 
+/// With several variants, the lines saying what each needs and that the pods fit them all
+/// (none for a scenario without variants).
+pub fn explain_variants(f: &Fitted) -> Vec<String> {
+    if f.variants.len() < 2 {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "{} variants run one after the other on the same pods: each pod gets the most any variant needs (below), the volume room for them all.",
+        f.variants.len()
+    )];
+    for (name, s) in &f.variants {
+        let rate = match s.peak_rate_per_pod {
+            Some(r) => format!("peak {r:.1}/s per shard"),
+            None => "burst or closed model".into(),
+        };
+        lines.push(format!(
+            "  variant {}: {} devices per pod, {rate}: CPU {}m, memory {} MiB, open files ~{}, merge {} MiB.",
+            name.as_deref().unwrap_or("-"),
+            s.devices_per_pod,
+            s.cpu_millis,
+            s.memory_mib,
+            s.open_files,
+            s.merge_memory_mib
+        ));
+    }
+    lines
+}
+
 /// The comment block the rendered manifests carry: the figures and how they were used.
 pub fn explain(s: &Sizing, shards: u64) -> Vec<String> {
     let rate = match s.peak_rate_per_pod {
@@ -216,6 +284,12 @@ pub fn explain(s: &Sizing, shards: u64) -> Vec<String> {
         format!(
             "Open files: about {} at the peak; fleetstorm raises its soft limit to the hard limit, which the container runtime sets (Kubernetes cannot).",
             s.open_files
+        ),
+        format!(
+            "Merge Job memory {} MiB = ({} MiB + {} bytes per device merged, measured: benches/merge_memory.sh) x {HEADROOM}.",
+            s.merge_memory_mib,
+            BASE_BYTES as u64 / 1024 / 1024,
+            MERGE_PER_DEVICE as u64
         ),
     ];
     if s.suggested_shards > shards {

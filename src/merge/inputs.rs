@@ -1,10 +1,10 @@
 //! The folders to merge, read and checked: same scenario, shards that fit together.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{MergeError, MergedFrom};
+use super::{MergeError, MergeOptions, MergedFrom};
 use crate::results::{self, Folder, ResultsError, RunResults, ShardSummary, TimedLog};
 
 /// One folder to merge.
@@ -203,7 +203,12 @@ fn shards_fit(inputs: &mut [Input]) -> Result<Vec<u64>, MergeError> {
 
 /// Check the folders merge (refusing with a message naming them), sort them by shard and set
 /// each one's offset from the merged time origin.
-pub(super) fn check(inputs: &mut [Input], out: &Path, partial: bool) -> Result<Plan, MergeError> {
+pub(super) fn check(
+    inputs: &mut [Input],
+    out: &Path,
+    options: MergeOptions,
+) -> Result<Plan, MergeError> {
+    let partial = options.partial;
     same_scenario(inputs)?;
     let missing = shards_fit(inputs)?;
     let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
@@ -268,28 +273,120 @@ pub(super) fn check(inputs: &mut [Input], out: &Path, partial: bool) -> Result<P
             incomplete.join(", ")
         ));
     }
-    let run_ids: BTreeSet<&str> = inputs
-        .iter()
-        .map(|i| i.run.summary.run_id.as_str())
-        .collect();
-    if run_ids.len() > 1 {
-        notes.push(format!(
-            "the folders have different run IDs ({}): shards of one job share one (run --run-id)",
-            run_ids.into_iter().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    let starts: BTreeSet<Option<&str>> = inputs
-        .iter()
-        .map(|i| i.shard.as_ref().and_then(|s| s.start_at.as_deref()))
-        .collect();
-    if starts.len() > 1 {
-        notes.push(
-            "the shards did not all share one --start-at: intervals are aligned to the nearest whole second".into(),
-        );
+    notes.extend(same_run(inputs, options.mixed_runs)?);
+    for input in inputs.iter() {
+        if let Some(note) = hlog_counts_match(input)? {
+            notes.push(note);
+        }
     }
     Ok(Plan {
         origin,
         missing,
         notes,
     })
+}
+
+/// The run a folder belongs to: its run ID and `--start-at` (none for a shard started without
+/// one, or an unsharded run).
+fn run_of(input: &Input) -> (&str, Option<&str>) {
+    (
+        input.run.summary.run_id.as_str(),
+        input.shard.as_ref().and_then(|s| s.start_at.as_deref()),
+    )
+}
+
+/// Refuse folders of different runs (run ID or `--start-at`) unless `mixed_runs`; with it, the
+/// notes that say so.
+fn same_run(inputs: &[Input], mixed_runs: bool) -> Result<Vec<String>, MergeError> {
+    let describe = |i: &Input| {
+        let (id, start_at) = run_of(i);
+        format!(
+            "{} (run ID {id:?}, --start-at {})",
+            i.name(),
+            start_at.unwrap_or("none")
+        )
+    };
+    let Some(other) = inputs.iter().find(|i| run_of(i) != run_of(&inputs[0])) else {
+        return Ok(Vec::new());
+    };
+    if !mixed_runs {
+        return Err(refuse(format!(
+            "different runs: {} but {}: the shards of one job share one --run-id and one --start-at; add --mixed-runs to merge them anyway (their seconds are then aligned to the nearest whole second, and every second between their runs is written, zero-filled)",
+            describe(&inputs[0]),
+            describe(other)
+        )));
+    }
+    let mut notes = Vec::new();
+    let run_ids: BTreeSet<&str> = inputs.iter().map(|i| run_of(i).0).collect();
+    if run_ids.len() > 1 {
+        notes.push(format!(
+            "the folders have different run IDs ({}), merged as one (--mixed-runs)",
+            run_ids.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let starts: BTreeSet<Option<&str>> = inputs.iter().map(|i| run_of(i).1).collect();
+    if starts.len() > 1 {
+        notes.push(
+            "the shards did not all share one --start-at (--mixed-runs): intervals are aligned to the nearest whole second".into(),
+        );
+    }
+    Ok(notes)
+}
+
+/// Per `latency.hlog` tag, the values its intervals hold.
+fn hlog_counts(log: &TimedLog) -> BTreeMap<&str, u64> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for i in &log.intervals {
+        *counts.entry(i.tag.as_str()).or_default() += i.histogram.len();
+    }
+    counts
+}
+
+/// Check a folder's `latency.hlog` holds what its own `summary.json` counted: per stage, as
+/// many latency (tag `<stage>`) and service-time (`<stage>.service`) values as the stage's
+/// `count`s. A complete folder whose log falls short (truncated, emptied, another run's) is
+/// an error naming the log (exit 3); an incomplete one (merged with `--partial`) can be a
+/// second apart, killed between the two writes: a note.
+fn hlog_counts_match(input: &Input) -> Result<Option<String>, MergeError> {
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for (stage, s) in &input.run.summary.stages {
+        want.insert(stage.clone(), s.latency.count);
+        want.insert(format!("{stage}.service"), s.service.count);
+    }
+    let got = hlog_counts(&input.log);
+    let mut tags: BTreeSet<&str> = want.keys().map(String::as_str).collect();
+    tags.extend(got.keys().copied());
+    let differ: Vec<String> = tags
+        .into_iter()
+        .filter_map(|tag| {
+            let (w, g) = (
+                want.get(tag).copied().unwrap_or(0),
+                got.get(tag).copied().unwrap_or(0),
+            );
+            (w != g).then(|| format!("tag {tag} holds {g} values, summary.json counts {w}"))
+        })
+        .collect();
+    if differ.is_empty() {
+        return Ok(None);
+    }
+    let differ = match differ.len() {
+        n @ 4.. => format!("{} and {} more tags", differ[..3].join("; "), n - 3),
+        _ => differ.join("; "),
+    };
+    let path = input.dir().join("latency.hlog");
+    if !input.run.summary.complete {
+        return Ok(Some(format!(
+            "{}: {} (an incomplete folder: its log and summary were written at different moments)",
+            path.display(),
+            differ
+        )));
+    }
+    Err(ResultsError::Invalid {
+        path,
+        detail: format!(
+            "does not hold what this folder's summary.json counts: {}: truncated, emptied or not this run's log",
+            differ
+        ),
+    }
+    .into())
 }

@@ -26,7 +26,8 @@
 //!   A second in which no shard wrote a row is written with zero counts.
 //! - `devices.csv` ordered by `seq`, `failures.csv` by time (its `elapsed_s` rebased on T0),
 //!   `created.csv` by `time`: one header each, every row of every folder. A device `seq` in two
-//!   folders is refused as overlapping shards.
+//!   folders is refused as overlapping shards; every `devices.csv` cell is parsed with its type
+//!   (`devices`), and a `seq` twice in one file is a malformed file.
 //! - `summary.json`: device counts and failures by reason summed; success rate recomputed; the
 //!   provisioning window is the union of the shards' (each taken from its time origin, where
 //!   its first arrival is due), throughput over it; duration from T0 to the last folder's end;
@@ -40,10 +41,13 @@
 //! Refused (exit 2, nothing written): folders of different scenarios (name, `scenario_sha256`
 //! or variant), overlapping shards (an index twice, different shard counts, a sharded folder
 //! with an unsharded one, two unsharded ones), incomplete folders (`"complete": false`) and
-//! missing shards unless `--partial`, a variants folder (merge each variant's folders on their
-//! own), and an `--out` that is one of the inputs. A results file that cannot be read or does
-//! not parse is an error naming the file (and line) with exit 3, as for `report`.
+//! missing shards unless `--partial`, folders of different runs (run ID or `--start-at`)
+//! unless `--mixed-runs`, a variants folder (merge each variant's folders on their own), and an
+//! `--out` that is one of the inputs. A results file that cannot be read or does not parse is
+//! an error naming the file (and line) with exit 3, as for `report`; so is a complete folder's
+//! `latency.hlog` that does not hold the values its own `summary.json` counts per stage.
 
+mod devices;
 mod hlog;
 mod inputs;
 mod summary;
@@ -73,6 +77,11 @@ pub struct MergeArgs {
     /// Write into an existing, non-empty --out folder (files of the same name are replaced).
     #[arg(long)]
     pub overwrite: bool,
+    /// Merge folders of different runs (run IDs or --start-at instants that differ): not the
+    /// shards of one job, so their seconds are aligned to the nearest whole second only and every
+    /// second between them is written, zero-filled.
+    #[arg(long)]
+    pub mixed_runs: bool,
 }
 
 impl MergeArgs {
@@ -80,6 +89,7 @@ impl MergeArgs {
         MergeOptions {
             partial: self.partial,
             overwrite: self.overwrite,
+            mixed_runs: self.mixed_runs,
         }
     }
 }
@@ -91,6 +101,8 @@ pub struct MergeOptions {
     pub partial: bool,
     /// Write into a non-empty `--out` folder.
     pub overwrite: bool,
+    /// Merge folders of different run IDs or `--start-at` instants.
+    pub mixed_runs: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +133,7 @@ pub struct Merged {
 /// Merge the run folders `dirs` into `out` (claimed as `run --out` claims its folder).
 pub fn merge(dirs: &[PathBuf], out: &Path, options: MergeOptions) -> Result<Merged, MergeError> {
     let mut inputs = inputs::read_all(dirs)?;
-    let plan = inputs::check(&mut inputs, out, options.partial)?;
+    let plan = inputs::check(&mut inputs, out, options)?;
     let origin = plan.origin;
     let buckets = hlog::merge(&inputs, origin)?;
     let devices = tables::devices(&inputs)?;

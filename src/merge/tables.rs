@@ -24,6 +24,7 @@ struct Row {
 
 #[derive(PartialEq, PartialOrd)]
 enum Key {
+    Seq(u64),
     Number(f64),
     Text(String),
 }
@@ -130,23 +131,31 @@ fn required(path: PathBuf, table: Option<Table>) -> Result<Table, MergeError> {
     })
 }
 
-/// `devices.csv`, ordered by `seq`. A `seq` in two folders is refused: the shards overlap.
+/// `devices.csv`, ordered by `seq`, every cell checked ([`super::devices`]). A `seq` in two
+/// folders is refused: the shards overlap; a `seq` twice in one file is a malformed file.
 pub(super) fn devices(inputs: &[Input]) -> Result<Table, MergeError> {
-    let mut seen: HashMap<u64, (usize, PathBuf)> = HashMap::new();
+    let mut seen: HashMap<u64, (usize, usize)> = HashMap::new();
     let table = concat(inputs, "devices.csv", |n, path, line, cells| {
-        let seq = number(path, line, cells, "seq")?;
-        if let Some((other, other_path)) = seen.get(&(seq as u64))
-            && *other != n
-        {
+        let seq = super::devices::check_row(path, line, cells)?;
+        if let Some(&(other, other_line)) = seen.get(&seq) {
+            if other == n {
+                return Err(ResultsError::Invalid {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "line {line}: device seq {seq} again (line {other_line}): a run writes each device once"
+                    ),
+                }
+                .into());
+            }
             return Err(MergeError::Refused(format!(
                 "overlapping shards: device seq {seq} ({}) is in {} and in {} (line {line})",
                 cells.get("client_id").map_or("", String::as_str),
-                other_path.display(),
+                inputs[other].dir().join("devices.csv").display(),
                 path.display()
             )));
         }
-        seen.insert(seq as u64, (n, path.to_path_buf()));
-        Ok(Key::Number(seq))
+        seen.insert(seq, (n, line));
+        Ok(Key::Seq(seq))
     })?;
     required(inputs[0].dir().join("devices.csv"), table)
 }

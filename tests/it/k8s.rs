@@ -458,6 +458,12 @@ fn render_refuses_what_the_pods_could_not_run() {
             3,
             "target.mock.templates.mine",
         ),
+        (
+            &quickstart,
+            vec!["--shards", "2", "--start-at", "9999-01-01T00:00:00Z"],
+            2,
+            "add --wait-long",
+        ),
     ];
     for (scenario, args, code, needle) in cases {
         let out = render(scenario, &args);
@@ -483,6 +489,108 @@ fn render_refuses_what_the_pods_could_not_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not confirmed"));
+}
+
+/// A mock scenario of `count` devices at `rate`/s for 100 s, then `tail`.
+fn load_of(count: u64, rate: u64, tail: &str) -> String {
+    format!(
+        "name = \"v\"\n[target]\nkind = \"mock\"\n[target.mock]\nregistry = \"compact\"\n[devices]\ncount = {count}\nclient_id = \"v-{{seq}}\"\ncertificate = \"csr\"\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = {rate}\nduration = \"100s\"\n{tail}"
+    )
+}
+
+fn resources(docs: &[Value], name: &str) -> Value {
+    kind_named(docs, "Job", name)["spec"]["template"]["spec"]["containers"][0]["resources"].clone()
+}
+
+/// Every `[[variants]]` entry is sized and checked: a scenario whose second variant is the big
+/// one gets that variant's pods (and its warning), one whose second variant runs a command hook
+/// or has fewer devices than shards is refused, as that variant alone would be.
+#[test]
+fn render_sizes_and_checks_every_variant() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let flags = ["--shards", "4", "--run-id", "vars", "--name", "v"];
+    let alone = write("alone.toml", &load_of(400_000, 4000, ""));
+    let variants = write(
+        "variants.toml",
+        &load_of(
+            1000,
+            10,
+            "[[variants]]\nname = \"small\"\n[[variants]]\nname = \"big\"\nset = { \"devices.count\" = 400000, \"schedule.0.rate\" = 4000 }\n",
+        ),
+    );
+    let (a, v) = (render(&alone, &flags), render(&variants, &flags));
+    let (a_docs, v_docs) = (documents(&stdout_of(&a)), documents(&stdout_of(&v)));
+    let big = resources(&a_docs, "v");
+    assert_eq!(big["requests"]["cpu"], "2500m", "{big}");
+    assert_eq!(resources(&v_docs, "v"), big);
+    assert_eq!(resources(&v_docs, "v-merge"), resources(&a_docs, "v-merge"));
+    for out in [&a, &v] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("needs about 5 shards"), "{stderr}");
+    }
+    let header = stdout_of(&v);
+    assert!(
+        header.contains("# 2 variants run one after the other"),
+        "{header}"
+    );
+    assert!(
+        header.contains("#   variant big: 100000 devices per pod"),
+        "{header}"
+    );
+    let storage = |docs: &[Value]| {
+        let pvc = kind_named(docs, "PersistentVolumeClaim", "v-results");
+        let size = pvc["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .unwrap();
+        size.trim_end_matches("Gi").parse::<u64>().unwrap()
+    };
+    assert!(storage(&v_docs) > storage(&a_docs));
+
+    let refused = |path: &Path, flags: &[&str], code: i32, needles: &[&str]| {
+        let out = render(path, flags);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "{n:?} not in: {stderr}");
+        }
+        assert!(out.stdout.is_empty());
+    };
+    let hooked = write(
+        "hooked.toml",
+        &load_of(
+            1000,
+            10,
+            "[[variants]]\nname = \"plain\"\n[[variants]]\nname = \"hooked\"\n[variants.set]\n\"target.mock.hooks.FleetProvisioningTemplate.kind\" = \"command\"\n\"target.mock.hooks.FleetProvisioningTemplate.command\" = [\"python3\", \"hook.py\"]\n",
+        ),
+    );
+    refused(
+        &hooked,
+        &flags,
+        3,
+        &[
+            "(variant \"hooked\")",
+            "target.mock.hooks.FleetProvisioningTemplate.command",
+        ],
+    );
+    let few = write(
+        "few.toml",
+        &load_of(
+            1000,
+            10,
+            "[[variants]]\nname = \"plain\"\n[[variants]]\nname = \"few\"\nset = { \"devices.count\" = 3 }\n",
+        ),
+    );
+    refused(
+        &few,
+        &flags,
+        2,
+        &["--shards 4", "variant \"few\"'s 3 devices"],
+    );
 }
 
 /// The final stage of a Containerfile: the lines after its last FROM.
@@ -646,6 +754,8 @@ fn the_readme_million_device_plan_is_what_the_sizing_computes() {
         (40_000, 2000, 320)
     );
     assert_eq!((a.storage_gib, a.suggested_shards), (4, 25));
+    // The merge Job: (64 MiB + 1,000,000 x 3,104 bytes measured) x 1.25.
+    assert_eq!(a.merge_memory_mib, 3840);
     assert!((3000..3500).contains(&a.open_files), "{}", a.open_files);
 
     let stay = [

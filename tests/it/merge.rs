@@ -271,6 +271,20 @@ fn split(run: &Path, parent: &Path, n: u32, seed: u64) -> Vec<PathBuf> {
             "provisioned": provisioned, "failed": my_devices.len() - provisioned, "dropped": 0,
         });
         s["failures"] = serde_json::to_value(&reasons).unwrap();
+        // A shard's summary counts the values of its own log, as a run's does.
+        for (tag, h) in totals(&logs[i as usize]) {
+            let (stage, service) = match tag.strip_suffix(".service") {
+                Some(stage) => (stage.to_string(), true),
+                None => (tag.clone(), false),
+            };
+            let entry = &mut s["stages"][stage.as_str()];
+            let entry = if service {
+                &mut entry["service"]
+            } else {
+                entry
+            };
+            entry["count"] = h.len().into();
+        }
         std::fs::write(
             dir.join("summary.json"),
             serde_json::to_vec_pretty(&s).unwrap(),
@@ -537,6 +551,166 @@ fn a_corrupt_file_is_named_with_its_line_and_exit_3() {
     );
 }
 
+/// The shards of two runs (another run ID, another --start-at) are refused with both folders
+/// named; `--mixed-runs` merges them and says so.
+#[test]
+fn shards_of_two_runs_are_refused_unless_mixed_runs() {
+    let run = the_run();
+    let parent = scratch("two-runs");
+    let shards = split(run, &parent.join("job"), 2, 11);
+    let out = parent.join("out");
+    let name = |p: &Path| p.display().to_string();
+    let run_id = json(&run.join("summary.json"))["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = parent.join("other");
+    copy_dir(&shards[1], &other);
+    edit_summary(&other, |s| s["run_id"] = "otherrun".into());
+    let o = merge(&[&shards[0], &other], &out, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    for needle in [
+        "different runs",
+        &name(&shards[0]),
+        &name(&other),
+        "\"otherrun\"",
+        &run_id,
+        "--mixed-runs",
+    ] {
+        assert!(e.contains(needle), "{needle:?} not in: {e}");
+    }
+    assert!(!out.exists(), "a refused merge wrote nothing");
+
+    // One run ID, but another --start-at.
+    edit_summary(&other, |s| {
+        s["run_id"] = run_id.clone().into();
+        s["shard"]["start_at"] = "2026-01-08T00:00:00.000Z".into();
+    });
+    let o = merge(&[&shards[0], &other], &out, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("different runs")
+            && e.contains("--start-at 2026-01-08T00:00:00.000Z")
+            && e.contains("--start-at none"),
+        "{e}"
+    );
+
+    let o = merge(&[&shards[0], &other], &out, &["--mixed-runs"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("note:") && stdout.contains("--mixed-runs"),
+        "{stdout}"
+    );
+    assert_eq!(
+        json(&out.join("summary.json"))["merged_from"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// A shard whose latency.hlog does not hold what its own summary.json counts (cut short,
+/// emptied) is named with exit 3; an incomplete folder merged with --partial gets a note.
+#[test]
+fn a_shard_with_a_truncated_or_empty_log_is_named_with_exit_3() {
+    let run = the_run();
+    let parent = scratch("truncated");
+    let shards = split(run, &parent.join("job"), 2, 13);
+    let out = parent.join("out");
+    let hlog = shards[1].join("latency.hlog");
+    let text = std::fs::read_to_string(&hlog).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines.len() / 2;
+    let truncated = lines[..cut].join("\n") + "\n";
+    for (what, content) in [("truncated", truncated.as_str()), ("empty", "")] {
+        std::fs::write(&hlog, content).unwrap();
+        let o = merge(&paths(&shards), &out, &[]);
+        assert_eq!(o.status.code(), Some(3), "{what}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains(&hlog.display().to_string())
+                && e.contains("summary.json counts")
+                && e.contains("truncated"),
+            "{what}: {e}"
+        );
+        assert!(!out.exists(), "{what}: nothing written");
+    }
+    // The summary's own counts are checked too: a summary counting more than its log.
+    std::fs::write(&hlog, &text).unwrap();
+    edit_summary(&shards[0], |s| {
+        let n = s["stages"]["total"]["count"].as_u64().unwrap();
+        s["stages"]["total"]["count"] = (n + 1).into();
+    });
+    let o = merge(&paths(&shards), &out, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("tag total holds"), "{}", stderr(&o));
+    // Incomplete (killed between writing the two): merged with --partial, with a note.
+    edit_summary(&shards[0], |s| s["complete"] = false.into());
+    let o = merge(&paths(&shards), &out, &["--partial"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("tag total holds") && stdout.contains("incomplete folder"),
+        "{stdout}"
+    );
+}
+
+/// devices.csv cells are parsed with their types: a seq of -7 or 0.5 is a malformed file (not
+/// overlapping shards), so is a seq twice in one file or an outcome a run never writes.
+#[test]
+fn devices_csv_cells_are_parsed_with_their_types() {
+    let run = the_run();
+    let parent = scratch("device-cells");
+    let shards = split(run, &parent.join("job"), 2, 17);
+    let out = parent.join("out");
+    let devices = shards[1].join("devices.csv");
+    let (header, rows) = csv_rows(&devices);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let with = |edit: &dyn Fn(&mut Vec<Vec<String>>)| {
+        let mut rows = rows.clone();
+        edit(&mut rows);
+        write_csv(&devices, &header, &rows);
+        merge(&paths(&shards), &out, &[])
+    };
+    for (column, cell) in [
+        ("seq", "-7"),
+        ("seq", "0.5"),
+        ("start_lag_us", "-1"),
+        ("outcome", "maybe"),
+        ("attempts", "0"),
+    ] {
+        let o = with(&|rows| rows[1][col(column)] = cell.into());
+        assert_eq!(o.status.code(), Some(3), "{column} {cell}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains(&devices.display().to_string())
+                && e.contains("line 3:")
+                && e.contains(&format!("column `{column}`: {cell:?}")),
+            "{column} {cell}: {e}"
+        );
+        assert!(!e.contains("overlapping"), "{e}");
+    }
+    let o = with(&|rows| {
+        let again = rows[0].clone();
+        rows.push(again);
+    });
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let e = stderr(&o);
+    let seq = &rows[0][col("seq")];
+    assert!(
+        e.contains(&devices.display().to_string())
+            && e.contains(&format!("device seq {seq} again (line 2)")),
+        "{e}"
+    );
+    write_csv(&devices, &header, &rows);
+    let o = merge(&paths(&shards), &out, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+}
+
 /// A hand-made run folder: `started_at`, shard, timeseries rows and the `register_thing`
 /// latencies (µs) of interval 0.
 fn folder(dir: &Path, started_at: &str, shard: u32, rows: &[&str], latencies: &[u64]) {
@@ -545,7 +719,7 @@ fn folder(dir: &Path, started_at: &str, shard: u32, rows: &[&str], latencies: &[
         "scenario": "ts", "run_id": "job1", "started_at": started_at, "duration_s": rows.len() as f64,
         "complete": true, "devices": {"planned": 2, "started": 2, "provisioned": 1, "failed": 1},
         "throughput": {"provisioned_per_s": 1.0, "provisioning_window_s": 1.0}, "success_rate": 50.0,
-        "stages": {}, "failures": {"timeout.register_thing": 1},
+        "stages": {"register_thing": {"count": latencies.len()}}, "failures": {"timeout.register_thing": 1},
         "shard": {"index": shard, "count": 2, "start_at": null, "start_lag_s": 0.0},
     });
     std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();

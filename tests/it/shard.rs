@@ -494,6 +494,25 @@ fn bad_shard_flags_are_usage_errors() {
         ),
         (&["--run-id", "Not-Base32!"], None, "--run-id"),
         (&["--start-at", "tomorrow"], None, "RFC 3339"),
+        // More shards than the scenario's 30 devices: some shard would own none.
+        (
+            &["--shard", "60/100"],
+            None,
+            "--shard 60/100: more shards than",
+        ),
+        (&["--shard", "0/1000000000"], None, "would own none"),
+        (
+            &["--shards", "31"],
+            Some("3"),
+            "--shards 31: more shards than",
+        ),
+        // A start more than a day ahead: a typo more likely than a plan.
+        (
+            &["--start-at", "9999-01-01T00:00:00Z"],
+            None,
+            "add --wait-long",
+        ),
+        (&["--wait-long"], None, "--start-at"),
     ] {
         let (code, stderr) = run(args, var);
         assert_eq!(code, Some(2), "{args:?} {var:?}: {stderr}");
@@ -554,6 +573,37 @@ fn a_stop_while_waiting_for_start_at_still_writes_the_results() {
     ] {
         assert!(out.join(file).is_file(), "{file}");
     }
+}
+
+/// `--wait-long` accepts a start more than a day ahead: the run waits for it (stopped here).
+#[test]
+fn a_start_days_ahead_waits_with_wait_long() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "s.toml", &open(30));
+    let out = dir.path().join("out");
+    let start = SystemTime::now() + Duration::from_secs(3 * 24 * 3600);
+    let mut child = Command::new(BIN)
+        .args(["run", path.to_str().unwrap(), "--no-tui", "--wait-long"])
+        .args(["--start-at", &rfc3339_ms(start)])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let waiting = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("waiting"));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let status = child.wait().unwrap();
+    assert!(waiting.is_some(), "no waiting line");
+    assert_eq!(status.code(), Some(130));
 }
 
 /// A shard whose scenario uses {run} warns when nothing makes its run ID the other shards';

@@ -1,13 +1,17 @@
 //! `fleetstorm aws cleanup`: remove exactly what a run created, paced, idempotent and resumable.
 //!
-//! Order: for every certificate, detach its policies and things, set it INACTIVE and delete it;
-//! then delete the things (after detaching anything still attached); then the per-device policies
-//! the template created, only those named in `created.csv` that now have no target and were not
-//! created before the run. NotFound counts as done. Each finished item is appended (and flushed)
-//! to `RUN_DIR/cleanup-progress.csv`, which a later cleanup reads to skip it.
+//! First [`preflight`](super::preflight): credentials, an AWS IoT control plane, the run's account
+//! and Region, a progress file made there; nothing is changed or recorded before. Then, for every
+//! certificate, detach its policies and things, set it INACTIVE and delete it; then delete the
+//! things (after detaching anything still attached); then the policies the template created
+//! (named in `created.csv` or found attached to the run's certificates), only those that now have
+//! no target and were not created before the run. `ResourceNotFoundException` from a
+//! Describe/Get or Delete of the item counts as done ("gone"); nothing else does. Each finished
+//! item is appended (and flushed) to `RUN_DIR/cleanup-progress.csv` ([`resume`](super::resume)),
+//! which a later cleanup reads to skip it. A set-up error (access denied, refused connection, an
+//! answer that is not the control plane's) stops the whole command at once.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,11 +23,10 @@ use futures_util::StreamExt;
 
 use super::created::{self, Certificate, Created};
 use super::pace::{Api, Backoff, CallError, Pacer};
+use super::preflight;
 use super::progress::{Counters, Progress};
+use super::resume::{self, Against, PROGRESS_FILE, ProgressLog, Resume};
 use super::{AwsError, Connection, HasStatus};
-
-/// The progress file inside a run folder.
-pub const PROGRESS_FILE: &str = "cleanup-progress.csv";
 
 /// A policy whose AWS creation date is this much older than the run's first record predates it
 /// (the slack covers clock skew between this machine and AWS).
@@ -41,6 +44,10 @@ pub struct CleanupOptions {
     pub concurrency: usize,
     /// Requests per second per API at most (below the quota defaults anyway).
     pub max_tps: Option<f64>,
+    /// Go ahead although the account and Region could not be confirmed as the run's.
+    pub yes: bool,
+    /// Set aside a progress file made against another endpoint, Region or account.
+    pub restart_progress: bool,
 }
 
 /// What one item's removal came to.
@@ -54,12 +61,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Outcome::Deleted => "deleted",
             Outcome::Gone => "gone",
             Outcome::Kept => "kept",
         }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Deleted, Outcome::Gone, Outcome::Kept]
+            .into_iter()
+            .find(|o| o.as_str() == s)
     }
 }
 
@@ -79,7 +92,7 @@ impl Kind {
             Kind::Policy => "policy",
         }
     }
-    fn parse(s: &str) -> Option<Kind> {
+    pub(super) fn parse(s: &str) -> Option<Kind> {
         match s {
             "certificate" => Some(Kind::Certificate),
             "thing" => Some(Kind::Thing),
@@ -161,8 +174,8 @@ impl CleanupReport {
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     pub created: Created,
-    /// Finished in an earlier cleanup (from the progress file).
-    pub done: BTreeSet<(Kind, String)>,
+    /// What earlier cleanups of the run finished and found (from the progress file).
+    pub resume: Resume,
     /// Policies may be deleted (run-folder mode only: `--prefix` has no record of them).
     pub policies_allowed: bool,
 }
@@ -170,82 +183,12 @@ pub struct Targets {
 /// Read `RUN_DIR/created.csv` and `RUN_DIR/cleanup-progress.csv`.
 pub fn load_run(run_dir: &Path) -> Result<Targets, AwsError> {
     let records = created::read(&run_dir.join(created::FILE_NAME))?;
-    let done = read_progress(&run_dir.join(PROGRESS_FILE))?;
+    let resume = resume::read(&run_dir.join(PROGRESS_FILE))?;
     Ok(Targets {
         created: Created::from_records(&records),
-        done,
+        resume,
         policies_allowed: true,
     })
-}
-
-/// The items a progress file lists as finished. A last line cut short (the process was killed
-/// while writing it) is ignored; any other malformed line is an error naming the line.
-pub fn read_progress(path: &Path) -> Result<BTreeSet<(Kind, String)>, AwsError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => return Err(AwsError::Input(format!("{}: {e}", path.display()))),
-    };
-    let complete = text.rfind('\n').map_or("", |i| &text[..i]);
-    let mut done = BTreeSet::new();
-    for (i, line) in complete.lines().enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let mut fields = line.splitn(3, ',');
-        let parsed = match (fields.next(), fields.next(), fields.next()) {
-            (Some(kind), Some(key), Some(_outcome)) => Kind::parse(kind).map(|k| (k, key)),
-            _ => None,
-        };
-        let Some((kind, key)) = parsed else {
-            return Err(AwsError::Input(format!(
-                "{}: line {}: expected KIND,KEY,OUTCOME, got {line:?}",
-                path.display(),
-                i + 1
-            )));
-        };
-        done.insert((kind, key.to_string()));
-    }
-    Ok(done)
-}
-
-/// Appends one line per finished item, flushed at once.
-struct ProgressLog {
-    file: Option<Mutex<std::fs::File>>,
-    path: PathBuf,
-}
-
-impl ProgressLog {
-    fn open(path: Option<PathBuf>) -> Result<Self, AwsError> {
-        let Some(path) = path else {
-            return Ok(ProgressLog {
-                file: None,
-                path: PathBuf::new(),
-            });
-        };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| AwsError::io(&path, e))?;
-        Ok(ProgressLog {
-            file: Some(Mutex::new(file)),
-            path,
-        })
-    }
-
-    fn record(&self, kind: Kind, key: &str, outcome: Outcome) -> Result<(), String> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let line = format!("{},{key},{}\n", kind.as_str(), outcome.as_str());
-        let mut f = file
-            .lock()
-            .map_err(|_| "progress log poisoned".to_string())?;
-        f.write_all(line.as_bytes())
-            .and_then(|()| f.flush())
-            .map_err(|e| format!("{}: {e}", self.path.display()))
-    }
 }
 
 /// Shared by every worker of one cleanup.
@@ -255,10 +198,40 @@ struct Ctx<'a> {
     log: &'a ProgressLog,
     tally: &'a Tally,
     counters: &'a Counters,
+    endpoint: &'a str,
+    /// The set-up error that stopped the cleanup; no item starts after it.
+    stopped: Mutex<Option<AwsError>>,
+    /// Policies found attached to the run's certificates (candidates for the policy phase).
+    attached: Mutex<BTreeSet<String>>,
 }
 
 impl Ctx<'_> {
-    fn finish(&self, kind: Kind, key: &str, result: Result<Outcome, String>) {
+    fn is_stopped(&self) -> bool {
+        self.stopped.lock().map_or(true, |s| s.is_some())
+    }
+
+    /// Record a policy found on one of the run's certificates, before it is detached.
+    fn found_policy(&self, policy: &str) {
+        if let Ok(mut a) = self.attached.lock()
+            && a.insert(policy.to_string())
+            && let Err(e) = self.log.attached(policy)
+        {
+            crate::tui::log_line(format!("fleetstorm: cleanup: {e}"));
+        }
+    }
+
+    fn finish(&self, kind: Kind, key: &str, result: Result<Outcome, CallError>) {
+        let result = match result {
+            Err(e) if preflight::stops(&e) => {
+                if let Ok(mut s) = self.stopped.lock()
+                    && s.is_none()
+                {
+                    *s = Some(preflight::midway(self.endpoint, &e));
+                }
+                Err(e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
+        };
         self.counters.finished.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(outcome) => {
@@ -282,7 +255,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Run a cleanup. Prints the plan (dry run) or a progress bar on stderr, and returns the counts.
+/// Run a cleanup. Prints the plan (dry run) or what it found and will do, then a progress bar
+/// on stderr, and returns the counts.
 pub async fn cleanup(opts: &CleanupOptions) -> Result<CleanupReport, AwsError> {
     if opts.concurrency == 0 {
         return Err(AwsError::Usage("--concurrency: must be at least 1".into()));
@@ -300,21 +274,93 @@ pub async fn cleanup(opts: &CleanupOptions) -> Result<CleanupReport, AwsError> {
         print_plan(&targets);
         return Ok(empty_report());
     }
+    if opts.prefix.is_none() && targets.created.is_empty() {
+        println!("cleanup: created.csv lists nothing: nothing to remove, nothing sent");
+        return Ok(empty_report());
+    }
     let config = opts.conn.load().await?;
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let endpoint = preflight::endpoint_label(&opts.conn);
+    preflight::check_progress_target(&targets.resume, &endpoint, &region, opts.restart_progress)?;
+    preflight::credentials(&config).await?;
     let iot = Client::new(&config);
     let pacer = Pacer::new(
         super::pace::DEFAULT_FRACTION,
         opts.max_tps,
         Backoff::default(),
     );
+    let listed = preflight::identify(&iot, &pacer, &endpoint).await?;
+    let here = Against {
+        endpoint: endpoint.clone(),
+        region,
+        account: listed.as_ref().map(|p| p.1.clone()).unwrap_or_default(),
+    };
+    let mut lines = vec![format!("cleanup against {}", here.describe())];
     if let Some(prefix) = &opts.prefix {
         targets.created = list_prefix(&iot, &pacer, prefix).await?;
         if opts.dry_run {
             print_plan(&targets);
             return Ok(empty_report());
         }
+        lines.push(format!(
+            "removing: {} things whose names start with {prefix:?} and their {} certificates (policies kept)",
+            targets.created.things.len(),
+            targets.created.certificates.len()
+        ));
     }
-    let log = ProgressLog::open(opts.run_dir.as_ref().map(|d| d.join(PROGRESS_FILE)))?;
+    let log = match &opts.run_dir {
+        Some(dir) => {
+            let path = dir.join(PROGRESS_FILE);
+            let elsewhere = targets.resume.against.as_ref() != Some(&here);
+            if opts.restart_progress && elsewhere && path.exists() {
+                let aside = dir.join(format!("{PROGRESS_FILE}.old"));
+                std::fs::rename(&path, &aside).map_err(|e| AwsError::io(&path, e))?;
+                lines.push(format!(
+                    "progress: {} set aside as {} (--restart-progress): every item is checked again",
+                    path.display(),
+                    aside.display()
+                ));
+                targets.resume = Resume::default();
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    let c = &targets.created;
+    let done = |kind: Kind, key: &str| targets.resume.done.contains(&(kind, key.to_string()));
+    let certs: Vec<&Certificate> = c
+        .certificates
+        .iter()
+        .filter(|x| !done(Kind::Certificate, &x.id))
+        .collect();
+    let things: Vec<&String> = c.things.iter().filter(|t| !done(Kind::Thing, t)).collect();
+    if opts.prefix.is_none() {
+        let checked = preflight::check_account(
+            &iot,
+            &pacer,
+            c,
+            &certs,
+            &targets.resume,
+            &here,
+            listed.as_ref(),
+            opts.yes,
+        )
+        .await?;
+        lines.extend(checked.lines);
+        lines.push(format!(
+            "removing: {} certificates and {} things of the run, then the policies the template attached to them that the run created and nothing else uses ({} items done by an earlier cleanup: skipped)",
+            certs.len(),
+            things.len(),
+            targets.resume.done.len()
+        ));
+    }
+    for line in &lines {
+        println!("{line}");
+    }
+    let log = match log {
+        Some(path) => ProgressLog::open(&path, &here)?,
+        None => ProgressLog::none(),
+    };
     let tally = Tally::default();
     let counters = Arc::new(Counters::default());
     let ctx = Ctx {
@@ -323,48 +369,32 @@ pub async fn cleanup(opts: &CleanupOptions) -> Result<CleanupReport, AwsError> {
         log: &log,
         tally: &tally,
         counters: &counters,
+        endpoint: &endpoint,
+        stopped: Mutex::new(None),
+        attached: Mutex::new(BTreeSet::new()),
     };
-    let c = &targets.created;
-    let skip = |kind: Kind, key: &str| targets.done.contains(&(kind, key.to_string()));
-    let certs: Vec<&Certificate> = c
-        .certificates
-        .iter()
-        .filter(|x| !skip(Kind::Certificate, &x.id))
-        .collect();
-    let things: Vec<&String> = c.things.iter().filter(|t| !skip(Kind::Thing, t)).collect();
-    let policies: Vec<&String> = if targets.policies_allowed {
-        c.policies
-            .iter()
-            .filter(|p| !skip(Kind::Policy, p))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for (kind, n) in [
-        (Kind::Certificate, c.certificates.len() - certs.len()),
-        (Kind::Thing, c.things.len() - things.len()),
-        (
-            Kind::Policy,
-            c.policies.len().saturating_sub(policies.len()),
-        ),
-    ] {
-        for _ in 0..n {
-            if targets.policies_allowed || kind != Kind::Policy {
-                tally.add(kind, "skipped");
-            }
-        }
+    for _ in 0..(c.certificates.len() - certs.len()) {
+        tally.add(Kind::Certificate, "skipped");
     }
-    let total = (certs.len() + things.len() + policies.len()) as u64;
+    for _ in 0..(c.things.len() - things.len()) {
+        tally.add(Kind::Thing, "skipped");
+    }
+    let total =
+        (certs.len() + things.len() + c.policies.len() + targets.resume.attached.len()) as u64;
     let bar = Progress::start(total, counters.clone());
     let n = opts.concurrency;
     futures_util::stream::iter(certs)
         .for_each_concurrent(n, |cert| {
             let ctx = &ctx;
             async move {
+                if ctx.is_stopped() {
+                    return;
+                }
                 let known = c.certificate_things.get(&cert.id);
                 let known: Vec<&str> = known.into_iter().flatten().map(String::as_str).collect();
-                let r = remove_certificate(ctx.iot, ctx.pacer, cert, &known).await;
-                ctx.finish(Kind::Certificate, &cert.id, r.map_err(|e| e.to_string()));
+                let found = |policy: &str| ctx.found_policy(policy);
+                let r = remove_certificate_noting(ctx.iot, ctx.pacer, cert, &known, &found).await;
+                ctx.finish(Kind::Certificate, &cert.id, r);
             }
         })
         .await;
@@ -372,22 +402,48 @@ pub async fn cleanup(opts: &CleanupOptions) -> Result<CleanupReport, AwsError> {
         .for_each_concurrent(n, |thing| {
             let ctx = &ctx;
             async move {
+                if ctx.is_stopped() {
+                    return;
+                }
                 let r = remove_thing(ctx.iot, ctx.pacer, thing).await;
-                ctx.finish(Kind::Thing, thing, r.map_err(|e| e.to_string()));
+                ctx.finish(Kind::Thing, thing, r);
             }
         })
         .await;
+    let mut candidates = c.policies.clone();
+    candidates.extend(targets.resume.attached.iter().cloned());
+    candidates.extend(ctx.attached.lock().map(|a| a.clone()).unwrap_or_default());
+    let policies: Vec<String> = if targets.policies_allowed {
+        candidates
+            .into_iter()
+            .filter(|p| {
+                let skip = done(Kind::Policy, p);
+                if skip {
+                    tally.add(Kind::Policy, "skipped");
+                }
+                !skip
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let earliest = c.earliest;
-    futures_util::stream::iter(policies)
+    futures_util::stream::iter(&policies)
         .for_each_concurrent(n, |policy| {
             let ctx = &ctx;
             async move {
+                if ctx.is_stopped() {
+                    return;
+                }
                 let r = remove_policy(ctx.iot, ctx.pacer, policy, earliest).await;
                 ctx.finish(Kind::Policy, policy, r);
             }
         })
         .await;
     bar.finish().await;
+    if let Some(e) = ctx.stopped.into_inner().ok().flatten() {
+        return Err(e);
+    }
     Ok(CleanupReport {
         tally,
         calls: pacer.calls.load(Ordering::Relaxed),
@@ -408,8 +464,9 @@ fn empty_report() -> CleanupReport {
 /// The dry run's list: everything a cleanup would remove, in order.
 fn print_plan(t: &Targets) {
     let c = &t.created;
+    let policies: BTreeSet<&String> = c.policies.iter().chain(&t.resume.attached).collect();
     let done = |kind: Kind, key: &str| {
-        if t.done.contains(&(kind, key.to_string())) {
+        if t.resume.done.contains(&(kind, key.to_string())) {
             " (done by an earlier cleanup: skipped)"
         } else {
             ""
@@ -420,7 +477,10 @@ fn print_plan(t: &Targets) {
         c.certificates.len(),
         c.things.len(),
         if t.policies_allowed {
-            format!(", and up to {} policies", c.policies.len())
+            format!(
+                ", and up to {} policies (and those ListAttachedPolicies finds on the certificates)",
+                policies.len()
+            )
         } else {
             String::new()
         }
@@ -439,7 +499,7 @@ fn print_plan(t: &Targets) {
         );
     }
     if t.policies_allowed {
-        for policy in &c.policies {
+        for policy in policies {
             println!(
                 "  policy {policy}: delete if it has no other target and is not older than the run{}",
                 done(Kind::Policy, policy)
@@ -553,12 +613,23 @@ where
 }
 
 /// Detach every policy and thing from `cert`, deactivate it and delete it. `known_things`: the
-/// things it is recorded with, detached even where ListPrincipalThings is not served (the mock).
+/// things it is recorded with, detached even where ListPrincipalThings lists none.
 pub async fn remove_certificate(
     iot: &Client,
     pacer: &Pacer,
     cert: &Certificate,
     known_things: &[&str],
+) -> Result<Outcome, CallError> {
+    remove_certificate_noting(iot, pacer, cert, known_things, &|_| {}).await
+}
+
+/// [`remove_certificate`], telling `found` each policy attached to it before detaching it.
+async fn remove_certificate_noting(
+    iot: &Client,
+    pacer: &Pacer,
+    cert: &Certificate,
+    known_things: &[&str],
+    found: &(dyn Fn(&str) + Sync),
 ) -> Result<Outcome, CallError> {
     // AWS's MQTT responses carry no ARN: created.csv has one only when the run knew the account
     // and Region. Otherwise DescribeCertificate gives it (NotFound: removed earlier).
@@ -601,6 +672,7 @@ pub async fn remove_certificate(
     )
     .await?;
     for policy in &policies {
+        found(policy);
         pacer
             .call(Api::DetachPolicy, &[], || {
                 iot.detach_policy().policy_name(policy).target(arn).send()
@@ -637,7 +709,8 @@ pub async fn remove_certificate(
             })
             .await?;
     }
-    // A REVOKED certificate cannot go to INACTIVE; it can be deleted as it is.
+    // A REVOKED certificate cannot go to INACTIVE; it can be deleted as it is. Not found here
+    // goes on to DeleteCertificate, whose answer decides.
     let updated = pacer
         .call(Api::UpdateCertificate, &[], || {
             iot.update_certificate()
@@ -647,8 +720,7 @@ pub async fn remove_certificate(
         })
         .await;
     match updated {
-        Ok(None) => return Ok(Outcome::Gone),
-        Ok(Some(_)) => {}
+        Ok(_) => {}
         Err(e) if e.code.as_deref() == Some("CertificateStateException") => {}
         Err(e) => return Err(e),
     }
@@ -698,13 +770,12 @@ async fn remove_policy(
     pacer: &Pacer,
     policy: &str,
     earliest: Option<f64>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, CallError> {
     let Some(got) = pacer
         .call(Api::GetPolicy, &[], || {
             iot.get_policy().policy_name(policy).send()
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     else {
         return Ok(Outcome::Gone);
     };
@@ -713,27 +784,23 @@ async fn remove_policy(
     {
         return Ok(Outcome::Kept);
     }
-    let Some(targets) = pacer
+    // Not found here goes on to DeletePolicy, whose answer decides.
+    let targets = pacer
         .call(Api::ListTargetsForPolicy, &[], || {
             iot.list_targets_for_policy()
                 .policy_name(policy)
                 .page_size(1)
                 .send()
         })
-        .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(Outcome::Gone);
-    };
-    if !targets.targets().is_empty() {
+        .await?;
+    if targets.is_some_and(|t| !t.targets().is_empty()) {
         return Ok(Outcome::Kept);
     }
     let deleted = pacer
         .call(Api::DeletePolicy, &[], || {
             iot.delete_policy().policy_name(policy).send()
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(if deleted.is_some() {
         Outcome::Deleted
     } else {
@@ -744,46 +811,6 @@ async fn remove_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn progress_file_skips_a_torn_last_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(PROGRESS_FILE);
-        std::fs::write(&path, "certificate,aa,deleted\nthing,t1,gone\npolicy,p").unwrap();
-        let done = read_progress(&path).unwrap();
-        assert_eq!(done.len(), 2);
-        assert!(done.contains(&(Kind::Certificate, "aa".into())));
-        assert!(done.contains(&(Kind::Thing, "t1".into())));
-        assert!(
-            read_progress(&dir.path().join("none.csv"))
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn a_malformed_progress_line_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(PROGRESS_FILE);
-        std::fs::write(&path, "certificate,aa,deleted\nbogus\n").unwrap();
-        let err = read_progress(&path).unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
-        assert_eq!(err.exit_code(), 3);
-    }
-
-    #[test]
-    fn the_progress_log_appends_and_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(PROGRESS_FILE);
-        let log = ProgressLog::open(Some(path.clone())).unwrap();
-        log.record(Kind::Certificate, "aa", Outcome::Deleted)
-            .unwrap();
-        log.record(Kind::Policy, "p", Outcome::Kept).unwrap();
-        drop(log);
-        let log = ProgressLog::open(Some(path.clone())).unwrap();
-        log.record(Kind::Thing, "t", Outcome::Gone).unwrap();
-        assert_eq!(read_progress(&path).unwrap().len(), 3);
-    }
 
     #[test]
     fn certificate_ids_come_from_arns() {

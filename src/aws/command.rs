@@ -16,8 +16,9 @@ pub enum AwsCommand {
     Setup(SetupArgs),
     /// Remove what `aws setup` created (and only that), as recorded in OUT/aws-setup.json.
     Teardown(TeardownArgs),
-    /// Remove exactly what a run created (RUN_DIR/created.csv): certificates, things, per-device
-    /// policies; paced below the quotas, idempotent, resumable.
+    /// Remove exactly what a run created (RUN_DIR/created.csv): certificates, things, the
+    /// template's policies; in the run's account and Region only; paced below the quotas,
+    /// idempotent, resumable.
     Cleanup(CleanupArgs),
 }
 
@@ -25,7 +26,7 @@ pub enum AwsCommand {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
     /// Control-plane endpoint override (the mock's control port, moto, ...), e.g. http://127.0.0.1:4566.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_endpoint_url)]
     pub endpoint_url: Option<String>,
     /// AWS Region (default: AWS_REGION or the profile's).
     #[arg(long)]
@@ -33,6 +34,19 @@ pub struct ConnectionArgs {
     /// Named profile from ~/.aws/config (default: AWS_PROFILE or `default`).
     #[arg(long)]
     pub profile: Option<String>,
+}
+
+/// `--endpoint-url`: an `http://` or `https://` URL with a host (checked here, so a bad one is a
+/// usage error before anything is read or sent, not a failed call per item).
+pub fn parse_endpoint_url(text: &str) -> Result<String, String> {
+    let uri: hyper::Uri = text
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected e.g. http://127.0.0.1:4566"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(text.to_string()),
+        (Some("http" | "https"), _) => Err("the URL has no host".into()),
+        _ => Err("expected an http:// or https:// URL, e.g. http://127.0.0.1:4566".into()),
+    }
 }
 
 impl From<ConnectionArgs> for Connection {
@@ -105,6 +119,14 @@ pub struct CleanupArgs {
     /// At most this many requests per second per API (the defaults are 80 % of each quota).
     #[arg(long, value_name = "TPS")]
     pub max_tps: Option<f64>,
+    /// Go ahead although cleanup cannot confirm that this is the run's account and Region
+    /// (created.csv names none and none of the run's certificates is found here).
+    #[arg(long)]
+    pub yes: bool,
+    /// RUN_DIR/cleanup-progress.csv was made against another endpoint, Region or account: set
+    /// it aside (as cleanup-progress.csv.old) and check every item again here.
+    #[arg(long)]
+    pub restart_progress: bool,
 }
 
 /// Run an `aws` subcommand; `Ok(exit code)`.
@@ -161,6 +183,8 @@ pub async fn run(command: AwsCommand) -> Result<u8, AwsError> {
                 dry_run: a.dry_run,
                 concurrency: a.concurrency,
                 max_tps: a.max_tps,
+                yes: a.yes,
+                restart_progress: a.restart_progress,
             };
             let report = cleanup(&opts).await?;
             if opts.dry_run {
@@ -174,6 +198,20 @@ pub async fn run(command: AwsCommand) -> Result<u8, AwsError> {
                 )));
             }
             Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls_are_checked_like_any_flag() {
+        assert!(parse_endpoint_url("http://127.0.0.1:4566").is_ok());
+        assert!(parse_endpoint_url("https://iot.eu-west-1.amazonaws.com/").is_ok());
+        for bad in ["not a url", "127.0.0.1:4566", "ftp://host", "http://", ""] {
+            assert!(parse_endpoint_url(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -115,11 +115,30 @@ pub fn read(path: &Path) -> Result<Vec<CreatedRecord>, AwsError> {
     parse(std::io::BufReader::new(file), &path.display().to_string())
 }
 
-/// Parse `created.csv` text from `reader`; `name` is used in errors.
+/// The columns every `created.csv` header has (the others may be missing).
+const REQUIRED: [&str; 5] = ["run_id", "device", "attempt", "certificate_id", "time"];
+
+/// Parse `created.csv` text from `reader`; `name` is used in errors. A file without its header
+/// line (empty, or starting with a data row) is malformed: a run writes the header first.
 pub fn parse(reader: impl std::io::Read, name: &str) -> Result<Vec<CreatedRecord>, AwsError> {
     let mut csv = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(reader);
+    let header = csv
+        .headers()
+        .map_err(|e| AwsError::Input(format!("{name}: line 1: {e}")))?;
+    if header.is_empty() || header.iter().all(str::is_empty) {
+        return Err(AwsError::Input(format!(
+            "{name}: empty: no header line (a run writes `{}` first)",
+            crate::output::CREATED_COLUMNS.join(",")
+        )));
+    }
+    if let Some(missing) = REQUIRED.iter().find(|c| !header.iter().any(|h| h == **c)) {
+        return Err(AwsError::Input(format!(
+            "{name}: line 1: not a created.csv header (no column `{missing}`): expected `{}`",
+            crate::output::CREATED_COLUMNS.join(",")
+        )));
+    }
     let mut records = Vec::new();
     for row in csv.deserialize::<CreatedRecord>() {
         let record = row.map_err(|e| {
@@ -230,6 +249,21 @@ mod tests {
         let bad_arn = format!("{HEADER}r,0,1,aa,nonsense,t,,0\n");
         let msg = parse(bad_arn.as_bytes(), "c.csv").unwrap_err().to_string();
         assert!(msg.contains("line 2") && msg.contains("nonsense"), "{msg}");
+    }
+
+    #[test]
+    fn a_file_without_its_header_is_malformed() {
+        let err = parse("".as_bytes(), "run/created.csv").unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(err.to_string().contains("run/created.csv: empty"), "{err}");
+        let row = format!("r1,0,1,aa,{},dev-0,,2026-11-30T06:00:01Z\n", arn("aa"));
+        let err = parse(row.as_bytes(), "c.csv").unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            err.to_string()
+                .contains("c.csv: line 1: not a created.csv header"),
+            "{err}"
+        );
     }
 
     #[test]

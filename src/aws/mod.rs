@@ -15,7 +15,9 @@ pub mod command;
 pub mod created;
 pub mod pace;
 pub mod plan;
+pub mod preflight;
 pub mod progress;
+pub mod resume;
 pub mod setup;
 pub mod teardown;
 
@@ -131,29 +133,81 @@ impl AwsError {
 pub enum ErrorClass {
     /// `ThrottlingException`, `TooManyRequestsException`, HTTP 429: back off and retry.
     Throttled,
-    /// HTTP 5xx, timeouts, connection failures: back off and retry.
+    /// HTTP 5xx, timeouts, a connection dropped mid-request: back off and retry.
     Transient,
-    /// `ResourceNotFoundException` / `NoSuchEntity` / HTTP 404: already gone.
+    /// `ResourceNotFoundException` (IAM: `NoSuchEntity`): the resource does not exist, for an
+    /// operation whose model lists that error ([`pace::Api::answers_not_found`]). Never a bare
+    /// status: a 404 without an AWS error code is [`ErrorClass::SetUp`].
     NotFound,
     /// `DeleteConflictException`: still attached (detaching is asynchronous on AWS).
     Conflict,
-    /// Anything else: reported, not retried.
+    /// The command cannot work at all, so it stops at once: no credentials, an endpoint that
+    /// cannot be built or refuses the connection, access denied, or an answer that is not the
+    /// AWS IoT control plane's (`UnknownOperationException`, a 404 without an error code).
+    SetUp,
+    /// Anything else: reported for that item, not retried.
     Fatal,
 }
 
-/// Classify an SDK error by its error code and HTTP status.
+/// Error codes that say the caller may not call AWS at all (bad, expired or denied credentials).
+const DENIED: [&str; 10] = [
+    "UnauthorizedException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "MissingAuthenticationTokenException",
+];
+
+/// Classify an SDK error by its error code and HTTP status, or by why no answer came.
 pub fn classify<E, R>(err: &SdkError<E, R>) -> ErrorClass
 where
     E: ProvideErrorMetadata,
     R: HasStatus,
 {
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => return ErrorClass::Transient,
-        SdkError::ResponseError(_) => return ErrorClass::Transient,
+        SdkError::TimeoutError(_) => return ErrorClass::Transient,
+        SdkError::DispatchFailure(e) => {
+            return match e.as_connector_error() {
+                Some(c) if c.is_timeout() => ErrorClass::Transient,
+                Some(c) if c.is_io() && !connection_refused(c) => ErrorClass::Transient,
+                // Refused, no credentials, an endpoint that cannot be resolved: set-up errors.
+                _ => ErrorClass::SetUp,
+            };
+        }
+        // An answer that does not parse: transient from a failing server, otherwise not an
+        // answer of this API.
+        SdkError::ResponseError(_) => {
+            let status = err.raw_response().map(HasStatus::status_code);
+            return if status.is_some_and(|s| s >= 500) {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::SetUp
+            };
+        }
+        SdkError::ConstructionFailure(_) => return ErrorClass::SetUp,
         _ => {}
     }
     let status = err.raw_response().map(HasStatus::status_code);
     classify_parts(err.code(), status)
+}
+
+/// Whether a connector error is a refused connection (nothing listens there).
+fn connection_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// [`classify`] on the error code and HTTP status alone.
@@ -173,12 +227,22 @@ pub fn classify_parts(code: Option<&str>, status: Option<u16>) -> ErrorClass {
         Some("ServiceUnavailableException" | "InternalFailureException" | "InternalFailure") => {
             return ErrorClass::Transient;
         }
-        _ => {}
+        Some("UnknownOperationException") => return ErrorClass::SetUp,
+        Some(c) if DENIED.contains(&c) => return ErrorClass::SetUp,
+        Some(_) => {
+            return match status {
+                Some(429) => ErrorClass::Throttled,
+                Some(s) if s >= 500 => ErrorClass::Transient,
+                _ => ErrorClass::Fatal,
+            };
+        }
+        None => {}
     }
+    // No AWS error code: whatever answered is not (or not only) the AWS control plane.
     match status {
         Some(429) => ErrorClass::Throttled,
-        Some(404) => ErrorClass::NotFound,
         Some(s) if s >= 500 => ErrorClass::Transient,
+        Some(401 | 403 | 404 | 405) => ErrorClass::SetUp,
         _ => ErrorClass::Fatal,
     }
 }
@@ -237,6 +301,27 @@ mod tests {
         assert_eq!(classify_parts(None, Some(503)), ErrorClass::Transient);
         assert_eq!(
             classify_parts(Some("InvalidRequestException"), Some(400)),
+            ErrorClass::Fatal
+        );
+    }
+
+    #[test]
+    fn a_bare_404_or_an_unknown_operation_is_never_not_found() {
+        assert_eq!(classify_parts(None, Some(404)), ErrorClass::SetUp);
+        assert_eq!(
+            classify_parts(Some("UnknownOperationException"), Some(404)),
+            ErrorClass::SetUp
+        );
+        for denied in [
+            "UnauthorizedException",
+            "AccessDeniedException",
+            "ExpiredTokenException",
+        ] {
+            assert_eq!(classify_parts(Some(denied), Some(403)), ErrorClass::SetUp);
+        }
+        assert_eq!(classify_parts(None, Some(403)), ErrorClass::SetUp);
+        assert_eq!(
+            classify_parts(Some("SomethingElse"), Some(404)),
             ErrorClass::Fatal
         );
     }

@@ -37,12 +37,14 @@ pub enum Api {
     DeletePolicy,
     ListThings,
     DescribeCertificate,
+    ListCertificates,
+    ListPolicies,
     /// Setup and teardown calls (templates, policies, IAM): few, paced together.
     Other,
 }
 
 impl Api {
-    pub const ALL: [Api; 14] = [
+    pub const ALL: [Api; 16] = [
         Api::ListAttachedPolicies,
         Api::DetachPolicy,
         Api::ListPrincipalThings,
@@ -56,6 +58,8 @@ impl Api {
         Api::DeletePolicy,
         Api::ListThings,
         Api::DescribeCertificate,
+        Api::ListCertificates,
+        Api::ListPolicies,
         Api::Other,
     ];
 
@@ -74,8 +78,20 @@ impl Api {
             Api::DeletePolicy => "DeletePolicy",
             Api::ListThings => "ListThings",
             Api::DescribeCertificate => "DescribeCertificate",
+            Api::ListCertificates => "ListCertificates",
+            Api::ListPolicies => "ListPolicies",
             Api::Other => "other",
         }
+    }
+
+    /// Whether the operation can answer `ResourceNotFoundException` (botocore's `iot`
+    /// 2015-05-28 model lists it in the operation's errors): only then does a not-found answer
+    /// mean the resource is gone. `Other` (setup and teardown, IAM included) goes by the code.
+    pub fn answers_not_found(self) -> bool {
+        !matches!(
+            self,
+            Api::DetachPolicy | Api::ListThings | Api::ListCertificates | Api::ListPolicies
+        )
     }
 
     /// Default account quota in TPS and its Service Quotas code (`None`: no code found).
@@ -96,6 +112,8 @@ impl Api {
             | Api::GetPolicy
             | Api::DeletePolicy
             | Api::DescribeCertificate
+            | Api::ListCertificates
+            | Api::ListPolicies
             | Api::Other => q(10.0, None, true),
         }
     }
@@ -226,7 +244,8 @@ impl Pacer {
     /// Call `f` paced as `api`, retrying throttled, transient and (a few times) conflicting
     /// answers with full-jitter backoff; `conflicts` lists more error codes to treat as a
     /// conflict that resolves itself (AWS detaches asynchronously). `Ok(None)`: the resource was
-    /// not found (already gone).
+    /// not found (`ResourceNotFoundException` from an operation that can answer it); any other
+    /// error is returned with its class, a [`ErrorClass::SetUp`] one after a single attempt.
     pub async fn call<T, E, R, F, Fut>(
         &self,
         api: Api,
@@ -255,6 +274,9 @@ impl Pacer {
             if class == ErrorClass::Fatal && err.code().is_some_and(|c| conflicts.contains(&c)) {
                 class = ErrorClass::Conflict;
             }
+            if class == ErrorClass::NotFound && !api.answers_not_found() {
+                class = ErrorClass::Fatal;
+            }
             let limit = match class {
                 ErrorClass::NotFound => return Ok(None),
                 ErrorClass::Throttled => {
@@ -264,12 +286,14 @@ impl Pacer {
                 }
                 ErrorClass::Transient => self.backoff.max_attempts,
                 ErrorClass::Conflict => self.backoff.conflict_attempts,
-                ErrorClass::Fatal => 1,
+                ErrorClass::Fatal | ErrorClass::SetUp => 1,
             };
             if attempt >= limit {
                 return Err(CallError {
                     api,
+                    class,
                     code: err.code().map(str::to_string),
+                    status: err.raw_response().map(HasStatus::status_code),
                     message: describe(&err),
                     attempts: attempt,
                 });
@@ -288,8 +312,12 @@ impl Pacer {
 #[error("{}: {message} (after {attempts} attempt{})", api.name(), if *attempts == 1 { "" } else { "s" })]
 pub struct CallError {
     pub api: Api,
+    /// How the last answer was classified ([`ErrorClass::SetUp`]: the command cannot go on).
+    pub class: ErrorClass,
     /// The AWS error code, when the answer had one.
     pub code: Option<String>,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
     pub message: String,
     pub attempts: u32,
 }

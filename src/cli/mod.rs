@@ -22,6 +22,7 @@ macro_rules! out {
     }};
 }
 
+mod log_filter;
 mod mock_cmd;
 mod run;
 
@@ -356,10 +357,14 @@ pub fn main(cli: Cli) -> ExitCode {
 
 fn init_tracing(filter: Option<&str>, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = match filter {
-        Some(f) => EnvFilter::new(f),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    let spec = match filter {
+        Some(f) => f.to_string(),
+        None => std::env::var(EnvFilter::DEFAULT_ENV)
+            .ok()
+            .filter(|s| EnvFilter::try_new(s).is_ok())
+            .unwrap_or_else(|| default.to_string()),
     };
+    let filter = EnvFilter::new(log_filter::with_wire_caps(&spec));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -7,6 +7,8 @@
 
 mod architecture;
 #[cfg(feature = "aws")]
+mod aws_cleanup;
+#[cfg(feature = "aws")]
 mod aws_cli;
 #[cfg(feature = "aws")]
 mod aws_dry_run;

@@ -4,7 +4,7 @@
 //! commands use, with AWS's methods, paths, query strings, JSON shapes and error shapes (the
 //! reference is botocore's `iot` service model): provisioning templates, certificates
 //! (CreateKeysAndCertificate signs with the mock's CA), policies and their targets, things and
-//! their principals, DescribeEndpoint. It reads and changes the one registry the MQTT side uses:
+//! their principals (both ways), DescribeEndpoint. It reads and changes the one registry the MQTT side uses:
 //! what devices provision is listed and deleted here, and certificates, policies and templates
 //! created here are what devices connect and provision with.
 //!
@@ -314,6 +314,7 @@ async fn route(state: &Arc<State>, mqtt: SocketAddr, path: &str, call: &Call) ->
         (["things", name, "principals"], &Method::GET) => things::principals(state, name, call),
         (["things", name, "principals"], &Method::PUT) => things::attach(state, name, call),
         (["things", name, "principals"], &Method::DELETE) => things::detach(state, name, call),
+        (["principals", "things"], &Method::GET) => things::principal_things(state, call),
         (["endpoint"], &Method::GET) => things::endpoint(mqtt, call),
         _ => Err(ApiError::unknown_operation()),
     }

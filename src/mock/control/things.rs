@@ -152,6 +152,20 @@ pub(super) fn principals(state: &State, name: &str, call: &Call) -> Reply {
     Ok(Some(Value::Object(out)))
 }
 
+/// GET /principals/things?nextToken=&maxResults=, principal in `x-amzn-principal`
+/// (ListPrincipalThings).
+pub(super) fn principal_things(state: &State, call: &Call) -> Reply {
+    let paging = call.paging("nextToken", "maxResults", 25)?;
+    let arn = principal(call)?;
+    let id = certificate_id_of(&arn)?;
+    let names = state.registry.certificate_things(id)?;
+    let (page, token) = page_sorted(names, &paging);
+    let mut out = serde_json::Map::new();
+    out.insert("things".into(), json!(page));
+    put(&mut out, "nextToken", token.map(Value::from));
+    Ok(Some(Value::Object(out)))
+}
+
 /// PUT /things/{thingName}/principals, principal in `x-amzn-principal`.
 pub(super) fn attach(state: &State, name: &str, call: &Call) -> Reply {
     let arn = principal(call)?;

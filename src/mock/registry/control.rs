@@ -322,6 +322,18 @@ impl Registry {
         Ok(cert.policies.iter().map(str::to_string).collect())
     }
 
+    /// The things a certificate is attached to, in name order.
+    pub fn certificate_things(&self, certificate_id: &str) -> Result<Vec<String>, Refusal> {
+        let inner = self.lock();
+        let cert = inner
+            .certificates
+            .get(certificate_id)
+            .ok_or_else(|| certificate_not_found(certificate_id))?;
+        let mut names: Vec<String> = cert.things.iter().map(str::to_string).collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The certificates a policy is attached to, in ID order.
     pub fn policy_targets(&self, name: &str) -> Result<Vec<String>, Refusal> {
         let inner = self.lock();

@@ -744,6 +744,7 @@ async fn remove_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Code as _;
 
     #[test]
     fn progress_file_skips_a_torn_last_line() {
@@ -768,7 +769,7 @@ mod tests {
         std::fs::write(&path, "certificate,aa,deleted\nbogus\n").unwrap();
         let err = read_progress(&path).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
-        assert_eq!(err.exit_code(), 3);
+        assert_eq!(err.code(), 3);
     }
 
     #[test]

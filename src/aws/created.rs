@@ -157,6 +157,7 @@ pub fn parse(reader: impl std::io::Read, name: &str) -> Result<Vec<CreatedRecord
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Code as _;
 
     const HEADER: &str =
         "run_id,device,attempt,certificate_id,certificate_arn,thing_name,policy_names,time\n";
@@ -221,7 +222,7 @@ mod tests {
             msg.contains("run/created.csv") && msg.contains("line 3"),
             "{msg}"
         );
-        assert_eq!(err.exit_code(), 3);
+        assert_eq!(err.code(), 3);
 
         let missing = "run_id,device\nr,0\n";
         let msg = parse(missing.as_bytes(), "c.csv").unwrap_err().to_string();

@@ -25,6 +25,7 @@ mod created;
 mod figures;
 mod fuzz_regressions;
 mod guard;
+mod http_limits;
 mod k8s;
 mod merge;
 mod mock;

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod cli;
 pub mod compare;
 pub mod device;
+pub mod exit;
 pub mod exporter;
 pub mod fleet;
 #[doc(hidden)]

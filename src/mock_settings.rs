@@ -46,6 +46,9 @@ pub struct MockSettings {
     pub mqtt5: Mqtt5Settings,
     /// What the registry keeps per provisioned device (README, "The mock's registry").
     pub registry: RegistryMode,
+    /// `[http]`: timeouts and the connection cap of the mock's HTTP listeners (control plane,
+    /// `--metrics-listen`, the embedded hook service).
+    pub http: crate::http::Limits,
     /// Directory that relative paths in hook settings are resolved against (the settings or
     /// scenario file's directory).
     #[serde(skip)]
@@ -69,6 +72,7 @@ impl Default for MockSettings {
             hooks: BTreeMap::new(),
             mqtt5: Mqtt5Settings::default(),
             registry: RegistryMode::Full,
+            http: crate::http::Limits::default(),
             base_dir: PathBuf::from("."),
         }
     }

@@ -176,6 +176,7 @@ pub fn parse(reader: impl std::io::Read, name: &str) -> Result<Vec<CreatedRecord
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Code as _;
 
     const HEADER: &str =
         "run_id,device,attempt,certificate_id,certificate_arn,thing_name,policy_names,time\n";
@@ -240,7 +241,7 @@ mod tests {
             msg.contains("run/created.csv") && msg.contains("line 3"),
             "{msg}"
         );
-        assert_eq!(err.exit_code(), 3);
+        assert_eq!(err.code(), 3);
 
         let missing = "run_id,device\nr,0\n";
         let msg = parse(missing.as_bytes(), "c.csv").unwrap_err().to_string();
@@ -254,11 +255,11 @@ mod tests {
     #[test]
     fn a_file_without_its_header_is_malformed() {
         let err = parse("".as_bytes(), "run/created.csv").unwrap_err();
-        assert_eq!(err.exit_code(), 3);
+        assert_eq!(err.code(), 3);
         assert!(err.to_string().contains("run/created.csv: empty"), "{err}");
         let row = format!("r1,0,1,aa,{},dev-0,,2026-11-30T06:00:01Z\n", arn("aa"));
         let err = parse(row.as_bytes(), "c.csv").unwrap_err();
-        assert_eq!(err.exit_code(), 3);
+        assert_eq!(err.code(), 3);
         assert!(
             err.to_string()
                 .contains("c.csv: line 1: not a created.csv header"),

@@ -112,17 +112,8 @@ pub enum AwsError {
     Runtime(String),
 }
 
+/// Each kind's exit code is in [`crate::exit`].
 impl AwsError {
-    /// Exit code, as in the README's table.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            AwsError::Usage(_) => 2,
-            AwsError::Input(_) => 3,
-            AwsError::Pem(_) => 4,
-            AwsError::Runtime(_) => 1,
-        }
-    }
-
     pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
         AwsError::Runtime(format!("{}: {e}", path.display()))
     }

@@ -313,6 +313,7 @@ pub fn stops(e: &CallError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Code as _;
 
     #[test]
     fn arns_name_their_region_and_account() {
@@ -347,7 +348,7 @@ mod tests {
             "arn:aws:iot:r2:1:cert/b",
         ]))
         .unwrap_err();
-        assert_eq!(err.exit_code(), 3, "{err}");
+        assert_eq!(err.code(), 3, "{err}");
     }
 
     #[test]
@@ -368,7 +369,7 @@ mod tests {
         assert!(check_progress_target(&resume, "http://127.0.0.1:1", "us-east-1", false).is_ok());
         let err =
             check_progress_target(&resume, "http://127.0.0.1:1", "eu-west-1", false).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.code(), 2);
         assert!(err.to_string().contains("Region us-east-1"), "{err}");
         assert!(err.to_string().contains("--restart-progress"), "{err}");
         assert!(check_progress_target(&resume, "http://127.0.0.1:2", "us-east-1", false).is_err());

@@ -201,6 +201,7 @@ impl ProgressLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Code as _;
 
     fn here() -> Against {
         Against {
@@ -235,7 +236,7 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             let err = read(&path).unwrap_err();
             assert!(err.to_string().contains("line 2"), "{err}");
-            assert_eq!(err.exit_code(), 3);
+            assert_eq!(err.code(), 3);
         }
     }
 

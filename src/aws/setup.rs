@@ -599,6 +599,7 @@ async fn create_template(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Code as _;
 
     #[test]
     fn names_follow_the_prefix_and_are_checked() {
@@ -607,7 +608,7 @@ mod tests {
         assert_eq!(n.role, "fs-test-provisioning-role");
         assert!(Names::new("").is_err());
         assert!(Names::new("has space").is_err());
-        assert_eq!(Names::new(&"x".repeat(28)).unwrap_err().exit_code(), 2);
+        assert_eq!(Names::new(&"x".repeat(28)).unwrap_err().code(), 2);
     }
 
     #[test]
@@ -645,7 +646,7 @@ mod tests {
         std::fs::write(&path, "{\n  \"Resources\": \n}").unwrap();
         let err = template_body(Some(&path)).unwrap_err();
         assert!(err.to_string().contains("t.json: line 3"), "{err}");
-        assert_eq!(err.exit_code(), 3);
+        assert_eq!(err.code(), 3);
     }
 
     #[test]

@@ -18,20 +18,15 @@ pub(super) async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
     let mut config = MockConfig::new(Arc::new(pki), settings)?;
     config.write_registry = true;
     config.control = Some(args.control);
-    let metrics = crate::exporter::bind_optional(args.metrics_listen)
-        .await
-        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
-    let listener = crate::mock::listen(args.listen).map_err(|e| {
-        Failure::new(
-            exit::RUNTIME,
-            format!("cannot listen on {}: {e}", args.listen),
-        )
-    })?;
+    let metrics = crate::exporter::bind_optional(args.metrics_listen).await?;
+    let listener = crate::mock::listen(args.listen)?;
     let shutdown = CancellationToken::new();
     let templates: Vec<String> = config.templates.keys().cloned().collect();
     let key_type = config.settings.keys;
+    let limits = config.settings.http;
     let handle = mock::start(config, listener, shutdown.clone()).await?;
-    let metrics = metrics.map(|l| l.serve(crate::exporter::mock::registry(handle.observer())));
+    let metrics =
+        metrics.map(|l| l.serve_with(crate::exporter::mock::registry(handle.observer()), limits));
     out!(
         "fleetstorm mock listening on {} control http://{} (ca {}, claim {} {})",
         handle.addr,

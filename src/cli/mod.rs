@@ -29,31 +29,9 @@ mod run;
 use mock_cmd::run_mock;
 use run::run_scenario;
 
-/// Exit codes: part of the public interface.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// The run or server failed at runtime.
-    pub const RUNTIME: u8 = 1;
-    /// Bad command-line usage (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// A run against a non-loopback endpoint was not confirmed (`--yes` / `confirm_remote`);
-    /// nothing was sent. The same code as usage errors: the command line lacked a flag.
-    pub const NOT_CONFIRMED: u8 = 2;
-    /// A scenario, settings or template file is invalid, or a results file that `report` or
-    /// `compare` reads is missing or malformed.
-    pub const CONFIG: u8 = 3;
-    /// A PEM file, key or PKI directory is unusable.
-    pub const PKI: u8 = 4;
-    /// The run completed but a threshold failed.
-    pub const THRESHOLDS: u8 = 5;
-    /// Refused before the run started because it would overwrite results or identities: `--out`
-    /// names a folder that is not empty (without `--overwrite`), or the `--save-identities`
-    /// folder holds an earlier run's identities. Nothing was sent.
-    pub const EXISTS: u8 = 6;
-    /// Interrupted (Ctrl-C / SIGTERM / SIGHUP) before finishing; results so far were written.
-    pub const INTERRUPTED: u8 = 130;
-}
+/// Exit codes and the map from each error to its code: [`crate::exit`].
+pub use crate::exit;
+use crate::exit::Code;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -247,7 +225,8 @@ fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {
     Ok((name.to_string(), PathBuf::from(file)))
 }
 
-/// An error with the exit code it maps to.
+/// An error with its exit code: from an error type through [`crate::exit`]'s map, or for a
+/// message of the CLI's own (a bad flag value) with the code its constructor names.
 #[derive(Debug)]
 pub struct Failure {
     pub code: u8,
@@ -255,56 +234,27 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(code: u8, message: impl std::fmt::Display) -> Self {
+    fn new(code: u8, message: impl std::fmt::Display) -> Self {
         Failure {
             code,
             message: message.to_string(),
         }
     }
-}
 
-impl From<mock::MockError> for Failure {
-    fn from(e: mock::MockError) -> Self {
-        let code = match e {
-            mock::MockError::Pki(_) | mock::MockError::Tls(_) => exit::PKI,
-            mock::MockError::Io(_) => exit::RUNTIME,
-            _ => exit::CONFIG,
-        };
-        Failure::new(code, e)
+    /// A flag value the command cannot use (exit 2).
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Failure::new(exit::USAGE, message)
+    }
+
+    /// Something that failed while the command ran (exit 1).
+    pub fn runtime(message: impl std::fmt::Display) -> Self {
+        Failure::new(exit::RUNTIME, message)
     }
 }
 
-impl From<crate::report::ReportError> for Failure {
-    fn from(e: crate::report::ReportError) -> Self {
-        let code = if e.is_input() {
-            exit::CONFIG
-        } else {
-            exit::RUNTIME
-        };
-        Failure::new(code, e)
-    }
-}
-
-impl From<crate::results::ResultsError> for Failure {
-    fn from(e: crate::results::ResultsError) -> Self {
-        Failure::new(exit::CONFIG, e)
-    }
-}
-
-impl From<crate::output::FolderError> for Failure {
-    fn from(e: crate::output::FolderError) -> Self {
-        let code = if e.is_refusal() {
-            exit::EXISTS
-        } else {
-            exit::RUNTIME
-        };
-        Failure::new(code, e)
-    }
-}
-
-impl From<crate::pki::PkiError> for Failure {
-    fn from(e: crate::pki::PkiError) -> Self {
-        Failure::new(exit::PKI, e)
+impl<E: Code + std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::new(e.code(), e)
     }
 }
 
@@ -330,20 +280,13 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
         Command::Merge(args) => merge_shards(&args),
-        Command::K8s { command } => crate::k8s::run(command).map(|()| exit::OK).map_err(|e| {
-            use crate::k8s::ErrorKind as K;
-            let code = match e.kind {
-                K::Usage => exit::USAGE,
-                K::Config => exit::CONFIG,
-                K::NotConfirmed => exit::NOT_CONFIRMED,
-                K::Write => exit::RUNTIME,
-            };
-            Failure::new(code, e.message)
-        }),
+        Command::K8s { command } => crate::k8s::run(command)
+            .map(|()| exit::OK)
+            .map_err(Failure::from),
         #[cfg(feature = "aws")]
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
-                .map_err(|e| Failure::new(e.exit_code(), e))
+                .map_err(Failure::from)
         }),
     };
     match result {
@@ -376,12 +319,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            Failure::new(
-                exit::RUNTIME,
-                format!("cannot start the async runtime: {e}"),
-            )
-        })
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
 fn pki_init(dir: &Path, hostnames: &[String], alg: KeyAlgorithm) -> Result<u8, Failure> {
@@ -402,21 +340,12 @@ fn pki_init(dir: &Path, hostnames: &[String], alg: KeyAlgorithm) -> Result<u8, F
 
 fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> {
     if dirs.len() < 2 {
-        let e = crate::compare::CompareError::TooFewRuns(dirs.len());
-        return Err(Failure::new(exit::CONFIG, e));
+        return Err(crate::compare::CompareError::TooFewRuns(dirs.len()).into());
     }
     let runs = crate::results::read_runs(dirs)?;
-    let comparison = crate::compare::compare_runs(&runs, seed).map_err(|e| {
-        let code = match e {
-            crate::compare::CompareError::Write { .. } => exit::RUNTIME,
-            _ => exit::CONFIG,
-        };
-        Failure::new(code, e)
-    })?;
+    let comparison = crate::compare::compare_runs(&runs, seed)?;
     out!("{}", comparison.render_table());
-    comparison
-        .write_csv(out)
-        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+    comparison.write_csv(out)?;
     out!("  comparison: {}", out.display());
     let html = out.with_file_name("compare.html");
     crate::report::write_compare_report(&html, runs, &comparison)?;
@@ -434,14 +363,7 @@ fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
 }
 
 fn merge_shards(args: &crate::merge::MergeArgs) -> Result<u8, Failure> {
-    use crate::merge::MergeError as E;
-    let merged =
-        crate::merge::merge(&args.dirs, &args.out, args.options()).map_err(|e| match e {
-            E::Results(e) => e.into(),
-            E::Folder(e) => e.into(),
-            E::Refused(why) => Failure::new(exit::USAGE, why),
-            e => Failure::new(exit::RUNTIME, e),
-        })?;
+    let merged = crate::merge::merge(&args.dirs, &args.out, args.options())?;
     out!("{}", crate::merge::render(&merged));
     Ok(if merged.summary.thresholds_ok() {
         exit::OK
@@ -463,7 +385,7 @@ fn report_after_run(what: &str, result: Result<PathBuf, crate::report::ReportErr
 }
 
 fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
-    let scenario = Scenario::load(path, sets).map_err(|e| Failure::new(exit::CONFIG, e))?;
+    let scenario = Scenario::load(path, sets)?;
     let (arrivals, last) = scenario.arrival_span();
     let span = last.unwrap_or_default();
     out!(

@@ -4,7 +4,7 @@
 use super::*;
 
 fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
-    crate::guard::parse_endpoint(s).map_err(|e| Failure::new(exit::USAGE, e))
+    crate::guard::parse_endpoint(s).map_err(Failure::usage)
 }
 
 pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
@@ -12,26 +12,21 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         (None, Some(n)) => {
             let index = std::env::var_os(crate::shard::INDEX_VAR);
             let index = index.as_ref().map(|v| v.to_string_lossy());
-            Some(
-                crate::shard::Shard::from_index_var(n, index.as_deref())
-                    .map_err(|e| Failure::new(exit::USAGE, e))?,
-            )
+            Some(crate::shard::Shard::from_index_var(n, index.as_deref()).map_err(Failure::usage)?)
         }
         (shard, _) => shard,
     };
     if let Some(at) = args.start_at {
         at.check_ahead(std::time::SystemTime::now(), args.wait_long)
-            .map_err(|e| Failure::new(exit::USAGE, e))?;
+            .map_err(Failure::usage)?;
     }
-    let scenarios = Scenario::load_variants(&args.scenario, &args.sets)
-        .map_err(|e| Failure::new(exit::CONFIG, e))?;
+    let scenarios = Scenario::load_variants(&args.scenario, &args.sets)?;
     if let Some(s) = shard {
         let flag = match args.shards {
             Some(n) => format!("--shards {n}"),
             None => format!("--shard {}/{}", s.index, s.count),
         };
-        crate::shard::check_devices(s.count, &flag, &scenarios)
-            .map_err(|e| Failure::new(exit::USAGE, e))?;
+        crate::shard::check_devices(s.count, &flag, &scenarios).map_err(Failure::usage)?;
     }
     let name = scenarios
         .first()
@@ -58,9 +53,7 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     if let Some(dir) = &args.save_identities {
         crate::output::check_identities_folder(dir)?;
     }
-    let metrics_listener = crate::exporter::bind_optional(args.metrics_listen)
-        .await
-        .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+    let metrics_listener = crate::exporter::bind_optional(args.metrics_listen).await?;
     let out_dir = match &args.out {
         Some(dir) => crate::output::claim_given(dir, args.overwrite)?,
         None => {
@@ -176,14 +169,11 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     if variants && !dirs.is_empty() {
         let runs = crate::results::read_runs(&dirs);
         let comparison = if dirs.len() > 1 {
-            let runs = runs.as_ref().map_err(|e| Failure::new(exit::RUNTIME, e))?;
-            let comparison = crate::compare::compare_runs(runs, seed)
-                .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            let runs = runs.as_ref().map_err(|e| Failure::new(e.code(), e))?;
+            let comparison = crate::compare::compare_runs(runs, seed)?;
             out!("{}", comparison.render_table());
             let csv = out_dir.join("compare.csv");
-            comparison
-                .write_csv(&csv)
-                .map_err(|e| Failure::new(exit::RUNTIME, e))?;
+            comparison.write_csv(&csv)?;
             out!("  comparison: {}", csv.display());
             Some(comparison)
         } else {
@@ -279,18 +269,7 @@ async fn run_variants(
             start_at: ctx.start_at.take(),
             ..RunOptions::new(dir.clone())
         };
-        let summary = fleet::run(scenario, options, stop.clone())
-            .await
-            .map_err(|e| {
-                let code = match e {
-                    fleet::RunError::Mock(mock::MockError::Pki(_))
-                    | fleet::RunError::Pki(_)
-                    | fleet::RunError::Tls(_) => exit::PKI,
-                    fleet::RunError::Mock(_) => exit::CONFIG,
-                    _ => exit::RUNTIME,
-                };
-                Failure::new(code, e)
-            })?;
+        let summary = fleet::run(scenario, options, stop.clone()).await?;
         let mut table = crate::output::render_table(&summary);
         table.push_str(&report_after_run(
             "report",

@@ -23,7 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use mock::MockMetrics;
@@ -37,14 +37,8 @@ pub const PATH: &str = "/metrics";
 pub const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("--metrics-listen {addr}: cannot listen: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
+/// `--metrics-listen`'s socket that could not be made (the error names the flag and address).
+pub type MetricsError = crate::http::BindError;
 
 /// `--metrics-listen`'s value: an IP address and a port (host names are not resolved, so the
 /// address bound is the one written).
@@ -81,12 +75,12 @@ pub struct MetricsListener {
 
 /// Bind `addr` (the error names it).
 pub async fn bind(addr: SocketAddr) -> Result<MetricsListener, MetricsError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let listener = crate::http::bind("--metrics-listen", addr)?;
+    let bound = listener.local_addr().map_err(|source| MetricsError {
+        what: "--metrics-listen",
+        addr,
+        source,
+    })?;
     Ok(MetricsListener {
         listener,
         addr: bound,
@@ -136,47 +130,34 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> Result<MetricsServer
 
 impl MetricsListener {
     /// Serve `registry` at [`PATH`] on the current tokio runtime until the returned server is
-    /// dropped. A scrape encodes the registry on the connection's task: a few kilobytes of
-    /// text from atomics and a handful of histograms.
+    /// dropped, under the default [`Limits`](crate::http::Limits). A scrape encodes the
+    /// registry on the connection's task: a few kilobytes of text from atomics and a handful
+    /// of histograms.
     pub fn serve(self, registry: Registry) -> MetricsServer {
+        self.serve_with(registry, crate::http::Limits::default())
+    }
+
+    /// [`serve`](Self::serve) under `limits` (the mock's `[http]` settings).
+    pub fn serve_with(self, registry: Registry, limits: crate::http::Limits) -> MetricsServer {
         let MetricsListener { listener, addr } = self;
         let registry = Arc::new(registry);
         let stop = CancellationToken::new();
-        {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    let stream = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        r = listener.accept() => match r {
-                            Ok((stream, _)) => stream,
-                            Err(e) => {
-                                // Out of file descriptors at a peak: the run goes on, the
-                                // scraper retries.
-                                tracing::debug!("metrics endpoint: accept failed: {e}");
-                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                                continue;
-                            }
-                        },
-                    };
-                    tokio::spawn(connection(stream, registry.clone(), stop.clone()));
-                }
-            });
-        }
+        let service = service_fn(move |request: Request<Incoming>| {
+            let response = respond(&request, &registry);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(crate::http::serve(
+            listener,
+            service,
+            limits,
+            stop.clone(),
+            None,
+        ));
         MetricsServer {
             addr,
             _stop: stop.drop_guard(),
         }
     }
-}
-
-/// Serve one keep-alive connection until the scraper closes it or the server stops.
-async fn connection(stream: TcpStream, registry: Arc<Registry>, stop: CancellationToken) {
-    let service = service_fn(move |request: Request<Incoming>| {
-        let response = respond(&request, &registry);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    crate::http::serve_until(stream, service, stop, None).await;
 }
 
 fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {

@@ -19,7 +19,7 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Largest request body the embedded service reads.
@@ -105,18 +105,17 @@ pub(super) fn loopback_target(url: &str) -> Result<String, String> {
     Ok(authority.to_string())
 }
 
-/// How a hook service answers one request body.
-type Answer = Arc<dyn Fn(&[u8]) -> serde_json::Value + Send + Sync>;
-
-/// Start the embedded service on 127.0.0.1:0; it stops with `shutdown`. Returns its URL.
+/// Start the embedded service on 127.0.0.1:0 under `limits`; it stops with `shutdown`. Returns
+/// its URL.
 pub async fn start(
     prefix: String,
     parameter: String,
+    limits: crate::http::Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", listener.local_addr()?);
-    let answer: Answer = Arc::new(move |body: &[u8]| {
+    let answer = move |body: &[u8]| {
         let allow = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|event| {
@@ -126,25 +125,9 @@ pub async fn start(
             })
             .unwrap_or(false);
         serde_json::json!({ "allowProvisioning": allow })
-    });
-    tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-            };
-            tokio::spawn(serve_connection(stream, answer.clone(), shutdown.clone()));
-        }
-    });
-    Ok(url)
-}
-
-/// Serve every request of one keep-alive connection (any method and path) until the client
-/// closes it or `shutdown` fires.
-async fn serve_connection(stream: TcpStream, answer: Answer, shutdown: CancellationToken) {
+    };
+    let answer = Arc::new(answer);
+    // Any method and path.
     let service = service_fn(move |request: Request<Incoming>| {
         let answer = answer.clone();
         async move {
@@ -162,7 +145,10 @@ async fn serve_connection(stream: TcpStream, answer: Answer, shutdown: Cancellat
             Ok::<_, Infallible>(response.unwrap_or_default())
         }
     });
-    crate::http::serve_until(stream, service, shutdown, None).await;
+    tokio::spawn(crate::http::serve(
+        listener, service, limits, shutdown, None,
+    ));
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -171,6 +157,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::mock::hooks::{Hook, HookEvent, HookFailure, HookOutcome, HookSettings};
@@ -251,13 +238,19 @@ mod tests {
         let accepted = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let shutdown = CancellationToken::new();
-        let answer: Answer = {
+        let service = {
             let requests = requests.clone();
-            Arc::new(move |body: &[u8]| {
-                requests.fetch_add(1, Ordering::SeqCst);
-                let event: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-                let allow = event["parameters"]["SerialNumber"] == "123456";
-                serde_json::json!({ "allowProvisioning": allow })
+            service_fn(move |request: Request<Incoming>| {
+                let requests = requests.clone();
+                async move {
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let event: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    let allow = event["parameters"]["SerialNumber"] == "123456";
+                    let answer = serde_json::json!({ "allowProvisioning": allow });
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer.to_string()))))
+                }
             })
         };
         {
@@ -265,7 +258,13 @@ mod tests {
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     accepted.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve_connection(stream, answer.clone(), shutdown.clone()));
+                    tokio::spawn(crate::http::serve_until(
+                        stream,
+                        service.clone(),
+                        crate::http::Limits::default(),
+                        shutdown.clone(),
+                        None,
+                    ));
                 }
             });
         }
@@ -284,9 +283,14 @@ mod tests {
     #[tokio::test]
     async fn the_embedded_service_allows_by_prefix_and_failures_keep_their_class() {
         let shutdown = CancellationToken::new();
-        let url = start("123".into(), "SerialNumber".into(), shutdown.clone())
-            .await
-            .unwrap();
+        let url = start(
+            "123".into(),
+            "SerialNumber".into(),
+            crate::http::Limits::default(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         let hook = http_hook(&url);
         assert!(matches!(
             hook.invoke(&event("123-a")).await,

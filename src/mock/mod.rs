@@ -72,6 +72,9 @@ pub enum MockError {
     Io(#[from] std::io::Error),
     #[error("registry journal {0}")]
     Journal(#[from] registry::journal::JournalError),
+    /// A listening socket (MQTT or control plane) that could not be made: a taken port.
+    #[error(transparent)]
+    Bind(#[from] crate::http::BindError),
 }
 
 pub use crate::mock_settings::MockSettings;
@@ -122,6 +125,7 @@ impl MockConfig {
         settings
             .faults
             .validate()
+            .and_then(|()| settings.http.validate())
             .map_err(|message| MockError::Config {
                 path: "mock settings".into(),
                 message,
@@ -413,21 +417,12 @@ impl State {
     }
 }
 
-/// Backlog of the mock's listening socket; the kernel caps it at `net.core.somaxconn`. Bursts
-/// of thousands of devices connecting at once must queue, not lose their SYN: a dropped SYN is
-/// retried only after a second and would show as connect latency that no endpoint caused.
-pub const LISTEN_BACKLOG: u32 = 4096;
-
-/// A listening socket for the mock on `addr` (SO_REUSEADDR, backlog [`LISTEN_BACKLOG`]).
-pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+/// A listening socket for the mock's MQTT endpoint on `addr` (SO_REUSEADDR, backlog
+/// [`crate::http::LISTEN_BACKLOG`]: bursts of thousands of devices connecting at once must queue,
+/// not lose their SYN; a dropped SYN is retried only after a second and would show as connect
+/// latency that no endpoint caused). The kernel caps the backlog at `net.core.somaxconn`.
+pub fn listen(addr: std::net::SocketAddr) -> Result<TcpListener, crate::http::BindError> {
+    crate::http::bind("--listen", addr)
 }
 
 /// Build the rustls server configuration: TLS 1.2 and 1.3, client certificate required and
@@ -456,19 +451,10 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let tls = TlsAcceptor::from(Arc::new(server_tls_config(&config.pki)?));
     // Bound before anything starts (hooks, key generators), so a taken port fails cleanly.
-    let control_listener = match config.control {
-        Some(control_listen) => {
-            Some(
-                TcpListener::bind(control_listen)
-                    .await
-                    .map_err(|e| MockError::Config {
-                        path: format!("control plane address {control_listen}"),
-                        message: e.to_string(),
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let control_listener = config
+        .control
+        .map(|addr| crate::http::bind("--control", addr))
+        .transpose()?;
     let settings = config.settings;
     let arn = ArnContext {
         region: settings.region.clone(),
@@ -531,6 +517,7 @@ pub async fn start(
                     .parameter
                     .clone()
                     .unwrap_or_else(|| "SerialNumber".into()),
+                settings.http,
                 shutdown.clone(),
             )
             .await?;

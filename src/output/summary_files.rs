@@ -9,16 +9,19 @@ use std::path::Path;
 use super::{OutputError, Summary, io_err};
 
 /// Write `bytes` to `path` through a temporary file beside it and a rename. The temporary file
-/// (`.<name>.XXXXXX`) is made by the tempfile crate (a unique name, removed on error).
+/// (`.<name>.XXXXXX`) is made by the tempfile crate (a unique name, removed on error), with the
+/// mode every other results file gets (0666 less the umask), not tempfile's private 0600.
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map_or_else(|| "file".to_string(), |n| n.to_string_lossy().into_owned());
-    let mut file = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)
-        .map_err(io_err(path))?;
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut file = builder.tempfile_in(dir).map_err(io_err(path))?;
     file.write_all(bytes).map_err(io_err(path))?;
     file.persist(path)
         .map_err(|e| OutputError::new(path, e.error))?;
@@ -87,5 +90,23 @@ mod tests {
         assert_eq!(names, ["summary.json"]);
         let err = write_atomically(&dir.path().join("missing/summary.json"), b"x").unwrap_err();
         assert!(err.to_string().contains("missing/summary.json"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_summary_files_get_the_mode_of_every_other_results_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        // How devices.csv and the others are made: File::create, 0666 less the umask.
+        std::fs::File::create(dir.path().join("devices.csv")).unwrap();
+        write_atomically(&dir.path().join("summary.json"), b"{}").unwrap();
+        assert_eq!(mode("summary.json"), mode("devices.csv"));
     }
 }

@@ -9,6 +9,8 @@
 //!   root's `toml_error_message`;
 //! - `metrics`, `live` or `tui` reach `device` (they share `stage`);
 //! - `scenario` reaches `mock`;
+//! - `http` (the HTTP servers' shared loop) reaches any crate module;
+//! - a module other than `cli` reaches `exit` (the exit-code map: error types carry no codes);
 //! - the top-level modules import each other in a cycle;
 //! - a file is over 800 lines and its opening `//!` comment does not say why ("over 800 lines").
 //!
@@ -366,8 +368,17 @@ fn wall(module: &str) -> Option<Wall> {
         ]),
         "metrics" | "live" | "tui" => Wall::Deny(&["device"]),
         "scenario" => Wall::Deny(&["mock"]),
+        "http" => Wall::Allow(&[]),
         _ => return None,
     })
+}
+
+/// The modules that alone may reach `module`, when only some may.
+fn reached_only_from(module: &str) -> Option<&'static [&'static str]> {
+    match module {
+        "exit" => Some(&["cli"]),
+        _ => None,
+    }
 }
 
 /// Wall and length findings for one file (path relative to `src/`).
@@ -380,7 +391,8 @@ fn check_file(relative: &str, src: &str) -> Vec<String> {
                 Some(Wall::Allow(ok)) => !ok.contains(&r.module.as_str()),
                 Some(Wall::Deny(no)) => no.contains(&r.module.as_str()),
                 None => false,
-            };
+            } || reached_only_from(&r.module)
+                .is_some_and(|from| *top != r.module && !from.contains(&top.as_str()));
             if forbidden {
                 found.push(format!(
                     "src/{relative}:{}: `{}` crosses a wall: {top} must not import {}",
@@ -500,6 +512,25 @@ fn the_sources_hold_the_walls_have_no_import_cycle_and_no_unexplained_big_file()
         .collect();
     found.extend(cycles(&files));
     assert!(found.is_empty(), "\n{}\n", found.join("\n"));
+}
+
+#[test]
+fn only_the_cli_reaches_the_exit_code_map_and_http_reaches_nothing() {
+    let src = "//! x\nuse crate::exit::RUNTIME;\n";
+    assert!(check_file("cli/run.rs", src).is_empty());
+    let found = check_file("fleet/mod.rs", src);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].ends_with("fleet must not import exit"),
+        "{}",
+        found[0]
+    );
+    assert!(check_file("exit/tests.rs", "//! x\nuse crate::exit::OK;\n").is_empty());
+    let found = check_file(
+        "http.rs",
+        "//! x\nfn f() { let _ = crate::mock::listen; }\n",
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
 }
 
 #[test]

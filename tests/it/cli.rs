@@ -134,3 +134,81 @@ fn every_shipped_scenario_validates_and_documents_how_to_run_it() {
     }
     assert!(checked >= 5, "{checked} scenarios");
 }
+
+/// A taken port is exit 1 naming the flag and the address, whichever listener it is: the MQTT
+/// `--listen`, the control plane's `--control` (exit 3, "invalid settings", before), the
+/// metrics endpoint of `mock` and of `run`.
+#[test]
+fn a_taken_port_is_one_exit_code_whichever_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let pki = dir.path().join("pki");
+    let pki = pki.to_str().unwrap();
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[target]
+kind = "mock"
+[target.mock]
+keys = "p256"
+[devices]
+count = 1
+client_id = "port-{seq:04}"
+certificate = "csr"
+[devices.parameters]
+SerialNumber = "{seq:06}"
+DeviceName = "port-thing-{seq:04}"
+DeviceLocation = "Berlin"
+[[schedule]]
+executor = "constant-arrival-rate"
+rate = 1
+duration = "1s"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mock = ["mock", "--keys", "p256", "--pki", pki];
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("--listen", [&mock[..], &["--listen", &addr]].concat()),
+        (
+            "--control",
+            [&mock[..], &["--listen", "127.0.0.1:0", "--control", &addr]].concat(),
+        ),
+        (
+            "--metrics-listen",
+            [
+                &mock[..],
+                &["--listen", "127.0.0.1:0", "--metrics-listen", &addr],
+            ]
+            .concat(),
+        ),
+        (
+            "--metrics-listen",
+            vec![
+                "run",
+                scenario.to_str().unwrap(),
+                "--no-tui",
+                "--out",
+                out.to_str().unwrap(),
+                "--metrics-listen",
+                &addr,
+            ],
+        ),
+    ];
+    for (flag, args) in cases {
+        let o = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} {addr}: cannot listen")),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!out.exists(), "the run claimed its results folder");
+}

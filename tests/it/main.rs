@@ -27,6 +27,7 @@ mod created;
 mod figures;
 mod fuzz_regressions;
 mod guard;
+mod http_limits;
 mod k8s;
 mod merge;
 mod mock;

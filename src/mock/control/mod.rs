@@ -30,7 +30,7 @@ use hyper::{Method, Request, Response};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
 
 pub use error::ApiError;
 
@@ -143,52 +143,26 @@ pub(crate) fn put(map: &mut serde_json::Map<String, Value>, key: &str, value: Op
     }
 }
 
-/// Serve the control plane on `listener` until `shutdown`; `mqtt` is the MQTT listener's
-/// address, which DescribeEndpoint reports.
+/// Serve the control plane on `listener` until `shutdown` (under the settings' `[http]`
+/// limits); `mqtt` is the MQTT listener's address, which DescribeEndpoint reports.
 pub(crate) fn spawn(
     state: Arc<State>,
     listener: TcpListener,
     mqtt: SocketAddr,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let tracker = tokio_util::task::TaskTracker::new();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => {
-                        tracker.spawn(connection(state.clone(), tcp, mqtt, shutdown.clone()));
-                    }
-                    Err(e) => {
-                        debug!("control plane accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
-                }
-            }
-        }
-        tracker.close();
-        tracker.wait().await;
-    })
-}
-
-async fn connection(
-    state: Arc<State>,
-    tcp: tokio::net::TcpStream,
-    mqtt: SocketAddr,
-    shutdown: CancellationToken,
-) {
+    let limits = state.settings.http;
     let service = hyper::service::service_fn(move |request| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, mqtt, request).await) }
     });
-    crate::http::serve_until(
-        tcp,
+    tokio::spawn(crate::http::serve(
+        listener,
         service,
+        limits,
         shutdown,
         Some(std::time::Duration::from_secs(1)),
-    )
-    .await;
+    ))
 }
 
 async fn handle(

@@ -323,12 +323,15 @@ fn load(path: &Path, inner: &mut Inner) -> Result<usize, JournalError> {
     let mut replayed = 0;
     for (i, raw) in lines.into_iter().enumerate() {
         let number = i + 1;
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let parsed = serde_json::from_slice::<Read>(raw)
-            .map_err(|e| e.to_string())
-            .and_then(|line| inner.replay(line, &mut pending));
+        // The journal writes no blank lines: one in the middle is damage, not a gap to skip
+        // (the certificate it stood for would replay without its thing).
+        let parsed = if raw.iter().all(u8::is_ascii_whitespace) {
+            Err("a blank line".to_string())
+        } else {
+            serde_json::from_slice::<Read>(raw)
+                .map_err(|e| e.to_string())
+                .and_then(|line| inner.replay(line, &mut pending))
+        };
         match parsed {
             Ok(()) => replayed += 1,
             Err(message) if number == last => {

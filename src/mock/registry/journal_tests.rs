@@ -127,6 +127,39 @@ fn a_cut_short_last_line_is_skipped_and_other_damage_names_file_and_line() {
 }
 
 #[test]
+fn a_blank_line_in_the_middle_is_damage_named_by_line_and_a_blank_last_line_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    provision(&r, "c1", "dev-1");
+    r.close_journal();
+    drop(r);
+    let path = dir.path().join(LOG_FILE);
+    let whole = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = whole.lines().collect();
+    assert!(lines.len() >= 2, "{whole}");
+
+    // A whitespace-only last line (with its newline) replays as before.
+    fs::write(&path, format!("{whole} \n")).unwrap();
+    let again = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    assert!(again.identity("c1").is_ok());
+    again.close_journal();
+    drop(again);
+
+    // Line 2 blanked out: the start stops there, naming it.
+    let mut damaged = lines.clone();
+    damaged.insert(1, "");
+    fs::write(&path, damaged.join("\n") + "\n").unwrap();
+    let err = Registry::open(dir.path(), RegistryMode::Full)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&format!("{}:2: ", path.display())) && err.contains("blank line"),
+        "{err}"
+    );
+}
+
+#[test]
 fn changes_reach_the_file_within_a_flush_interval_without_a_stop() {
     let dir = tempfile::tempdir().unwrap();
     let r = Registry::open(dir.path(), RegistryMode::Compact).unwrap();

@@ -10,6 +10,10 @@
 //! item is appended (and flushed) to `RUN_DIR/cleanup-progress.csv` ([`resume`](super::resume)),
 //! which a later cleanup reads to skip it. A set-up error (access denied, refused connection, an
 //! answer that is not the control plane's) stops the whole command at once.
+//!
+//! It is over 800 lines because the three phases (certificates, things, policies) share one paced,
+//! retried worker loop and its bookkeeping; the checks before it (`preflight`) and the progress
+//! file (`resume`) already live apart.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -18,13 +18,13 @@ use crate::support::{command, fleetstorm, offline, offline_command, text};
 
 /// What the mock's registry holds, over its control plane.
 #[derive(Debug, PartialEq)]
-struct Registry {
-    things: BTreeSet<String>,
-    certificates: BTreeSet<String>,
-    policies: BTreeSet<String>,
+pub(crate) struct Registry {
+    pub(crate) things: BTreeSet<String>,
+    pub(crate) certificates: BTreeSet<String>,
+    pub(crate) policies: BTreeSet<String>,
 }
 
-async fn registry(control: &str) -> Registry {
+pub(crate) async fn registry(control: &str) -> Registry {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(control)
         .region(aws_config::Region::new("us-east-1"))

@@ -15,31 +15,8 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/fleetstorm-e2e";
 /// Things and certificate IDs in the mock's registry, over its control plane.
 fn registry(control: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(control)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_iot::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .load()
-            .await;
-        let iot = aws_sdk_iot::Client::new(&config);
-        let things = iot.list_things().max_results(250).send().await.unwrap();
-        let certs = iot.list_certificates().page_size(250).send().await.unwrap();
-        (
-            things
-                .things()
-                .iter()
-                .filter_map(|t| t.thing_name().map(str::to_string))
-                .collect(),
-            certs
-                .certificates()
-                .iter()
-                .filter_map(|c| c.certificate_id().map(str::to_string))
-                .collect(),
-        )
-    })
+    let held = rt.block_on(crate::aws_cleanup::registry(control));
+    (held.things, held.certificates)
 }
 
 /// (certificate IDs, thing names) in a run's created.csv.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::schedule::Phase;
+use super::phase::Phase;
 
 /// Arrival offsets (from the start of the run) of consecutive open phases, at most `limit` of
 /// them. Iterating yields them in order; `len` and `last` are computed without iterating.

@@ -6,6 +6,7 @@
 mod arrivals;
 mod load;
 mod patterns;
+mod phase;
 mod schedule;
 
 use std::collections::BTreeMap;
@@ -19,9 +20,11 @@ use crate::mock_settings::MockSettings;
 use crate::pki::KeyAlgorithm;
 
 pub use crate::metrics::Analysis;
+pub use arrivals::Arrivals;
 pub use load::apply_set;
 pub use patterns::{MAX_RUN_ID, Pattern, new_run_id, run_id_from_bytes, valid_run_id};
-pub use schedule::{Arrivals, Executor, Phase, PhaseSpec, PlannedPhase, Ramp, RampStage};
+pub use phase::{Phase, Ramp, RampStage};
+pub use schedule::{Executor, PhaseSpec, PlannedPhase};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetstorm::device::{Stage, StageTime};
+use fleetstorm::iot::policy::{self, Action, ArnContext, PolicyDocument, PolicyVars};
+use fleetstorm::iot::template::{RenderContext, SEED_TEMPLATE_JSON, Template};
 use fleetstorm::metrics::StageSet;
-use fleetstorm::mock::policy::{self, Action, ArnContext, PolicyDocument, PolicyVars};
-use fleetstorm::mock::template::{RenderContext, SEED_TEMPLATE_JSON, Template};
 use fleetstorm::protocol::{Format, RegisterThingRequest, RegisterThingResponse, RequestTopic};
 use rumqttc::{Packet, Publish, QoS};
 

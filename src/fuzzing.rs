@@ -16,9 +16,9 @@ use crate::device::flow::{Action as FlowAction, Csr, Event, Flow, Identity};
 use crate::device::{
     After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Protocol, Timeouts,
 };
-use crate::mock::policy::{self, Action, ArnContext, PolicyDocument, PolicyVars};
+use crate::iot::policy::{self, Action, ArnContext, PolicyDocument, PolicyVars};
+use crate::iot::template::RenderContext;
 use crate::mock::registry::Registry;
-use crate::mock::template::RenderContext;
 use crate::pki::{self, KeyAlgorithm};
 use crate::protocol::{Format, RequestTopic, valid_template_name};
 use crate::scenario::Scenario;

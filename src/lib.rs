@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod fuzzing;
 pub mod guard;
 pub mod http;
+pub mod iot;
 pub mod k8s;
 pub mod limits;
 pub mod live;

@@ -374,7 +374,7 @@ mod tests {
     fn the_seed_template_name_is_the_one_the_mock_offers() {
         assert_eq!(
             super::SEED_TEMPLATE_NAME,
-            crate::mock::template::SEED_TEMPLATE_NAME
+            crate::iot::template::SEED_TEMPLATE_NAME
         );
     }
 }

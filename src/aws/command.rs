@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::cleanup::{CleanupOptions, cleanup};
-use super::setup::{SetupOptions, setup};
+use super::setup::setup;
+use super::state::SetupOptions;
 use super::teardown::{TeardownOptions, teardown};
 use super::{AwsError, Connection};
 

@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod progress;
 pub mod resume;
 pub mod setup;
+pub mod state;
 pub mod teardown;
 
 use std::time::Duration;

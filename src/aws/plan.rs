@@ -1,6 +1,6 @@
 //! `aws setup --dry-run`: the plan, step by step, with the `aws` CLI command that does each by hand.
 
-use super::setup::{
+use super::state::{
     CLAIM_CERT_FILE, CLAIM_KEY_FILE, HOOK_PAYLOAD_VERSION, Names, REGISTRATION_POLICY_ARN,
     ROOT_CA_FILE, SCENARIO_FILE, STATE_FILE, SetupOptions, TRUST_POLICY,
 };

@@ -9,129 +9,14 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_iot::Client;
-use serde::{Deserialize, Serialize};
 
+use super::AwsError;
 use super::pace::{Api, Backoff, CallError, Pacer};
-use super::{AwsError, Connection};
-use crate::mock::template::{MAX_TEMPLATE_CHARS, SEED_TEMPLATE_JSON, Template};
-
-/// The state file inside the output folder.
-pub const STATE_FILE: &str = "aws-setup.json";
-/// File names inside the output folder.
-pub const CLAIM_CERT_FILE: &str = "claim.pem.crt";
-pub const CLAIM_KEY_FILE: &str = "claim.private.key";
-pub const ROOT_CA_FILE: &str = "AmazonRootCA1.pem";
-pub const SCENARIO_FILE: &str = "scenario.toml";
-/// The managed policy AWS documents for fleet provisioning roles.
-pub const REGISTRATION_POLICY_ARN: &str =
-    "arn:aws:iam::aws:policy/service-role/AWSIoTThingsRegistration";
-/// Trust policy: AWS IoT may assume the role.
-pub const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"iot.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-/// Pre-provisioning hook payload version (the only one AWS defines).
-pub const HOOK_PAYLOAD_VERSION: &str = "2020-04-01";
-
-#[derive(Debug, Clone)]
-pub struct SetupOptions {
-    pub conn: Connection,
-    /// Resource name prefix.
-    pub name: String,
-    /// Output folder: claim certificate and key, root CA, scenario, state file.
-    pub out: PathBuf,
-    /// Template body file (default: the seed's template).
-    pub template: Option<PathBuf>,
-    pub hook_arn: Option<String>,
-    /// Use this provisioning role; no IAM call is made.
-    pub role_arn: Option<String>,
-    /// Trust anchor for the scenario instead of Amazon Root CA 1.
-    pub root_ca: Option<PathBuf>,
-    pub dry_run: bool,
-}
-
-/// The names setup gives its resources.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    pub prefix: String,
-    pub role: String,
-    pub template: String,
-    pub policy: String,
-}
-
-impl Names {
-    /// Names from `prefix` (1-27 characters of `[0-9A-Za-z_-]`, so the template name fits in 36).
-    pub fn new(prefix: &str) -> Result<Names, AwsError> {
-        let ok = !prefix.is_empty()
-            && prefix.len() <= 27
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
-            return Err(AwsError::Usage(format!(
-                "--name {prefix:?}: use 1-27 characters of [0-9A-Za-z_-]"
-            )));
-        }
-        Ok(Names {
-            prefix: prefix.to_string(),
-            role: format!("{prefix}-provisioning-role"),
-            template: format!("{prefix}-template"),
-            policy: format!("{prefix}-claim-policy"),
-        })
-    }
-}
-
-/// One resource setup handled: its name or ID, ARN, and whether setup created it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resource {
-    pub name: String,
-    #[serde(default)]
-    pub arn: String,
-    /// Created by a setup with this output folder (so teardown removes it).
-    pub created: bool,
-}
-
-/// `aws-setup.json`: what setup made and where.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SetupState {
-    pub region: String,
-    pub account: String,
-    #[serde(default)]
-    pub endpoint_url: Option<String>,
-    pub role: Option<Resource>,
-    pub template: Option<Resource>,
-    pub policy: Option<Resource>,
-    /// Claim certificates (ID in `name`); the last one is current.
-    #[serde(default)]
-    pub certificates: Vec<Resource>,
-    pub endpoint: String,
-    /// Files setup wrote in the output folder.
-    #[serde(default)]
-    pub files: Vec<String>,
-}
-
-impl SetupState {
-    pub fn read(dir: &Path) -> Result<Option<SetupState>, AwsError> {
-        let path = dir.join(STATE_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(AwsError::Input(format!("{}: {e}", path.display()))),
-        };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            AwsError::Input(format!(
-                "{}: line {}, column {}: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
-        })
-    }
-
-    pub fn write(&self, dir: &Path) -> Result<(), AwsError> {
-        let path = dir.join(STATE_FILE);
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| AwsError::Runtime(e.to_string()))?;
-        std::fs::write(&path, text + "\n").map_err(|e| AwsError::io(&path, e))
-    }
-}
+use super::state::{
+    CLAIM_CERT_FILE, CLAIM_KEY_FILE, HOOK_PAYLOAD_VERSION, Names, REGISTRATION_POLICY_ARN,
+    ROOT_CA_FILE, Resource, SCENARIO_FILE, STATE_FILE, SetupOptions, SetupState, TRUST_POLICY,
+};
+use crate::iot::template::{MAX_TEMPLATE_CHARS, SEED_TEMPLATE_JSON, Template};
 
 /// The template body to use, checked: JSON, at most 10,240 characters, a valid template.
 pub fn template_body(file: Option<&Path>) -> Result<(String, Template), AwsError> {
@@ -272,6 +157,57 @@ fn runtime(e: CallError) -> AwsError {
     AwsError::Runtime(e.to_string())
 }
 
+/// Reuse the role `name` or create it (trust `iot.amazonaws.com`); either way the managed
+/// registration policy is attached (attaching twice is harmless). `(role, created now)`.
+pub async fn ensure_role(
+    iam: &aws_sdk_iam::Client,
+    pacer: &Pacer,
+    name: &str,
+) -> Result<(Resource, bool), AwsError> {
+    let existing = pacer
+        .call(Api::Other, &[], || iam.get_role().role_name(name).send())
+        .await
+        .map_err(runtime)?;
+    let (arn, created) = match existing.as_ref().and_then(|r| r.role()) {
+        Some(role) => (role.arn().to_string(), false),
+        None => {
+            let made = pacer
+                .call(Api::Other, &[], || {
+                    iam.create_role()
+                        .role_name(name)
+                        .assume_role_policy_document(TRUST_POLICY)
+                        .description("fleetstorm: AWS IoT fleet provisioning role")
+                        .send()
+                })
+                .await
+                .map_err(runtime)?;
+            let arn = made
+                .as_ref()
+                .and_then(|m| m.role())
+                .map(|r| r.arn().to_string())
+                .ok_or_else(|| AwsError::Runtime("CreateRole: no role in the answer".into()))?;
+            (arn, true)
+        }
+    };
+    pacer
+        .call(Api::Other, &[], || {
+            iam.attach_role_policy()
+                .role_name(name)
+                .policy_arn(REGISTRATION_POLICY_ARN)
+                .send()
+        })
+        .await
+        .map_err(runtime)?;
+    Ok((
+        Resource {
+            name: name.to_string(),
+            arn,
+            created,
+        },
+        created,
+    ))
+}
+
 /// Run setup (or print its plan with `dry_run`).
 pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError> {
     let names = Names::new(&opts.name)?;
@@ -309,10 +245,7 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
             },
             false,
         ),
-        None => {
-            super::teardown::ensure_role(&aws_sdk_iam::Client::new(&config), &pacer, &names.role)
-                .await?
-        }
+        None => ensure_role(&aws_sdk_iam::Client::new(&config), &pacer, &names.role).await?,
     };
     let role = Resource {
         created: role.created || was_created(&previous.role, &role.name),
@@ -448,8 +381,8 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
         .map_err(runtime)?;
     let policy_new = got.is_none();
     if policy_new {
-        let ctx = crate::mock::policy::ArnContext::new(region.clone(), account.clone());
-        let document = crate::mock::policy::claim_policy_json(&ctx, &names.template).to_string();
+        let ctx = crate::iot::policy::ArnContext::new(region.clone(), account.clone());
+        let document = crate::iot::policy::claim_policy_json(&ctx, &names.template).to_string();
         pacer
             .call(Api::Other, &[], || {
                 iot.create_policy()

@@ -7,7 +7,7 @@ use aws_sdk_iot::Client;
 use super::cleanup::{Outcome, remove_certificate};
 use super::created::Certificate;
 use super::pace::{Api, Backoff, CallError, Pacer};
-use super::setup::{REGISTRATION_POLICY_ARN, Resource, STATE_FILE, SetupState, TRUST_POLICY};
+use super::state::{REGISTRATION_POLICY_ARN, Resource, STATE_FILE, SetupState};
 use super::{AwsError, Connection};
 
 #[derive(Debug, Clone)]
@@ -20,57 +20,6 @@ pub struct TeardownOptions {
 
 fn runtime(e: CallError) -> AwsError {
     AwsError::Runtime(e.to_string())
-}
-
-/// Reuse the role `name` or create it (trust `iot.amazonaws.com`); either way the managed
-/// registration policy is attached (attaching twice is harmless). `(role, created now)`.
-pub async fn ensure_role(
-    iam: &aws_sdk_iam::Client,
-    pacer: &Pacer,
-    name: &str,
-) -> Result<(Resource, bool), AwsError> {
-    let existing = pacer
-        .call(Api::Other, &[], || iam.get_role().role_name(name).send())
-        .await
-        .map_err(runtime)?;
-    let (arn, created) = match existing.as_ref().and_then(|r| r.role()) {
-        Some(role) => (role.arn().to_string(), false),
-        None => {
-            let made = pacer
-                .call(Api::Other, &[], || {
-                    iam.create_role()
-                        .role_name(name)
-                        .assume_role_policy_document(TRUST_POLICY)
-                        .description("fleetstorm: AWS IoT fleet provisioning role")
-                        .send()
-                })
-                .await
-                .map_err(runtime)?;
-            let arn = made
-                .as_ref()
-                .and_then(|m| m.role())
-                .map(|r| r.arn().to_string())
-                .ok_or_else(|| AwsError::Runtime("CreateRole: no role in the answer".into()))?;
-            (arn, true)
-        }
-    };
-    pacer
-        .call(Api::Other, &[], || {
-            iam.attach_role_policy()
-                .role_name(name)
-                .policy_arn(REGISTRATION_POLICY_ARN)
-                .send()
-        })
-        .await
-        .map_err(runtime)?;
-    Ok((
-        Resource {
-            name: name.to_string(),
-            arn,
-            created,
-        },
-        created,
-    ))
 }
 
 /// Remove what setup created; returns one line per resource.

@@ -249,7 +249,7 @@ pub fn provisioning_request(input: &[u8]) {
     let template = if mode & 8 != 0 {
         "NoSuchTemplate"
     } else {
-        super::template::SEED_TEMPLATE_NAME
+        crate::iot::template::SEED_TEMPLATE_NAME
     };
     let request = match mode & 3 {
         0 => RequestTopic::create_keys(format),
@@ -301,6 +301,6 @@ pub fn provisioning_request(input: &[u8]) {
 
 /// A template body as the mock loads one (name check, structure, inline policy documents).
 pub fn load_template_text(text: &str) -> Result<Arc<super::Template>, super::MockError> {
-    let arn = super::policy::ArnContext::new("us-east-1", "123456789012");
+    let arn = crate::iot::policy::ArnContext::new("us-east-1", "123456789012");
     load_template("FuzzTemplate", "fuzz input", text, &arn)
 }

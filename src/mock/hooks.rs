@@ -1,7 +1,7 @@
-//! Pre-provisioning hooks (spec §3): built-in rules, a Python Lambda handler run unchanged in warm
-//! worker processes, any executable speaking JSON on stdin/stdout, or an HTTP service on loopback.
-//! Every kind gets added latency and AWS's deadline; deny, error, malformed output and timeout all
-//! become a rejected RegisterThing, never a disconnect.
+//! Pre-provisioning hooks (`spec/aws-fleet-provisioning.md` §3): built-in rules, a Python Lambda
+//! handler run unchanged in warm worker processes, any executable speaking JSON on stdin/stdout, or
+//! an HTTP service on loopback. Every kind gets added latency and AWS's deadline; deny, error,
+//! malformed output and timeout all become a rejected RegisterThing, never a disconnect.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

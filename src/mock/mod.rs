@@ -12,12 +12,10 @@ pub mod fuzzing;
 pub mod hooks;
 mod http_hook;
 pub mod keypool;
-pub mod policy;
 mod provisioning;
 pub mod quotas;
 pub mod registry;
 mod session;
-pub mod template;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -33,11 +31,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::iot::policy::{self, ArnContext, PolicyDocument};
+use crate::iot::template::{self, Template};
 use crate::pki::{self, Pki};
 use keypool::{KeyPool, KeyPoolStats};
-use policy::{ArnContext, PolicyDocument};
 use registry::{CertificateStatus, Registry, RegistryCounts};
-use template::Template;
 
 use crate::protocol::ALPN_MQTT_CA;
 /// Name of the policy attached to the claim certificate.
@@ -437,7 +435,7 @@ pub fn server_tls_config(pki: &Pki) -> Result<rustls::ServerConfig, MockError> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(pki.server_chain.clone(), pki.server_key())?;
     config.alpn_protocols = vec![ALPN_MQTT_CA.to_vec()];
-    // AWS IoT sends no session tickets (spec §6).
+    // AWS IoT sends no session tickets (`spec/aws-fleet-provisioning.md` §6).
     config.send_tls13_tickets = 0;
     Ok(config)
 }

@@ -1,7 +1,7 @@
 //! The three fleet-provisioning APIs. A connection answers its requests in order (the SDKs
-//! correlate by topic only, spec §1.1): in its own task when nothing on the request's path waits,
-//! otherwise through one worker task, so a slow request (hook, injected latency, RSA key) never
-//! blocks the connection's reads.
+//! correlate by topic only, `spec/aws-fleet-provisioning.md` §1.1): in its own task when nothing on
+//! the request's path waits, otherwise through one worker task, so a slow request (hook, injected
+//! latency, RSA key) never blocks the connection's reads.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use super::State;
 use super::control::templates::Unusable;
 use super::faults::Verdict;
 use super::hooks::{HookEvent, HookOutcome};
-use super::template::{RenderContext, RenderError};
+use crate::iot::template::{RenderContext, RenderError};
 use crate::pki::private_key_pem_like_aws;
 use crate::protocol::{
     Api, CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,

@@ -1,5 +1,5 @@
-//! AWS IoT Core quotas as token buckets (spec §5): per-API TPS, CONNECTs per account and per
-//! client ID, publishes per connection.
+//! AWS IoT Core quotas as token buckets (`spec/aws-fleet-provisioning.md` §5): per-API TPS,
+//! CONNECTs per account and per client ID, publishes per connection.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -18,8 +18,8 @@ mod names;
 pub use crate::mock_settings::RegistryMode;
 pub use names::Names;
 
-use super::policy::PolicyDocument;
-use super::template::{OverrideAction, Rendered, ThingSpec};
+use crate::iot::policy::PolicyDocument;
+use crate::iot::template::{OverrideAction, Rendered, ThingSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -318,7 +318,9 @@ impl Registry {
 
         inner.tokens.remove(token);
         let status = match rendered.certificate.as_ref().map(|c| c.status) {
-            Some(super::template::CertificateStatusSpec::Inactive) => CertificateStatus::Inactive,
+            Some(crate::iot::template::CertificateStatusSpec::Inactive) => {
+                CertificateStatus::Inactive
+            }
             _ => CertificateStatus::Active,
         };
         for policy in &rendered.policies {
@@ -441,7 +443,8 @@ impl Registry {
     }
 }
 
-/// A certificate not activated when its token expires is deleted, as AWS does (spec §1.6).
+/// A certificate not activated when its token expires is deleted, as AWS does
+/// (`spec/aws-fleet-provisioning.md` §1.6).
 fn sweep_expired(inner: &mut Inner, now: Instant) {
     let expired: Vec<(String, String)> = inner
         .tokens

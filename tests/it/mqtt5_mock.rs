@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use common::{Client, TestMock, WAIT, start_mock};
-use fleetstorm::mock::policy::PolicyDocument;
+use fleetstorm::iot::policy::PolicyDocument;
 use fleetstorm::mock::registry::CertificateStatus;
 use fleetstorm::mock_settings::Mqtt5Refusal;
 use fleetstorm::pki::KeyAlgorithm;

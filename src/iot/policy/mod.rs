@@ -1,5 +1,5 @@
 //! AWS IoT policy documents: parsing, and the evaluation the mock runs on every CONNECT,
-//! PUBLISH, SUBSCRIBE and delivery (spec §4).
+//! PUBLISH, SUBSCRIBE and delivery (`spec/aws-fleet-provisioning.md` §4).
 //!
 //! Documents are parsed once and compiled ([`PolicyDocument::parse`]): actions become a bit mask
 //! of the four MQTT actions, resources become glob patterns split into literal, `?` and variable
@@ -277,10 +277,12 @@ fn escape_glob(text: &str) -> String {
     out
 }
 
-/// The claim policy of spec §4 (the seed's `fleet-provisioning-policy.json`) for `template_name`,
-/// plus the `$aws/certificates/create-from-csr/*` resources the CSR flow needs (spec §4 "CSR
-/// gap"), for Publish/Receive (`topic/`) and Subscribe (`topicfilter/`). Region, account and
-/// template name come in literally (any `*`, `?`, `$` in them is escaped).
+/// The claim policy of `spec/aws-fleet-provisioning.md` §4 (the seed's
+/// `fleet-provisioning-policy.json`) for `template_name`, plus the
+/// `$aws/certificates/create-from-csr/*` resources the CSR flow needs
+/// (`spec/aws-fleet-provisioning.md` §4 "CSR gap"), for Publish/Receive (`topic/`) and Subscribe
+/// (`topicfilter/`). Region, account and template name come in literally (any `*`, `?`, `$` in them
+/// is escaped).
 pub fn claim_policy_json(ctx: &ArnContext, template_name: &str) -> Value {
     let prefix = format!(
         "arn:aws:iot:{}:{}",

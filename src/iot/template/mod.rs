@@ -29,7 +29,7 @@ use parser::{Parser, check_keys, fault, parse_mappings, parse_parameters};
 /// Name under which the mock always offers the seed template.
 pub const SEED_TEMPLATE_NAME: &str = "FleetProvisioningTemplate";
 
-/// The seed tutorial's `fleet-provisioning-template.json` (spec §8).
+/// The seed tutorial's `fleet-provisioning-template.json` (`spec/aws-fleet-provisioning.md` §8).
 pub const SEED_TEMPLATE_JSON: &str = r#"{
   "Parameters": {
     "SerialNumber": { "Type": "String" },

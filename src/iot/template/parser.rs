@@ -156,7 +156,8 @@ pub(super) fn parse_parameters(
 }
 
 pub(super) fn parse_mappings(v: &Value, pointer: &str) -> Result<Mappings, TemplateError> {
-    // Mappings may not contain parameters or intrinsic functions (spec §2), at any level.
+    // Mappings may not contain parameters or intrinsic functions (`spec/aws-fleet-provisioning.md`
+    // §2), at any level.
     fn no_intrinsic(v: &Value, pointer: &str) -> Result<(), TemplateError> {
         match as_intrinsic(v, pointer)? {
             Some((name, _)) => Err(fault(

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{ApiError, Call, Reply, certificate_id_of, page_sorted, put};
+use crate::iot::policy::PolicyDocument;
 use crate::mock::State;
-use crate::mock::policy::PolicyDocument;
 
 /// botocore `PolicyName`: 1-128 characters of `[\w+=,.@-]`.
 fn checked_name(name: &str) -> Result<&str, ApiError> {

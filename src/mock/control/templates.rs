@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use super::{ApiError, Call, Reply, epoch, next_token, put};
+use crate::iot::template::Template;
 use crate::mock::State;
-use crate::mock::template::Template;
 
 /// A template and what DescribeProvisioningTemplate says about it.
 #[derive(Clone)]

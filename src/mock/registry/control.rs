@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::journal::Line;
 use super::{CertificateRecord, CertificateStatus, Names, Registry, ThingRecord};
-use crate::mock::policy::PolicyDocument;
+use crate::iot::policy::PolicyDocument;
 
 /// Why the registry refused a control-plane call; the control plane gives it AWS's error shape.
 #[derive(Debug, Clone, PartialEq, Eq)]

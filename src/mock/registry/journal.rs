@@ -24,7 +24,7 @@ use super::{
     CertificateRecord, CertificateStatus, Inner, Names, Registry, RegistryMode, ThingRecord,
     TokenRecord, lock_inner,
 };
-use crate::mock::policy::PolicyDocument;
+use crate::iot::policy::PolicyDocument;
 
 /// The journal's file name in the PKI directory.
 pub const LOG_FILE: &str = "registry.log";

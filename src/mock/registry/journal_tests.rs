@@ -3,8 +3,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::*;
+use crate::iot::template::{RenderContext, SEED_TEMPLATE_JSON, Template};
 use crate::mock::registry::{IdentityRefusal, TokenError};
-use crate::mock::template::{RenderContext, SEED_TEMPLATE_JSON, Template};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

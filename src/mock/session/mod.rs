@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::State;
-use super::policy::{self, Action, PolicyVars};
 use super::provisioning::{self, Job, Requester, Response};
 use super::registry::Identity;
+use crate::iot::policy::{self, Action, PolicyVars};
 use crate::pki::certificate_id;
 use crate::protocol::{MAX_PAYLOAD_BYTES, RequestTopic};
 

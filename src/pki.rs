@@ -24,7 +24,8 @@ pub const SERVER_KEY: &str = "server.key";
 pub const CLAIM_PEM: &str = "claim.pem";
 pub const CLAIM_KEY: &str = "claim.key";
 
-/// The subject AWS is observed to give certificates it issues (UNCONFIRMED in docs, see spec §1.2).
+/// The subject AWS is observed to give certificates it issues (UNCONFIRMED in docs, see
+/// `spec/aws-fleet-provisioning.md` §1.2).
 pub const DEVICE_CERT_SUBJECT: &str = "AWS IoT Certificate";
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The fleet-provisioning MQTT API: topics and payloads, shared by the devices and the mock.
-//! Facts and sources: `shared/spec/aws-fleet-provisioning.md` §1.
+//! Facts and sources: `spec/aws-fleet-provisioning.md` §1.
 
 use std::collections::BTreeMap;
 
@@ -187,7 +187,7 @@ pub struct RegisterThingRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterThingResponse {
-    /// Always present, possibly empty (spec §1.4).
+    /// Always present, possibly empty (`spec/aws-fleet-provisioning.md` §1.4).
     #[serde(default)]
     pub device_configuration: serde_json::Map<String, serde_json::Value>,
     pub thing_name: String,

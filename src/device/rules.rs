@@ -1,10 +1,10 @@
 //! Which `…/rejected` codes count as throttled or hook denied: a scenario's `[target.classify]`.
 //!
-//! AWS publishes no list of fleet-provisioning error codes (spec §1.5): the payload of a
-//! throttled request has never been captured, and the hook's "ACCESS_DENIED" wire code is
-//! unconfirmed. The defaults below are therefore guesses, and a scenario run against real AWS can
-//! replace them once `failures.csv` (which keeps every rejection's raw `statusCode`, `errorCode`
-//! and `errorMessage`) shows what the endpoint really sends.
+//! AWS publishes no list of fleet-provisioning error codes (`spec/aws-fleet-provisioning.md` §1.5):
+//! the payload of a throttled request has never been captured, and the hook's "ACCESS_DENIED" wire
+//! code is unconfirmed. The defaults below are therefore guesses, and a scenario run against real
+//! AWS can replace them once `failures.csv` (which keeps every rejection's raw `statusCode`,
+//! `errorCode` and `errorMessage`) shows what the endpoint really sends.
 //!
 //! Each entry is `STATUS`, `CODE` or `STATUS:CODE`: a 3-digit `statusCode`, an `errorCode`
 //! compared case-insensitively in which `*` matches any run of characters, or both. A class

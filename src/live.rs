@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::metrics::Percentiles;
+use crate::results::RateChange;
 
 /// Bounds and step of the arrival-rate multiplier.
 pub const MULTIPLIER_MIN: f64 = 0.1;
@@ -32,15 +33,6 @@ impl Default for Rate {
             paused: false,
         }
     }
-}
-
-/// One change made during a run, as recorded in `summary.json`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct RateChange {
-    /// Seconds since the start of the run (real time).
-    pub elapsed_s: f64,
-    pub multiplier: f64,
-    pub paused: bool,
 }
 
 /// Live controls, shared by the dashboard (writer) and the scheduler (reader).

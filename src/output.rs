@@ -11,26 +11,25 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
 use crate::device::{DeviceReport, FailureReason, Stage};
 pub use crate::metrics::LevelCounts;
 use crate::metrics::{
     Percentiles, STAGE_NAMES, StageSet, StageSummary, Threshold, ThresholdInputs, throttle_analysis,
 };
 use crate::mock::MockReport;
+use crate::results::hlog::HlogWriter;
+use crate::results::timeseries::TimeseriesRow;
+use crate::results::{CreatedRow, DeviceRow, FailureRow};
 pub use crate::results::{DeviceCounts, Scheduler, Summary, Throughput};
 use crate::scenario::Scenario;
+pub use created::CreatedContext;
 use created::created_csv;
-pub use created::{CREATED_COLUMNS, CreatedContext, CreatedRow};
 pub use folder::{FolderError, claim_default, claim_given};
-use hlog::Hlog;
 pub use identities::{check_identities_folder, save_identity};
 pub(crate) use summary_files::write_summary;
 
 mod created;
 mod folder;
-mod hlog;
 mod identities;
 mod summary_files;
 
@@ -51,26 +50,8 @@ impl OutputError {
     }
 }
 
-/// One row of `devices.csv`.
-#[derive(Debug, Serialize)]
-pub struct DeviceRow {
-    pub seq: u64,
-    pub client_id: String,
-    pub thing_name: String,
-    pub start_lag_us: u64,
-    pub connect_claim_us: Option<u64>,
-    pub subscribe_us: Option<u64>,
-    pub create_certificate_us: Option<u64>,
-    pub register_thing_us: Option<u64>,
-    pub connect_device_us: Option<u64>,
-    pub telemetry_publishes: usize,
-    pub total_us: u64,
-    pub outcome: &'static str,
-    pub reason: String,
-    pub attempts: u32,
-}
-
 impl DeviceRow {
+    /// The row of a device that ended: its stages' service times from its report.
     pub fn new(
         seq: u64,
         client_id: &str,
@@ -113,20 +94,6 @@ impl DeviceRow {
     }
 }
 
-/// `failures.csv`'s columns. The raw rejection columns (`status_code`, `error_code`,
-/// `error_message`, empty for failures that were no `…/rejected` response) come last so readers
-/// of the first five keep working.
-pub const FAILURES_COLUMNS: [&str; 8] = [
-    "elapsed_s",
-    "seq",
-    "client_id",
-    "reason",
-    "detail",
-    "status_code",
-    "error_code",
-    "error_message",
-];
-
 /// One second of the run.
 pub struct Interval<'a> {
     pub elapsed: Duration,
@@ -167,7 +134,7 @@ pub struct Totals<'a> {
     pub interrupted: bool,
     pub levels: &'a LevelCounts,
     pub mock: Option<&'a MockReport>,
-    pub rate_changes: Vec<crate::live::RateChange>,
+    pub rate_changes: Vec<crate::results::RateChange>,
     /// False for the summaries written while the run goes on; true for the final one.
     pub complete: bool,
     /// SHA-256 of the scenario file as read (hex), when the run came from a file.
@@ -184,7 +151,7 @@ pub struct Outputs {
     /// When created.csv was last flushed: it is flushed on the way, not only every second.
     created_flushed: std::time::Instant,
     timeseries: csv::Writer<BufWriter<File>>,
-    hlog: Hlog<BufWriter<File>>,
+    hlog: HlogWriter<BufWriter<File>>,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OutputError + '_ {
@@ -233,41 +200,22 @@ impl Outputs {
     ) -> Result<Outputs, OutputError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut timeseries = csv::Writer::from_writer(create(dir, "timeseries.csv")?);
-        let mut header: Vec<String> = ["elapsed_s", "offered", "started", "completed", "failed"]
-            .iter()
-            .map(|s| s.to_string())
+        let header: Vec<String> = crate::results::timeseries::columns()
+            .into_iter()
+            .map(|c| c.name)
             .collect();
-        header.extend(FailureReason::CLASSES.iter().map(|c| format!("failed_{c}")));
-        header.extend(["in_flight", "dropped_total", "start_lag_max_ms"].map(String::from));
-        for stage in STAGE_NAMES {
-            header.push(format!("{stage}_p50_ms"));
-            header.push(format!("{stage}_p99_ms"));
-        }
-        header.extend(
-            [
-                "target_rate_per_s",
-                "rate_multiplier",
-                "connected",
-                "cpu_percent",
-            ]
-            .map(String::from),
-        );
         timeseries
             .write_record(&header)
             .map_err(csv_err(&dir.join("timeseries.csv")))?;
         let mut failures = csv::Writer::from_writer(create(dir, "failures.csv")?);
         failures
-            .write_record(FAILURES_COLUMNS)
+            .write_record(FailureRow::COLUMNS)
             .map_err(csv_err(&dir.join("failures.csv")))?;
         write_scenario(dir, scenario)?;
-        let hlog = create(dir, "latency.hlog")?;
-        let hlog = Hlog::begin(
-            hlog,
-            dir.join("latency.hlog"),
-            &scenario.name,
-            endpoint,
-            start,
-        )?;
+        let hlog_path = dir.join(crate::results::hlog::FILE_NAME);
+        let title = format!("scenario {} against {endpoint}", scenario.name);
+        let hlog = HlogWriter::begin(create(dir, crate::results::hlog::FILE_NAME)?, &title, start)
+            .map_err(io_err(&hlog_path))?;
         Ok(Outputs {
             dir: dir.to_path_buf(),
             devices: csv::Writer::from_writer(create(dir, "devices.csv")?),
@@ -308,78 +256,66 @@ impl Outputs {
         raw: Option<&crate::protocol::ErrorResponse>,
         elapsed: Duration,
     ) -> Result<(), OutputError> {
-        let (status, code, message) = match raw {
-            Some(r) => (
-                r.status_code.to_string(),
-                r.error_code.as_str(),
-                r.error_message.as_str(),
-            ),
-            None => (String::new(), "", ""),
+        let row = FailureRow {
+            elapsed_s: elapsed.as_secs_f64(),
+            seq,
+            client_id,
+            reason,
+            detail,
+            status_code: raw.map(|r| r.status_code),
+            error_code: raw.map_or("", |r| r.error_code.as_str()),
+            error_message: raw.map_or("", |r| r.error_message.as_str()),
         };
         self.failures
-            .write_record([
-                &format!("{:.3}", elapsed.as_secs_f64()),
-                &seq.to_string(),
-                client_id,
-                reason,
-                detail,
-                &status,
-                code,
-                message,
-            ])
+            .write_record(row.cells())
             .map_err(csv_err(&self.dir.join("failures.csv")))
     }
 
-    /// Write one second of data, flush every file, and return the progress line.
-    pub fn interval(&mut self, i: Interval<'_>) -> Result<String, OutputError> {
-        let mut row = vec![
-            format!("{:.1}", i.elapsed.as_secs_f64()),
-            i.offered.to_string(),
-            i.started.to_string(),
-            i.completed.to_string(),
-            i.failed.to_string(),
-        ];
-        row.extend(
-            FailureReason::CLASSES
+    /// Write one second of data and flush every file.
+    pub fn interval(&mut self, i: &Interval<'_>) -> Result<(), OutputError> {
+        let row = TimeseriesRow {
+            elapsed_s: i.elapsed.as_secs_f64(),
+            offered: i.offered,
+            started: i.started,
+            completed: i.completed,
+            failed: i.failed,
+            failed_by_class: FailureReason::CLASSES
                 .iter()
-                .map(|c| i.failed_by_class.get(*c).copied().unwrap_or(0).to_string()),
-        );
-        row.push(i.in_flight.to_string());
-        row.push(i.dropped_total.to_string());
-        row.push(format!("{:.3}", i.max_lag.as_secs_f64() * 1000.0));
-        for h in &i.stages.stages {
-            let p = Percentiles::of(&h.latency);
-            row.push(format!("{:.3}", p.p50_ms));
-            row.push(format!("{:.3}", p.p99_ms));
-        }
-        row.push(i.target_rate.map(|r| format!("{r:.3}")).unwrap_or_default());
-        row.push(format!("{:.2}", i.multiplier));
-        row.push(i.connected.to_string());
-        row.push(format!("{:.1}", i.cpu_percent));
+                .map(|c| i.failed_by_class.get(*c).copied().unwrap_or(0))
+                .collect(),
+            in_flight: i.in_flight,
+            dropped_total: i.dropped_total,
+            start_lag_max_ms: i.max_lag.as_secs_f64() * 1000.0,
+            stage_ms: i
+                .stages
+                .stages
+                .iter()
+                .map(|h| {
+                    let p = Percentiles::of(&h.latency);
+                    (p.p50_ms, p.p99_ms)
+                })
+                .collect(),
+            target_rate_per_s: i.target_rate,
+            rate_multiplier: i.multiplier,
+            connected: i.connected,
+            cpu_percent: i.cpu_percent,
+        };
         let ts = self.dir.join("timeseries.csv");
-        self.timeseries.write_record(&row).map_err(csv_err(&ts))?;
+        self.timeseries
+            .write_record(row.cells())
+            .map_err(csv_err(&ts))?;
         let start = i.elapsed.saturating_sub(i.length);
+        let hlog = self.dir.join(crate::results::hlog::FILE_NAME);
         for (name, h) in STAGE_NAMES.iter().zip(&i.stages.stages) {
-            self.hlog.write(name, &h.latency, start, i.length)?;
             self.hlog
-                .write(&format!("{name}.service"), &h.service, start, i.length)?;
+                .write(name, &h.latency, start, i.length)
+                .map_err(io_err(&hlog))?;
+            self.hlog
+                .write(&format!("{name}.service"), &h.service, start, i.length)
+                .map_err(io_err(&hlog))?;
         }
         self.flush()?;
-        let reg = Percentiles::of(
-            &i.stages.stages[crate::metrics::stage_index(Stage::RegisterThing)].latency,
-        );
-        Ok(format!(
-            "[{:>5.0}s] offered {:>4}/s started {:>4} provisioned {:>4} failed {:>3} in flight {:>5} dropped {:>5} | register_thing p99 {:.1} ms | cpu {:.0} %",
-            i.elapsed.as_secs_f64(),
-            i.offered,
-            i.started,
-            i.completed,
-            i.failed,
-            i.in_flight,
-            i.dropped_total,
-            reg.p99_ms,
-            i.cpu_percent
-        ))
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
@@ -396,7 +332,9 @@ impl Outputs {
         self.timeseries
             .flush()
             .map_err(io_err(&d.join("timeseries.csv")))?;
-        self.hlog.flush()
+        self.hlog
+            .flush()
+            .map_err(io_err(&d.join(crate::results::hlog::FILE_NAME)))
     }
 
     /// Flush every file, write the final summary files (`t.complete` should be true) and

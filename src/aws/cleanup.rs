@@ -252,7 +252,7 @@ impl Ctx<'_> {
         self.tally.add(kind, "failed");
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
         let line = format!("{} {key}: {message}", kind.as_str());
-        crate::tui::log_line(format!("fleetstorm: cleanup: {line}"));
+        tracing::info!(target: crate::tui::CONSOLE, "fleetstorm: cleanup: {line}");
         if let Ok(mut f) = self.tally.failures.lock() {
             f.push(line);
         }

@@ -1,46 +1,14 @@
-//! Reading a run's `created.csv`: every certificate the endpoint issued and every thing it registered.
-//!
-//! Columns (by header name, any order): `run_id, device, attempt, certificate_id,
-//! certificate_arn, thing_name, policy_names, time`. `policy_names` is `;`-separated;
-//! `thing_name` and `policy_names` are empty for a certificate that never reached RegisterThing.
+//! What a run created, from its `created.csv` (the file's model and reader:
+//! [`crate::results::created`]): every certificate the endpoint issued and every thing it
+//! registered, deduplicated for `aws cleanup`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use super::AwsError;
 
-/// The file name inside a run folder.
-pub const FILE_NAME: &str = "created.csv";
-
-/// One row of `created.csv`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreatedRecord {
-    pub run_id: String,
-    pub device: String,
-    pub attempt: u32,
-    pub certificate_id: String,
-    /// Empty when the run did not know the account and Region (cleanup then asks
-    /// DescribeCertificate).
-    #[serde(default)]
-    pub certificate_arn: String,
-    #[serde(default)]
-    pub thing_name: String,
-    #[serde(default)]
-    pub policy_names: String,
-    pub time: String,
-}
-
-impl CreatedRecord {
-    /// The policy names, without empty entries.
-    pub fn policies(&self) -> impl Iterator<Item = &str> {
-        self.policy_names
-            .split(';')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-    }
-}
+use crate::results::CreatedRow;
+pub use crate::results::created::FILE_NAME;
 
 /// A certificate to remove: its ID and ARN.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,7 +30,7 @@ pub struct Created {
 }
 
 impl Created {
-    pub fn from_records(records: &[CreatedRecord]) -> Self {
+    pub fn from_records(records: &[CreatedRow]) -> Self {
         let mut created = Created::default();
         for r in records {
             if !r.certificate_id.is_empty() {
@@ -109,68 +77,14 @@ pub fn parse_time(text: &str) -> Option<f64> {
 }
 
 /// Read `path`; errors name the file and line.
-pub fn read(path: &Path) -> Result<Vec<CreatedRecord>, AwsError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| AwsError::Input(format!("{}: {e}", path.display())))?;
-    parse(std::io::BufReader::new(file), &path.display().to_string())
+pub fn read(path: &Path) -> Result<Vec<CreatedRow>, AwsError> {
+    crate::results::created::read(path).map_err(|e| AwsError::Input(e.to_string()))
 }
 
-/// The columns every `created.csv` header has (the others may be missing).
-const REQUIRED: [&str; 5] = ["run_id", "device", "attempt", "certificate_id", "time"];
-
-/// Parse `created.csv` text from `reader`; `name` is used in errors. A file without its header
-/// line (empty, or starting with a data row) is malformed: a run writes the header first.
-pub fn parse(reader: impl std::io::Read, name: &str) -> Result<Vec<CreatedRecord>, AwsError> {
-    let mut csv = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(reader);
-    let header = csv
-        .headers()
-        .map_err(|e| AwsError::Input(format!("{name}: line 1: {e}")))?;
-    if header.is_empty() || header.iter().all(str::is_empty) {
-        return Err(AwsError::Input(format!(
-            "{name}: empty: no header line (a run writes `{}` first)",
-            crate::output::CREATED_COLUMNS.join(",")
-        )));
-    }
-    if let Some(missing) = REQUIRED.iter().find(|c| !header.iter().any(|h| h == **c)) {
-        return Err(AwsError::Input(format!(
-            "{name}: line 1: not a created.csv header (no column `{missing}`): expected `{}`",
-            crate::output::CREATED_COLUMNS.join(",")
-        )));
-    }
-    let mut records = Vec::new();
-    for row in csv.deserialize::<CreatedRecord>() {
-        let record = row.map_err(|e| {
-            let line = e
-                .position()
-                .map(|p| format!(" line {}", p.line()))
-                .unwrap_or_default();
-            let detail = match e.kind() {
-                csv::ErrorKind::Deserialize { err, .. } => match err.field() {
-                    Some(i) => format!("field {}: {}", i + 1, err.kind()),
-                    None => err.kind().to_string(),
-                },
-                _ => e.to_string(),
-            };
-            AwsError::Input(format!("{name}:{line}: {detail}"))
-        })?;
-        if record.certificate_id.is_empty() && record.thing_name.is_empty() {
-            return Err(AwsError::Input(format!(
-                "{name}: line {}: neither certificate_id nor thing_name",
-                records.len() + 2
-            )));
-        }
-        if !record.certificate_arn.is_empty() && !record.certificate_arn.contains(":cert/") {
-            return Err(AwsError::Input(format!(
-                "{name}: line {}: certificate_arn {:?} is not a certificate ARN",
-                records.len() + 2,
-                record.certificate_arn
-            )));
-        }
-        records.push(record);
-    }
-    Ok(records)
+/// Parse `created.csv` text from `reader`; `name` is used in errors.
+pub fn parse(reader: impl std::io::Read, name: &str) -> Result<Vec<CreatedRow>, AwsError> {
+    crate::results::created::parse(reader, Path::new(name))
+        .map_err(|e| AwsError::Input(e.to_string()))
 }
 
 #[cfg(test)]

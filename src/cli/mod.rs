@@ -308,11 +308,7 @@ fn init_tracing(filter: Option<&str>, default: &str) {
             .unwrap_or_else(|| default.to_string()),
     };
     let filter = EnvFilter::new(log_filter::with_wire_caps(&spec));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::tui::LogWriter::make)
-        .try_init();
+    crate::tui::init_logging(filter, std::io::IsTerminal::is_terminal(&std::io::stderr()));
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -378,7 +374,10 @@ fn report_after_run(what: &str, result: Result<PathBuf, crate::report::ReportErr
     match result {
         Ok(path) => format!("  {what}: {}", path.display()),
         Err(e) => {
-            crate::tui::log_line(format!("fleetstorm: {what} not written: {e}"));
+            tracing::info!(
+                target: crate::tui::CONSOLE,
+                "fleetstorm: {what} not written: {e}"
+            );
             String::new()
         }
     }

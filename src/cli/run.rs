@@ -111,14 +111,16 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         let mut signals = crate::signals::Signals::new();
         tokio::spawn(async move {
             let signal = signals.recv().await;
-            crate::tui::log_line(format!(
+            tracing::info!(
+                target: crate::tui::CONSOLE,
                 "{signal}: stopping arrivals, draining in-flight devices (again to abort them)"
-            ));
+            );
             stop.cancel();
             let signal = signals.recv().await;
-            crate::tui::log_line(format!(
+            tracing::info!(
+                target: crate::tui::CONSOLE,
                 "{signal} again: aborting in-flight devices, writing the results"
-            ));
+            );
             abort.cancel();
         });
     }
@@ -245,7 +247,11 @@ async fn run_variants(
             _ => out_dir.to_path_buf(),
         };
         if let Some(v) = &scenario.variant {
-            crate::tui::log_line(format!("variant {v}: results in {}", dir.display()));
+            tracing::info!(
+                target: crate::tui::CONSOLE,
+                "variant {v}: results in {}",
+                dir.display()
+            );
         }
         let options = RunOptions {
             progress: ctx.snapshots.is_none(),

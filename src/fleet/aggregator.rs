@@ -15,7 +15,8 @@ use crate::device;
 use crate::live::{FailureView, ScheduleClock, Snapshot, StageView};
 use crate::metrics::{LevelCounts, Percentiles, STAGE_NAMES, StageSet};
 use crate::mock;
-use crate::output::{CreatedContext, DeviceRow, Outputs, Totals};
+use crate::output::{CreatedContext, Outputs, Totals};
+use crate::results::DeviceRow;
 use crate::scenario::Scenario;
 
 /// The aggregator's state: the only owner of the histograms, counters and outputs.
@@ -242,11 +243,12 @@ impl<'a> Aggregator<'a> {
         if let (Some(dir), Ok(p)) = (&self.options.save_identities, &r.report.outcome)
             && let Some(file) = crate::output::save_identity(dir, &r.client_id, p)?
         {
-            crate::tui::log_line(format!(
+            tracing::info!(
+                target: crate::tui::CONSOLE,
                 "--save-identities: {} exists: not overwritten, {}'s identity not saved",
                 file.display(),
                 r.client_id
-            ));
+            );
         }
         Ok(self.outputs.device(&row)?)
     }
@@ -272,7 +274,7 @@ impl<'a> Aggregator<'a> {
         if let Some(m) = &self.metrics {
             m.interval(cpu_percent, target_rate);
         }
-        let line = self.outputs.interval(crate::output::Interval {
+        let interval = crate::output::Interval {
             elapsed: now - self.start,
             length,
             offered,
@@ -288,7 +290,9 @@ impl<'a> Aggregator<'a> {
             target_rate,
             multiplier,
             cpu_percent,
-        })?;
+        };
+        self.outputs.interval(&interval)?;
+        let line = super::progress::line(&interval);
         self.total.add(&w.stages);
         let snapshot = want_snapshot.then(|| {
             let stages = STAGE_NAMES

@@ -5,6 +5,7 @@
 //! they connect; `run` wires them together.
 
 mod aggregator;
+mod progress;
 mod scheduler;
 mod target;
 
@@ -299,13 +300,14 @@ async fn begin(
         )));
     };
     if late.is_zero() {
-        crate::tui::log_line(format!(
+        tracing::info!(
+            target: crate::tui::CONSOLE,
             "waiting {:.1} s for --start-at {} (Ctrl-C stops)",
             start
                 .saturating_duration_since(Instant::now())
                 .as_secs_f64(),
             at.rfc3339()
-        ));
+        );
         tokio::select! {
             _ = tokio::time::sleep_until(start.into()) => {}
             // Stopped before it began: nothing ran, the results say so from now.
@@ -314,11 +316,12 @@ async fn begin(
     }
     let lag = Instant::now().saturating_duration_since(start);
     if !late.is_zero() {
-        crate::tui::log_line(format!(
+        tracing::info!(
+            target: crate::tui::CONSOLE,
             "started {:.3} s after --start-at {}: the schedule is not shifted, arrivals due before now start at once",
             lag.as_secs_f64(),
             at.rfc3339()
-        ));
+        );
     }
     Ok(Origin {
         start,

@@ -1,4 +1,4 @@
-//! `devices.csv`'s cells read with the types a run writes them with (`output::DeviceRow`), so a
+//! `devices.csv`'s cells read with the types a run writes them with (`results::DeviceRow`), so a
 //! merge never copies a cell a run could not have written: a `seq` of `-7` or `0.5` is a
 //! malformed file (exit 3, naming file, line and column), not a device of another shard.
 //! Columns fleetstorm does not write are copied as they are; a column it writes may be missing
@@ -24,7 +24,7 @@ enum Kind {
     Outcome,
 }
 
-/// The columns of `output::DeviceRow`, in its order.
+/// The columns of `results::DeviceRow`, in its order (a test holds them to the model).
 const COLUMNS: [(&str, Kind); 14] = [
     ("seq", Kind::Count),
     ("client_id", Kind::Text),
@@ -95,6 +95,12 @@ pub(super) fn check_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checked_columns_are_the_models() {
+        let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+        assert_eq!(names, crate::results::DeviceRow::COLUMNS);
+    }
 
     fn row(cells: &[(&str, &str)]) -> HashMap<String, String> {
         cells

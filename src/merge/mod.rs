@@ -48,17 +48,18 @@
 //! `latency.hlog` that does not hold the values its own `summary.json` counts per stage.
 
 mod devices;
-mod hlog;
 mod inputs;
 mod summary;
 mod tables;
 mod timeseries;
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::output::{FolderError, OutputError};
 use crate::report::ReportError;
 pub use crate::results::MergedFrom;
+use crate::results::hlog::{self, Buckets, HlogWriter};
 use crate::results::{ResultsError, Summary};
 
 /// `fleetstorm merge`'s command line.
@@ -135,7 +136,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, options: MergeOptions) -> Result<Merg
     let mut inputs = inputs::read_all(dirs)?;
     let plan = inputs::check(&mut inputs, out, options)?;
     let origin = plan.origin;
-    let buckets = hlog::merge(&inputs, origin)?;
+    let buckets = merge_hlogs(&inputs, origin)?;
     let devices = tables::devices(&inputs)?;
     let failures = tables::failures(&inputs)?;
     let created = tables::created(&inputs)?;
@@ -143,7 +144,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, options: MergeOptions) -> Result<Merg
 
     let out = crate::output::claim_given(out, options.overwrite)?;
     let summary = summary::build(&inputs, &plan, &buckets, &out)?;
-    hlog::write(&out.join("latency.hlog"), &summary, origin, &buckets)?;
+    write_hlog(&out.join(hlog::FILE_NAME), &summary, origin, &buckets)?;
     tables::write(&out.join("timeseries.csv"), &series)?;
     tables::write(&out.join("devices.csv"), &devices)?;
     tables::write(&out.join("failures.csv"), &failures)?;
@@ -165,6 +166,36 @@ pub fn merge(dirs: &[PathBuf], out: &Path, options: MergeOptions) -> Result<Merg
         report,
         notes: plan.notes,
     })
+}
+
+/// Every folder's `latency.hlog` intervals added into the merged ones.
+fn merge_hlogs(inputs: &[inputs::Input], origin: SystemTime) -> Result<Buckets, MergeError> {
+    let mut buckets = Buckets::new();
+    for input in inputs {
+        let path = input.dir().join(hlog::FILE_NAME);
+        hlog::add(&mut buckets, &input.log, input.offset_s, &path, origin)?;
+    }
+    Ok(buckets)
+}
+
+/// The merged log, written as a run writes its own, with `StartTime` = `BaseTime` = the merged
+/// origin.
+fn write_hlog(
+    path: &Path,
+    summary: &Summary,
+    origin: SystemTime,
+    buckets: &Buckets,
+) -> Result<(), MergeError> {
+    let title = format!(
+        "merge of {} folders of scenario {}",
+        summary.merged_from.len(),
+        summary.scenario
+    );
+    let io = |e: std::io::Error| OutputError::new(path, e);
+    let mut w = HlogWriter::begin(Vec::new(), &title, origin).map_err(io)?;
+    hlog::write_buckets(&mut w, buckets).map_err(io)?;
+    std::fs::write(path, w.into_inner()).map_err(io)?;
+    Ok(())
 }
 
 /// What `fleetstorm merge` prints: the end-of-run table of the merge, the report and the notes.

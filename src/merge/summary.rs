@@ -185,14 +185,14 @@ pub(super) fn build(
         .collect();
     let analysis = scenario.analysis.unwrap_or_default();
     let throttle = throttle(inputs, &analysis, &failures);
-    let mut rate_changes: Vec<crate::live::RateChange> = inputs
+    let mut rate_changes: Vec<crate::results::RateChange> = inputs
         .iter()
         .flat_map(|i| {
             i.run
                 .summary
                 .rate_changes
                 .iter()
-                .map(|c| crate::live::RateChange {
+                .map(|c| crate::results::RateChange {
                     elapsed_s: i.offset_s + c.elapsed_s,
                     ..c.clone()
                 })

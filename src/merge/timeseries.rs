@@ -6,68 +6,25 @@ use std::collections::BTreeMap;
 use super::hlog::{Buckets, INTERVAL_S, bucket_of};
 use super::inputs::Input;
 use super::tables::Table;
-use crate::metrics::{Percentiles, STAGE_NAMES};
+use crate::metrics::Percentiles;
+use crate::results::timeseries::{Measure, column};
 
-/// How a column merges.
+/// How a column merges: by what it measures (the results model's [`Measure`]: a count is
+/// summed, a maximum is the largest, ...), or left empty when fleetstorm does not write it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
-    /// `elapsed_s`: the merged interval's end.
-    Elapsed,
-    /// Counted in the interval: summed.
-    Count,
-    /// A level at the interval's end: summed, a shard between rows counting its last level.
-    Level,
-    /// A running total: summed, a finished shard counting its last total.
-    Cumulative,
-    /// The maximum (`start_lag_max_ms`, `cpu_percent`).
-    Max,
-    /// The mean of the running shards (`rate_multiplier`).
-    Mean,
-    /// The job's figure, which every shard writes whole (`target_rate_per_s`: a shard runs
-    /// the unsharded schedule, taking every N-th arrival): the largest of the running shards'.
-    Shared,
-    /// A latency percentile of a stage in the interval, from the merged histograms.
-    Percentile(&'static str, f64),
+    Known(Measure),
     /// Not a column fleetstorm writes: left empty.
     Unknown,
 }
 
 fn kind(name: &str) -> Kind {
-    match name {
-        "elapsed_s" => return Kind::Elapsed,
-        "offered" | "started" | "completed" | "failed" => return Kind::Count,
-        "in_flight" | "connected" => return Kind::Level,
-        "dropped_total" => return Kind::Cumulative,
-        "start_lag_max_ms" | "cpu_percent" => return Kind::Max,
-        "rate_multiplier" => return Kind::Mean,
-        "target_rate_per_s" => return Kind::Shared,
-        _ => {}
-    }
-    if name
-        .strip_prefix("failed_")
-        .is_some_and(|c| crate::device::FailureReason::CLASSES.contains(&c))
-    {
-        return Kind::Count;
-    }
-    for stage in STAGE_NAMES {
-        match name.strip_prefix(stage) {
-            Some("_p50_ms") => return Kind::Percentile(stage, 0.50),
-            Some("_p99_ms") => return Kind::Percentile(stage, 0.99),
-            _ => {}
-        }
-    }
-    Kind::Unknown
+    column(name).map_or(Kind::Unknown, |c| Kind::Known(c.measure))
 }
 
-/// How many decimals the run writes a column with.
-fn decimals(kind: Kind, name: &str) -> usize {
-    match kind {
-        Kind::Elapsed => 1,
-        Kind::Count | Kind::Level | Kind::Cumulative => 0,
-        Kind::Mean => 2,
-        Kind::Max if name == "cpu_percent" => 1,
-        _ => 3,
-    }
+/// How many decimals the run writes a column with (an unknown one is left empty).
+fn decimals(name: &str) -> usize {
+    column(name).map_or(0, |c| c.decimals)
 }
 
 /// One folder's rows in one merged interval: counts added, the rest from its last row there
@@ -104,8 +61,8 @@ fn cells_of(input: &Input, columns: &[(String, Kind)]) -> BTreeMap<i64, Cell> {
             };
             let previous = cell.values.get(name).copied();
             let merged = match (k, previous) {
-                (Kind::Count, Some(p)) => p + v,
-                (Kind::Max, Some(p)) => p.max(v),
+                (Kind::Known(Measure::Count), Some(p)) => p + v,
+                (Kind::Known(Measure::Max), Some(p)) => p.max(v),
                 _ => v,
             };
             cell.values.insert(name.clone(), merged);
@@ -126,6 +83,7 @@ pub(super) fn merge(inputs: &[Input], buckets: &Buckets) -> Table {
         }
     }
     let columns: Vec<(String, Kind)> = header.iter().map(|h| (h.clone(), kind(h))).collect();
+    let decimals: Vec<usize> = header.iter().map(|h| decimals(h)).collect();
     let shards: Vec<BTreeMap<i64, Cell>> = inputs.iter().map(|i| cells_of(i, &columns)).collect();
     let (Some(first), Some(last)) = (
         shards.iter().filter_map(|c| c.keys().next()).min(),
@@ -164,7 +122,8 @@ pub(super) fn merge(inputs: &[Input], buckets: &Buckets) -> Table {
             .collect();
         let row = columns
             .iter()
-            .map(|(name, k)| {
+            .zip(&decimals)
+            .map(|((name, k), decimals)| {
                 let here = || {
                     shards
                         .iter()
@@ -177,20 +136,20 @@ pub(super) fn merge(inputs: &[Input], buckets: &Buckets) -> Table {
                         .collect()
                 };
                 let value = match k {
-                    Kind::Elapsed => Some(end_s),
-                    Kind::Count => Some(here().sum()),
-                    Kind::Max => here().reduce(f64::max),
-                    Kind::Level => Some(carried(&running).iter().sum()),
-                    Kind::Shared => carried(&running).into_iter().reduce(f64::max),
-                    Kind::Mean => {
+                    Kind::Known(Measure::Elapsed) => Some(end_s),
+                    Kind::Known(Measure::Count) => Some(here().sum()),
+                    Kind::Known(Measure::Max) => here().reduce(f64::max),
+                    Kind::Known(Measure::Level) => Some(carried(&running).iter().sum()),
+                    Kind::Known(Measure::Shared) => carried(&running).into_iter().reduce(f64::max),
+                    Kind::Known(Measure::Mean) => {
                         let v = carried(&running);
                         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
                     }
-                    Kind::Cumulative => {
+                    Kind::Known(Measure::Cumulative) => {
                         let started: Vec<usize> = (0..shards.len()).collect();
                         Some(carried(&started).iter().sum())
                     }
-                    Kind::Percentile(stage, q) => {
+                    Kind::Known(Measure::Percentile(stage, q)) => {
                         let p = buckets
                             .get(&b)
                             .and_then(|bucket| bucket.tags.get(*stage))
@@ -200,7 +159,7 @@ pub(super) fn merge(inputs: &[Input], buckets: &Buckets) -> Table {
                     }
                     Kind::Unknown => None,
                 };
-                value.map_or_else(String::new, |v| format!("{v:.*}", decimals(*k, name)))
+                value.map_or_else(String::new, |v| format!("{v:.*}", *decimals))
             })
             .collect();
         rows.push(row);
@@ -231,9 +190,9 @@ mod tests {
         }
         assert_eq!(
             kind("register_thing_p99_ms"),
-            Kind::Percentile("register_thing", 0.99)
+            Kind::Known(Measure::Percentile("register_thing", 0.99))
         );
-        assert_eq!(kind("failed_throttled"), Kind::Count);
+        assert_eq!(kind("failed_throttled"), Kind::Known(Measure::Count));
         assert_eq!(kind("a_later_column"), Kind::Unknown);
     }
 }

@@ -1,52 +1,17 @@
-//! `created.csv`: every certificate a run's endpoint issued and every thing it registered, for
-//! `fleetstorm aws cleanup`.
+//! Writing `created.csv` (its model: [`crate::results::created`]): every certificate a run's
+//! endpoint issued and every thing it registered, for `fleetstorm aws cleanup`.
 
 use std::io::Write;
 use std::time::SystemTime;
 
-use serde::Serialize;
-
-/// One row of `created.csv`: a certificate the endpoint issued (`thing_name` empty) or a thing
-/// it registered for that certificate (a second row, same `certificate_id`). `fleetstorm aws
-/// cleanup` reads every row, deduplicating by certificate ID and collecting thing names.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct CreatedRow {
-    pub run_id: String,
-    /// The device's client ID.
-    pub device: String,
-    /// The whole-flow attempt (1-based) that got the certificate.
-    pub attempt: u32,
-    pub certificate_id: String,
-    /// `arn:aws:iot:<region>:<account>:cert/<id>` when the account and region are known (AWS's
-    /// MQTT responses carry no ARN); otherwise empty.
-    pub certificate_arn: String,
-    pub thing_name: String,
-    /// Always empty: RegisterThing's response carries only `deviceConfiguration` and
-    /// `thingName`, so a device cannot know which policies the template attached (cleanup
-    /// asks ListAttachedPolicies for each certificate).
-    pub policy_names: String,
-    /// RFC 3339 UTC, milliseconds.
-    pub time: String,
-}
-
-/// `created.csv`'s columns, written at once so that a run that created nothing still has them.
-pub const CREATED_COLUMNS: [&str; 8] = [
-    "run_id",
-    "device",
-    "attempt",
-    "certificate_id",
-    "certificate_arn",
-    "thing_name",
-    "policy_names",
-    "time",
-];
+use crate::results::CreatedRow;
 
 /// A `created.csv` writer: the header, then [`CreatedRow`]s.
 pub(super) fn created_csv<W: Write>(out: W) -> Result<csv::Writer<W>, csv::Error> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(out);
-    w.write_record(CREATED_COLUMNS)?;
+    w.write_record(CreatedRow::COLUMNS)?;
     Ok(w)
 }
 

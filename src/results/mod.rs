@@ -3,9 +3,34 @@
 //! A run folder's `summary.json`, `timeseries.csv`, `failures.csv`, `latency.hlog` and
 //! `scenario.toml`, or the run folders of a variants folder.
 
-mod hlog;
+/// A results-file row type and its `COLUMNS` (the field names in order: the file's header),
+/// from one declaration, so the columns are declared once for the writer and the readers.
+macro_rules! csv_row {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident $(<$lt:lifetime>)? {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name $(<$lt>)? {
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+
+        impl $(<$lt>)? $name $(<$lt>)? {
+            /// The file's columns, in order.
+            pub const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+    };
+}
+use csv_row;
+
+pub mod created;
+pub mod devices;
+pub mod failures;
+pub mod hlog;
 mod summary;
-mod timeseries;
+pub mod timeseries;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -13,8 +38,13 @@ use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 
+pub use created::CreatedRow;
+pub use devices::DeviceRow;
+pub use failures::FailureRow;
 pub use hlog::{TimedInterval, TimedLog, parse_timed};
-pub use summary::{DeviceCounts, MergedFrom, Scheduler, ShardSummary, Summary, Throughput};
+pub use summary::{
+    DeviceCounts, MergedFrom, RateChange, Scheduler, ShardSummary, Summary, Throughput,
+};
 pub use timeseries::Timeseries;
 
 /// A results file that is missing or malformed (exit code 3).
@@ -130,7 +160,7 @@ impl RunResults {
             Some(bytes) => Some(parse_hlog(&path, &bytes)?),
             None => None,
         };
-        let failures = optional(read_failures(&dir.join("failures.csv")))?;
+        let failures = optional(failures::read(&dir.join(failures::FILE_NAME)))?;
         let scenario = optional(std::fs::read_to_string(dir.join("scenario.toml")).map_err(
             |source| ResultsError::Read {
                 path: dir.join("scenario.toml"),
@@ -267,39 +297,6 @@ pub fn read_folder(dir: &Path) -> Result<Folder, ResultsError> {
     }
     runs.sort_by(|a, b| (&a.summary.started_at, &a.dir).cmp(&(&b.summary.started_at, &b.dir)));
     Ok(Folder::Variants(runs))
-}
-
-/// `failures.csv`: (elapsed seconds, reason) per failure and dropped arrival.
-fn read_failures(path: &Path) -> Result<Vec<(f64, String)>, ResultsError> {
-    let invalid = |detail: String| ResultsError::Invalid {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let mut reader = csv::Reader::from_reader(open(path)?);
-    let headers = reader
-        .headers()
-        .map_err(|e| invalid(e.to_string()))?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| invalid(format!("line 1: no `{name}` column")))
-    };
-    let (elapsed_col, reason_col) = (column("elapsed_s")?, column("reason")?);
-    let mut out = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| invalid(e.to_string()))?;
-        let line = record.position().map_or(0, |p| p.line());
-        let cell = record.get(elapsed_col).unwrap_or("").trim();
-        let elapsed = cell.parse::<f64>().map_err(|_| {
-            invalid(format!(
-                "line {line}: column `elapsed_s`: {cell:?} is not a number"
-            ))
-        })?;
-        out.push((elapsed, record.get(reason_col).unwrap_or("").to_string()));
-    }
-    Ok(out)
 }
 
 /// The interval histograms of an HdrHistogram interval log, per tag, in time order. A last line

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{StageSummary, ThresholdResult, ThrottleAnalysis};
 use crate::mock::MockReport;
 
+/// One change made during a run, as recorded in `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RateChange {
+    /// Seconds since the start of the run (real time).
+    pub elapsed_s: f64,
+    pub multiplier: f64,
+    pub paused: bool,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DeviceCounts {
@@ -75,7 +84,7 @@ pub struct Summary {
     pub scheduler: Scheduler,
     /// Pauses and arrival-rate multiplier changes made from the dashboard during the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rate_changes: Vec<crate::live::RateChange>,
+    pub rate_changes: Vec<RateChange>,
     /// The highest offered rate judged sustainable (throttle-limit finder), when the schedule
     /// has rate levels to judge (more than one: a step or ramp probe).
     #[serde(default)]

@@ -1,9 +1,138 @@
-//! `timeseries.csv`, read by header name: one row per interval of the run.
+//! `timeseries.csv`: one row per interval of the run. Its one model: [`columns`], what each
+//! column holds (and so how many decimals it is written with and how `merge` merges it), the
+//! row the run writes ([`TimeseriesRow`]), and the reader ([`Timeseries`], by header name).
 
 use std::path::Path;
 
 use super::{ResultsError, open_csv};
+use crate::device::FailureReason;
 use crate::metrics::STAGE_NAMES;
+
+/// The file name inside a run folder.
+pub const FILE_NAME: &str = "timeseries.csv";
+
+/// What a column measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Measure {
+    /// `elapsed_s`: the interval's end, seconds since the start.
+    Elapsed,
+    /// Counted in the interval (`offered`, `failed_<class>`, ...).
+    Count,
+    /// A level at the interval's end (`in_flight`, `connected`).
+    Level,
+    /// A running total (`dropped_total`).
+    Cumulative,
+    /// A maximum over the interval (`start_lag_max_ms`, `cpu_percent`).
+    Max,
+    /// The live arrival-rate multiplier (`rate_multiplier`).
+    Mean,
+    /// The job's figure, which every shard of it writes whole (`target_rate_per_s`: a shard
+    /// runs the unsharded schedule, taking every N-th arrival).
+    Shared,
+    /// A latency percentile (0.50, 0.99) of a stage in the interval, in ms.
+    Percentile(&'static str, f64),
+}
+
+/// One column of `timeseries.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub measure: Measure,
+    /// Decimals the run writes it with.
+    pub decimals: usize,
+}
+
+/// The columns a run writes, in order: the file's header.
+pub fn columns() -> Vec<Column> {
+    let column = |name: &str, measure, decimals| Column {
+        name: name.to_string(),
+        measure,
+        decimals,
+    };
+    let mut out = vec![column("elapsed_s", Measure::Elapsed, 1)];
+    for name in ["offered", "started", "completed", "failed"] {
+        out.push(column(name, Measure::Count, 0));
+    }
+    for class in FailureReason::CLASSES {
+        out.push(column(&format!("failed_{class}"), Measure::Count, 0));
+    }
+    out.push(column("in_flight", Measure::Level, 0));
+    out.push(column("dropped_total", Measure::Cumulative, 0));
+    out.push(column("start_lag_max_ms", Measure::Max, 3));
+    for stage in STAGE_NAMES {
+        out.push(column(
+            &format!("{stage}_p50_ms"),
+            Measure::Percentile(stage, 0.50),
+            3,
+        ));
+        out.push(column(
+            &format!("{stage}_p99_ms"),
+            Measure::Percentile(stage, 0.99),
+            3,
+        ));
+    }
+    out.push(column("target_rate_per_s", Measure::Shared, 3));
+    out.push(column("rate_multiplier", Measure::Mean, 2));
+    out.push(column("connected", Measure::Level, 0));
+    out.push(column("cpu_percent", Measure::Max, 1));
+    out
+}
+
+/// The column `name`, when fleetstorm writes it.
+pub fn column(name: &str) -> Option<Column> {
+    columns().into_iter().find(|c| c.name == name)
+}
+
+/// One interval of the run, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeseriesRow {
+    pub elapsed_s: f64,
+    pub offered: u64,
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Per failure class, in [`FailureReason::CLASSES`] order.
+    pub failed_by_class: Vec<u64>,
+    pub in_flight: u64,
+    pub dropped_total: u64,
+    pub start_lag_max_ms: f64,
+    /// Per stage, in [`STAGE_NAMES`] order: (p50, p99) latency in ms.
+    pub stage_ms: Vec<(f64, f64)>,
+    /// What the schedule asked for at the interval's end (multiplier applied).
+    pub target_rate_per_s: Option<f64>,
+    pub rate_multiplier: f64,
+    pub connected: u64,
+    /// This process's CPU over the interval, percent of one core.
+    pub cpu_percent: f64,
+}
+
+impl TimeseriesRow {
+    /// The cells as written, in [`columns`] order, each with its column's decimals.
+    pub fn cells(&self) -> Vec<String> {
+        let mut values: Vec<Option<f64>> = vec![Some(self.elapsed_s)];
+        values.extend(
+            [self.offered, self.started, self.completed, self.failed].map(|v| Some(v as f64)),
+        );
+        values.extend(self.failed_by_class.iter().map(|v| Some(*v as f64)));
+        values.push(Some(self.in_flight as f64));
+        values.push(Some(self.dropped_total as f64));
+        values.push(Some(self.start_lag_max_ms));
+        values.extend(
+            self.stage_ms
+                .iter()
+                .flat_map(|(p50, p99)| [Some(*p50), Some(*p99)]),
+        );
+        values.push(self.target_rate_per_s);
+        values.push(Some(self.rate_multiplier));
+        values.push(Some(self.connected as f64));
+        values.push(Some(self.cpu_percent));
+        columns()
+            .iter()
+            .zip(values)
+            .map(|(c, v)| v.map_or_else(String::new, |v| format!("{v:.*}", c.decimals)))
+            .collect()
+    }
+}
 
 /// `timeseries.csv`, read by header name: the columns a run writes today, plus any later ones.
 #[derive(Debug, Clone)]
@@ -13,30 +142,8 @@ pub struct Timeseries {
     rows: Vec<Vec<Option<f64>>>,
 }
 
+/// The columns every `timeseries.csv` has had from the first version on.
 const REQUIRED_COLUMNS: [&str; 5] = ["elapsed_s", "offered", "started", "completed", "failed"];
-
-/// Whether fleetstorm writes (or wrote) this column: its cells must be numbers. Cells of other
-/// columns (added later, by hand, ...) that are not numbers are ignored.
-fn known_column(name: &str) -> bool {
-    const OTHERS: [&str; 7] = [
-        "in_flight",
-        "dropped_total",
-        "start_lag_max_ms",
-        "target_rate_per_s",
-        "rate_multiplier",
-        "connected",
-        "cpu_percent",
-    ];
-    REQUIRED_COLUMNS.contains(&name)
-        || OTHERS.contains(&name)
-        || name
-            .strip_prefix("failed_")
-            .is_some_and(|c| crate::device::FailureReason::CLASSES.contains(&c))
-        || STAGE_NAMES.iter().any(|stage| {
-            name.strip_prefix(stage)
-                .is_some_and(|rest| rest == "_p50_ms" || rest == "_p99_ms")
-        })
-}
 
 impl Timeseries {
     pub fn read(path: &Path) -> Result<Timeseries, ResultsError> {
@@ -45,6 +152,9 @@ impl Timeseries {
             detail,
         };
         let (mut reader, header) = open_csv(path)?;
+        // Cells of the columns fleetstorm writes must be numbers; cells of other columns
+        // (added later, by hand, ...) that are not numbers are ignored.
+        let known: Vec<bool> = header.iter().map(|h| column(h).is_some()).collect();
         if let Some(missing) = REQUIRED_COLUMNS
             .iter()
             .find(|c| !header.iter().any(|h| h == *c))
@@ -57,15 +167,15 @@ impl Timeseries {
             let line = record.position().map_or(0, |p| p.line());
             let row = record
                 .iter()
-                .zip(&header)
-                .map(|(cell, name)| {
+                .zip(header.iter().zip(&known))
+                .map(|(cell, (name, known))| {
                     let cell = cell.trim();
                     if cell.is_empty() {
                         return Ok(None);
                     }
                     match cell.parse::<f64>() {
                         Ok(v) => Ok(Some(v)),
-                        Err(_) if !known_column(name) => Ok(None),
+                        Err(_) if !known => Ok(None),
                         Err(_) => Err(invalid(format!(
                             "line {line}: column `{name}`: {cell:?} is not a number"
                         ))),

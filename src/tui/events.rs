@@ -12,7 +12,7 @@ use ratatui::backend::Backend;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::log::{log_line, set_log_capture, take_log};
+use super::log::{CONSOLE, set_log_capture, take_log};
 use super::{Action, App, render};
 use crate::live::{Controls, Snapshot};
 
@@ -38,8 +38,9 @@ fn apply(action: Action, controls: &Controls, stop: &StopKeys) {
     match action {
         Action::Stop => match &stop.abort {
             Some(abort) if stop.stop.is_cancelled() => {
-                log_line(
-                    "stop pressed again: aborting in-flight devices, writing the results".into(),
+                tracing::info!(
+                    target: CONSOLE,
+                    "stop pressed again: aborting in-flight devices, writing the results"
                 );
                 abort.cancel();
             }
@@ -131,7 +132,7 @@ impl Dashboard {
             let _restore = Restore;
             let events = crossterm::event::EventStream::new();
             if let Err(e) = run_loop(&mut terminal, events, rx, controls, stop).await {
-                log_line(format!("dashboard: {e}"));
+                tracing::info!(target: CONSOLE, "dashboard: {e}");
             }
         });
         Ok(Dashboard {

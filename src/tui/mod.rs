@@ -5,7 +5,8 @@
 //! - [`render`] (`ui`) draws an `App` and nothing else (tested with `TestBackend`);
 //! - [`run_loop`] (`events`) `select!`s over a fixed-rate redraw tick, terminal events and the
 //!   snapshot channel, and ends when the run drops its end of the channel;
-//! - [`log_line`] (`log`) keeps log lines while the dashboard owns the terminal.
+//! - [`init_logging`] (`log`) installs the `tracing` subscriber whose layers keep log lines
+//!   while the dashboard owns the terminal ([`CONSOLE`]: the operator's lines, printed as they are).
 //!
 //! `q` / Ctrl-C ask the run to stop (arrivals end, in-flight devices drain, every file is
 //! written); the dashboard stays up until the run has finished and then restores the terminal,
@@ -18,5 +19,5 @@ mod ui;
 
 pub use app::{Action, App};
 pub use events::{Dashboard, FPS, StopKeys, run_loop};
-pub use log::{LogWriter, log_line};
+pub use log::{CONSOLE, init as init_logging};
 pub use ui::render;

@@ -7,12 +7,22 @@
 //! - `protocol` reaches any crate module;
 //! - `mock` reaches anything but mock, protocol, pki, tls, limits, mock_settings and the crate
 //!   root's `toml_error_message`;
+//! - `iot` (AWS IoT's template and policy languages, the seed's template and claim policy)
+//!   reaches any crate module: both the mock and `aws` build on it;
+//! - `aws` reaches `mock` (what both need is in `iot`);
+//! - `results` (the results files' models) reaches the engine or the writers: `live`,
+//!   `fleet`, `output`, `tui`, `cli`; `output` reaches `live`, `fleet`, `tui` or `cli`;
 //! - `metrics`, `live` or `tui` reach `device` (they share `stage`);
 //! - `scenario` reaches `mock`;
 //! - `http` (the HTTP servers' shared loop) reaches any crate module;
 //! - a module other than `cli` reaches `exit` (the exit-code map: error types carry no codes);
 //! - the top-level modules import each other in a cycle;
-//! - a file is over 800 lines and its opening `//!` comment does not say why ("over 800 lines").
+//! - the files of one module import each other in a cycle (siblings, directly or through what
+//!   their parent re-exports; a parent and its children make none);
+//! - a production file is over 800 lines and its opening `//!` comment does not say why ("over
+//!   800 lines"); test-only files (`#[cfg(test)] mod tests;`) are not counted.
+//!
+//! `src/lib.rs` opens with the same picture as a layered map.
 //!
 //! Test-only code (the item after a `#[cfg(test)]`, e.g. `mod tests { … }`) is left out.
 //! A hand-written scan rather than `syn`: the few token rules here are all it needs, and it
@@ -250,44 +260,58 @@ fn use_tree<'a>(
     i
 }
 
+/// Where a path points from the crate root (`super::state::X` in `aws/setup.rs` → `aws::state::X`),
+/// with the offset of its first segment; None for paths that leave the crate (or start with a
+/// name `here` brought into scope: a child module, an external crate).
+fn absolute(path: &[(usize, &str)], here: &[String]) -> Option<(usize, Vec<String>)> {
+    let first = path.first()?;
+    let (base, rest): (Vec<String>, &[(usize, &str)]) = match first.1 {
+        "crate" | "$crate" => (Vec::new(), &path[1..]),
+        "super" => {
+            let ups = path.iter().take_while(|s| s.1 == "super").count();
+            (here[..here.len().checked_sub(ups)?].to_vec(), &path[ups..])
+        }
+        "self" => (here.to_vec(), &path[1..]),
+        _ => return None,
+    };
+    let mut target = base;
+    target.extend(rest.iter().map(|s| s.1.to_string()));
+    // The offset of the segment naming the top-level module, for the line number.
+    let offset = if first.1 == "crate" || first.1 == "$crate" {
+        path.get(1).map_or(first.0, |s| s.0)
+    } else {
+        first.0
+    };
+    (!target.is_empty()).then_some((offset, target))
+}
+
 /// The top-level module (or crate-root item) a path reaches, with the offset of the segment
 /// that names it; None for paths that stay inside `here` or leave the crate.
 fn resolve(path: &[(usize, &str)], here: &[String]) -> Option<(usize, String, String)> {
     let written: Vec<&str> = path.iter().map(|s| s.1).collect();
     let written = written.join("::");
-    let first = path.first()?.1;
-    let (offset, module) = match first {
-        "crate" | "$crate" => {
-            let seg = path.get(1)?;
-            (seg.0, seg.1.to_string())
-        }
-        "super" => {
-            let ups = path.iter().take_while(|s| s.1 == "super").count();
-            if ups < here.len() {
-                (path[0].0, here[0].clone())
-            } else {
-                let seg = path.get(ups)?;
-                (seg.0, seg.1.to_string())
-            }
-        }
-        "self" => (path[0].0, here.first()?.clone()),
-        _ => return None,
-    };
+    let (offset, target) = absolute(path, here)?;
+    let module = target[0].clone();
     (module != "*" && Some(module.as_str()) != here.first().map(String::as_str))
         .then_some((offset, module, written))
 }
 
-/// The crate modules `src` (the file at `relative` under `src/`) refers to in non-test code.
-fn references(relative: &str, src: &str) -> Vec<Reference> {
-    let here = module_path(relative);
-    let code = blank_non_code(src);
-    let toks = tokens(&code);
-    let skip = test_only(&toks);
-    let line = |offset: usize| code[..offset].matches('\n').count() + 1;
-    // Paths with the module they are written in (the file's, or an inline `mod x { … }` in it).
+/// A path written in non-test code: its segments with their byte offsets, the module it is
+/// written in (the file's, or an inline `mod x { … }` in it), and whether it is a `pub use`
+/// (a re-export).
+struct Written<'a> {
+    segments: Vec<(usize, &'a str)>,
+    module: Vec<String>,
+    reexport: bool,
+}
+
+/// Every path `code` (blanked: see [`blank_non_code`]) writes outside test-only code.
+fn written_paths<'a>(here: &[String], toks: &[(usize, &'a str)]) -> Vec<Written<'a>> {
+    let skip = test_only(toks);
     let mut paths = Vec::new();
     let mut found = Vec::new();
     let mut inline: Vec<(String, usize)> = Vec::new();
+    let mut reexport = false;
     let mut depth = 0;
     let mut i = 0;
     while i < toks.len() {
@@ -295,11 +319,16 @@ fn references(relative: &str, src: &str) -> Vec<Reference> {
             i = end + 1;
             continue;
         }
-        let mut module = here.clone();
+        let mut module = here.to_vec();
         module.extend(inline.iter().map(|m| m.0.clone()));
-        for p in paths.drain(..) {
-            found.push((p, module.clone()));
+        for segments in paths.drain(..) {
+            found.push(Written {
+                segments,
+                module: module.clone(),
+                reexport,
+            });
         }
+        reexport = false;
         let after_sep = i > 0 && toks[i - 1].1 == "::";
         match toks[i].1 {
             "{" => {
@@ -317,7 +346,11 @@ fn references(relative: &str, src: &str) -> Vec<Reference> {
                 inline.push((toks[i + 1].1.to_string(), depth + 1));
                 i += 2;
             }
-            "use" => i = use_tree(&toks, i + 1, &[], &mut paths),
+            "use" => {
+                // `pub use` or `pub(crate) use`: what follows is re-exported.
+                reexport = i > 0 && matches!(toks[i - 1].1, "pub" | ")");
+                i = use_tree(toks, i + 1, &[], &mut paths);
+            }
             "crate" | "$crate" | "super"
                 if !after_sep && toks.get(i + 1).map(|t| t.1) == Some("::") =>
             {
@@ -335,14 +368,62 @@ fn references(relative: &str, src: &str) -> Vec<Reference> {
             _ => i += 1,
         }
     }
-    found.extend(paths.into_iter().map(|p| (p, here.clone())));
+    found.extend(paths.into_iter().map(|segments| Written {
+        segments,
+        module: here.to_vec(),
+        reexport,
+    }));
     found
+}
+
+/// The crate modules `src` (the file at `relative` under `src/`) refers to in non-test code.
+fn references(relative: &str, src: &str) -> Vec<Reference> {
+    let here = module_path(relative);
+    let code = blank_non_code(src);
+    let toks = tokens(&code);
+    let line = |offset: usize| code[..offset].matches('\n').count() + 1;
+    written_paths(&here, &toks)
         .iter()
-        .filter_map(|(p, module)| resolve(p, module))
+        .filter_map(|w| resolve(&w.segments, &w.module))
         .map(|(offset, module, path)| Reference {
             line: line(offset),
             module,
             path,
+        })
+        .collect()
+}
+
+/// One reference from a file to a module or item of the crate, by its full path.
+struct Target {
+    line: usize,
+    /// From the crate root: `super::state::X` in `aws/setup.rs` is `[aws, state, X]`. A
+    /// relative path (`use parser::X` in `template/mod.rs`) counts from where it is written.
+    target: Vec<String>,
+    written: String,
+    reexport: bool,
+}
+
+fn targets(relative: &str, src: &str) -> Vec<Target> {
+    let here = module_path(relative);
+    let code = blank_non_code(src);
+    let toks = tokens(&code);
+    let line = |offset: usize| code[..offset].matches('\n').count() + 1;
+    written_paths(&here, &toks)
+        .into_iter()
+        .filter_map(|w| {
+            let first = w.segments.first()?;
+            let (offset, target) = absolute(&w.segments, &w.module).unwrap_or_else(|| {
+                let mut t = w.module.clone();
+                t.extend(w.segments.iter().map(|s| s.1.to_string()));
+                (first.0, t)
+            });
+            let written: Vec<&str> = w.segments.iter().map(|s| s.1).collect();
+            Some(Target {
+                line: line(offset),
+                target,
+                written: written.join("::"),
+                reexport: w.reexport,
+            })
         })
         .collect()
 }
@@ -365,7 +446,12 @@ fn wall(module: &str) -> Option<Wall> {
             "mock_settings",
             "toml_error_message",
             "http",
+            "iot",
         ]),
+        "iot" => Wall::Allow(&[]),
+        "aws" => Wall::Deny(&["mock"]),
+        "results" => Wall::Deny(&["live", "fleet", "output", "tui", "cli"]),
+        "output" => Wall::Deny(&["live", "fleet", "tui", "cli"]),
         "metrics" | "live" | "tui" => Wall::Deny(&["device"]),
         "scenario" => Wall::Deny(&["mock"]),
         "http" => Wall::Allow(&[]),
@@ -416,14 +502,16 @@ fn check_file(relative: &str, src: &str) -> Vec<String> {
     found
 }
 
+/// module -> (module it reaches -> the first reference, as "file:line `path`")
+type Graph = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Import cycles among top-level modules, each shown with one reference per edge.
 fn cycles(files: &[(String, String)]) -> Vec<String> {
     let tops: BTreeSet<String> = files
         .iter()
         .filter_map(|(rel, _)| module_path(rel).first().cloned())
         .collect();
-    // module -> (module it reaches -> first reference as "file:line `path`")
-    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut graph = Graph::new();
     for (rel, src) in files {
         let Some(top) = module_path(rel).first().cloned() else {
             continue;
@@ -438,6 +526,62 @@ fn cycles(files: &[(String, String)]) -> Vec<String> {
             }
         }
     }
+    find_cycles(&graph, "import cycle")
+}
+
+/// Import cycles between the files of one module: a child module (a file, or a folder of them)
+/// reaching a sibling, directly (`super::setup::X`, `crate::aws::setup::X`) or through what
+/// their parent re-exports (`super::Phase` where the parent says `pub use phase::Phase`). A
+/// child using its parent's own items, and a parent using its children, make no cycle: the
+/// parent is where they meet.
+fn file_cycles(files: &[(String, String)]) -> Vec<String> {
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|(rel, _)| module_path(rel)).collect();
+    // Per module, the names it re-exports and the full path each points at.
+    let mut reexports: BTreeMap<Vec<String>, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (rel, src) in files {
+        for t in targets(rel, src).into_iter().filter(|t| t.reexport) {
+            if let Some(name) = t.target.last().cloned() {
+                reexports
+                    .entry(module_path(rel))
+                    .or_default()
+                    .insert(name, t.target);
+            }
+        }
+    }
+    let mut graph = Graph::new();
+    for (rel, src) in files {
+        let from = module_path(rel);
+        for t in targets(rel, src) {
+            let Some(k) = (0..from.len().min(t.target.len())).find(|&k| from[k] != t.target[k])
+            else {
+                continue;
+            };
+            let parent = &from[..k];
+            let mut to = t.target[..=k].to_vec();
+            if !modules.contains(&to) {
+                // An item of the parent, or one it re-exports from a child.
+                match reexports.get(parent).and_then(|r| r.get(&t.target[k])) {
+                    Some(real) if real.len() > k + 1 && real[..k] == *parent => {
+                        to = real[..=k].to_vec();
+                    }
+                    _ => continue,
+                }
+            }
+            if !modules.contains(&to) || to[k] == from[k] {
+                continue;
+            }
+            graph
+                .entry(from[..=k].join("::"))
+                .or_default()
+                .entry(to.join("::"))
+                .or_insert_with(|| format!("src/{rel}:{} `{}`", t.line, t.written));
+        }
+    }
+    find_cycles(&graph, "import cycle between the files of a module")
+}
+
+/// The cycles of `graph`, each once (from its smallest node), with one reference per edge.
+fn find_cycles(graph: &Graph, what: &str) -> Vec<String> {
     let mut found = BTreeSet::new();
     for start in graph.keys() {
         // Shortest way back to `start`, breadth first.
@@ -460,7 +604,7 @@ fn cycles(files: &[(String, String)]) -> Vec<String> {
                         .windows(2)
                         .map(|w| format!("{} -> {} ({})", w[0], w[1], graph[w[0]][w[1]]))
                         .collect();
-                    found.insert(format!("import cycle: {}", edges.join(", ")));
+                    found.insert(format!("{what}: {}", edges.join(", ")));
                     break 'search;
                 }
                 if next != start && !previous.contains_key(next.as_str()) {
@@ -511,6 +655,7 @@ fn the_sources_hold_the_walls_have_no_import_cycle_and_no_unexplained_big_file()
         .flat_map(|(rel, src)| check_file(rel, src))
         .collect();
     found.extend(cycles(&files));
+    found.extend(file_cycles(&files));
     assert!(found.is_empty(), "\n{}\n", found.join("\n"));
 }
 
@@ -592,4 +737,86 @@ fn a_cycle_is_reported_with_its_edges_and_a_big_file_needs_its_reason() {
     assert_eq!(check_file("big.rs", &big).len(), 1);
     let why = format!("//! A table; it is over 800 lines because\n//! it is data.\n{big}");
     assert!(check_file("big.rs", &why).is_empty());
+}
+
+#[test]
+fn a_cycle_between_the_files_of_a_module_is_reported_and_a_parent_is_no_part_of_one() {
+    let file = |rel: &str, src: &str| (rel.to_string(), src.to_string());
+    // setup and teardown import each other (one through the crate path); both use their
+    // parent's items and the parent uses theirs: only the siblings' cycle counts.
+    let files = vec![
+        file(
+            "aws/mod.rs",
+            "pub mod setup;\npub mod teardown;\nuse setup::setup;\npub struct AwsError;\n",
+        ),
+        file(
+            "aws/setup.rs",
+            "use super::AwsError;\n\nfn f() { crate::aws::teardown::ensure_role(); }\n",
+        ),
+        file(
+            "aws/teardown.rs",
+            "use super::{AwsError, setup::STATE_FILE};\n",
+        ),
+    ];
+    assert_eq!(
+        file_cycles(&files),
+        [
+            "import cycle between the files of a module: aws::setup -> aws::teardown \
+             (src/aws/setup.rs:3 `crate::aws::teardown::ensure_role`), aws::teardown -> \
+             aws::setup (src/aws/teardown.rs:1 `super::setup::STATE_FILE`)"
+        ]
+    );
+    // A cycle through what the parent re-exports, and one between folders of a module.
+    let files = vec![
+        file(
+            "scenario/mod.rs",
+            "mod arrivals;\nmod phase;\npub use phase::Phase;\n",
+        ),
+        file("scenario/arrivals.rs", "use super::Phase;\n"),
+        file(
+            "scenario/phase.rs",
+            "pub struct Phase;\nuse super::arrivals::Arrivals;\n",
+        ),
+        file(
+            "mock/session/mod.rs",
+            "use crate::mock::registry::Registry;\n",
+        ),
+        file(
+            "mock/registry/journal.rs",
+            "use super::super::session::Session;\n",
+        ),
+        file("mock/registry.rs", ""),
+    ];
+    let found = file_cycles(&files);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].contains("mock::registry -> mock::session (src/mock/registry/journal.rs:1"));
+    assert!(found[1].contains(
+        "scenario::arrivals -> scenario::phase (src/scenario/arrivals.rs:1 `super::Phase`)"
+    ));
+    // Without the way back there is no cycle.
+    assert!(file_cycles(&files[..2]).is_empty());
+}
+
+#[test]
+fn the_product_model_and_the_results_model_have_walls() {
+    let aws = "use crate::mock::template::Template;\nuse crate::iot::policy::claim_policy_json;\n";
+    let found = check_file("aws/setup.rs", aws);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].ends_with("aws must not import mock"),
+        "{}",
+        found[0]
+    );
+    let iot = "use crate::pki::Pki;\n";
+    assert_eq!(check_file("iot/template/mod.rs", iot).len(), 1);
+    let results = "pub struct S { pub changes: Vec<crate::live::RateChange> }\n";
+    let found = check_file("results/summary.rs", results);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].ends_with("results must not import live"),
+        "{}",
+        found[0]
+    );
+    assert_eq!(check_file("output.rs", "use crate::fleet::Run;\n").len(), 1);
+    assert!(check_file("mock/mod.rs", "use crate::iot::template::Template;\n").is_empty());
 }

@@ -58,7 +58,7 @@ async fn failures_keep_the_raw_codes_and_the_scenario_decides_the_class() {
 
         let mut reader = csv::Reader::from_path(out.join("failures.csv")).unwrap();
         let headers = reader.headers().unwrap().clone();
-        assert_eq!(&headers, fleetstorm::output::FAILURES_COLUMNS.as_slice());
+        assert_eq!(&headers, fleetstorm::results::FailureRow::COLUMNS);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(rows.len() as u64, summary.devices.failed);
         for row in &rows {

@@ -99,7 +99,7 @@ duration = "100s"
     let mut reader = csv::Reader::from_path(out.join("created.csv")).unwrap();
     assert_eq!(
         reader.headers().unwrap(),
-        fleetstorm::output::CREATED_COLUMNS.as_slice()
+        fleetstorm::results::CreatedRow::COLUMNS
     );
     let summary_run_id = String::from_utf8_lossy(&output.stderr)
         .split("run ID ")

@@ -1,8 +1,8 @@
 //! One client connection: TLS, the MQTT session, authorization, and delivery of API responses
-//! to this connection only. Written once for both protocols: the codecs (`v4`: MQTT 3.1.1, `v5`:
+//! to this connection only. Written once for both protocols: the codecs (`v311`: MQTT 3.1.1, `v5`:
 //! MQTT 5) decode a packet, call the neutral steps here, and encode what those steps answer.
 
-mod v4;
+mod v311;
 mod v5;
 
 use std::net::SocketAddr;
@@ -85,7 +85,7 @@ impl Close {
 
 /// The codec a connection speaks, chosen by its CONNECT's protocol level.
 enum Proto {
-    V4,
+    V311,
     V5(Box<v5::Session>),
 }
 
@@ -221,7 +221,7 @@ struct Connection<S> {
     wbuf: BytesMut,
     peer: SocketAddr,
     number: u64,
-    /// Set from the CONNECT; [`Proto::V4`] until then.
+    /// Set from the CONNECT; [`Proto::V311`] until then.
     proto: Proto,
     next_pkid: u16,
     subscriptions: Vec<(String, QoS)>,
@@ -318,7 +318,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             wbuf: BytesMut::new(),
             peer,
             number,
-            proto: Proto::V4,
+            proto: Proto::V311,
             next_pkid: 0,
             subscriptions: Vec::new(),
             publish_quota,
@@ -412,7 +412,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     /// Queue the CONNACK that refuses a CONNECT, in the connection's protocol.
     fn queue_connack_refused(&mut self, refusal: Refusal) -> Result<(), Close> {
         match self.proto {
-            Proto::V4 => self.queue_connack_refused_v4(refusal),
+            Proto::V311 => self.queue_connack_refused_v311(refusal),
             Proto::V5(_) => self.queue_connack_refused_v5(refusal),
         }
     }
@@ -425,7 +425,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         shutdown: &CancellationToken,
     ) -> Close {
         let accepted = match self.proto {
-            Proto::V4 => self.queue_connack_v4(),
+            Proto::V311 => self.queue_connack_v311(),
             Proto::V5(_) => self.queue_connack_v5(requested_keep_alive),
         };
         if accepted.is_err() || self.flush().await.is_err() {
@@ -441,7 +441,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             // Packets already buffered are handled before waiting for more input.
             let wanted = loop {
                 let step = match self.proto {
-                    Proto::V4 => self.next_v4(client).await,
+                    Proto::V311 => self.next_v311(client).await,
                     Proto::V5(_) => self.next_v5(client).await,
                 };
                 match step {
@@ -592,7 +592,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
             0
         };
         match self.proto {
-            Proto::V4 => self.queue_publish_v4(topic, qos, pkid, payload),
+            Proto::V311 => self.queue_publish_v311(topic, qos, pkid, payload),
             Proto::V5(_) => self.queue_publish_v5(topic, qos, pkid, payload),
         }
     }
@@ -668,7 +668,7 @@ fn decode_connect(buf: &mut BytesMut, frame_length: usize) -> Result<Hello, Clos
     if connect_protocol_level(&buf[..frame_length]) == Some(5) {
         v5::read_connect(buf)
     } else {
-        v4::read_connect(buf)
+        v311::read_connect(buf)
     }
 }
 
@@ -738,7 +738,7 @@ mod tests {
         rumqttc::Connect::new("three").write(&mut buf).unwrap();
         let len = buf.len();
         let hello = decode_connect(&mut buf, len).unwrap();
-        assert!(matches!(hello.proto, Proto::V4));
+        assert!(matches!(hello.proto, Proto::V311));
         assert_eq!(hello.client_id, "three");
         assert!(buf.is_empty());
 

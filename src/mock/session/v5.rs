@@ -153,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     fn v5(&mut self) -> &mut Session {
         match &mut self.proto {
             Proto::V5(session) => session,
-            Proto::V4 => unreachable!("the MQTT 5 codec runs on MQTT 5 connections only"),
+            Proto::V311 => unreachable!("the MQTT 5 codec runs on MQTT 5 connections only"),
         }
     }
 

@@ -18,7 +18,7 @@ pub(super) fn read_connect(buf: &mut bytes::BytesMut) -> Result<Hello, Close> {
         Ok(Packet::Connect(connect)) => Ok(Hello {
             client_id: connect.client_id,
             keep_alive: connect.keep_alive,
-            proto: Proto::V4,
+            proto: Proto::V311,
         }),
         Ok(_) => Err(Close::ProtocolViolation),
         Err(_) => Err(Close::Malformed),
@@ -27,9 +27,9 @@ pub(super) fn read_connect(buf: &mut bytes::BytesMut) -> Result<Hello, Close> {
 
 impl<S: AsyncRead + AsyncWrite> Connection<S> {
     /// Decode and handle the next buffered packet.
-    pub(super) async fn next_v4(&mut self, client: &Client) -> Step {
+    pub(super) async fn next_v311(&mut self, client: &Client) -> Step {
         match Packet::read(&mut self.rbuf, MAX_FRAME) {
-            Ok(packet) => match self.handle_v4(client, packet).await {
+            Ok(packet) => match self.handle_v311(client, packet).await {
                 Some(close) => Step::Close(close),
                 None => Step::Handled,
             },
@@ -42,7 +42,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     }
 
     /// Handle one packet; `Some` closes the connection.
-    async fn handle_v4(&mut self, client: &Client, packet: Packet) -> Option<Close> {
+    async fn handle_v311(&mut self, client: &Client, packet: Packet) -> Option<Close> {
         match packet {
             Packet::Publish(publish) => {
                 if publish.payload.len() > MAX_PAYLOAD_BYTES {
@@ -101,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         }
     }
 
-    pub(super) fn queue_connack_v4(&mut self) -> Result<(), Close> {
+    pub(super) fn queue_connack_v311(&mut self) -> Result<(), Close> {
         self.queue(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,
             false,
@@ -109,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
     }
 
     /// 3.1.1 has no code for an exceeded CONNECT rate: that refusal queues nothing.
-    pub(super) fn queue_connack_refused_v4(&mut self, refusal: Refusal) -> Result<(), Close> {
+    pub(super) fn queue_connack_refused_v311(&mut self, refusal: Refusal) -> Result<(), Close> {
         let code = match refusal {
             Refusal::BadClientId => ConnectReturnCode::BadClientId,
             Refusal::NotAuthorized => ConnectReturnCode::NotAuthorized,
@@ -118,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         self.queue(Packet::ConnAck(ConnAck::new(code, false)))
     }
 
-    pub(super) fn queue_publish_v4(
+    pub(super) fn queue_publish_v311(
         &mut self,
         topic: String,
         qos: QoS,

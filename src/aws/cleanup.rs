@@ -220,7 +220,7 @@ impl Ctx<'_> {
             && a.insert(policy.to_string())
             && let Err(e) = self.log.attached(policy)
         {
-            crate::tui::log_line(format!("fleetstorm: cleanup: {e}"));
+            tracing::info!(target: crate::tui::CONSOLE, "fleetstorm: cleanup: {e}");
         }
     }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::*;
-use crate::mock::policy::PolicyError;
-use crate::mock::template::TemplateError;
+use crate::iot::policy::PolicyError;
+use crate::iot::template::TemplateError;
 
 fn io() -> std::io::Error {
     std::io::Error::other("x")

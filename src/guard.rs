@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::scenario::{Scenario, Target};
+use crate::scenario::{Plan, PlannedPhase, Target};
 use crate::shard::Shard;
 
 /// What the guard decided.
@@ -49,7 +49,7 @@ pub struct RemotePlan {
 /// host and port; `yes`: `--yes`; `shard`: the part of the job this process runs (its share of
 /// the devices is what it can create).
 pub fn check(
-    scenarios: &[Scenario],
+    scenarios: &[Plan],
     endpoint: Option<&(String, Option<u16>)>,
     yes: bool,
     shard: Shard,
@@ -113,18 +113,18 @@ pub fn check(
 
 /// The most devices a scenario starts: `devices.count`, or fewer when only open-model phases
 /// schedule arrivals (the plan is already capped at the count).
-fn max_devices(s: &Scenario) -> u64 {
-    let plan = s.plan();
+fn max_devices(s: &Plan) -> u64 {
+    let plan = s.planned_phases();
     if plan
         .iter()
-        .any(|p| matches!(p, crate::scenario::PlannedPhase::Closed { .. }))
+        .any(|p| matches!(p, PlannedPhase::Closed { .. }))
     {
         return s.devices.count;
     }
     plan.iter()
         .map(|p| match p {
-            crate::scenario::PlannedPhase::Open(a) => a.len(),
-            crate::scenario::PlannedPhase::Closed { .. } => 0,
+            PlannedPhase::Open(a) => a.len(),
+            PlannedPhase::Closed { .. } => 0,
         })
         .sum()
 }
@@ -237,7 +237,7 @@ impl RemotePlan {
 mod tests {
     use super::*;
 
-    fn scenario(target: &str, count: u64, attempts: u32) -> Scenario {
+    fn scenario(target: &str, count: u64, attempts: u32) -> Plan {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.toml");
         std::fs::write(
@@ -247,7 +247,7 @@ mod tests {
             ),
         )
         .unwrap();
-        Scenario::load(&path, &[]).unwrap()
+        crate::scenario::Scenario::load(&path, &[]).unwrap()
     }
 
     const AWS: &str = "kind = \"endpoint\"\nhost = \"abc123-ats.iot.eu-west-1.amazonaws.com\"\nca = \"ca.pem\"\nclaim_cert = \"c.pem\"\nclaim_key = \"c.key\"\naccount = \"123456789012\"";
@@ -367,8 +367,9 @@ mod tests {
 
     #[test]
     fn the_counts_follow_the_schedule_when_it_offers_fewer_devices_than_the_count() {
-        let mut s = scenario(AWS, 1000, 2);
-        s.schedule[0].count = Some(30);
+        let mut written = scenario(AWS, 1000, 2).scenario().clone();
+        written.schedule[0].count = Some(30);
+        let s = Plan::new(written).unwrap();
         let Decision::Refused(plan) = check(&[s], None, false, Shard::WHOLE) else {
             panic!("not refused")
         };

@@ -11,17 +11,18 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::device::{DeviceReport, FailureReason, Stage};
+use serde::Serialize;
+
+use crate::device::{DeviceReport, FailureClass, Stage};
 pub use crate::metrics::LevelCounts;
-use crate::metrics::{
-    Percentiles, STAGE_NAMES, StageSet, StageSummary, Threshold, ThresholdInputs, throttle_analysis,
-};
+use crate::metrics::{Percentiles, STAGE_NAMES, StageSet};
 use crate::mock::MockReport;
 use crate::results::hlog::HlogWriter;
+use crate::results::summary::{Measured, derive};
 use crate::results::timeseries::TimeseriesRow;
 use crate::results::{CreatedRow, DeviceRow, FailureRow};
 pub use crate::results::{DeviceCounts, Scheduler, Summary, Throughput};
-use crate::scenario::Scenario;
+use crate::scenario::{Plan, Scenario};
 pub use created::CreatedContext;
 use created::created_csv;
 pub use folder::{FolderError, claim_default, claim_given};
@@ -102,7 +103,7 @@ pub struct Interval<'a> {
     pub started: u64,
     pub completed: u64,
     pub failed: u64,
-    pub failed_by_class: &'a BTreeMap<String, u64>,
+    pub failed_by_class: &'a BTreeMap<FailureClass, u64>,
     pub in_flight: u64,
     pub connected: u64,
     pub dropped_total: u64,
@@ -118,7 +119,7 @@ pub struct Interval<'a> {
 
 /// Everything the summary needs.
 pub struct Totals<'a> {
-    pub scenario: &'a Scenario,
+    pub scenario: &'a Plan,
     pub run_id: &'a str,
     pub started_at: SystemTime,
     pub duration: Duration,
@@ -186,7 +187,7 @@ fn write_scenario(dir: &Path, scenario: &Scenario) -> Result<(), OutputError> {
 }
 
 impl Outputs {
-    pub fn create(dir: &Path, scenario: &Scenario, endpoint: &str) -> Result<Outputs, OutputError> {
+    pub fn create(dir: &Path, scenario: &Plan, endpoint: &str) -> Result<Outputs, OutputError> {
         Outputs::create_at(dir, scenario, endpoint, SystemTime::now())
     }
 
@@ -194,7 +195,7 @@ impl Outputs {
     /// and base time; `--start-at`).
     pub fn create_at(
         dir: &Path,
-        scenario: &Scenario,
+        scenario: &Plan,
         endpoint: &str,
         start: SystemTime,
     ) -> Result<Outputs, OutputError> {
@@ -211,7 +212,7 @@ impl Outputs {
         failures
             .write_record(FailureRow::COLUMNS)
             .map_err(csv_err(&dir.join("failures.csv")))?;
-        write_scenario(dir, scenario)?;
+        write_scenario(dir, scenario.scenario())?;
         let hlog_path = dir.join(crate::results::hlog::FILE_NAME);
         let title = format!("scenario {} against {endpoint}", scenario.name);
         let hlog = HlogWriter::begin(create(dir, crate::results::hlog::FILE_NAME)?, &title, start)
@@ -279,9 +280,9 @@ impl Outputs {
             started: i.started,
             completed: i.completed,
             failed: i.failed,
-            failed_by_class: FailureReason::CLASSES
+            failed_by_class: FailureClass::FAILED
                 .iter()
-                .map(|c| i.failed_by_class.get(*c).copied().unwrap_or(0))
+                .map(|c| i.failed_by_class.get(c).copied().unwrap_or(0))
                 .collect(),
             in_flight: i.in_flight,
             dropped_total: i.dropped_total,
@@ -318,7 +319,8 @@ impl Outputs {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), OutputError> {
+    /// Flush every file (done every second, and before the final summary).
+    pub fn flush(&mut self) -> Result<(), OutputError> {
         let d = &self.dir;
         self.devices
             .flush()
@@ -337,81 +339,45 @@ impl Outputs {
             .map_err(io_err(&d.join(crate::results::hlog::FILE_NAME)))
     }
 
-    /// Flush every file, write the final summary files (`t.complete` should be true) and
-    /// return the summary.
-    pub fn finish(mut self, t: Totals<'_>) -> Result<Summary, OutputError> {
-        self.flush()?;
-        self.summary(t)
-    }
-
     /// Write `summary.json` and `summary.csv` (atomically: see `summary_files`) and return the
     /// summary.
     pub fn summary(&self, t: Totals<'_>) -> Result<Summary, OutputError> {
-        let stages: BTreeMap<String, StageSummary> = STAGE_NAMES
-            .iter()
-            .zip(&t.stages.stages)
-            .map(|(name, h)| {
-                (
-                    name.to_string(),
-                    StageSummary {
-                        latency: Percentiles::of(&h.latency),
-                        service: Percentiles::of(&h.service),
-                    },
-                )
-            })
-            .collect();
-        let secs = t.duration.as_secs_f64().max(1e-9);
-        let finished = t.provisioned + t.failed + t.dropped;
-        let success_rate = if finished == 0 {
-            0.0
-        } else {
-            100.0 * t.provisioned as f64 / finished as f64
-        };
-        let whole_run = t.provisioned as f64 / secs;
-        let window = t.stages.provisioning_window().unwrap_or(t.duration);
-        let throughput = t.provisioned as f64 / window.as_secs_f64().max(1e-9);
-        let inputs = ThresholdInputs {
-            stages: &stages,
-            success_rate_percent: success_rate,
-            throughput_per_s: throughput,
+        let devices = DeviceCounts {
+            planned: t.planned,
+            started: t.started,
+            provisioned: t.provisioned,
             failed: t.failed,
             dropped: t.dropped,
         };
-        let thresholds = t
-            .scenario
-            .thresholds
-            .iter()
-            .filter_map(|e| Threshold::parse(e).ok())
-            .map(|th| th.evaluate(&inputs))
-            .collect();
-        let throttle = throttle_analysis(&t.scenario.analysis, t.levels, t.failures);
-        let sustainable_rate_per_s = throttle.as_ref().and_then(|th| th.sustainable_rate());
+        let measured = Measured {
+            devices: &devices,
+            failures: t.failures,
+            stages: STAGE_NAMES
+                .iter()
+                .zip(&t.stages.stages)
+                .map(|(name, h)| (name.to_string(), Some(&h.latency), Some(&h.service)))
+                .collect(),
+            duration_s: t.duration.as_secs_f64(),
+            window_s: t.stages.provisioning_window().map(|w| w.as_secs_f64()),
+            levels: t.levels,
+        };
+        let d = derive(&measured, &t.scenario.thresholds, &t.scenario.analysis);
         let summary = Summary {
             scenario: t.scenario.name.clone(),
             run_id: t.run_id.to_string(),
-            sustainable_rate_per_s,
-            throttle,
+            sustainable_rate_per_s: d.sustainable_rate_per_s,
+            throttle: d.throttle,
             variant: t.scenario.variant.clone(),
             started_at: humantime::format_rfc3339_millis(t.started_at).to_string(),
             duration_s: t.duration.as_secs_f64(),
             endpoint: t.endpoint.to_string(),
             interrupted: t.interrupted,
-            devices: DeviceCounts {
-                planned: t.planned,
-                started: t.started,
-                provisioned: t.provisioned,
-                failed: t.failed,
-                dropped: t.dropped,
-            },
-            throughput: Throughput {
-                provisioned_per_s: throughput,
-                provisioning_window_s: window.as_secs_f64(),
-                provisioned_per_s_whole_run: whole_run,
-            },
-            success_rate,
-            stages,
+            devices,
+            throughput: d.throughput,
+            success_rate: d.success_rate,
+            stages: d.stages,
             failures: t.failures.clone(),
-            thresholds,
+            thresholds: d.thresholds,
             scheduler: Scheduler {
                 max_start_lag_ms: t.max_lag.as_secs_f64() * 1000.0,
             },

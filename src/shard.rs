@@ -263,7 +263,7 @@ pub fn run_id(
     shard: Option<Shard>,
     start_at: Option<StartAt>,
     scenario_sha256: Option<&str>,
-    scenarios: &[crate::scenario::Scenario],
+    scenarios: &[crate::scenario::Plan],
 ) -> String {
     if let Some(id) = given {
         return id.to_string();
@@ -273,18 +273,12 @@ pub fn run_id(
     {
         return derived_run_id(sha, at);
     }
-    if shard.is_some() && scenarios.iter().any(uses_run) {
+    if shard.is_some() && scenarios.iter().any(crate::scenario::Plan::uses_run) {
         eprintln!(
             "fleetstorm: warning: the scenario uses {{run}} and this shard has its own random run ID: give every shard the same --run-id (or the same --start-at) so their devices share it"
         );
     }
     crate::scenario::new_run_id()
-}
-
-/// Whether the scenario's client ID or parameters use `{run}`.
-fn uses_run(s: &crate::scenario::Scenario) -> bool {
-    let uses = |text: &str| crate::scenario::Pattern::parse(text).is_ok_and(|p| p.uses_run());
-    uses(&s.devices.client_id) || s.devices.parameters.values().any(|v| uses(v))
 }
 
 #[cfg(test)]

@@ -562,7 +562,7 @@ mod tests {
             crate::scenario::Scenario::load(&path, &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(s.devices.template, "fsx-template");
         assert_eq!(s.devices.count, 20);
-        match s.target {
+        match s.target.clone() {
             crate::scenario::Target::Endpoint { host, port, ca, .. } => {
                 assert_eq!(host, "a1b2-ats.iot.eu-west-1.amazonaws.com");
                 assert_eq!(port, 8883);

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fleet::{self, RunOptions};
 use crate::mock::{self, MockConfig, MockSettings};
 use crate::pki::{KeyAlgorithm, Pki};
-use crate::scenario::Scenario;
+use crate::scenario::{Plan, Scenario};
 
 /// `println!` that ignores a closed stdout (a reader that went away must not kill a server).
 macro_rules! out {

@@ -228,7 +228,7 @@ struct RunContext<'a> {
 
 /// Run each variant in turn; (thresholds all passed, result folders, several variants).
 async fn run_variants(
-    scenarios: Vec<Scenario>,
+    scenarios: Vec<Plan>,
     args: &RunArgs,
     out_dir: &Path,
     endpoint: Option<(String, Option<u16>)>,

@@ -5,7 +5,7 @@ use std::io;
 
 use super::rules::{Class, Rules};
 use crate::protocol::ErrorResponse;
-use crate::stage::Stage;
+use crate::stage::{FailureClass, Stage};
 
 /// Why a device failed. Labels (`label()`) are stable: they key CSV columns and counters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,48 +78,32 @@ impl FailureReason {
         }
     }
 
-    /// The failure class without stage or code (timeseries columns).
-    pub fn class(&self) -> &'static str {
+    /// The failure class without stage or code (timeseries columns, retries, rate levels).
+    pub fn class(&self) -> FailureClass {
         match self {
-            FailureReason::TlsHandshake(..) => "tls_handshake",
-            FailureReason::ConnectionRefused(_) => "connection_refused",
-            FailureReason::ConnectionReset(_) => "connection_reset",
+            FailureReason::TlsHandshake(..) => FailureClass::TlsHandshake,
+            FailureReason::ConnectionRefused(_) => FailureClass::ConnectionRefused,
+            FailureReason::ConnectionReset(_) => FailureClass::ConnectionReset,
             FailureReason::ConnackRefused(..) | FailureReason::ConnackReason(..) => {
-                "connack_refused"
+                FailureClass::ConnackRefused
             }
             FailureReason::SubscribeRefused | FailureReason::SubscribeReason(_) => {
-                "subscribe_refused"
+                FailureClass::SubscribeRefused
             }
-            FailureReason::PubackRefused(..) => "puback_refused",
-            FailureReason::Rejected(..) => "rejected",
-            FailureReason::Throttled(_) => "throttled",
-            FailureReason::HookDenied(_) => "hook_denied",
-            FailureReason::Timeout(_) => "timeout",
-            FailureReason::Disconnected(_) | FailureReason::DisconnectedBy(..) => "disconnected",
-            FailureReason::Dns(_) => "dns",
-            FailureReason::MalformedResponse(_) => "malformed_response",
-            FailureReason::Local(_) => "local_error",
-            FailureReason::Aborted => "aborted",
+            FailureReason::PubackRefused(..) => FailureClass::PubackRefused,
+            FailureReason::Rejected(..) => FailureClass::Rejected,
+            FailureReason::Throttled(_) => FailureClass::Throttled,
+            FailureReason::HookDenied(_) => FailureClass::HookDenied,
+            FailureReason::Timeout(_) => FailureClass::Timeout,
+            FailureReason::Disconnected(_) | FailureReason::DisconnectedBy(..) => {
+                FailureClass::Disconnected
+            }
+            FailureReason::Dns(_) => FailureClass::Dns,
+            FailureReason::MalformedResponse(_) => FailureClass::MalformedResponse,
+            FailureReason::Local(_) => FailureClass::LocalError,
+            FailureReason::Aborted => FailureClass::Aborted,
         }
     }
-
-    pub const CLASSES: [&'static str; 15] = [
-        "tls_handshake",
-        "connection_refused",
-        "connection_reset",
-        "connack_refused",
-        "subscribe_refused",
-        "rejected",
-        "throttled",
-        "hook_denied",
-        "timeout",
-        "disconnected",
-        "malformed_response",
-        "local_error",
-        "aborted",
-        "puback_refused",
-        "dns",
-    ];
 }
 
 /// Why a pre-provisioning hook refused, as far as the rejection message tells.

@@ -19,7 +19,7 @@ mod rules;
 mod tls;
 
 pub use crate::protocol::Format;
-pub use crate::stage::{Stage, StageTime};
+pub use crate::stage::{FailureClass, Stage, StageTime};
 pub use classify::{Failure, FailureReason, HookCause};
 use codec::Codec;
 use flow::{Action, Csr, Event, Flow, Identity};
@@ -64,12 +64,17 @@ pub enum CertificateMode {
     Csr,
 }
 
-/// Per-stage timeouts.
-#[derive(Debug, Clone, Copy)]
+/// Per-stage timeouts (`[devices.timeouts]`).
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
+    #[serde(with = "humantime_serde")]
     pub connect: Duration,
+    #[serde(with = "humantime_serde")]
     pub subscribe: Duration,
+    #[serde(with = "humantime_serde")]
     pub create_certificate: Duration,
+    #[serde(with = "humantime_serde")]
     pub register_thing: Duration,
 }
 

@@ -25,7 +25,7 @@ use super::{LabelPairs, MockMetrics, PREFIX, family, with};
 use crate::live::Rate;
 use crate::metrics::{STAGE_NAMES, device_samples};
 use crate::mock::MockObserver;
-use crate::scenario::Scenario;
+use crate::scenario::Plan;
 use crate::shard::Shard;
 use crate::stage::StageTime;
 
@@ -85,7 +85,7 @@ pub struct Labels {
 
 impl Labels {
     /// The labels of `scenario` run as `shard` (the run options' `--shard`, whole when unsharded).
-    pub fn of(scenario: &Scenario, shard: Shard) -> Labels {
+    pub fn of(scenario: &Plan, shard: Shard) -> Labels {
         Labels {
             scenario: scenario.name.clone(),
             variant: scenario.variant.clone(),

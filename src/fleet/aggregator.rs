@@ -11,37 +11,41 @@ use tokio_util::sync::CancellationToken;
 
 use super::target::Prepared;
 use super::{DeviceResult, Live, Origin, Record, RunError, RunOptions};
-use crate::device;
+use crate::device::{self, FailureClass};
 use crate::live::{FailureView, ScheduleClock, Snapshot, StageView};
 use crate::metrics::{LevelCounts, Percentiles, STAGE_NAMES, StageSet};
 use crate::mock;
-use crate::output::{CreatedContext, Outputs, Totals};
+use crate::output::{CreatedContext, Outputs, Summary, Totals};
 use crate::results::DeviceRow;
-use crate::scenario::Scenario;
+use crate::scenario::Plan;
+
+/// What failures.csv and the dashboard say of a dropped arrival.
+const DROPPED_DETAIL: &str = "in-flight cap reached at the intended arrival";
 
 /// The aggregator's state: the only owner of the histograms, counters and outputs.
 pub(super) struct Aggregator<'a> {
-    scenario: &'a Scenario,
-    target: &'a Prepared,
+    scenario: &'a Plan,
+    /// Where devices connect; the embedded mock is stopped when the run finishes.
+    target: Prepared,
     live: &'a Live,
     clock: &'a ScheduleClock,
     options: &'a RunOptions,
-    pub(super) outputs: Outputs,
+    outputs: Outputs,
     start: Instant,
     /// Wall-clock time of `start`.
-    pub(super) started_at: SystemTime,
+    started_at: SystemTime,
     /// The devices this run (shard) plans, and summary.json's `shard`.
     planned: u64,
     shard: Option<crate::results::ShardSummary>,
     window: Window,
-    pub(super) levels: LevelCounts,
-    pub(super) total: StageSet,
-    pub(super) failures: BTreeMap<String, u64>,
+    levels: LevelCounts,
+    total: StageSet,
+    failures: BTreeMap<String, u64>,
     /// The latest detail message per failure label.
     latest: BTreeMap<String, String>,
-    pub(super) provisioned: u64,
-    pub(super) failed: u64,
-    pub(super) dropped: u64,
+    provisioned: u64,
+    failed: u64,
+    dropped: u64,
     stopping: bool,
     /// Cores this process may use (the dashboard's CPU scale), read once.
     cores: usize,
@@ -53,8 +57,8 @@ pub(super) struct Aggregator<'a> {
 
 impl<'a> Aggregator<'a> {
     pub(super) fn new(
-        scenario: &'a Scenario,
-        target: &'a Prepared,
+        scenario: &'a Plan,
+        target: Prepared,
         live: &'a Live,
         clock: &'a ScheduleClock,
         options: &'a RunOptions,
@@ -62,6 +66,15 @@ impl<'a> Aggregator<'a> {
         origin: &Origin,
     ) -> Aggregator<'a> {
         let start = origin.start;
+        let cpu = process_cpu_s(target.mock.as_ref());
+        let created_rows = CreatedContext {
+            run_id: options.run_id.clone(),
+            region: crate::guard::aws_region(&target.endpoint.host),
+            account: match &scenario.target {
+                crate::scenario::Target::Endpoint { account, .. } => account.clone(),
+                crate::scenario::Target::Mock { .. } => None,
+            },
+        };
         Aggregator {
             scenario,
             target,
@@ -74,10 +87,7 @@ impl<'a> Aggregator<'a> {
             planned: origin.planned,
             shard: origin.shard.clone(),
             // A late start's first window opens now: nothing ran before.
-            window: Window::new(
-                start.max(Instant::now()),
-                process_cpu_s(target.mock.as_ref()),
-            ),
+            window: Window::new(start.max(Instant::now()), cpu),
             levels: LevelCounts::default(),
             total: StageSet::default(),
             failures: BTreeMap::new(),
@@ -87,14 +97,7 @@ impl<'a> Aggregator<'a> {
             dropped: 0,
             stopping: false,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            created_rows: CreatedContext {
-                run_id: options.run_id.clone(),
-                region: crate::guard::aws_region(&target.endpoint.host),
-                account: match &scenario.target {
-                    crate::scenario::Target::Endpoint { account, .. } => account.clone(),
-                    crate::scenario::Target::Mock { .. } => None,
-                },
-            },
+            created_rows,
             metrics: None,
         }
     }
@@ -165,14 +168,29 @@ impl<'a> Aggregator<'a> {
     }
 
     /// The summary so far, `"complete": false` (rewritten every interval, so a killed run has
-    /// one at most an interval old; the run writes the final one with the mock's report).
+    /// one at most an interval old; [`Aggregator::finish`] writes the final one).
     pub(super) fn write_summary(&self, stop: &CancellationToken) -> Result<(), RunError> {
+        let duration = Instant::now().saturating_duration_since(self.start);
+        self.outputs
+            .summary(self.totals(stop, duration, None, false))?;
+        Ok(())
+    }
+
+    /// Everything the summary says, as of `duration` into the run; `mock`: the embedded mock's
+    /// final report; `complete`: the final summary.
+    fn totals<'t>(
+        &'t self,
+        stop: &CancellationToken,
+        duration: Duration,
+        mock: Option<&'t mock::MockReport>,
+        complete: bool,
+    ) -> Totals<'t> {
         let live = self.live;
-        self.outputs.summary(Totals {
+        Totals {
             scenario: self.scenario,
             run_id: &self.options.run_id,
             started_at: self.started_at,
-            duration: Instant::now().saturating_duration_since(self.start),
+            duration,
             planned: self.planned,
             started: live.started.load(Ordering::Relaxed),
             provisioned: self.provisioned,
@@ -184,24 +202,37 @@ impl<'a> Aggregator<'a> {
             endpoint: &self.target.label,
             interrupted: stop.is_cancelled(),
             levels: &self.levels,
-            mock: None,
+            mock,
             rate_changes: self.options.controls.changes_since(self.start),
-            complete: false,
+            complete,
             scenario_sha256: self.options.scenario_sha256.as_deref(),
             shard: self.shard.clone(),
-        })?;
-        Ok(())
+        }
+    }
+
+    /// Close the last, partial window, stop the embedded mock and write the final summary
+    /// (its duration ends when the devices did, before the mock stops).
+    pub(super) async fn finish(mut self, stop: &CancellationToken) -> Result<Summary, RunError> {
+        self.publish(stop, true)?;
+        let duration = Instant::now().saturating_duration_since(self.start);
+        let mock = match self.target.mock.take() {
+            Some(h) => Some(h.stop().await),
+            None => None,
+        };
+        self.outputs.flush()?;
+        let totals = self.totals(stop, duration, mock.as_ref(), true);
+        Ok(self.outputs.summary(totals)?)
     }
 
     fn dropped(&mut self, seq: u64, offset: Duration) -> Result<(), RunError> {
         self.dropped += 1;
         let rate = self.scenario.rate_at(offset);
-        self.levels.record(rate, Some("dropped"));
+        self.levels.record(rate, Some(FailureClass::Dropped));
         self.outputs.failure(
             seq,
             "",
-            "dropped",
-            "in-flight cap reached at the intended arrival",
+            FailureClass::Dropped.as_str(),
+            DROPPED_DETAIL,
             None,
             self.start.elapsed(),
         )?;
@@ -218,7 +249,7 @@ impl<'a> Aggregator<'a> {
         if let Some(m) = &self.metrics {
             let failure = r.report.outcome.as_ref().err();
             let label = failure.map(|f| f.reason.label());
-            let failure = label.as_deref().zip(class);
+            let failure = label.as_deref().zip(class.map(FailureClass::as_str));
             m.device(r.intended, &r.report.stages, total, failure, r.attempts);
         }
         self.levels.record(self.scenario.rate_at(r.offset), class);
@@ -228,9 +259,7 @@ impl<'a> Aggregator<'a> {
             w.failed += 1;
             let label = f.reason.label();
             *self.failures.entry(label.clone()).or_default() += 1;
-            *w.failed_by_class
-                .entry(f.reason.class().to_string())
-                .or_default() += 1;
+            *w.failed_by_class.entry(f.reason.class()).or_default() += 1;
             let at = self.start.elapsed();
             let raw = f.rejection.as_deref();
             self.outputs
@@ -323,9 +352,9 @@ impl<'a> Aggregator<'a> {
                 .collect();
             if self.dropped > 0 {
                 failures.push(FailureView {
-                    reason: "dropped".into(),
+                    reason: FailureClass::Dropped.as_str().into(),
                     count: self.dropped,
-                    latest: "in-flight cap reached at the intended arrival".into(),
+                    latest: DROPPED_DETAIL.into(),
                 });
             }
             failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
@@ -341,7 +370,8 @@ impl<'a> Aggregator<'a> {
                     .scenario
                     .phase_at(schedule_now)
                     .map(|(i, e)| {
-                        format!("{}/{} {}", i + 1, self.scenario.schedule.len(), e.as_str())
+                        let phases = self.scenario.phases().len();
+                        format!("{}/{phases} {}", i + 1, e.as_str())
                     })
                     .unwrap_or_default(),
                 target_rate,
@@ -375,7 +405,7 @@ impl<'a> Aggregator<'a> {
 /// The current one-second window of the aggregator.
 struct Window {
     stages: StageSet,
-    failed_by_class: BTreeMap<String, u64>,
+    failed_by_class: BTreeMap<FailureClass, u64>,
     completed: u64,
     failed: u64,
     opened: Instant,

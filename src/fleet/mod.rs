@@ -8,6 +8,8 @@ mod aggregator;
 mod progress;
 mod scheduler;
 mod target;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::device;
 use crate::live::{Controls, ScheduleClock, Snapshot};
 use crate::mock;
-use crate::output::{Outputs, Summary, Totals};
+use crate::output::{Outputs, Summary};
 use crate::pki;
 use crate::results::ShardSummary;
-use crate::scenario::Scenario;
+use crate::scenario::Plan;
 use crate::shard::{Shard, StartAt};
 use aggregator::Aggregator;
 use scheduler::{Launcher, Pacer};
@@ -162,9 +164,9 @@ impl Live {
     }
 }
 
-/// Run a scenario to the end (or until `stop` is cancelled) and write its results.
+/// Run a scenario's plan to the end (or until `stop` is cancelled) and write its results.
 pub async fn run(
-    scenario: Scenario,
+    scenario: Plan,
     options: RunOptions,
     stop: CancellationToken,
 ) -> Result<Summary, RunError> {
@@ -186,7 +188,7 @@ pub async fn run(
         &stop,
         devices_stop.clone(),
         shard,
-    )?;
+    );
 
     let outputs = match options.start_at {
         Some(at) => Outputs::create_at(&options.out_dir, &scenario, &target.label, at.0)?,
@@ -196,12 +198,10 @@ pub async fn run(
     let start = origin.start;
     let clock = Arc::new(ScheduleClock::new(start, options.controls.current()));
     let pacer = Pacer::new(clock.clone(), options.controls.subscribe());
-    let plan = scenario.plan();
-    let limit = scenario.devices.count;
     let scheduler = tokio::spawn(scheduler::schedule(
         launcher,
-        plan,
-        limit,
+        scenario.planned_phases(),
+        scenario.devices.count,
         pacer,
         stop.clone(),
         shard,
@@ -209,68 +209,29 @@ pub async fn run(
     abort_after_drain(&stop, &options.abort, devices_stop, options.drain);
 
     // The aggregator: this task.
-    let mut agg = Aggregator::new(
-        &scenario, &target, &live, &clock, &options, outputs, &origin,
-    );
+    let labels = crate::exporter::Labels::of(&scenario, shard);
+    let observer = target.mock.as_ref().map(|h| h.observer());
+    let mut agg = Aggregator::new(&scenario, target, &live, &clock, &options, outputs, &origin);
     agg.metrics = options.metrics.as_ref().map(|m| {
         let (l, controls, planned) = (live.clone(), options.controls.clone(), origin.planned);
         m.start(
-            crate::exporter::Labels::of(&scenario, shard),
+            labels,
             Box::new(move || l.exported(planned, &controls)),
-            target.mock.as_ref().map(|h| h.observer()),
+            observer,
         )
     });
     // A summary from the start: a run killed in its first second has one too.
     agg.write_summary(&stop)?;
     agg.run(rx, created_rx, &stop).await?;
     let _ = scheduler.await;
-    agg.publish(&stop, true)?;
-    let duration = Instant::now().saturating_duration_since(start);
-    let Aggregator {
-        outputs,
-        started_at,
-        levels,
-        total,
-        failures,
-        provisioned,
-        failed,
-        dropped,
-        ..
-    } = agg;
-    let mock = match target.mock {
-        Some(h) => Some(h.stop().await),
-        None => None,
-    };
-    let totals = Totals {
-        scenario: &scenario,
-        run_id: &options.run_id,
-        started_at,
-        duration,
-        planned: origin.planned,
-        started: live.started.load(Ordering::Relaxed),
-        provisioned,
-        failed,
-        dropped,
-        max_lag: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
-        failures: &failures,
-        stages: &total,
-        endpoint: &target.label,
-        interrupted: stop.is_cancelled(),
-        levels: &levels,
-        mock: mock.as_ref(),
-        rate_changes: options.controls.changes_since(start),
-        complete: true,
-        scenario_sha256: options.scenario_sha256.as_deref(),
-        shard: origin.shard.clone(),
-    };
-    Ok(outputs.finish(totals)?)
+    agg.finish(&stop).await
 }
 
 /// Fix the run's time origin: now, or `--start-at` (waiting for it, unless `stop` comes
 /// first; a start already past is not moved: the arrivals due before now start at once and
 /// the lag is reported).
 async fn begin(
-    scenario: &Scenario,
+    scenario: &Plan,
     options: &RunOptions,
     stop: &CancellationToken,
 ) -> Result<Origin, RunError> {

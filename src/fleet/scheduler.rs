@@ -1,5 +1,8 @@
 //! The scheduler: when each device starts (open or closed model, on schedule time), and the
 //! launcher that starts it, retries it and reports its result to the aggregator.
+//!
+//! Schedule time follows tokio's clock (the system's, except in tests that pause it), and the
+//! scheduler starts devices through [`Launch`], so its timing is tested without devices.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,10 +14,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::target::Prepared;
-use super::{DeviceResult, Live, Record, RunError};
+use super::{DeviceResult, Live, Record};
 use crate::device::{self, DeviceSpec, DeviceTls, Endpoint};
 use crate::live::ScheduleClock;
-use crate::scenario::{Pattern, PlannedPhase, RetrySettings, Scenario};
+use crate::scenario::{Pattern, Plan, PlannedPhase, RetrySettings};
 use crate::shard::Shard;
 
 fn aborted() -> device::DeviceReport {
@@ -26,6 +29,20 @@ fn aborted() -> device::DeviceReport {
             "run stopped before the device finished",
         )),
     }
+}
+
+/// Now, on tokio's clock: the system clock, or the paused clock of a test.
+pub(super) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What the scheduler starts devices with: the [`Launcher`], or a recorder in tests.
+pub(super) trait Launch {
+    /// Start device `seq`, intended to start at `intended` (schedule time `offset`), as a task
+    /// of `tasks`, or count it as dropped.
+    fn launch(&self, seq: u64, intended: Instant, offset: Duration, tasks: &mut JoinSet<()>);
+    /// Devices started and not finished yet.
+    fn in_flight(&self) -> u64;
 }
 
 /// Everything needed to start one device.
@@ -45,12 +62,12 @@ pub(super) struct Launcher {
 }
 
 impl Launcher {
-    /// Starts the scenario's devices (their client ID and parameter patterns parsed here) at
-    /// the target, at most `shard`'s part of `max_in_flight` at once; `stop` releases devices
-    /// that stay connected, `devices_stop` aborts them.
+    /// Starts the plan's devices (`{run}` in their patterns bound to `run_id` here) at the
+    /// target, at most `shard`'s part of `max_in_flight` at once; `stop` releases devices that
+    /// stay connected, `devices_stop` aborts them.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        scenario: &Scenario,
+        scenario: &Plan,
         target: &Prepared,
         run_id: &str,
         live: Arc<Live>,
@@ -61,17 +78,14 @@ impl Launcher {
         stop: &CancellationToken,
         devices_stop: CancellationToken,
         shard: Shard,
-    ) -> Result<Launcher, RunError> {
+    ) -> Launcher {
         let devices = &scenario.devices;
-        let client_id = Pattern::parse(&devices.client_id)
-            .map_err(RunError::Other)?
-            .bind_run(run_id);
-        let parameters: Vec<(String, Pattern)> = devices
+        let client_id = scenario.client_id.bind_run(run_id);
+        let parameters: Vec<(String, Pattern)> = scenario
             .parameters
             .iter()
-            .map(|(k, v)| Pattern::parse(v).map(|p| (k.clone(), p.bind_run(run_id))))
-            .collect::<Result<_, _>>()
-            .map_err(RunError::Other)?;
+            .map(|(k, p)| (k.clone(), p.bind_run(run_id)))
+            .collect();
         let spec_base = DeviceSpec {
             client_id: String::new(),
             template: devices.template.clone(),
@@ -80,14 +94,8 @@ impl Launcher {
             csr_key: devices.csr_key,
             protocol: devices.protocol,
             payload: devices.payload,
-            timeouts: devices.timeouts.into(),
-            classify: Arc::new(
-                scenario
-                    .target
-                    .classify()
-                    .rules()
-                    .map_err(RunError::Other)?,
-            ),
+            timeouts: devices.timeouts,
+            classify: scenario.classify.clone(),
             after: devices.after.clone(),
         };
         let handles = device::Handles {
@@ -97,7 +105,7 @@ impl Launcher {
             created: Some(created),
             attempt: 1,
         };
-        Ok(Launcher {
+        Launcher {
             live,
             tx,
             devices_stop,
@@ -110,7 +118,13 @@ impl Launcher {
             client_id,
             parameters,
             semaphore: Arc::new(Semaphore::new(shard.max_in_flight(scenario.max_in_flight))),
-        })
+        }
+    }
+}
+
+impl Launch for Launcher {
+    fn in_flight(&self) -> u64 {
+        self.live.in_flight.load(Ordering::Relaxed)
     }
 
     /// Start device `seq` (intended to start at `intended`), or count it as dropped when the
@@ -121,7 +135,7 @@ impl Launcher {
             let _ = self.tx.send(Record::Dropped { seq, offset });
             return;
         };
-        let lag = intended.elapsed();
+        let lag = now().saturating_duration_since(intended);
         self.live
             .max_lag_us
             .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
@@ -218,7 +232,7 @@ impl Pacer {
             std::future::pending::<()>().await;
         }
         let rate = *self.controls.borrow_and_update();
-        self.clock.set(Instant::now(), rate);
+        self.clock.set(now(), rate);
     }
 }
 
@@ -233,7 +247,7 @@ async fn sleep_until_opt(due: Option<Instant>) {
 /// keeping the target number of devices in flight (closed model), on schedule time; of a
 /// sharded run, only `shard`'s arrivals and its share of the devices in flight (see `shard`).
 pub(super) async fn schedule(
-    launcher: Launcher,
+    launcher: impl Launch,
     plan: Vec<PlannedPhase>,
     limit: u64,
     mut pacer: Pacer,
@@ -267,8 +281,7 @@ pub(super) async fn schedule(
                 // This shard's seqs: every count-th from its first.
                 let mut own = shard.next_owned(seq);
                 loop {
-                    let now = Instant::now();
-                    let at = pacer.clock.at(now);
+                    let at = pacer.clock.at(now());
                     if at >= phase_end || own >= limit {
                         break;
                     }
@@ -278,8 +291,8 @@ pub(super) async fn schedule(
                     } else {
                         shard.share((ramp.at(at - begin) * rate.multiplier).floor() as u64)
                     };
-                    while launcher.live.in_flight.load(Ordering::Relaxed) < target && own < limit {
-                        launcher.launch(own, Instant::now(), at, &mut tasks);
+                    while launcher.in_flight() < target && own < limit {
+                        launcher.launch(own, now(), at, &mut tasks);
                         own += shard.count;
                     }
                     // Re-check when a device ends, the controls change or the ramp moves

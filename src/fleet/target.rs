@@ -10,7 +10,7 @@ use crate::device::{CertificateMode, DeviceTls, Endpoint};
 use crate::mock::{self, MockConfig};
 use crate::mock_settings::MockSettings;
 use crate::pki::{self, KeyAlgorithm, Pki};
-use crate::scenario::{Scenario, Target};
+use crate::scenario::{Plan, Target};
 
 /// The endpoint, the claim TLS, the embedded mock (if any) and what to keep alive for the run.
 pub(super) struct Prepared {
@@ -24,7 +24,7 @@ pub(super) struct Prepared {
 }
 
 pub(super) async fn prepare(
-    scenario: &Scenario,
+    scenario: &Plan,
     options: &RunOptions,
     shutdown: &CancellationToken,
 ) -> Result<Prepared, RunError> {
@@ -76,7 +76,7 @@ pub(super) async fn prepare(
     }
 }
 
-fn external(host: String, port: u16, tls: DeviceTls) -> Prepared {
+pub(super) fn external(host: String, port: u16, tls: DeviceTls) -> Prepared {
     Prepared {
         label: format!("{host}:{port}"),
         endpoint: Endpoint { host, port },
@@ -88,7 +88,7 @@ fn external(host: String, port: u16, tls: DeviceTls) -> Prepared {
 
 /// Start the mock in this process on an ephemeral loopback port.
 async fn embedded_mock(
-    scenario: &Scenario,
+    scenario: &Plan,
     settings: &MockSettings,
     pki_dir: Option<&PathBuf>,
     shutdown: &CancellationToken,

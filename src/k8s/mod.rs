@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::scenario::{Scenario, Target};
+use crate::scenario::{Plan, Scenario, Target};
 
 /// Where the pods find the scenario, the claim identity and their results.
 pub const SCENARIO_PATH: &str = "/etc/fleetstorm/scenario.toml";
@@ -408,7 +408,7 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
 }
 
 /// Refuse what the pods could not have: the ConfigMap ships the scenario file only.
-fn check_portable(scenario: &Scenario, path: &Path) -> Result<(), RenderError> {
+fn check_portable(scenario: &Plan, path: &Path) -> Result<(), RenderError> {
     let Target::Mock { mock, .. } = &scenario.target else {
         return Ok(());
     };

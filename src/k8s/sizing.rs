@@ -6,7 +6,7 @@ use crate::device::{AfterAction, CertificateMode};
 use crate::mock_settings::RegistryMode;
 use crate::pki::KeyAlgorithm;
 use crate::protocol::Format;
-use crate::scenario::{Phase, Scenario, Target};
+use crate::scenario::{Phase, Plan, Target};
 
 /// CPU per CSR flow, devices + embedded mock in one process: 2.00 ms (1.81–2.17), README
 /// "End-to-end load benchmark", sustained 60 s at 1,000/s (990 flows/s on 2 cores).
@@ -87,7 +87,7 @@ pub struct Sizing {
 }
 
 /// Size a shard pod of `scenario` split `shards` ways.
-pub fn size(scenario: &Scenario, shards: u64) -> Sizing {
+pub fn size(scenario: &Plan, shards: u64) -> Sizing {
     let shards = shards.max(1);
     let embedded = matches!(scenario.target, Target::Mock { .. });
     let devices = scenario.devices.count;
@@ -191,7 +191,7 @@ fn round_up(v: u64, step: u64) -> u64 {
 }
 
 /// CPU per flow for this scenario's target, certificate path and payload.
-fn cpu_per_flow(scenario: &Scenario) -> f64 {
+fn cpu_per_flow(scenario: &Plan) -> f64 {
     let csr = scenario.devices.certificate == CertificateMode::Csr;
     let base = match (&scenario.target, csr) {
         (Target::Mock { .. }, true) => CPU_CSR_EMBEDDED_S,
@@ -211,14 +211,15 @@ fn cpu_per_flow(scenario: &Scenario) -> f64 {
 
 /// The highest arrival rate the schedule offers (None when a burst or a closed-model phase has
 /// no rate: those are sized to capacity).
-fn peak_rate(scenario: &Scenario) -> Option<f64> {
+fn peak_rate(scenario: &Plan) -> Option<f64> {
     let mut peak: f64 = 0.0;
-    for spec in &scenario.schedule {
-        let rate = match spec.to_phase("schedule").ok()? {
+    for (_, phase) in scenario.phases() {
+        let rate = match *phase {
             Phase::ConstantArrivalRate { rate, .. } => rate,
-            Phase::RampingArrivalRate { start_rate, stages } => {
-                stages.iter().map(|s| s.target).fold(start_rate, f64::max)
-            }
+            Phase::RampingArrivalRate {
+                start_rate,
+                ref stages,
+            } => stages.iter().map(|s| s.target).fold(start_rate, f64::max),
             Phase::Step {
                 start_rate,
                 rate_step,

@@ -1,5 +1,6 @@
-//! The merged `summary.json`: counts summed, stage figures from the merged histograms, rates,
-//! rate levels and thresholds recomputed with the run's own code.
+//! The merged `summary.json`: counts summed, the shards' rate levels added, and every derived
+//! figure (stage figures from the merged histograms, rates, rate levels judged, thresholds)
+//! computed by the run's own derivation, [`crate::results::summary::derive`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,11 +10,9 @@ use serde::Deserialize;
 use super::MergeError;
 use super::hlog::{Buckets, totals};
 use super::inputs::{Input, Plan};
-use crate::metrics::{
-    Analysis, Percentiles, RateLevel, STAGE_NAMES, StageSummary, Threshold, ThresholdInputs,
-    ThrottleAnalysis,
-};
-use crate::results::{DeviceCounts, ResultsError, Scheduler, Summary, Throughput};
+use crate::metrics::{Analysis, LevelCounts, STAGE_NAMES, Threshold};
+use crate::results::summary::{Measured, derive};
+use crate::results::{DeviceCounts, ResultsError, Scheduler, Summary};
 
 /// What the merge needs of `scenario.toml`.
 #[derive(Deserialize, Default)]
@@ -25,28 +24,31 @@ struct ScenarioPart {
 }
 
 /// The thresholds and rate-level analysis of the first folder's `scenario.toml`; without one,
-/// the thresholds its summary evaluated and the default analysis.
-fn scenario_part(inputs: &[Input]) -> Result<ScenarioPart, MergeError> {
-    let Some(input) = inputs.iter().find(|i| i.run.scenario.is_some()) else {
-        return Ok(ScenarioPart {
-            thresholds: inputs[0]
-                .run
-                .summary
-                .thresholds
-                .iter()
-                .map(|t| t.expr.clone())
-                .collect(),
-            analysis: None,
-        });
-    };
-    let text = input.run.scenario.as_deref().unwrap_or_default();
-    toml::from_str(text).map_err(|e| {
-        ResultsError::Invalid {
-            path: input.dir().join("scenario.toml"),
-            detail: crate::toml_error_message(text, &e),
+/// the thresholds its summary evaluated and the default analysis. A threshold that does not
+/// parse is an error naming the file it came from.
+fn scenario_part(inputs: &[Input]) -> Result<(Vec<Threshold>, Analysis), MergeError> {
+    let (part, path) = match inputs.iter().find(|i| i.run.scenario.is_some()) {
+        None => {
+            let thresholds = inputs[0].run.summary.thresholds.iter();
+            let part = ScenarioPart {
+                thresholds: thresholds.map(|t| t.expr.clone()).collect(),
+                analysis: None,
+            };
+            (part, inputs[0].dir().join("summary.json"))
         }
-        .into()
-    })
+        Some(input) => {
+            let path = input.dir().join("scenario.toml");
+            let text = input.run.scenario.as_deref().unwrap_or_default();
+            let part = toml::from_str(text).map_err(|e| ResultsError::Invalid {
+                path: path.clone(),
+                detail: crate::toml_error_message(text, &e),
+            })?;
+            (part, path)
+        }
+    };
+    let thresholds = crate::scenario::parse_thresholds(&part.thresholds)
+        .map_err(|detail| ResultsError::Invalid { path, detail })?;
+    Ok((thresholds, part.analysis.unwrap_or_default()))
 }
 
 /// One value when every folder agrees, else them all joined.
@@ -60,38 +62,19 @@ fn common(values: impl Iterator<Item = String>, separator: &str) -> String {
     seen.join(separator)
 }
 
-/// The rate levels of the shards summed per level and judged again. Every shard judges its
-/// arrivals by the job's rate at their intended start (a shard runs the unsharded schedule,
-/// taking every N-th arrival), so the shards' levels are the job's.
-fn throttle(
-    inputs: &[Input],
-    analysis: &Analysis,
-    failures: &BTreeMap<String, u64>,
-) -> Option<ThrottleAnalysis> {
-    let mut levels: BTreeMap<u64, (f64, u64, u64, u64)> = BTreeMap::new();
-    let mut any = false;
-    for input in inputs {
-        let Some(th) = &input.run.summary.throttle else {
-            continue;
-        };
-        any = true;
-        for l in &th.levels {
-            let rate = (l.target_per_s * 1000.0).round() / 1000.0 + 0.0;
-            let level = levels.entry(rate.to_bits()).or_insert((rate, 0, 0, 0));
-            level.1 += l.offered;
-            level.2 += l.completed;
-            level.3 += l.throttled;
-        }
+/// The rate levels of the shards added per level. Every shard counts its arrivals by the job's
+/// rate at their intended start (a shard runs the unsharded schedule, taking every N-th
+/// arrival), so the shards' levels are the job's.
+fn levels(inputs: &[Input]) -> LevelCounts {
+    let mut levels = LevelCounts::default();
+    let shard_levels = inputs
+        .iter()
+        .filter_map(|i| i.run.summary.throttle.as_ref())
+        .flat_map(|th| &th.levels);
+    for l in shard_levels {
+        levels.add(l.target_per_s, l.offered, l.completed, l.throttled);
     }
-    any.then(|| {
-        let judged = levels
-            .into_values()
-            .map(|(rate, offered, completed, throttled)| {
-                RateLevel::judge(analysis, rate, offered, completed, throttled)
-            })
-            .collect();
-        ThrottleAnalysis::new(judged, failures)
-    })
+    levels
 }
 
 /// The merged summary of `inputs` (checked), written to `out` later.
@@ -126,17 +109,6 @@ pub(super) fn build(
             names.push(stage.to_string());
         }
     }
-    let of = |tag: &str| histograms.get(tag).map(Percentiles::of).unwrap_or_default();
-    let stages: BTreeMap<String, StageSummary> = names
-        .into_iter()
-        .map(|name| {
-            let summary = StageSummary {
-                latency: of(&name),
-                service: of(&format!("{name}.service")),
-            };
-            (name, summary)
-        })
-        .collect();
 
     let end_of = |i: &Input| i.offset_s + i.run.summary.duration_s;
     let duration_s = inputs.iter().map(end_of).fold(0.0, f64::max);
@@ -153,38 +125,26 @@ pub(super) fn build(
             .map(|i| i.offset_s + i.run.summary.throughput.provisioning_window_s)
             .reduce(f64::max),
     ) {
-        (Some(start), Some(end)) => end - start,
-        _ => duration_s,
+        (Some(start), Some(end)) => Some(end - start),
+        _ => None,
     };
-    let provisioned = devices.provisioned as f64;
-    let finished = devices.provisioned + devices.failed + devices.dropped;
-    let success_rate = if finished == 0 {
-        0.0
-    } else {
-        100.0 * provisioned / finished as f64
+    let (thresholds, analysis) = scenario_part(inputs)?;
+    let levels = levels(inputs);
+    let measured = Measured {
+        devices: &devices,
+        failures: &failures,
+        stages: names
+            .into_iter()
+            .map(|name| {
+                let service = histograms.get(&format!("{name}.service"));
+                (name.clone(), histograms.get(&name), service)
+            })
+            .collect(),
+        duration_s,
+        window_s,
+        levels: &levels,
     };
-    let throughput = Throughput {
-        provisioned_per_s: provisioned / window_s.max(1e-9),
-        provisioning_window_s: window_s,
-        provisioned_per_s_whole_run: provisioned / duration_s.max(1e-9),
-    };
-
-    let scenario = scenario_part(inputs)?;
-    let inputs_for_thresholds = ThresholdInputs {
-        stages: &stages,
-        success_rate_percent: success_rate,
-        throughput_per_s: throughput.provisioned_per_s,
-        failed: devices.failed,
-        dropped: devices.dropped,
-    };
-    let thresholds = scenario
-        .thresholds
-        .iter()
-        .filter_map(|e| Threshold::parse(e).ok())
-        .map(|th| th.evaluate(&inputs_for_thresholds))
-        .collect();
-    let analysis = scenario.analysis.unwrap_or_default();
-    let throttle = throttle(inputs, &analysis, &failures);
+    let d = derive(&measured, &thresholds, &analysis);
     let mut rate_changes: Vec<crate::results::RateChange> = inputs
         .iter()
         .flat_map(|i| {
@@ -210,11 +170,11 @@ pub(super) fn build(
         interrupted: inputs.iter().any(|i| i.run.summary.interrupted),
         complete: inputs.iter().all(|i| i.run.summary.complete),
         devices,
-        throughput,
-        success_rate,
-        stages,
+        throughput: d.throughput,
+        success_rate: d.success_rate,
+        stages: d.stages,
         failures,
-        thresholds,
+        thresholds: d.thresholds,
         scheduler: Scheduler {
             max_start_lag_ms: inputs
                 .iter()
@@ -222,10 +182,8 @@ pub(super) fn build(
                 .fold(0.0, f64::max),
         },
         rate_changes,
-        sustainable_rate_per_s: throttle
-            .as_ref()
-            .and_then(ThrottleAnalysis::sustainable_rate),
-        throttle,
+        sustainable_rate_per_s: d.sustainable_rate_per_s,
+        throttle: d.throttle,
         variant: first.variant.clone(),
         merged_from: inputs.iter().map(Input::merged_from).collect(),
         shards_missing: plan.missing.clone(),

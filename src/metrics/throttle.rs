@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::stage::FailureClass;
+
 /// Devices counted by the offered-rate level of their *intended* start (so a device belongs to
 /// the level that offered it, whenever it finished).
 #[derive(Debug, Default)]
@@ -17,12 +19,18 @@ pub struct LevelCounts {
 
 impl LevelCounts {
     /// Count one arrival whose intended start the schedule offered at `rate` (None: outside
-    /// any rate level); `failure` is its failure class (`None` = provisioned, `Some("dropped")`
-    /// = never started).
-    pub fn record(&mut self, rate: Option<f64>, failure: Option<&str>) {
-        let Some(rate) = rate else {
-            return;
-        };
+    /// any rate level); `failure` is its failure class (`None` = provisioned, `Dropped` =
+    /// never started).
+    pub fn record(&mut self, rate: Option<f64>, failure: Option<FailureClass>) {
+        if let Some(rate) = rate {
+            let throttled = failure == Some(FailureClass::Throttled);
+            self.add(rate, 1, u64::from(failure.is_none()), u64::from(throttled));
+        }
+    }
+
+    /// Count `offered` arrivals at `rate`, `completed` and `throttled` of them (`merge` adds
+    /// the shards' levels with it).
+    pub fn add(&mut self, rate: f64, offered: u64, completed: u64, throttled: u64) {
         // `+ 0.0` folds -0 into 0, which share a level.
         let rate = (rate * 1000.0).round() / 1000.0 + 0.0;
         let next = self.levels.len();
@@ -31,12 +39,9 @@ impl LevelCounts {
             self.levels.push((rate, 0, 0, 0));
         }
         let level = &mut self.levels[index];
-        level.1 += 1;
-        match failure {
-            None => level.2 += 1,
-            Some("throttled") => level.3 += 1,
-            Some(_) => {}
-        }
+        level.1 += offered;
+        level.2 += completed;
+        level.3 += throttled;
     }
 }
 

@@ -29,7 +29,7 @@ pub mod created;
 pub mod devices;
 pub mod failures;
 pub mod hlog;
-mod summary;
+pub mod summary;
 pub mod timeseries;
 
 use std::collections::BTreeMap;

@@ -1,11 +1,16 @@
-//! `summary.json`: the one model of a run's summary, written by `output` and read by `results`.
+//! `summary.json`: the one model of a run's summary, written by `output` and read by `results`,
+//! and [`derive`], the one derivation of its figures (a run's writer and `merge` both call it).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{StageSummary, ThresholdResult, ThrottleAnalysis};
+use crate::metrics::{
+    Analysis, LevelCounts, Percentiles, StageSummary, Threshold, ThresholdInputs, ThresholdResult,
+    ThrottleAnalysis, throttle_analysis,
+};
 use crate::mock::MockReport;
 
 /// One change made during a run, as recorded in `summary.json`.
@@ -158,5 +163,246 @@ impl Summary {
                 self.duration_s
             )
         })
+    }
+}
+
+/// What a summary's derived figures are computed from: the counts and histograms of a run, or
+/// of the shards a merge adds up.
+pub struct Measured<'a> {
+    pub devices: &'a DeviceCounts,
+    /// Failures by label.
+    pub failures: &'a BTreeMap<String, u64>,
+    /// Each stage: its name and its latency and service-time histograms (None: none recorded).
+    pub stages: Vec<(
+        String,
+        Option<&'a Histogram<u64>>,
+        Option<&'a Histogram<u64>>,
+    )>,
+    pub duration_s: f64,
+    /// The provisioning window (first intended start to last device provisioned); None when
+    /// no device was provisioned, and the whole run counts instead.
+    pub window_s: Option<f64>,
+    /// Arrivals by offered-rate level.
+    pub levels: &'a LevelCounts,
+}
+
+/// A summary's derived figures.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pub stages: BTreeMap<String, StageSummary>,
+    pub success_rate: f64,
+    pub throughput: Throughput,
+    pub thresholds: Vec<ThresholdResult>,
+    pub throttle: Option<ThrottleAnalysis>,
+    pub sustainable_rate_per_s: Option<f64>,
+}
+
+/// Every derived figure of a summary: per-stage percentiles, the success rate (of the devices
+/// that finished or were dropped), throughput over the provisioning window and over the whole
+/// run, `thresholds` judged, and the throttle-limit analysis of the rate levels.
+pub fn derive(m: &Measured<'_>, thresholds: &[Threshold], analysis: &Analysis) -> Derived {
+    let of = |h: Option<&Histogram<u64>>| h.map(Percentiles::of).unwrap_or_default();
+    let stages: BTreeMap<String, StageSummary> = m
+        .stages
+        .iter()
+        .map(|(name, latency, service)| {
+            let summary = StageSummary {
+                latency: of(*latency),
+                service: of(*service),
+            };
+            (name.clone(), summary)
+        })
+        .collect();
+    let d = m.devices;
+    let provisioned = d.provisioned as f64;
+    let finished = d.provisioned + d.failed + d.dropped;
+    let success_rate = if finished == 0 {
+        0.0
+    } else {
+        100.0 * provisioned / finished as f64
+    };
+    let window_s = m.window_s.unwrap_or(m.duration_s);
+    let throughput = Throughput {
+        provisioned_per_s: provisioned / window_s.max(1e-9),
+        provisioning_window_s: window_s,
+        provisioned_per_s_whole_run: provisioned / m.duration_s.max(1e-9),
+    };
+    let inputs = ThresholdInputs {
+        stages: &stages,
+        success_rate_percent: success_rate,
+        throughput_per_s: throughput.provisioned_per_s,
+        failed: d.failed,
+        dropped: d.dropped,
+    };
+    let thresholds = thresholds.iter().map(|t| t.evaluate(&inputs)).collect();
+    let throttle = throttle_analysis(analysis, m.levels, m.failures);
+    Derived {
+        sustainable_rate_per_s: throttle
+            .as_ref()
+            .and_then(ThrottleAnalysis::sustainable_rate),
+        throttle,
+        stages,
+        success_rate,
+        throughput,
+        thresholds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::FailureClass;
+
+    fn devices(provisioned: u64, failed: u64, dropped: u64) -> DeviceCounts {
+        DeviceCounts {
+            planned: provisioned + failed + dropped,
+            started: provisioned + failed,
+            provisioned,
+            failed,
+            dropped,
+        }
+    }
+
+    /// The figures of `devices` over `duration_s` (window `window_s`), without stages or levels.
+    fn figures(d: &DeviceCounts, duration_s: f64, window_s: Option<f64>) -> Derived {
+        let measured = Measured {
+            devices: d,
+            failures: &BTreeMap::new(),
+            stages: Vec::new(),
+            duration_s,
+            window_s,
+            levels: &LevelCounts::default(),
+        };
+        derive(&measured, &[], &Analysis::default())
+    }
+
+    #[test]
+    fn the_success_rate_counts_failed_and_dropped_devices_and_is_0_with_none() {
+        assert_eq!(figures(&devices(3, 0, 1), 1.0, None).success_rate, 75.0);
+        assert_eq!(figures(&devices(1, 3, 0), 1.0, None).success_rate, 25.0);
+        assert_eq!(figures(&devices(0, 0, 0), 1.0, None).success_rate, 0.0);
+    }
+
+    #[test]
+    fn throughput_is_over_the_provisioning_window_and_the_whole_run() {
+        let t = figures(&devices(40, 2, 0), 10.0, Some(4.0)).throughput;
+        assert_eq!(
+            (
+                t.provisioned_per_s,
+                t.provisioning_window_s,
+                t.provisioned_per_s_whole_run
+            ),
+            (10.0, 4.0, 4.0)
+        );
+        // Nothing provisioned: no window, the whole run stands in for it.
+        let t = figures(&devices(0, 5, 0), 8.0, None).throughput;
+        assert_eq!((t.provisioned_per_s, t.provisioning_window_s), (0.0, 8.0));
+        // A zero-length run divides by (almost) nothing rather than by zero.
+        let t = figures(&devices(1, 0, 0), 0.0, Some(0.0)).throughput;
+        assert!(t.provisioned_per_s.is_finite() && t.provisioned_per_s > 1e8);
+    }
+
+    #[test]
+    fn stages_are_summarised_from_their_histograms_and_missing_ones_are_empty() {
+        let mut latency = crate::metrics::histogram();
+        let mut service = crate::metrics::histogram();
+        // Microseconds below 2048: exact at 3 significant digits.
+        for us in [100, 200, 300, 400] {
+            latency.record(us).unwrap();
+            service.record(us / 10).unwrap();
+        }
+        let d = devices(4, 0, 0);
+        let measured = Measured {
+            devices: &d,
+            failures: &BTreeMap::new(),
+            stages: vec![
+                ("subscribe".into(), Some(&latency), Some(&service)),
+                ("telemetry".into(), None, None),
+            ],
+            duration_s: 1.0,
+            window_s: Some(1.0),
+            levels: &LevelCounts::default(),
+        };
+        let stages = derive(&measured, &[], &Analysis::default()).stages;
+        let s = &stages["subscribe"];
+        assert_eq!((s.latency.count, s.latency.max_ms), (4, 0.4));
+        assert_eq!((s.service.count, s.service.mean_ms), (4, 0.025));
+        assert_eq!(stages["telemetry"], StageSummary::default());
+    }
+
+    #[test]
+    fn thresholds_are_judged_against_the_derived_figures() {
+        let d = devices(9, 1, 0);
+        let measured = Measured {
+            devices: &d,
+            failures: &BTreeMap::new(),
+            stages: Vec::new(),
+            duration_s: 10.0,
+            window_s: Some(3.0),
+            levels: &LevelCounts::default(),
+        };
+        let thresholds = crate::scenario::parse_thresholds(&[
+            "success_rate > 95%".into(),
+            "throughput >= 3/s".into(),
+            "failed < 2".into(),
+            "register_thing.p99 < 1s".into(),
+        ])
+        .unwrap();
+        let judged = derive(&measured, &thresholds, &Analysis::default()).thresholds;
+        let got: Vec<(bool, Option<f64>)> = judged.iter().map(|t| (t.ok, t.value)).collect();
+        // 90 % succeeded; 9 in a 3 s window; one failed; no register_thing data.
+        assert_eq!(
+            got,
+            [
+                (false, Some(90.0)),
+                (true, Some(3.0)),
+                (true, Some(1.0)),
+                (false, None)
+            ]
+        );
+        assert_eq!(judged[0].expr, "success_rate > 95%");
+    }
+
+    #[test]
+    fn rate_levels_are_judged_and_the_sustainable_rate_is_the_last_before_the_limit() {
+        let mut levels = LevelCounts::default();
+        for (rate, n, throttled) in [(10.0, 100, 0), (20.0, 100, 0), (30.0, 100, 40)] {
+            for i in 0..n {
+                let failure = (i < throttled).then_some(FailureClass::Throttled);
+                levels.record(Some(rate), failure);
+            }
+        }
+        levels.record(Some(30.0), Some(FailureClass::Dropped));
+        levels.record(None, None);
+        let d = devices(260, 40, 1);
+        let failures = BTreeMap::from([("throttled.register_thing".to_string(), 40)]);
+        let measured = Measured {
+            devices: &d,
+            failures: &failures,
+            stages: Vec::new(),
+            duration_s: 30.0,
+            window_s: Some(30.0),
+            levels: &levels,
+        };
+        let derived = derive(&measured, &[], &Analysis::default());
+        let throttle = derived.throttle.expect("rate levels");
+        let judged: Vec<(f64, u64, u64, bool)> = throttle
+            .levels
+            .iter()
+            .map(|l| (l.target_per_s, l.offered, l.throttled, l.sustainable))
+            .collect();
+        assert_eq!(
+            judged,
+            [
+                (10.0, 100, 0, true),
+                (20.0, 100, 0, true),
+                (30.0, 101, 40, false)
+            ]
+        );
+        assert_eq!(throttle.throttling_stage.as_deref(), Some("register_thing"));
+        assert_eq!(derived.sustainable_rate_per_s, Some(20.0));
+        // No levels (a burst): no analysis, no sustainable rate.
+        let none = figures(&d, 30.0, None);
+        assert_eq!((none.throttle, none.sustainable_rate_per_s), (None, None));
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{ResultsError, open_csv};
-use crate::device::FailureReason;
+use crate::stage::FailureClass;
 use crate::metrics::STAGE_NAMES;
 
 /// The file name inside a run folder.
@@ -53,8 +53,8 @@ pub fn columns() -> Vec<Column> {
     for name in ["offered", "started", "completed", "failed"] {
         out.push(column(name, Measure::Count, 0));
     }
-    for class in FailureReason::CLASSES {
-        out.push(column(&format!("failed_{class}"), Measure::Count, 0));
+    for class in FailureClass::FAILED {
+        out.push(column(&format!("failed_{}", class.as_str()), Measure::Count, 0));
     }
     out.push(column("in_flight", Measure::Level, 0));
     out.push(column("dropped_total", Measure::Cumulative, 0));
@@ -91,7 +91,7 @@ pub struct TimeseriesRow {
     pub started: u64,
     pub completed: u64,
     pub failed: u64,
-    /// Per failure class, in [`FailureReason::CLASSES`] order.
+    /// Per failure class, in [`FailureClass::FAILED`] order.
     pub failed_by_class: Vec<u64>,
     pub in_flight: u64,
     pub dropped_total: u64,

@@ -270,7 +270,8 @@ impl Piece {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Executor, Scenario};
+    use crate::scenario::plan::of_toml;
+    use crate::scenario::{Executor, Plan};
 
     /// The arrivals as they were built before they were generated lazily (every one in a
     /// vector), kept to show the lazy ones are the same.
@@ -325,8 +326,8 @@ mod tests {
     }
 
     /// A schedule of every open executor, with rates that do not divide evenly.
-    fn mixed() -> Scenario {
-        let s: Scenario = toml::from_str(
+    fn mixed() -> Plan {
+        of_toml(
             r#"
             [devices]
             count = 100000
@@ -349,19 +350,12 @@ mod tests {
             steps = 6
             "#,
         )
-        .unwrap();
-        s.validate().unwrap();
-        s
     }
 
     #[test]
     fn lazy_arrivals_are_the_ones_built_eagerly_before() {
         let s = mixed();
-        let phases: Vec<Phase> = s
-            .schedule
-            .iter()
-            .map(|p| p.to_phase("schedule").unwrap())
-            .collect();
+        let phases: Vec<Phase> = s.phases().iter().map(|(_, p)| p.clone()).collect();
         for limit in [0, 1, 49, 50, 51, 200, 100000] {
             let want = eager(&phases, limit);
             let begins = phases.iter().scan(Duration::ZERO, |t, p| {
@@ -414,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_huge_schedule_costs_nothing_until_it_is_iterated() {
-        let s: Scenario = toml::from_str(
+        let s = of_toml(
             r#"
             [devices]
             count = 18446744073709551615
@@ -426,15 +420,14 @@ mod tests {
             executor = "burst"
             count = 1000000000000
             "#,
-        )
-        .unwrap();
+        );
         let (n, last) = s.arrival_span();
         assert_eq!(n, 1_000_000 * 744 * 3600 + 1_000_000_000_000);
         assert_eq!(last, Some(Duration::from_secs(744 * 3600)));
         let first: Vec<_> = s.arrivals().take(3).collect();
         assert_eq!(first, [0, 1, 2].map(Duration::from_micros));
         // The last of a billion shards skips the other shards' arrivals a piece at a time.
-        let crate::scenario::PlannedPhase::Open(a) = s.plan().remove(0) else {
+        let crate::scenario::PlannedPhase::Open(a) = s.planned_phases().remove(0) else {
             panic!("an open phase first")
         };
         let shard = crate::shard::Shard::new(999_999_999, 1_000_000_000).unwrap();

@@ -1,11 +1,14 @@
-//! Reading a scenario file: `--set`/variant overrides, TOML errors, paths, semantic validation.
+//! Reading a scenario file (`--set`/variant overrides, TOML errors, paths) and building its
+//! [`Plan`]: the semantic checks, which compile on the way what the run uses.
 //!
 //! Errors name the file, line and field.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::schedule::{MAX_RATE, MAX_SCHEDULE, MAX_STEPS};
-use super::{Pattern, Phase, RampStage, Scenario, ScenarioError, Target};
+use super::{Pattern, Phase, Plan, RampStage, Scenario, ScenarioError, Target};
+use crate::metrics::Threshold;
 
 /// One override of the file: a `--set path=value` argument or an entry of a variant's `set`,
 /// with the label its errors carry.
@@ -34,15 +37,16 @@ impl Override {
 }
 
 impl Scenario {
-    /// Read and validate a scenario file; `sets` are `path=value` overrides applied first.
-    pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
+    /// Read a scenario file and build its plan; `sets` are `path=value` overrides applied
+    /// first.
+    pub fn load(path: &Path, sets: &[String]) -> Result<Plan, ScenarioError> {
         let (text, doc, overrides) = Self::read(path, sets)?;
         Self::build(path, &text, &doc, &overrides)
     }
 
-    /// The scenario, or one scenario per `[[variants]]` entry (each with its overrides applied
+    /// The scenario's plan, or one per `[[variants]]` entry (each with its overrides applied
     /// on top of the file and `sets`).
-    pub fn load_variants(path: &Path, sets: &[String]) -> Result<Vec<Scenario>, ScenarioError> {
+    pub fn load_variants(path: &Path, sets: &[String]) -> Result<Vec<Plan>, ScenarioError> {
         let base = Self::load(path, sets)?;
         if base.variants.is_empty() {
             return Ok(vec![base]);
@@ -68,9 +72,9 @@ impl Scenario {
                         value,
                     }),
             );
-            let mut scenario = Self::build(path, &text, &doc, &all).map_err(|e| err(e.message))?;
-            scenario.variant = Some(variant.name.clone());
-            out.push(scenario);
+            let mut plan = Self::build(path, &text, &doc, &all).map_err(|e| err(e.message))?;
+            plan.scenario.variant = Some(variant.name.clone());
+            out.push(plan);
         }
         Ok(out)
     }
@@ -91,15 +95,15 @@ impl Scenario {
         Ok((text, doc, overrides))
     }
 
-    /// The scenario the file's document says once `overrides` are applied. A value an override
-    /// brought in that does not fit is reported against that override, not a line of the file
-    /// (the overridden document has no lines a reader could find).
+    /// The plan of the scenario the file's document says once `overrides` are applied. A value
+    /// an override brought in that does not fit is reported against that override, not a line
+    /// of the file (the overridden document has no lines a reader could find).
     fn build(
         path: &Path,
         text: &str,
         doc: &toml::Table,
         overrides: &[Override],
-    ) -> Result<Scenario, ScenarioError> {
+    ) -> Result<Plan, ScenarioError> {
         let err = file_error(path);
         let mut merged = doc.clone();
         for o in overrides {
@@ -130,8 +134,8 @@ impl Scenario {
         scenario.finish(path).map_err(err)
     }
 
-    /// Name, paths and semantic checks of a parsed scenario read from `path`.
-    fn finish(mut self, path: &Path) -> Result<Scenario, String> {
+    /// Name, paths and plan of a parsed scenario read from `path`.
+    fn finish(mut self, path: &Path) -> Result<Plan, String> {
         if self.name.is_empty() {
             self.name = path
                 .file_stem()
@@ -140,8 +144,7 @@ impl Scenario {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         self.resolve_paths(base);
-        self.validate()?;
-        Ok(self)
+        Plan::new(self)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -170,54 +173,60 @@ impl Scenario {
             }
         }
     }
+}
 
-    /// Semantic checks serde cannot express; messages name the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.devices.count == 0 {
+impl Plan {
+    /// The plan of `scenario` (its paths resolved): the checks serde cannot express, in the
+    /// order of the file, compiling on the way what the run uses; messages name the field. The
+    /// one place a scenario's phases, thresholds, patterns and classification are parsed.
+    pub fn new(scenario: Scenario) -> Result<Plan, String> {
+        let s = &scenario;
+        if s.devices.count == 0 {
             return Err("devices.count: must be at least 1".into());
         }
-        if self.max_in_flight == 0 {
+        if s.max_in_flight == 0 {
             return Err("max_in_flight: must be at least 1".into());
         }
-        if !crate::protocol::valid_template_name(&self.devices.template) {
+        if !crate::protocol::valid_template_name(&s.devices.template) {
             return Err(format!(
                 "devices.template: invalid template name {:?}",
-                self.devices.template
+                s.devices.template
             ));
         }
-        self.check_template()?;
-        Pattern::parse(&self.devices.client_id).map_err(|e| format!("devices.client_id: {e}"))?;
-        if !self.devices.client_id.contains("{seq") && !self.devices.client_id.contains("{uuid}") {
+        s.check_template()?;
+        let client_id =
+            Pattern::parse(&s.devices.client_id).map_err(|e| format!("devices.client_id: {e}"))?;
+        if !s.devices.client_id.contains("{seq") && !s.devices.client_id.contains("{uuid}") {
             return Err("devices.client_id: must contain {seq} or {uuid} so client IDs are unique (AWS disconnects duplicates)".into());
         }
-        for (name, pattern) in &self.devices.parameters {
-            Pattern::parse(pattern).map_err(|e| format!("devices.parameters.{name}: {e}"))?;
-        }
-        let after = &self.devices.after;
+        let parameters = s
+            .devices
+            .parameters
+            .iter()
+            .map(|(name, pattern)| match Pattern::parse(pattern) {
+                Ok(p) => Ok((name.clone(), p)),
+                Err(e) => Err(format!("devices.parameters.{name}: {e}")),
+            })
+            .collect::<Result<_, _>>()?;
+        let after = &s.devices.after;
         if after.action == crate::device::AfterAction::Telemetry && after.interval.is_zero() {
             return Err(
                 "devices.after.interval: must be positive (the time between publishes)".into(),
             );
         }
-        if self.devices.retry.max_attempts == 0 {
+        if s.devices.retry.max_attempts == 0 {
             return Err("devices.retry.max_attempts: must be at least 1".into());
         }
-        for (i, class) in self.devices.retry.on.iter().enumerate() {
-            if !crate::device::FailureReason::CLASSES.contains(&class.as_str()) {
-                return Err(format!(
-                    "devices.retry.on[{i}]: unknown failure class {class:?} (one of {})",
-                    crate::device::FailureReason::CLASSES.join(", ")
-                ));
-            }
-        }
-        if self.schedule.is_empty() {
+        if s.schedule.is_empty() {
             return Err("schedule: at least one phase is required".into());
         }
+        let mut phases = Vec::with_capacity(s.schedule.len());
         let mut planned = std::time::Duration::ZERO;
-        for (i, spec) in self.schedule.iter().enumerate() {
+        for (i, spec) in s.schedule.iter().enumerate() {
             let at = format!("schedule[{i}]");
             let phase = spec.to_phase(&at)?;
             check_phase(&at, &phase)?;
+            let begin = planned;
             planned = phase
                 .checked_duration()
                 .and_then(|d| planned.checked_add(d))
@@ -228,23 +237,38 @@ impl Scenario {
                         MAX_SCHEDULE.as_secs() / 86_400
                     )
                 })?;
+            phases.push((begin, phase));
         }
-        self.target.classify().rules()?;
+        let classify = Arc::new(s.target.classify().rules()?);
         if let Target::Endpoint {
             account: Some(account),
             ..
-        } = &self.target
+        } = &s.target
             && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
         {
             return Err(format!(
                 "target.account: {account:?} is not an AWS account ID (12 digits)"
             ));
         }
-        for (i, t) in self.thresholds.iter().enumerate() {
-            crate::metrics::Threshold::parse(t).map_err(|e| format!("thresholds[{i}]: {e}"))?;
-        }
-        Ok(())
+        let thresholds = parse_thresholds(&s.thresholds)?;
+        Ok(Plan {
+            scenario,
+            phases,
+            thresholds,
+            client_id,
+            parameters,
+            classify,
+        })
     }
+}
+
+/// A scenario's `thresholds`, parsed (`merge` judges a run folder's `scenario.toml` by them).
+pub fn parse_thresholds(exprs: &[String]) -> Result<Vec<Threshold>, String> {
+    exprs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Threshold::parse(t).map_err(|e| format!("thresholds[{i}]: {e}")))
+        .collect()
 }
 
 /// A phase's fields in range; messages name the field.
@@ -584,7 +608,7 @@ count = 3
         )
         .unwrap();
         assert_eq!(s.devices.count, 3);
-        assert_eq!(s.schedule[0].rate, Some(50.0));
+        assert_eq!(s.scenario().schedule[0].rate, Some(50.0));
         assert_eq!(s.devices.certificate, CertificateMode::Csr);
         let e = Scenario::load(&path, &["devices.count=abc".into()])
             .unwrap_err()

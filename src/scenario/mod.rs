@@ -1,12 +1,14 @@
 //! The scenario model: what a scenario file says (target, devices, retries, timeouts, schedule).
 //!
-//! Reading and validation live in `load`, arrival schedules in `schedule` (their arrivals,
+//! Reading it, validating it and building its [`Plan`] (what a run takes: the scenario
+//! compiled once) live in `load`, the plan in `plan`, phases in `schedule` (their arrivals,
 //! generated lazily, in `arrivals`), generators in `patterns`.
 
 mod arrivals;
 mod load;
 mod patterns;
 mod phase;
+mod plan;
 mod schedule;
 
 use std::collections::BTreeMap;
@@ -15,16 +17,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::{CertificateMode, Classify};
+use crate::device::{CertificateMode, Classify, FailureClass};
 use crate::mock_settings::MockSettings;
 use crate::pki::KeyAlgorithm;
 
 pub use crate::metrics::Analysis;
 pub use arrivals::Arrivals;
-pub use load::apply_set;
+pub use load::{apply_set, parse_thresholds};
 pub use patterns::{MAX_RUN_ID, Pattern, new_run_id, run_id_from_bytes, valid_run_id};
 pub use phase::{Phase, Ramp, RampStage};
-pub use schedule::{Executor, PhaseSpec, PlannedPhase};
+#[cfg(test)]
+pub(crate) use plan::of_toml;
+pub use plan::{Plan, PlannedPhase};
+pub use schedule::{Executor, PhaseSpec};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -165,7 +170,7 @@ pub struct Devices {
     #[serde(default)]
     pub payload: crate::protocol::Format,
     #[serde(default)]
-    pub timeouts: TimeoutSettings,
+    pub timeouts: crate::device::Timeouts,
     #[serde(default)]
     pub retry: RetrySettings,
     /// After registration: `disconnect` (default), `stay` connected, or publish `telemetry`.
@@ -185,7 +190,7 @@ pub struct RetrySettings {
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
     /// Failure classes that are retried (see the README's failure taxonomy).
-    pub on: Vec<String>,
+    pub on: Vec<FailureClass>,
 }
 
 impl Default for RetrySettings {
@@ -194,7 +199,7 @@ impl Default for RetrySettings {
             max_attempts: 1,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
-            on: vec!["throttled".into(), "timeout".into()],
+            on: vec![FailureClass::Throttled, FailureClass::Timeout],
         }
     }
 }
@@ -209,8 +214,8 @@ impl RetrySettings {
         exp.min(self.max_delay).mul_f64(unit.clamp(0.0, 1.0))
     }
 
-    pub fn retries(&self, class: &str, attempt: u32) -> bool {
-        attempt < self.max_attempts && self.on.iter().any(|c| c == class)
+    pub fn retries(&self, class: FailureClass, attempt: u32) -> bool {
+        attempt < self.max_attempts && self.on.contains(&class)
     }
 }
 
@@ -219,42 +224,6 @@ fn default_client_id() -> String {
 }
 fn default_template() -> String {
     crate::mock_settings::SEED_TEMPLATE_NAME.into()
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeoutSettings {
-    #[serde(with = "humantime_serde")]
-    pub connect: Duration,
-    #[serde(with = "humantime_serde")]
-    pub subscribe: Duration,
-    #[serde(with = "humantime_serde")]
-    pub create_certificate: Duration,
-    #[serde(with = "humantime_serde")]
-    pub register_thing: Duration,
-}
-
-impl Default for TimeoutSettings {
-    fn default() -> Self {
-        let t = crate::device::Timeouts::default();
-        TimeoutSettings {
-            connect: t.connect,
-            subscribe: t.subscribe,
-            create_certificate: t.create_certificate,
-            register_thing: t.register_thing,
-        }
-    }
-}
-
-impl From<TimeoutSettings> for crate::device::Timeouts {
-    fn from(t: TimeoutSettings) -> Self {
-        crate::device::Timeouts {
-            connect: t.connect,
-            subscribe: t.subscribe,
-            create_certificate: t.create_certificate,
-            register_thing: t.register_thing,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -267,15 +236,15 @@ mod tests {
             max_attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
-            on: vec!["throttled".into()],
+            on: vec![FailureClass::Throttled],
         };
         assert_eq!(r.backoff(1, 1.0), Duration::from_millis(100));
         assert_eq!(r.backoff(3, 1.0), Duration::from_millis(400));
         assert_eq!(r.backoff(9, 1.0), Duration::from_secs(1));
         assert_eq!(r.backoff(3, 0.5), Duration::from_millis(200));
         assert_eq!(r.backoff(3, 0.0), Duration::ZERO);
-        assert!(r.retries("throttled", 4));
-        assert!(!r.retries("throttled", 5));
-        assert!(!r.retries("hook_denied", 1));
+        assert!(r.retries(FailureClass::Throttled, 4));
+        assert!(!r.retries(FailureClass::Throttled, 5));
+        assert!(!r.retries(FailureClass::HookDenied, 1));
     }
 }

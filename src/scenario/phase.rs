@@ -69,13 +69,9 @@ impl Phase {
     pub(super) fn rate_at(&self, t: Duration) -> Option<f64> {
         match self {
             Phase::ConstantArrivalRate { rate, .. } => Some(*rate),
-            Phase::RampingArrivalRate { start_rate, stages } => Some(
-                Ramp {
-                    start: *start_rate,
-                    stages: stages.clone(),
-                }
-                .at(t),
-            ),
+            Phase::RampingArrivalRate { start_rate, stages } => {
+                Some(level_at(*start_rate, stages, t))
+            }
             Phase::Step {
                 start_rate,
                 rate_step,
@@ -104,18 +100,23 @@ impl Ramp {
 
     /// The level `t` after the ramp began.
     pub fn at(&self, t: Duration) -> f64 {
-        let mut from = self.start;
-        let mut elapsed = Duration::ZERO;
-        for s in &self.stages {
-            if t < elapsed + s.duration {
-                let f = (t - elapsed).as_secs_f64() / s.duration.as_secs_f64();
-                return from + (s.target - from) * f;
-            }
-            elapsed += s.duration;
-            from = s.target;
-        }
-        from
+        level_at(self.start, &self.stages, t)
     }
+}
+
+/// The level `t` into a ramp from `start` through `stages`.
+fn level_at(start: f64, stages: &[RampStage], t: Duration) -> f64 {
+    let mut from = start;
+    let mut elapsed = Duration::ZERO;
+    for s in stages {
+        if t < elapsed + s.duration {
+            let f = (t - elapsed).as_secs_f64() / s.duration.as_secs_f64();
+            return from + (s.target - from) * f;
+        }
+        elapsed += s.duration;
+        from = s.target;
+    }
+    from
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -148,9 +148,9 @@ impl<I: Iterator<Item = Duration>> Iterator for OwnArrivals<I> {
 
 /// The most devices an unsharded run of `scenario` starts: `devices.count`, or the arrivals
 /// the schedule offers when every phase is open and they are fewer.
-pub fn devices_started(scenario: &crate::scenario::Scenario) -> u64 {
+pub fn devices_started(scenario: &crate::scenario::Plan) -> u64 {
     let closed = scenario
-        .plan()
+        .planned_phases()
         .iter()
         .any(|p| matches!(p, crate::scenario::PlannedPhase::Closed { .. }));
     if closed {
@@ -166,7 +166,7 @@ pub fn devices_started(scenario: &crate::scenario::Scenario) -> u64 {
 pub fn check_devices(
     count: u64,
     flag: &str,
-    scenarios: &[crate::scenario::Scenario],
+    scenarios: &[crate::scenario::Plan],
 ) -> Result<(), String> {
     for s in scenarios {
         let devices = devices_started(s);
@@ -387,7 +387,7 @@ mod tests {
         assert!(at.elapsed() >= Duration::from_secs(5));
     }
 
-    fn scenarios(body: &str) -> Vec<crate::scenario::Scenario> {
+    fn scenarios(body: &str) -> Vec<crate::scenario::Plan> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.toml");
         std::fs::write(&path, body).unwrap();
@@ -395,7 +395,7 @@ mod tests {
     }
 
     /// `count` devices at 10/s for `duration`, and `variants` (TOML) after it.
-    fn scenario(count: u64, duration: &str, variants: &str) -> Vec<crate::scenario::Scenario> {
+    fn scenario(count: u64, duration: &str, variants: &str) -> Vec<crate::scenario::Plan> {
         scenarios(&format!(
             "[target]\nkind = \"mock\"\n[devices]\ncount = {count}\nclient_id = \"d-{{seq}}\"\n[[schedule]]\nexecutor = \"constant-arrival-rate\"\nrate = 10\nduration = \"{duration}\"\n{variants}"
         ))

@@ -163,7 +163,7 @@ pub struct Fitted {
 
 /// Size the pods of `scenarios` (a scenario's variants, as `Scenario::load_variants` gives
 /// them) split `shards` ways; `None` without a scenario.
-pub fn size_all(scenarios: &[Scenario], shards: u64) -> Option<Fitted> {
+pub fn size_all(scenarios: &[Plan], shards: u64) -> Option<Fitted> {
     let variants: Vec<(Option<String>, Sizing)> = scenarios
         .iter()
         .map(|s| (s.variant.clone(), size(s, shards)))

@@ -11,8 +11,6 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
 use crate::device::{DeviceReport, FailureClass, Stage};
 pub use crate::metrics::LevelCounts;
 use crate::metrics::{Percentiles, STAGE_NAMES, StageSet};

@@ -29,6 +29,7 @@ use super::created::{self, Certificate, Created};
 use super::pace::{Api, Backoff, CallError, Pacer};
 use super::preflight;
 use super::progress::{Counters, Progress};
+pub use super::resume::{Kind, Outcome};
 use super::resume::{self, Against, PROGRESS_FILE, ProgressLog, Resume};
 use super::{AwsError, Connection, HasStatus};
 
@@ -52,58 +53,6 @@ pub struct CleanupOptions {
     pub yes: bool,
     /// Set aside a progress file made against another endpoint, Region or account.
     pub restart_progress: bool,
-}
-
-/// What one item's removal came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Deleted,
-    /// Not found: removed earlier (or never created).
-    Gone,
-    /// A policy left in place (still attached elsewhere, or older than the run).
-    Kept,
-}
-
-impl Outcome {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Deleted => "deleted",
-            Outcome::Gone => "gone",
-            Outcome::Kept => "kept",
-        }
-    }
-
-    pub(super) fn parse(s: &str) -> Option<Outcome> {
-        [Outcome::Deleted, Outcome::Gone, Outcome::Kept]
-            .into_iter()
-            .find(|o| o.as_str() == s)
-    }
-}
-
-/// The kind of a removed item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Certificate,
-    Thing,
-    Policy,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Certificate => "certificate",
-            Kind::Thing => "thing",
-            Kind::Policy => "policy",
-        }
-    }
-    pub(super) fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "certificate" => Some(Kind::Certificate),
-            "thing" => Some(Kind::Thing),
-            "policy" => Some(Kind::Policy),
-            _ => None,
-        }
-    }
 }
 
 /// Counts per kind: deleted, gone, kept, failed; plus items skipped as done by an earlier cleanup.

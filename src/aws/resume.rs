@@ -15,7 +15,58 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::AwsError;
-use super::cleanup::{Kind, Outcome};
+
+/// What one item's removal came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Deleted,
+    /// Not found: removed earlier (or never created).
+    Gone,
+    /// A policy left in place (still attached elsewhere, or older than the run).
+    Kept,
+}
+
+impl Outcome {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Deleted => "deleted",
+            Outcome::Gone => "gone",
+            Outcome::Kept => "kept",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Deleted, Outcome::Gone, Outcome::Kept]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// The kind of a removed item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Certificate,
+    Thing,
+    Policy,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Certificate => "certificate",
+            Kind::Thing => "thing",
+            Kind::Policy => "policy",
+        }
+    }
+    pub(super) fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "certificate" => Some(Kind::Certificate),
+            "thing" => Some(Kind::Thing),
+            "policy" => Some(Kind::Policy),
+            _ => None,
+        }
+    }
+}
 
 /// The progress file inside a run folder.
 pub const PROGRESS_FILE: &str = "cleanup-progress.csv";

@@ -8,7 +8,7 @@
 //! of one module).
 //!
 //! ```text
-//! 6 front      cli (commands, exit codes)
+//! 6 front      cli (commands)  exit (every error's exit code; only cli uses it)
 //! 5 commands   fleet (the run engine)  merge  aws (real-AWS setup, teardown, cleanup)  k8s
 //!              report  compare  exporter (Prometheus endpoint)  fuzzing (fuzz entry points)
 //! 4 run parts  output (the run's results writer)  live (what a running test shares: snapshot,
@@ -44,10 +44,10 @@
 //! - Logging has one path, `tracing`: operator lines go to the target `tui::CONSOLE` (printed
 //!   as they are), everything else is formatted and filtered; the dashboard's layer keeps both
 //!   while it owns the terminal.
-//! - Names that still mean two things (left for now, each a module's own): `Pacer` (fleet's
-//!   arrival pacer, aws's API-call pacer), `Failure` (cli's failed command with its exit code,
-//!   device's failed flow), `Created` (device's one created resource as it happens, aws's
-//!   deduplicated set read back from `created.csv`).
+//! - Each type name means one thing: `fleet`'s `ArrivalPacer` paces arrivals, `aws`'s `Pacer`
+//!   paces API calls; `cli`'s `CommandFailure` is a failed command with its exit code,
+//!   `device`'s `Failure` a failed device flow; `device`'s `Created` is one resource as the
+//!   endpoint creates it, `aws`'s `CreatedSet` the deduplicated set read back from `created.csv`.
 //! - "spec §N" in comments is `spec/aws-fleet-provisioning.md`, section N.
 
 #[cfg(feature = "aws")]

@@ -25,12 +25,12 @@ use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types::CertificateStatus;
 use futures_util::StreamExt;
 
-use super::created::{self, Certificate, Created};
+use super::created::{self, Certificate, CreatedSet};
 use super::pace::{Api, Backoff, CallError, Pacer};
 use super::preflight;
 use super::progress::{Counters, Progress};
-pub use super::resume::{Kind, Outcome};
 use super::resume::{self, Against, PROGRESS_FILE, ProgressLog, Resume};
+pub use super::resume::{Kind, Outcome};
 use super::{AwsError, Connection, HasStatus};
 
 /// A policy whose AWS creation date is this much older than the run's first record predates it
@@ -126,7 +126,7 @@ impl CleanupReport {
 /// What to remove.
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
-    pub created: Created,
+    pub created: CreatedSet,
     /// What earlier cleanups of the run finished and found (from the progress file).
     pub resume: Resume,
     /// Policies may be deleted (run-folder mode only: `--prefix` has no record of them).
@@ -138,7 +138,7 @@ pub fn load_run(run_dir: &Path) -> Result<Targets, AwsError> {
     let records = created::read(&run_dir.join(created::FILE_NAME))?;
     let resume = resume::read(&run_dir.join(PROGRESS_FILE))?;
     Ok(Targets {
-        created: Created::from_records(&records),
+        created: CreatedSet::from_records(&records),
         resume,
         policies_allowed: true,
     })
@@ -464,9 +464,9 @@ fn print_plan(t: &Targets) {
 }
 
 /// Things whose names start with `prefix`, and the certificates attached to them.
-async fn list_prefix(iot: &Client, pacer: &Pacer, prefix: &str) -> Result<Created, AwsError> {
+async fn list_prefix(iot: &Client, pacer: &Pacer, prefix: &str) -> Result<CreatedSet, AwsError> {
     let fail = |e: CallError| AwsError::Runtime(e.to_string());
-    let mut created = Created::default();
+    let mut created = CreatedSet::default();
     let names = all_pages(
         pacer,
         Api::ListThings,

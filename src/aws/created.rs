@@ -19,7 +19,7 @@ pub struct Certificate {
 
 /// Everything a run created, deduplicated.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Created {
+pub struct CreatedSet {
     pub certificates: BTreeSet<Certificate>,
     pub things: BTreeSet<String>,
     /// The things each certificate (by ID) was registered with.
@@ -29,9 +29,9 @@ pub struct Created {
     pub earliest: Option<f64>,
 }
 
-impl Created {
+impl CreatedSet {
     pub fn from_records(records: &[CreatedRow]) -> Self {
-        let mut created = Created::default();
+        let mut created = CreatedSet::default();
         for r in records {
             if !r.certificate_id.is_empty() {
                 created.certificates.insert(Certificate {
@@ -117,7 +117,7 @@ mod tests {
             records[0].policies().collect::<Vec<_>>(),
             ["p-aa", "p-shared"]
         );
-        let created = Created::from_records(&records);
+        let created = CreatedSet::from_records(&records);
         assert_eq!(created.certificates.len(), 3);
         assert_eq!(
             created.things.iter().cloned().collect::<Vec<_>>(),
@@ -184,6 +184,6 @@ mod tests {
     #[test]
     fn an_empty_file_with_a_header_is_empty() {
         let records = parse(HEADER.as_bytes(), "c").unwrap();
-        assert!(Created::from_records(&records).is_empty());
+        assert!(CreatedSet::from_records(&records).is_empty());
     }
 }

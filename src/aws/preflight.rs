@@ -13,7 +13,7 @@
 use aws_sdk_iot::Client;
 use aws_sdk_iot::error::DisplayErrorContext;
 
-use super::created::{Certificate, Created};
+use super::created::{Certificate, CreatedSet};
 use super::pace::{Api, CallError, Pacer};
 use super::resume::{Against, PROGRESS_FILE, Resume};
 use super::{AwsError, Connection, ErrorClass};
@@ -185,7 +185,7 @@ fn progress_elsewhere(made: Option<&Against>, here: &str) -> AwsError {
 
 /// The account and Region of the created.csv's certificate ARNs (`None`: no ARN in it); two
 /// places in one file are refused.
-pub fn expected_place(created: &Created) -> Result<Option<Place>, AwsError> {
+pub fn expected_place(created: &CreatedSet) -> Result<Option<Place>, AwsError> {
     let places: std::collections::BTreeSet<Place> = created
         .certificates
         .iter()
@@ -214,7 +214,7 @@ pub struct Checked {
 pub async fn check_account(
     iot: &Client,
     pacer: &Pacer,
-    created: &Created,
+    created: &CreatedSet,
     remaining: &[&Certificate],
     resume: &Resume,
     here: &Against,
@@ -325,8 +325,8 @@ mod tests {
         assert_eq!(arn_place("not an arn"), None);
     }
 
-    fn created(arns: &[&str]) -> Created {
-        let mut c = Created::default();
+    fn created(arns: &[&str]) -> CreatedSet {
+        let mut c = CreatedSet::default();
         for (i, arn) in arns.iter().enumerate() {
             c.certificates.insert(Certificate {
                 id: format!("c{i}"),

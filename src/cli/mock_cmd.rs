@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) async fn run_mock(args: MockArgs) -> Result<u8, Failure> {
+pub(super) async fn run_mock(args: MockArgs) -> Result<u8, CommandFailure> {
     let mut settings = match &args.config {
         Some(path) => MockSettings::from_file(path)?,
         None => MockSettings::default(),

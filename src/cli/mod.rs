@@ -228,14 +228,14 @@ fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {
 /// An error with its exit code: from an error type through [`crate::exit`]'s map, or for a
 /// message of the CLI's own (a bad flag value) with the code its constructor names.
 #[derive(Debug)]
-pub struct Failure {
+pub struct CommandFailure {
     pub code: u8,
     pub message: String,
 }
 
-impl Failure {
+impl CommandFailure {
     fn new(code: u8, message: impl std::fmt::Display) -> Self {
-        Failure {
+        CommandFailure {
             code,
             message: message.to_string(),
         }
@@ -243,18 +243,18 @@ impl Failure {
 
     /// A flag value the command cannot use (exit 2).
     pub fn usage(message: impl std::fmt::Display) -> Self {
-        Failure::new(exit::USAGE, message)
+        CommandFailure::new(exit::USAGE, message)
     }
 
     /// Something that failed while the command ran (exit 1).
     pub fn runtime(message: impl std::fmt::Display) -> Self {
-        Failure::new(exit::RUNTIME, message)
+        CommandFailure::new(exit::RUNTIME, message)
     }
 }
 
-impl<E: Code + std::fmt::Display> From<E> for Failure {
+impl<E: Code + std::fmt::Display> From<E> for CommandFailure {
     fn from(e: E) -> Self {
-        Failure::new(e.code(), e)
+        CommandFailure::new(e.code(), e)
     }
 }
 
@@ -282,11 +282,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Merge(args) => merge_shards(&args),
         Command::K8s { command } => crate::k8s::run(command)
             .map(|()| exit::OK)
-            .map_err(Failure::from),
+            .map_err(CommandFailure::from),
         #[cfg(feature = "aws")]
         Command::Aws { command } => runtime().and_then(|rt| {
             rt.block_on(crate::aws::command::run(command))
-                .map_err(Failure::from)
+                .map_err(CommandFailure::from)
         }),
     };
     match result {
@@ -311,14 +311,14 @@ fn init_tracing(filter: Option<&str>, default: &str) {
     crate::tui::init_logging(filter, std::io::IsTerminal::is_terminal(&std::io::stderr()));
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+fn runtime() -> Result<tokio::runtime::Runtime, CommandFailure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| CommandFailure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-fn pki_init(dir: &Path, hostnames: &[String], alg: KeyAlgorithm) -> Result<u8, Failure> {
+fn pki_init(dir: &Path, hostnames: &[String], alg: KeyAlgorithm) -> Result<u8, CommandFailure> {
     let (pki, created) = Pki::init(dir, hostnames, alg)?;
     if created {
         out!("created PKI in {} ({})", dir.display(), alg.as_str());
@@ -334,7 +334,7 @@ fn pki_init(dir: &Path, hostnames: &[String], alg: KeyAlgorithm) -> Result<u8, F
     Ok(exit::OK)
 }
 
-fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> {
+fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, CommandFailure> {
     if dirs.len() < 2 {
         return Err(crate::compare::CompareError::TooFewRuns(dirs.len()).into());
     }
@@ -349,7 +349,7 @@ fn compare_runs(dirs: &[PathBuf], out: &Path, seed: u64) -> Result<u8, Failure> 
     Ok(exit::OK)
 }
 
-fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
+fn report(dir: &Path, out: Option<&Path>) -> Result<u8, CommandFailure> {
     let path = crate::report::regenerate(dir, out)?;
     out!("report: {}", path.display());
     for note in crate::results::incomplete_notes(dir) {
@@ -358,7 +358,7 @@ fn report(dir: &Path, out: Option<&Path>) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn merge_shards(args: &crate::merge::MergeArgs) -> Result<u8, Failure> {
+fn merge_shards(args: &crate::merge::MergeArgs) -> Result<u8, CommandFailure> {
     let merged = crate::merge::merge(&args.dirs, &args.out, args.options())?;
     out!("{}", crate::merge::render(&merged));
     Ok(if merged.summary.thresholds_ok() {
@@ -383,7 +383,7 @@ fn report_after_run(what: &str, result: Result<PathBuf, crate::report::ReportErr
     }
 }
 
-fn validate(path: &Path, sets: &[String]) -> Result<u8, Failure> {
+fn validate(path: &Path, sets: &[String]) -> Result<u8, CommandFailure> {
     let scenario = Scenario::load(path, sets)?;
     let (arrivals, last) = scenario.arrival_span();
     let span = last.unwrap_or_default();

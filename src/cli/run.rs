@@ -3,22 +3,25 @@
 
 use super::*;
 
-fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), Failure> {
-    crate::guard::parse_endpoint(s).map_err(Failure::usage)
+fn parse_endpoint(s: &str) -> Result<(String, Option<u16>), CommandFailure> {
+    crate::guard::parse_endpoint(s).map_err(CommandFailure::usage)
 }
 
-pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
+pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, CommandFailure> {
     let shard = match (args.shard, args.shards) {
         (None, Some(n)) => {
             let index = std::env::var_os(crate::shard::INDEX_VAR);
             let index = index.as_ref().map(|v| v.to_string_lossy());
-            Some(crate::shard::Shard::from_index_var(n, index.as_deref()).map_err(Failure::usage)?)
+            Some(
+                crate::shard::Shard::from_index_var(n, index.as_deref())
+                    .map_err(CommandFailure::usage)?,
+            )
         }
         (shard, _) => shard,
     };
     if let Some(at) = args.start_at {
         at.check_ahead(std::time::SystemTime::now(), args.wait_long)
-            .map_err(Failure::usage)?;
+            .map_err(CommandFailure::usage)?;
     }
     let scenarios = Scenario::load_variants(&args.scenario, &args.sets)?;
     if let Some(s) = shard {
@@ -26,7 +29,7 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
             Some(n) => format!("--shards {n}"),
             None => format!("--shard {}/{}", s.index, s.count),
         };
-        crate::shard::check_devices(s.count, &flag, &scenarios).map_err(Failure::usage)?;
+        crate::shard::check_devices(s.count, &flag, &scenarios).map_err(CommandFailure::usage)?;
     }
     let name = scenarios
         .first()
@@ -44,7 +47,7 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
         crate::guard::Decision::Confirmed(plan) => eprint!("{}", plan.render()),
         crate::guard::Decision::Refused(plan) => {
             eprint!("{}", plan.render());
-            return Err(Failure::new(
+            return Err(CommandFailure::new(
                 exit::NOT_CONFIRMED,
                 "not confirmed: nothing was sent. Run again with --yes, or set confirm_remote = true in the scenario's [target]",
             ));
@@ -171,7 +174,9 @@ pub(super) async fn run_scenario(args: RunArgs) -> Result<u8, Failure> {
     if variants && !dirs.is_empty() {
         let runs = crate::results::read_runs(&dirs);
         let comparison = if dirs.len() > 1 {
-            let runs = runs.as_ref().map_err(|e| Failure::new(e.code(), e))?;
+            let runs = runs
+                .as_ref()
+                .map_err(|e| CommandFailure::new(e.code(), e))?;
             let comparison = crate::compare::compare_runs(runs, seed)?;
             out!("{}", comparison.render_table());
             let csv = out_dir.join("compare.csv");
@@ -233,7 +238,7 @@ async fn run_variants(
     out_dir: &Path,
     endpoint: Option<(String, Option<u16>)>,
     mut ctx: RunContext<'_>,
-) -> Result<(bool, Vec<PathBuf>, bool), Failure> {
+) -> Result<(bool, Vec<PathBuf>, bool), CommandFailure> {
     let stop = ctx.stop.clone();
     let mut all_ok = true;
     let mut dirs = Vec::new();

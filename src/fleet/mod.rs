@@ -28,7 +28,7 @@ use crate::results::ShardSummary;
 use crate::scenario::Plan;
 use crate::shard::{Shard, StartAt};
 use aggregator::Aggregator;
-use scheduler::{Launcher, Pacer};
+use scheduler::{ArrivalPacer, Launcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -197,7 +197,7 @@ pub async fn run(
     let origin = begin(&scenario, &options, &stop).await?;
     let start = origin.start;
     let clock = Arc::new(ScheduleClock::new(start, options.controls.current()));
-    let pacer = Pacer::new(clock.clone(), options.controls.subscribe());
+    let pacer = ArrivalPacer::new(clock.clone(), options.controls.subscribe());
     let scheduler = tokio::spawn(scheduler::schedule(
         launcher,
         scenario.planned_phases(),

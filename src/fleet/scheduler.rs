@@ -199,17 +199,17 @@ impl Launch for Launcher {
 }
 
 /// Schedule time and the controls that move it.
-pub(super) struct Pacer {
+pub(super) struct ArrivalPacer {
     clock: Arc<ScheduleClock>,
     controls: watch::Receiver<crate::live::Rate>,
 }
 
-impl Pacer {
+impl ArrivalPacer {
     pub(super) fn new(
         clock: Arc<ScheduleClock>,
         controls: watch::Receiver<crate::live::Rate>,
-    ) -> Pacer {
-        Pacer { clock, controls }
+    ) -> ArrivalPacer {
+        ArrivalPacer { clock, controls }
     }
 
     /// Wait until schedule time reaches `t`; returns the real instant it did (the device's
@@ -250,7 +250,7 @@ pub(super) async fn schedule(
     launcher: impl Launch,
     plan: Vec<PlannedPhase>,
     limit: u64,
-    mut pacer: Pacer,
+    mut pacer: ArrivalPacer,
     stop: CancellationToken,
     shard: Shard,
 ) {

@@ -84,7 +84,7 @@ async fn run_schedule(
 ) -> (Instant, Instant) {
     let start = now();
     let clock = Arc::new(ScheduleClock::new(start, controls.current()));
-    let pacer = Pacer::new(clock, controls.subscribe());
+    let pacer = ArrivalPacer::new(clock, controls.subscribe());
     let phases = plan.planned_phases();
     schedule(
         launcher,

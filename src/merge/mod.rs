@@ -47,7 +47,6 @@
 //! an error naming the file (and line) with exit 3, as for `report`; so is a complete folder's
 //! `latency.hlog` that does not hold the values its own `summary.json` counts per stage.
 
-mod devices;
 mod inputs;
 mod summary;
 mod tables;

@@ -136,7 +136,7 @@ fn required(path: PathBuf, table: Option<Table>) -> Result<Table, MergeError> {
 pub(super) fn devices(inputs: &[Input]) -> Result<Table, MergeError> {
     let mut seen: HashMap<u64, (usize, usize)> = HashMap::new();
     let table = concat(inputs, "devices.csv", |n, path, line, cells| {
-        let seq = super::devices::check_row(path, line, cells)?;
+        let seq = crate::results::devices::check_row(path, line, cells)?;
         if let Some(&(other, other_line)) = seen.get(&seq) {
             if other == n {
                 return Err(ResultsError::Invalid {

@@ -72,9 +72,7 @@ pub fn parse(reader: impl std::io::Read, name: &Path) -> Result<Vec<CreatedRow>,
     let mut csv = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(reader);
-    let header = csv
-        .headers()
-        .map_err(|e| invalid(format!("line 1: {e}")))?;
+    let header = csv.headers().map_err(|e| invalid(format!("line 1: {e}")))?;
     if header.is_empty() || header.iter().all(str::is_empty) {
         return Err(invalid(format!(
             "empty: no header line (a run writes `{}` first)",

@@ -166,6 +166,13 @@ impl Summary {
     }
 }
 
+/// A stage's name with its latency and service-time histograms (None: none recorded).
+pub type MeasuredStage<'a> = (
+    String,
+    Option<&'a Histogram<u64>>,
+    Option<&'a Histogram<u64>>,
+);
+
 /// What a summary's derived figures are computed from: the counts and histograms of a run, or
 /// of the shards a merge adds up.
 pub struct Measured<'a> {
@@ -173,11 +180,7 @@ pub struct Measured<'a> {
     /// Failures by label.
     pub failures: &'a BTreeMap<String, u64>,
     /// Each stage: its name and its latency and service-time histograms (None: none recorded).
-    pub stages: Vec<(
-        String,
-        Option<&'a Histogram<u64>>,
-        Option<&'a Histogram<u64>>,
-    )>,
+    pub stages: Vec<MeasuredStage<'a>>,
     pub duration_s: f64,
     /// The provisioning window (first intended start to last device provisioned); None when
     /// no device was provisioned, and the whole run counts instead.

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use super::{ResultsError, open_csv};
-use crate::stage::FailureClass;
 use crate::metrics::STAGE_NAMES;
+use crate::stage::FailureClass;
 
 /// The file name inside a run folder.
 pub const FILE_NAME: &str = "timeseries.csv";
@@ -54,7 +54,11 @@ pub fn columns() -> Vec<Column> {
         out.push(column(name, Measure::Count, 0));
     }
     for class in FailureClass::FAILED {
-        out.push(column(&format!("failed_{}", class.as_str()), Measure::Count, 0));
+        out.push(column(
+            &format!("failed_{}", class.as_str()),
+            Measure::Count,
+            0,
+        ));
     }
     out.push(column("in_flight", Measure::Level, 0));
     out.push(column("dropped_total", Measure::Cumulative, 0));

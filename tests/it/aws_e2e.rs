@@ -22,7 +22,7 @@ fn registry(control: &str) -> (BTreeSet<String>, BTreeSet<String>) {
 /// (certificate IDs, thing names) in a run's created.csv.
 fn created(run: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     let records = fleetstorm::aws::created::read(&run.join("created.csv")).unwrap();
-    let c = fleetstorm::aws::created::Created::from_records(&records);
+    let c = fleetstorm::aws::created::CreatedSet::from_records(&records);
     (c.certificates.into_iter().map(|c| c.id).collect(), c.things)
 }
 

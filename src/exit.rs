@@ -2,8 +2,8 @@
 //! whichever command meets it (a mock's TLS error exits the same under `mock` as under `run`).
 //!
 //! Only the CLI uses this module: error types stay free of exit codes, and a new variant of any
-//! of them does not compile until its arm here says its code. [`TABLE`] is the README's
-//! "Exit codes" table, which a test checks word for word.
+//! of them does not compile until its arm here says its code. [`TABLE`] is the table of
+//! docs/reference/exit-codes.md, which a test checks word for word.
 
 use crate::compare::CompareError;
 use crate::fleet::RunError;
@@ -41,7 +41,8 @@ pub const EXISTS: u8 = 6;
 /// Interrupted (Ctrl-C / SIGTERM / SIGHUP) before finishing; results so far were written.
 pub const INTERRUPTED: u8 = 130;
 
-/// Each code with what it means, per command where they differ: the README's table.
+/// Each code with what it means, per command where they differ: the table of
+/// docs/reference/exit-codes.md.
 pub const TABLE: &[(u8, &str)] = &[
     (OK, "success"),
     (
@@ -90,7 +91,7 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
 ];
 
-/// [`TABLE`] as the README's Markdown table.
+/// [`TABLE`] as the Markdown table of docs/reference/exit-codes.md.
 pub fn markdown() -> String {
     let mut out = String::from("| Exit code | Meaning |\n| --- | --- |\n");
     for (code, meaning) in TABLE {

@@ -1,4 +1,5 @@
-//! Every kind of every error a command meets, against the map and the README's table.
+//! Every kind of every error a command meets, against the map and the table of
+//! docs/reference/exit-codes.md.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ fn path() -> PathBuf {
 }
 
 /// The variant's name; a new variant does not compile here until it is named, and then the
-/// test fails until `samples` has one of it (with the code the README gives it).
+/// test fails until `samples` has one of it (with the code the documented table gives it).
 macro_rules! kinds {
     ($ty:ty, $e:expr, { $($pat:pat => $name:literal),+ $(,)? }) => {{
         let kind = |e: &$ty| match e { $($pat => $name),+ };
@@ -438,15 +439,40 @@ fn run_and_mock_agree_on_every_mock_error() {
     assert_eq!(MockError::Bind(bind_error()).code(), bind_error().code());
 }
 
-#[test]
-fn the_readme_exit_code_table_is_the_map() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+/// The page that shows [`TABLE`] to users, relative to the crate root.
+const PAGE: &str = "docs/reference/exit-codes.md";
+
+/// Whether a Markdown page shows [`TABLE`] as it is: its exit-code table (from the header line
+/// up to the first line that is no table row) must be [`markdown`]'s, no row more or less.
+fn check_table(page: &str) -> Result<(), String> {
     let table = markdown();
-    assert!(
-        readme.contains(&table),
-        "README.md's exit-code table differs from src/exit.rs; it should read:\n\n{table}"
-    );
+    let header = table.lines().next().unwrap_or_default();
+    let shown: String = page
+        .lines()
+        .skip_while(|line| *line != header)
+        .take_while(|line| line.starts_with('|'))
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    if shown.is_empty() {
+        return Err(format!(
+            "{PAGE} has no exit-code table; it should read:\n\n{table}"
+        ));
+    }
+    if shown != table {
+        return Err(format!(
+            "{PAGE}'s exit-code table differs from src/exit.rs; it should read:\n\n{table}"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_documented_exit_code_table_is_the_map() {
+    let page = std::fs::read_to_string(format!("{}/{PAGE}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{PAGE}: {e}"));
+    if let Err(stale) = check_table(&page) {
+        panic!("{stale}");
+    }
     let codes: BTreeSet<u8> = TABLE.iter().map(|(c, _)| *c).collect();
     assert_eq!(codes.len(), TABLE.len(), "a code listed twice");
     for code in [
@@ -461,5 +487,24 @@ fn the_readme_exit_code_table_is_the_map() {
         INTERRUPTED,
     ] {
         assert!(codes.contains(&code), "{code} is not in the table");
+    }
+}
+
+#[test]
+fn a_stale_exit_code_table_should_be_refused() {
+    let page = |table: &str| format!("# Exit codes\n\nIntro.\n\n{table}\nAfter.\n");
+    let current = markdown();
+    assert_eq!(check_table(&page(&current)), Ok(()));
+
+    // One meaning reworded.
+    let reworded = current.replace("| success |", "| all went well |");
+    assert_ne!(reworded, current);
+    // A code the map no longer has, or one it has that the page lacks.
+    let extra = format!("{current}| `7` | something else |\n");
+    let last_row = current.lines().last().unwrap();
+    let missing = current.replace(&format!("{last_row}\n"), "");
+    for stale in [reworded, extra, missing, String::new()] {
+        let err = check_table(&page(&stale)).expect_err(&stale);
+        assert!(err.contains("it should read"), "{err}");
     }
 }

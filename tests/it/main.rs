@@ -1,7 +1,8 @@
 //! The integration tests, one module per former `tests/<name>.rs` file, in ONE test binary:
 //! each of those files compiled and linked its own binary against the whole library, which made
 //! the test build several minutes longer (cold, 2 cores) than one binary holding them all.
-//! `cargo test --release --test it run::` runs what `--test run` ran (README, Tests).
+//! `cargo test --release --test it run::` runs what `--test run` ran
+//! (docs/developer/tests-and-ci.md).
 //!
 //! The `aws_*` modules drive `fleetstorm aws`, so they need the default `aws` feature.
 
@@ -24,6 +25,7 @@ mod common;
 mod compare;
 mod control_plane;
 mod created;
+mod docs_links;
 mod figures;
 mod fuzz_regressions;
 mod guard;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak memory of `fleetstorm merge` per device (README, "A 1,000,000-device plan on paper": the
+# Peak memory of `fleetstorm merge` per device (docs/developer/performance.md, "Merge memory": the
 # figure `k8s render` sizes the merge Job from). One small real run against the embedded mock
 # gives a template folder; from it, SHARDS shard folders of DEVICES devices in all are written
 # (devices.csv and created.csv as a run writes them, every cell of the template's rows with the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local scale-out bench (README, Performance: "Shards on one machine"): one `fleetstorm mock`
+# Local scale-out bench (docs/developer/performance.md, "Shards on one machine"): one `fleetstorm mock`
 # process, and the same scenario run unsharded and as 2 and 4 shard processes against it (one
 # `--start-at`, the mock restarted with a fresh registry for each), each sharded run merged with
 # `fleetstorm merge`. Prints per configuration: devices provisioned, provisioned/s over the

@@ -1,6 +1,7 @@
-//! Entry points of the fuzz targets under `fuzz/` (README, Fuzzing) and of their regression
-//! tests (`tests/it/fuzz_regressions.rs`). Each runs the real code on arbitrary bytes; any panic is
-//! a bug. Not an API: compiled always, so the normal build keeps them in step with the code.
+//! Entry points of the fuzz targets under `fuzz/` (docs/developer/fuzzing.md) and of their
+//! regression tests (`tests/it/fuzz_regressions.rs`). Each runs the real code on arbitrary bytes;
+//! any panic is a bug. Not an API: compiled always, so the normal build keeps them in step with
+//! the code.
 //!
 //! Inputs that need more than one piece (a template and its parameters, a document and what
 //! to check against it) are split at the first NUL byte.

@@ -44,7 +44,7 @@ pub struct MockSettings {
     pub hooks: BTreeMap<String, HookSettings>,
     /// What the MQTT 5 endpoint says where AWS does not document it (`[mqtt5]`).
     pub mqtt5: Mqtt5Settings,
-    /// What the registry keeps per provisioned device (README, "The mock's registry").
+    /// What the registry keeps per provisioned device (docs/mock.md, "The registry").
     pub registry: RegistryMode,
     /// `[http]`: timeouts and the connection cap of the mock's HTTP listeners (control plane,
     /// `--metrics-listen`, the embedded hook service).
@@ -78,8 +78,9 @@ impl Default for MockSettings {
     }
 }
 
-/// `[mqtt5]`: the MQTT 5 behaviour AWS leaves open. Every field is UNCONFIRMED (README, "MQTT 5"):
-/// the defaults are our reading of AWS's MQTT page and quotas, not captured AWS traffic.
+/// `[mqtt5]`: the MQTT 5 behaviour AWS leaves open. Every field is UNCONFIRMED (docs/mock.md,
+/// "MQTT 5"): the defaults are our reading of AWS's MQTT page and quotas, not captured AWS
+/// traffic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mqtt5Settings {

@@ -96,7 +96,7 @@ impl Connection {
     }
 }
 
-/// What went wrong; each kind maps to one exit code (README, Commands).
+/// What went wrong; each kind maps to one exit code (docs/reference/exit-codes.md).
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
     /// Bad command-line usage that clap cannot express (exit 2).

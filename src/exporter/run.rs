@@ -36,11 +36,11 @@ pub const MAX_REASONS: usize = 64;
 
 /// Histogram upper bounds in seconds, per stage in [`STAGE_NAMES`] order; `+Inf` is implicit.
 /// Latency runs from the device's intended start, so a later stage's values include the
-/// earlier ones. On this machine's mock a stage's service is 0.1-3 ms (README, Performance:
-/// `total` p50 2.1 ms, p99 364 ms when arrivals queue at the in-flight cap); against AWS IoT a
-/// connect (TCP + TLS + CONNACK) is tens to hundreds of milliseconds, RegisterThing with a
-/// pre-provisioning hook up to the hook's 5 s deadline, and a flow retried after throttling
-/// tens of seconds.
+/// earlier ones. On this machine's mock a stage's service is 0.1-3 ms
+/// (docs/developer/performance.md: `total` p50 2.1 ms, p99 364 ms when arrivals queue at the
+/// in-flight cap); against AWS IoT a connect (TCP + TLS + CONNACK) is tens to hundreds of
+/// milliseconds, RegisterThing with a pre-provisioning hook up to the hook's 5 s deadline, and a
+/// flow retried after throttling tens of seconds.
 pub const BUCKETS: [&[f64]; 7] = [
     // connect_claim: TCP + TLS handshake + CONNACK.
     &[

@@ -1,5 +1,5 @@
-//! `fleetstorm k8s render`: the Kubernetes manifests of a sharded run (README, "Scale out on
-//! Kubernetes").
+//! `fleetstorm k8s render`: the Kubernetes manifests of a sharded run
+//! (docs/shards-merge-kubernetes.md, "Kubernetes").
 //!
 //! One scenario becomes a ConfigMap holding the scenario file byte for byte, a ReadWriteMany
 //! volume for the results, a headless Service for the pods' metrics port, an Indexed Job of N
@@ -95,7 +95,7 @@ pub struct RenderArgs {
     pub out: Option<PathBuf>,
 }
 
-/// What kind of failure: the CLI maps it to its exit code (README, "Exit codes").
+/// What kind of failure: the CLI maps it to its exit code (docs/reference/exit-codes.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// A bad flag (exit 2).
@@ -639,7 +639,8 @@ fn merge_job(ctx: &Ctx, shards: u64, sizing: &sizing::Sizing) -> Value {
         "kind": "Job",
         "metadata": ctx.metadata(&format!("{}-merge", ctx.name), "merge"),
         "spec": {
-            // Resumed once the shard Job is complete (README, "Scale out on Kubernetes").
+            // Resumed once the shard Job is complete (docs/shards-merge-kubernetes.md, "The
+            // recipe").
             "suspend": true,
             "backoffLimit": 0,
             "template": {

@@ -1,5 +1,5 @@
 //! Resource requests of a shard pod, from the scenario and this project's own measured figures
-//! (README, "Performance"). Every figure below names where it was measured; what is derived
+//! (docs/developer/performance.md). Every figure below names where it was measured; what is derived
 //! from them is said to be.
 
 use crate::device::{AfterAction, CertificateMode};
@@ -8,38 +8,38 @@ use crate::pki::KeyAlgorithm;
 use crate::protocol::Format;
 use crate::scenario::{Phase, Plan, Target};
 
-/// CPU per CSR flow, devices + embedded mock in one process: 2.00 ms (1.81–2.17), README
-/// "End-to-end load benchmark", sustained 60 s at 1,000/s (990 flows/s on 2 cores).
+/// CPU per CSR flow, devices + embedded mock in one process: 2.00 ms (1.81–2.17),
+/// performance.md "End to end: the CSR path", sustained 60 s at 1,000/s (990 flows/s on 2 cores).
 const CPU_CSR_EMBEDDED_S: f64 = 2.00e-3;
 /// CPU per keys flow with RSA-2048 keys from the mock's pool, devices + embedded mock: 4.55 ms
-/// (4.12–4.57), README "Keys path, RSA-2048 from the pool" (438 flows/s on 2 cores).
+/// (4.12–4.57), performance.md "The keys path, RSA-2048 from the pool" (438 flows/s on 2 cores).
 const CPU_KEYS_RSA_EMBEDDED_S: f64 = 4.55e-3;
-/// CPU per keys flow with P-256 keys, mock 1.00–1.05 ms + client 0.85 ms, README "The mock
-/// alone" (two processes, added up).
+/// CPU per keys flow with P-256 keys, mock 1.00–1.05 ms + client 0.85 ms, performance.md "The
+/// mock alone" (two processes, added up).
 const CPU_KEYS_P256_EMBEDDED_S: f64 = 1.05e-3 + 0.85e-3;
-/// Client CPU per CSR flow against a separate endpoint: 1.03 ms, README "The mock alone".
+/// Client CPU per CSR flow against a separate endpoint: 1.03 ms, performance.md "The mock alone".
 const CPU_CSR_CLIENT_S: f64 = 1.03e-3;
 /// Client CPU per keys flow against AWS (which returns RSA-2048 keys): the P-256 keys flow's
-/// 0.85 ms (README "The mock alone") plus ~1.4 ms for loading and first using a new RSA key
-/// (a handshake with a new RSA key object 2.36–2.42 ms against 1.0 ms with a reused one, README
-/// "Keys path"). Derived, not measured as one flow.
+/// 0.85 ms (performance.md "The mock alone") plus ~1.4 ms for loading and first using a new RSA key
+/// (a handshake with a new RSA key object 2.36–2.42 ms against 1.0 ms with a reused one,
+/// performance.md "The keys path"). Derived, not measured as one flow.
 const CPU_KEYS_RSA_CLIENT_S: f64 = 0.85e-3 + 1.4e-3;
-/// CBOR payloads cost about 13 % more CPU per flow than JSON (README "MQTT 3.1.1 and MQTT 5,
-/// JSON and CBOR").
+/// CBOR payloads cost about 13 % more CPU per flow than JSON (performance.md "MQTT 3.1.1 and
+/// MQTT 5, JSON and CBOR").
 const CBOR_FACTOR: f64 = 1.13;
 /// The machine's speed drifts (a handshake calibrates at 440–930 µs from one minute to the next,
-/// README "Performance"): requests carry this much headroom over the figures.
+/// performance.md "The machine"): requests carry this much headroom over the figures.
 const HEADROOM: f64 = 1.25;
 
 /// RSS of a process that has started but holds few devices: peak RSS 62 MiB at 1,000 devices,
-/// README "End-to-end load benchmark".
+/// performance.md "End to end: the CSR path".
 const BASE_BYTES: f64 = 64.0 * 1024.0 * 1024.0;
 /// Bytes the process keeps per provisioned device with `registry = "compact"` (the embedded
-/// mock's registry entry among it): ~1.1 KB (1,082–1,323), README "A million devices".
+/// mock's registry entry among it): ~1.1 KB (1,082–1,323), performance.md "A million devices".
 const PER_DEVICE_COMPACT: f64 = 1_100.0;
-/// The same with the default full registry: ~5.4 KB, README "A million devices".
+/// The same with the default full registry: ~5.4 KB, performance.md "A million devices".
 const PER_DEVICE_FULL: f64 = 5_400.0;
-/// Per idle connected device: client 19.1 KB (README "Stay connected", mock apart) ...
+/// Per idle connected device: client 19.1 KB (performance.md "Stay connected", mock apart) ...
 const PER_CONNECTED_CLIENT: f64 = 19_100.0;
 /// ... and 39.1 KB client + mock with the mock in process (same table).
 const PER_CONNECTED_EMBEDDED: f64 = 39_100.0;
@@ -49,7 +49,7 @@ const PER_CONNECTED_EMBEDDED: f64 = 39_100.0;
 const PER_IN_FLIGHT: f64 = 80_000.0;
 /// Peak RSS of `fleetstorm merge` per device merged: 3,104 bytes (2,960 MiB for 1,000,000
 /// devices in 25 shard folders, devices.csv and created.csv as a run against the embedded mock
-/// writes them), `benches/merge_memory.sh`, README "A 1,000,000-device plan on paper". The merge
+/// writes them), `benches/merge_memory.sh`, performance.md "Merge memory". The merge
 /// holds every row of every folder until it writes them sorted.
 const MERGE_PER_DEVICE: f64 = 3_104.0;
 /// One pod's CPU when the schedule has no rate to size it by (a burst, a closed-model phase):
@@ -279,7 +279,7 @@ pub fn explain(s: &Sizing, shards: u64) -> Vec<String> {
             s.memory_mib,
             BASE_BYTES as u64 / 1024 / 1024
         ),
-        "Figures measured on a 2-core x86-64 machine (fleetstorm README, Performance): CSR flow 2.00 ms CPU devices + embedded mock".into(),
+        "Figures measured on a 2-core x86-64 machine (fleetstorm docs/developer/performance.md): CSR flow 2.00 ms CPU devices + embedded mock".into(),
         "(990 flows/s sustained on 2 cores), 1.03 ms client only; keys flow RSA-2048 4.55 ms embedded; 1.1 KB per provisioned device".into(),
         "(compact registry; 5.4 KB full), 19.1 KB per connected device (39.1 KB with the mock in process); ~80 KB per device in flight (derived).".into(),
         format!(

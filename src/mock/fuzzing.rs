@@ -173,7 +173,7 @@ fn check_sent(sent: &[u8]) {
 
 /// Everything the mock sent is whole MQTT 5 frames (fixed header and remaining length agree),
 /// the first a CONNACK that rumqttc's MQTT 5 reader accepts. Frames only: rumqttc 0.25's MQTT 5
-/// reader refuses some DISCONNECT forms the specification allows (README, MQTT 5).
+/// reader refuses some DISCONNECT forms the specification allows (docs/mock.md, "MQTT 5").
 fn check_sent_v5(sent: &[u8]) {
     use rumqttc::v5::mqttbytes::v5::{self, Packet};
     let mut buf = BytesMut::from(sent);

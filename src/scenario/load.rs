@@ -233,7 +233,7 @@ impl Plan {
                 .filter(|t| *t <= MAX_SCHEDULE)
                 .ok_or_else(|| {
                     format!(
-                        "{at}: the schedule would last longer than {} days, the most a run may (see the README's Scenarios section)",
+                        "{at}: the schedule would last longer than {} days, the most a run may (see docs/scenarios.md, What is refused)",
                         MAX_SCHEDULE.as_secs() / 86_400
                     )
                 })?;
@@ -392,7 +392,7 @@ fn check_max_rate(rate: f64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{rate} arrivals/s is more than one process can offer: at most {MAX_RATE}/s (see the README's Scenarios section)"
+            "{rate} arrivals/s is more than one process can offer: at most {MAX_RATE}/s (see docs/scenarios.md, What is refused)"
         ))
     }
 }

@@ -189,7 +189,7 @@ pub struct RetrySettings {
     pub base_delay: Duration,
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
-    /// Failure classes that are retried (see the README's failure taxonomy).
+    /// Failure classes that are retried (docs/results.md, "Failure reasons").
     pub on: Vec<FailureClass>,
 }
 

@@ -735,7 +735,7 @@ fn the_containerfile_builds_the_tested_binary_runs_it_non_root_and_bakes_in_no_k
 /// The 1,000,000-device plan of docs/shards-merge-kubernetes.md (A: the harness against the
 /// embedded mock, B: a million connected, C: AWS at raised quotas) is what the sizing computes.
 #[test]
-fn the_readme_million_device_plan_is_what_the_sizing_computes() {
+fn the_documented_million_device_plan_is_what_the_sizing_computes() {
     use fleetstorm::k8s::sizing::size;
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("million.toml");

@@ -81,7 +81,7 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Merge the results folders of a sharded run's shards into one (README: Merging shards).
+    /// Merge the results folders of a sharded run's shards into one (docs/shards-merge-kubernetes.md).
     Merge(crate::merge::MergeArgs),
     /// The AWS account side: set up and tear down the claim resources, clean up what a run created.
     #[cfg(feature = "aws")]

@@ -36,7 +36,7 @@ pub const PKI: u8 = 4;
 pub const THRESHOLDS: u8 = 5;
 /// Refused before the run started because it would overwrite results or identities: `--out`
 /// names a folder that is not empty (without `--overwrite`), or the `--save-identities`
-/// folder holds an earlier run's identities. Nothing was sent.
+/// folder holds an earlier run's identities. Nothing was sent. `new`: its FILE exists.
 pub const EXISTS: u8 = 6;
 /// Interrupted (Ctrl-C / SIGTERM / SIGHUP) before finishing; results so far were written.
 pub const INTERRUPTED: u8 = 130;
@@ -82,7 +82,7 @@ pub const TABLE: &[(u8, &str)] = &[
         EXISTS,
         "refused because it would overwrite: `--out` names a non-empty folder (without \
          `--overwrite`) or the `--save-identities` folder holds an earlier run's identities \
-         (nothing was sent, no results folder made)",
+         (nothing was sent, no results folder made); `new`: FILE already exists",
     ),
     (
         INTERRUPTED,

@@ -33,17 +33,19 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// What one listener gives its connections (the mock's `[http]` settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// A request head must arrive whole within this time of the connection starting to wait for
     /// it (when it opens, and after each response): a trickled head is closed at this point.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub header_read_timeout: Duration,
     /// A connection on which no byte moves either way for this long is closed: an idle
     /// keep-alive connection, a half-sent head or body, a client that does not read its answer.
     /// (The handlers answer in milliseconds, so a request being answered is never idle this long.)
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog until one ends.
     pub max_connections: usize,

@@ -76,6 +76,7 @@ pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod scenario;
+pub mod schema;
 pub mod shard;
 pub mod signals;
 pub mod stage;

@@ -14,7 +14,7 @@ use crate::pki::KeyAlgorithm;
 pub const SEED_TEMPLATE_NAME: &str = "FleetProvisioningTemplate";
 
 /// Mock settings as written in `fleetstorm mock --config FILE` or a scenario's `[target.mock]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MockSettings {
     /// Region and account used in ARNs (policy resources, template ARNs).
@@ -26,11 +26,14 @@ pub struct MockSettings {
     pub key_pool_size: usize,
     /// Lifetime of a certificate ownership token.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub token_ttl: Duration,
     /// Time allowed for the TLS handshake, then for the CONNECT packet.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub handshake_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub connect_timeout: Duration,
     /// Extra templates: name -> JSON file (relative paths are relative to the settings file).
     pub templates: BTreeMap<String, PathBuf>,
@@ -81,7 +84,7 @@ impl Default for MockSettings {
 /// `[mqtt5]`: the MQTT 5 behaviour AWS leaves open. Every field is UNCONFIRMED (docs/mock.md,
 /// "MQTT 5"): the defaults are our reading of AWS's MQTT page and quotas, not captured AWS
 /// traffic.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mqtt5Settings {
     /// CONNACK Receive Maximum. UNCONFIRMED: 100, AWS's quota of in-flight unacknowledged
@@ -117,7 +120,9 @@ impl Default for Mqtt5Settings {
 }
 
 /// `[mqtt5] server_keep_alive`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServerKeepAlive {
     /// Only when the keep-alive the client asked for is clamped to 30-1200 s (or was 0).
@@ -128,7 +133,9 @@ pub enum ServerKeepAlive {
 }
 
 /// How an MQTT 5 request AWS refuses is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mqtt5Refusal {
     /// The refusal's reason code in the PUBACK (QoS 1) or SUBACK; the connection stays. A QoS 0
@@ -140,7 +147,9 @@ pub enum Mqtt5Refusal {
 }
 
 /// What the mock's registry keeps per provisioned device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistryMode {
     /// Everything AWS keeps: attributes, thing groups, the certificate PEM, who created it.
@@ -152,7 +161,7 @@ pub enum RegistryMode {
 }
 
 /// Faults for one API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiFaults {
     /// Added before the request is handled.
@@ -168,7 +177,7 @@ pub struct ApiFaults {
 }
 
 /// All faults.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
     /// Seed of the fault dice (per connection: seed ^ connection number).
@@ -236,6 +245,20 @@ impl Serialize for Latency {
     }
 }
 
+/// A string, as [`Latency::parse`] reads it.
+impl schemars::JsonSchema for Latency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Latency".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A latency distribution: \"200ms\" (fixed), \"50ms..300ms\" (uniform), \"exp:100ms\" (exponential with that mean), \"0\" (none)."
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Latency {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -245,7 +268,7 @@ impl<'de> Deserialize<'de> for Latency {
 
 /// Quota settings. Off by default: fleetstorm's default job is measuring throughput, and AWS's
 /// defaults would cap every run at 10 devices/s. `enabled = true` applies the AWS defaults below.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaSettings {
     pub enabled: bool,
@@ -285,7 +308,9 @@ impl Default for QuotaSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookKind {
     #[default]
@@ -297,7 +322,7 @@ pub enum HookKind {
     Http,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CommandMode {
     PythonLambda,
@@ -305,7 +330,7 @@ pub enum CommandMode {
 }
 
 /// `[hooks.<TemplateName>]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HookSettings {
     pub kind: HookKind,
@@ -322,6 +347,7 @@ pub struct HookSettings {
     pub url: Option<String>,
     pub latency: Latency,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub deadline: Duration,
     pub deny_status: u16,
     pub deny_error_code: String,

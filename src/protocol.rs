@@ -12,7 +12,9 @@ pub const ALPN_MQTT_CA: &[u8] = b"x-amzn-mqtt-ca";
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
 
 /// Payload encoding, chosen by the topic suffix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]

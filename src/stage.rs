@@ -76,7 +76,19 @@ impl StageTime {
 /// label without stage or code), or `Dropped`, an arrival that never started (the in-flight cap
 /// was reached). Names (`as_str`) are stable: `devices.retry.on`, the `failed_<class>` columns
 /// of timeseries.csv and the rate levels count by them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     TlsHandshake,

@@ -25,9 +25,11 @@ macro_rules! out {
 mod log_filter;
 mod mock_cmd;
 mod run;
+mod tools;
 
 use mock_cmd::run_mock;
 use run::run_scenario;
+pub use tools::{TEMPLATES, template_text};
 
 /// Exit codes and the map from each error to its code: [`crate::exit`].
 pub use crate::exit;
@@ -100,6 +102,31 @@ pub enum Command {
         /// Override any field: path=value (e.g. devices.count=100, schedule.0.rate=20).
         #[arg(long = "set")]
         sets: Vec<String>,
+    },
+    /// Write a commented starting scenario, a copy of a shipped one; an existing FILE is not
+    /// overwritten (exit 6).
+    New {
+        file: PathBuf,
+        /// The shipped scenario to start from.
+        #[arg(long, default_value = "quickstart", value_parser = tools::template_names())]
+        from: String,
+    },
+    /// Print the JSON Schema of a file kind, for editors (a `#:schema PATH` first line in
+    /// Even Better TOML / taplo).
+    Schema {
+        #[arg(value_enum)]
+        kind: crate::schema::SchemaKind,
+    },
+    /// Print a shell completion script, e.g. `source <(fleetstorm completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, one per command and subcommand, into DIR.
+    Man {
+        /// Folder to write fleetstorm.1, fleetstorm-run.1, ... into (created when missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -277,6 +304,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Mock(args) => runtime().and_then(|rt| rt.block_on(run_mock(args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run_scenario(args))),
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
+        Command::New { file, from } => tools::new(&file, &from),
+        Command::Schema { kind } => tools::schema(kind),
+        Command::Completions { shell } => tools::completions(shell),
+        Command::Man { out } => tools::man(&out),
         Command::Compare { dirs, out, seed } => compare_runs(&dirs, &out, seed),
         Command::Report { dir, out } => report(&dir, out.as_deref()),
         Command::Merge(args) => merge_shards(&args),

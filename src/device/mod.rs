@@ -35,7 +35,9 @@ pub struct Endpoint {
 }
 
 /// The MQTT version devices speak (`[devices] protocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, schemars::JsonSchema,
+)]
 pub enum Protocol {
     #[default]
     #[serde(rename = "mqtt311")]
@@ -54,7 +56,9 @@ impl Protocol {
 }
 
 /// How a device gets its certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CertificateMode {
     /// CreateKeysAndCertificate: the endpoint generates the key.
@@ -65,16 +69,20 @@ pub enum CertificateMode {
 }
 
 /// Per-stage timeouts (`[devices.timeouts]`).
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub connect: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub subscribe: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub create_certificate: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub register_thing: Duration,
 }
 
@@ -89,15 +97,17 @@ impl Default for Timeouts {
     }
 }
 /// What a device does once it is registered and connected with its own certificate.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct After {
     pub action: AfterAction,
     /// How long to stay connected (`stay`, `telemetry`).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub duration: Duration,
     /// Telemetry period.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub interval: Duration,
     /// Telemetry topic; `{thingName}` and `{clientId}` are replaced.
     pub topic: String,
@@ -143,7 +153,9 @@ impl Drop for ConnectedGuard {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterAction {
     #[default]

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `[target.classify]` as written in the scenario.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Classify {
     /// Rejections labelled `throttled.<stage>`. Default (a guess): `["429", "*Throttl*"]`.

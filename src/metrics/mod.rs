@@ -149,15 +149,22 @@ impl StageSet {
 }
 
 /// Percentile summary of one histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Percentiles {
+    /// Measurements (devices that completed the stage).
     pub count: u64,
+    /// Mean, in milliseconds.
     pub mean_ms: f64,
+    /// Median, in milliseconds.
     pub p50_ms: f64,
+    /// 90th percentile, in milliseconds.
     pub p90_ms: f64,
+    /// 99th percentile, in milliseconds.
     pub p99_ms: f64,
+    /// 99.9th percentile, in milliseconds.
     pub p999_ms: f64,
+    /// Maximum, in milliseconds.
     pub max_ms: f64,
 }
 
@@ -193,10 +200,12 @@ impl Percentiles {
 }
 
 /// A stage in `summary.json`: intended-start latency, with service time beside it.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct StageSummary {
+    /// From the device's intended start (its stage's latency as a device on schedule sees it).
     #[serde(flatten)]
     pub latency: Percentiles,
+    /// Service time: from when the stage actually began.
     #[serde(default)]
     pub service: Percentiles,
 }
@@ -236,10 +245,13 @@ pub struct ThresholdInputs<'a> {
     pub dropped: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ThresholdResult {
+    /// The threshold as written, e.g. `register_thing.p99 < 800ms`.
     pub expr: String,
+    /// Whether it held.
     pub ok: bool,
+    /// The measured value it was compared with (null when nothing was measured).
     pub value: Option<f64>,
 }
 

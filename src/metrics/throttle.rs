@@ -47,7 +47,7 @@ impl LevelCounts {
 
 /// A rate level is sustainable when at most `max_throttled_fraction` of its arrivals were
 /// throttled and completions reached `min_completion_ratio` of the offered rate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Analysis {
     pub max_throttled_fraction: f64,
@@ -64,22 +64,30 @@ impl Default for Analysis {
 }
 
 /// One offered-rate level of the schedule, judged.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RateLevel {
+    /// The offered arrival rate of the level, per second.
     pub target_per_s: f64,
+    /// Devices whose intended start fell in the level.
     pub offered: u64,
+    /// Devices of the level that were provisioned.
     pub completed: u64,
+    /// Devices of the level that failed as throttled.
     pub throttled: u64,
+    /// `throttled / offered`.
     pub throttled_fraction: f64,
+    /// `completed / offered`.
     pub completion_ratio: f64,
+    /// Whether the level was judged sustainable (the scenario's `[analysis]`).
     pub sustainable: bool,
 }
 
 /// The throttle-limit finder's result.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ThrottleAnalysis {
     /// The stage with the most throttled failures.
     pub throttling_stage: Option<String>,
+    /// The levels by offered rate, each judged.
     pub levels: Vec<RateLevel>,
 }
 

@@ -58,14 +58,21 @@ pub enum HookFailure {
     Timeout,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct HookStats {
+    /// Times the hook was called (one per RegisterThing of its template).
     pub invocations: u64,
+    /// Calls it allowed.
     pub allowed: u64,
+    /// Calls it denied.
     pub denied: u64,
+    /// Calls that failed (the hook erred or exited).
     pub errors: u64,
+    /// Calls whose answer could not be read.
     pub malformed: u64,
+    /// Calls not answered within its deadline.
     pub timeouts: u64,
+    /// Hook workers started (a command hook's process).
     pub cold_starts: u64,
 }
 

@@ -19,13 +19,17 @@ use crate::pki::{self, KeyAlgorithm};
 /// File (under the PKI directory) holding unused pooled RSA keys as PKCS#8 PEM blocks.
 pub const POOL_FILE: &str = "rsa-key-pool.pem";
 
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct KeyPoolStats {
+    /// CreateKeysAndCertificate answers whose key came from the pool.
     pub served_from_pool: u64,
+    /// Answers whose key was generated on the spot (the pool was empty).
     pub generated_inline: u64,
+    /// Keys in the pool at the end.
     pub pooled: usize,
-    /// Keys the background generators made, and the CPU seconds they spent on them.
+    /// Keys the background generators made.
     pub generated_background: u64,
+    /// The CPU seconds the background generators spent on them.
     pub background_cpu_s: f64,
 }
 

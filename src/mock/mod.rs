@@ -234,22 +234,34 @@ pub struct Stats {
 }
 
 /// A point-in-time copy of [`Stats`].
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct StatsSnapshot {
+    /// Connections accepted (TCP).
     pub connections: u64,
+    /// Connections open at the end.
     pub active_connections: u64,
+    /// TLS handshakes that failed.
     pub tls_failures: u64,
+    /// CONNECTs refused in the CONNACK.
     pub connack_refused: u64,
+    /// Connections closed for a policy violation.
     pub policy_disconnects: u64,
+    /// Connections closed for an MQTT protocol error.
     pub protocol_errors: u64,
+    /// Connections closed because a newer one used the same client ID.
     pub takeovers: u64,
+    /// API calls accepted and rejected, by API (`create_keys`, `create_from_csr`,
+    /// `register_thing`).
     pub create_keys_accepted: u64,
     pub create_keys_rejected: u64,
     pub create_from_csr_accepted: u64,
     pub create_from_csr_rejected: u64,
     pub register_thing_accepted: u64,
     pub register_thing_rejected: u64,
+    /// API responses not delivered: the client had not subscribed to (or may not receive) the
+    /// response topic.
     pub undelivered_responses: u64,
+    /// API calls and CONNECTs refused by the quotas (`[quotas]`).
     pub throttled_create_keys: u64,
     pub throttled_create_from_csr: u64,
     pub throttled_register_thing: u64,
@@ -289,13 +301,19 @@ pub struct MockHandle {
 }
 
 /// What the mock reports when it stops.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MockReport {
+    /// The mock's counters: connections, refusals, API calls accepted and rejected, throttling.
     pub stats: StatsSnapshot,
+    /// What the registry holds at the end.
     pub registry: RegistryCounts,
+    /// The RSA key pool's use.
     pub keys: KeyPoolStats,
+    /// Key type CreateKeysAndCertificate returned (`rsa2048` or `p256`).
     pub key_type: &'static str,
+    /// The registry file written at shutdown in the PKI directory, when one was written.
     pub registry_file: Option<PathBuf>,
+    /// Unused pooled RSA keys cached in the PKI directory for the next start.
     pub cached_keys: usize,
     /// Per template: invocations, decisions, cold starts of its pre-provisioning hook.
     pub hooks: BTreeMap<String, hooks::HookStats>,

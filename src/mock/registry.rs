@@ -129,12 +129,17 @@ pub struct ApplyError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct RegistryCounts {
+    /// Things registered.
     pub things: usize,
+    /// Certificates issued, in any status.
     pub certificates: usize,
+    /// Of them, ACTIVE.
     pub active_certificates: usize,
+    /// Of them, PENDING_ACTIVATION.
     pub pending_certificates: usize,
+    /// Policies.
     pub policies: usize,
 }
 

@@ -14,25 +14,32 @@ use crate::metrics::{
 use crate::mock::MockReport;
 
 /// One change made during a run, as recorded in `summary.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RateChange {
     /// Seconds since the start of the run (real time).
     pub elapsed_s: f64,
+    /// The arrival-rate multiplier from then on.
     pub multiplier: f64,
+    /// Whether arrivals were paused from then on.
     pub paused: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct DeviceCounts {
+    /// Devices planned (`devices.count`; a shard's own share of them).
     pub planned: u64,
+    /// Devices whose provisioning flow started.
     pub started: u64,
+    /// Devices that completed the flow (registered, and connected with their own certificate).
     pub provisioned: u64,
+    /// Devices that failed for good (after their retries); `failures` says why.
     pub failed: u64,
+    /// Arrivals not started because `max_in_flight` devices were already in flight.
     pub dropped: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Throughput {
     /// Devices provisioned per second of the provisioning window (first intended start to last
@@ -44,16 +51,19 @@ pub struct Throughput {
     pub provisioned_per_s_whole_run: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Scheduler {
+    /// The latest any device started after its intended start: above a few ms, the load
+    /// generator itself could not keep up.
     pub max_start_lag_ms: f64,
 }
 
 /// `summary.json`, as a run writes it and as `report` and `compare` read it. Unknown fields are
 /// ignored and optional ones may be missing, so summaries of older and newer versions read alike.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
+    /// The scenario's name (its `name`, or the file stem).
     #[serde(default)]
     pub scenario: String,
     /// SHA-256 (hex) of the scenario file's bytes as the run read them, before `--set` and
@@ -64,12 +74,16 @@ pub struct Summary {
     /// The run ID (`{run}`): the same for every variant of one `fleetstorm run`.
     #[serde(default)]
     pub run_id: String,
+    /// When the run's clock started (RFC 3339, UTC, milliseconds).
     #[serde(default)]
     pub started_at: String,
+    /// The run's length in seconds (so far, while it runs).
     #[serde(default)]
     pub duration_s: f64,
+    /// The endpoint the devices connected to (HOST:PORT).
     #[serde(default)]
     pub endpoint: String,
+    /// True when a signal (Ctrl-C, SIGTERM, SIGHUP) stopped the run before its schedule ended.
     #[serde(default)]
     pub interrupted: bool,
     /// False while the run goes on (the summary is rewritten every interval), true once it
@@ -77,14 +91,22 @@ pub struct Summary {
     /// is still running). Summaries of older versions, written only at the end, read as true.
     #[serde(default = "complete_when_absent")]
     pub complete: bool,
+    /// Devices by outcome.
     pub devices: DeviceCounts,
+    /// Devices provisioned per second.
     pub throughput: Throughput,
+    /// Percent of finished devices (provisioned, failed or dropped) that were provisioned.
     pub success_rate: f64,
+    /// Latency per flow stage, by stage name (`connect_claim`, `subscribe`,
+    /// `create_certificate`, `register_thing`, ...).
     pub stages: BTreeMap<String, StageSummary>,
+    /// Failed devices by failure label (e.g. `throttled.register_thing`, `timeout.connect_claim`).
     #[serde(default)]
     pub failures: BTreeMap<String, u64>,
+    /// The scenario's `thresholds`, each evaluated.
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,
+    /// How closely devices started on schedule.
     #[serde(default)]
     pub scheduler: Scheduler,
     /// Pauses and arrival-rate multiplier changes made from the dashboard during the run.
@@ -94,8 +116,10 @@ pub struct Summary {
     /// has rate levels to judge (more than one: a step or ramp probe).
     #[serde(default)]
     pub sustainable_rate_per_s: Option<f64>,
+    /// The throttle-limit finder's judgement of each offered-rate level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<ThrottleAnalysis>,
+    /// The variant's name, for a run of a scenario's `[[variants]]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// Which shard of a split run this is (`run --shard I/N`, `--shards N`, `--start-at`);
@@ -108,7 +132,8 @@ pub struct Summary {
     /// `fleetstorm merge --partial`: the shard indexes of the job that were not merged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards_missing: Vec<u64>,
-    /// Written only: the mock's report is for people and scripts, no command reads it back.
+    /// The embedded mock's report (runs against the embedded mock only).
+    // Written only: the report is for people and scripts, no command reads it back.
     #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockReport>,
     #[serde(skip)]
@@ -116,10 +141,11 @@ pub struct Summary {
 }
 
 /// `shard` in summary.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ShardSummary {
     /// 0-based index of this shard, < `count`.
     pub index: u64,
+    /// Shards in the job (N of `--shard I/N`).
     pub count: u64,
     /// `--start-at` (RFC 3339, UTC): the instant the schedule's time 0 was set to, and the run's
     /// time origin (`started_at`); null when not given.
@@ -132,15 +158,19 @@ pub struct ShardSummary {
 }
 
 /// One folder a merged summary was made from (`merged_from` in `summary.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MergedFrom {
+    /// The shard's results folder, as given to `merge`.
     pub dir: String,
-    /// `None` for an unsharded run folder.
+    /// null for an unsharded run folder.
     pub shard: Option<ShardSummary>,
+    /// The shard's run ID.
     #[serde(default)]
     pub run_id: String,
+    /// The shard's `started_at`.
     #[serde(default)]
     pub started_at: String,
+    /// The shard's `complete`.
     #[serde(default)]
     pub complete: bool,
 }

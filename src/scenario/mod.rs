@@ -38,7 +38,7 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Name used for the results folder; defaults to the file stem.
@@ -70,11 +70,12 @@ pub struct Scenario {
 }
 
 /// `[[variants]]`: a name and `path = value` overrides (any field, as with `--set`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     pub name: String,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub set: toml::Table,
 }
 
@@ -85,8 +86,9 @@ fn default_max_in_flight() -> usize {
     1000
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[schemars(transform = kind_defaults_to_mock)]
 pub enum Target {
     /// The embedded mock, started in process on a loopback port.
     Mock {
@@ -123,6 +125,24 @@ pub enum Target {
     },
 }
 
+/// `[target]` without `kind` is the embedded mock (the loader adds `kind = "mock"`): the mock
+/// variant's schema does not require it.
+fn kind_defaults_to_mock(schema: &mut schemars::Schema) {
+    let variants = schema.get_mut("oneOf").and_then(|v| v.as_array_mut());
+    for variant in variants.into_iter().flatten() {
+        let is_mock = variant.pointer("/properties/kind/const") == Some(&"mock".into());
+        let Some(object) = variant.as_object_mut().filter(|_| is_mock) else {
+            continue;
+        };
+        if let Some(list) = object.get_mut("required").and_then(|r| r.as_array_mut()) {
+            list.retain(|k| k != "kind");
+            if list.is_empty() {
+                object.remove("required");
+            }
+        }
+    }
+}
+
 fn default_port() -> u16 {
     8883
 }
@@ -145,7 +165,7 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Devices {
     /// Devices planned in total (the schedule stops when they have all arrived).
@@ -179,15 +199,17 @@ pub struct Devices {
 }
 
 /// Whole-flow retries with exponential backoff and full jitter.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
     /// Attempts in total (1 = no retry).
     pub max_attempts: u32,
     /// Backoff before attempt n+1 is uniform in [0, min(max_delay, base_delay * 2^(n-1))].
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub base_delay: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub max_delay: Duration,
     /// Failure classes that are retried (docs/results.md, "Failure reasons").
     pub on: Vec<FailureClass>,

@@ -119,10 +119,11 @@ fn level_at(start: f64, stages: &[RampStage], t: Duration) -> f64 {
     from
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RampStage {
     pub target: f64,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub duration: Duration,
 }

@@ -24,7 +24,7 @@ pub const MAX_STEPS: u32 = 10_000;
 
 /// One `[[schedule]]` entry as written: the executor and its fields. Kept flat (rather than a
 /// tagged enum) so parse errors point at the exact line of the faulty field.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseSpec {
     pub executor: Executor,
@@ -35,6 +35,7 @@ pub struct PhaseSpec {
         with = "humantime_serde::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub duration: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_rate: Option<f64>,
@@ -51,13 +52,14 @@ pub struct PhaseSpec {
         with = "humantime_serde::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>")]
     pub step_duration: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<u32>,
 }
 
 /// k6-style executors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Executor {
     ConstantArrivalRate,

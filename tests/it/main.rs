@@ -28,6 +28,7 @@ mod created;
 mod docs_links;
 mod figures;
 mod fuzz_regressions;
+mod generated;
 mod guard;
 mod http_limits;
 mod k8s;
@@ -36,6 +37,7 @@ mod mock;
 mod mosquitto;
 mod mqtt5_mock;
 mod mqtt5_run;
+mod new;
 mod prometheus;
 mod registry;
 mod report;
@@ -43,8 +45,10 @@ mod run;
 mod run_hooks;
 mod run_safety;
 mod schedule_limits;
+mod schema;
 mod sdk_interop;
 mod shard;
+mod shell;
 #[cfg(feature = "aws")]
 #[path = "../aws/support.rs"]
 mod support;

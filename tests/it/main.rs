@@ -38,6 +38,7 @@ mod mosquitto;
 mod mqtt5_mock;
 mod mqtt5_run;
 mod new;
+mod packaging;
 mod prometheus;
 mod registry;
 mod report;

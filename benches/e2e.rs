@@ -791,10 +791,10 @@ fn stay(args: &Args) {
                 tasks.spawn(async move {
                     tokio::select! {
                         report = device::provision(&endpoint, &tls, &spec, &handles) => {
-                            if let Err(f) = report.outcome {
-                                if failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                                    eprintln!("{} failed: {} ({})", spec.client_id, f.reason.label(), f.detail);
-                                }
+                            if let Err(f) = report.outcome
+                                && failed.fetch_add(1, Ordering::Relaxed) < 5
+                            {
+                                eprintln!("{} failed: {} ({})", spec.client_id, f.reason.label(), f.detail);
                             }
                         }
                         _ = stop.cancelled() => {}

@@ -78,10 +78,10 @@ impl PolicyDocument {
                 ));
             }
         };
-        if let Some(id) = obj.get("Id") {
-            if !id.is_string() {
-                return Err(PolicyError::new("/Id", "must be a string"));
-            }
+        if let Some(id) = obj.get("Id")
+            && !id.is_string()
+        {
+            return Err(PolicyError::new("/Id", "must be a string"));
         }
         let variables = version == PolicyVersion::V2012;
         let statements = match obj.get("Statement") {
@@ -118,10 +118,10 @@ fn parse_statement(
         ));
     };
     check_keys(obj, STATEMENT_KEYS, pointer)?;
-    if let Some(sid) = obj.get("Sid") {
-        if !sid.is_string() {
-            return Err(PolicyError::new(&child(pointer, "Sid"), "must be a string"));
-        }
+    if let Some(sid) = obj.get("Sid")
+        && !sid.is_string()
+    {
+        return Err(PolicyError::new(&child(pointer, "Sid"), "must be a string"));
     }
     let effect = match obj.get("Effect") {
         None => {

@@ -61,18 +61,17 @@ impl Pattern {
         let mut lit = String::new();
         let mut rest = text;
         loop {
-            if variables {
-                if let Some((name, after)) = rest.strip_prefix("${").and_then(|r| r.split_once('}'))
-                {
-                    rest = after;
-                    match name {
-                        "*" => lit.push('*'),
-                        "?" => lit.push('?'),
-                        "$" => lit.push('$'),
-                        _ => push_unit(&mut chunks, &mut lit, Unit::Var(Variable::from_name(name))),
-                    }
-                    continue;
+            if variables
+                && let Some((name, after)) = rest.strip_prefix("${").and_then(|r| r.split_once('}'))
+            {
+                rest = after;
+                match name {
+                    "*" => lit.push('*'),
+                    "?" => lit.push('?'),
+                    "$" => lit.push('$'),
+                    _ => push_unit(&mut chunks, &mut lit, Unit::Var(Variable::from_name(name))),
                 }
+                continue;
             }
             let mut chars = rest.chars();
             let Some(c) = chars.next() else { break };
@@ -99,10 +98,10 @@ impl Pattern {
 }
 
 fn flush_literal(chunks: &mut [Vec<Unit>], lit: &mut String) {
-    if !lit.is_empty() {
-        if let Some(chunk) = chunks.last_mut() {
-            chunk.push(Unit::Lit(std::mem::take(lit).into_boxed_str()));
-        }
+    if !lit.is_empty()
+        && let Some(chunk) = chunks.last_mut()
+    {
+        chunk.push(Unit::Lit(std::mem::take(lit).into_boxed_str()));
     }
 }
 

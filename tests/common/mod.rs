@@ -203,3 +203,12 @@ pub fn seed_device(name: &str, template: &str) -> fleetstorm::device::DeviceSpec
         classify: Default::default(),
     }
 }
+
+/// A command's stdout then stderr, as text (for messages and `contains` checks).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -4,18 +4,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::common::output_text as text;
+
 const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::common::output_text as text;
+
 const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 
 /// Address space the command may use: plenty for `validate` (it needs well under 128 MiB), far
@@ -30,14 +32,6 @@ fn limited(args: &[&str]) -> (Output, Duration) {
         .output()
         .unwrap();
     (out, begun.elapsed())
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -43,3 +43,65 @@ fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
         );
     }
 }
+
+/// `rust-version` is a promise: no dependency in the lock file may need a newer Rust than it
+/// states (a toolchain of exactly that version cannot be installed here, so the check is on
+/// what the dependencies declare, from `cargo metadata`, with no network).
+#[test]
+fn no_dependency_needs_a_newer_rust_than_rust_version_states() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap().len();
+    assert!(packages > 100, "cargo metadata listed {packages} packages");
+    let (ours, too_new) = needing_newer_rust(&meta);
+    assert!(
+        too_new.is_empty(),
+        "rust-version is {ours}, but {too_new:?}"
+    );
+}
+
+#[test]
+fn a_dependency_needing_a_newer_rust_is_named() {
+    let meta = serde_json::json!({"packages": [
+        {"name": "fleetstorm", "rust_version": "1.88"},
+        {"name": "same", "rust_version": "1.88.0"},
+        {"name": "older", "rust_version": "1.70"},
+        {"name": "unstated", "rust_version": null},
+        {"name": "newer", "rust_version": "1.89"},
+    ]});
+    let (ours, too_new) = needing_newer_rust(&meta);
+    assert_eq!(ours, "1.88");
+    assert_eq!(too_new, ["newer needs 1.89"]);
+}
+
+/// fleetstorm's `rust-version` and the packages in `meta` (cargo metadata) that state a newer one.
+fn needing_newer_rust(meta: &serde_json::Value) -> (String, Vec<String>) {
+    // "1.88" is 1.88.0: pad to three parts before comparing.
+    let version = |v: &str| -> [u64; 3] {
+        let mut parts = v.split('.').map(|n| n.parse().unwrap());
+        [0; 3].map(|_| parts.next().unwrap_or(0))
+    };
+    let packages = meta["packages"].as_array().unwrap();
+    let ours = packages
+        .iter()
+        .find(|p| p["name"] == "fleetstorm")
+        .and_then(|p| p["rust_version"].as_str())
+        .expect("Cargo.toml states no rust-version");
+    let too_new = packages
+        .iter()
+        .filter_map(|p| Some((p["name"].as_str()?, p["rust_version"].as_str()?)))
+        .filter(|(_, needs)| version(needs) > version(ours))
+        .map(|(name, needs)| format!("{name} needs {needs}"))
+        .collect();
+    (ours.to_string(), too_new)
+}

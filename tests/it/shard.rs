@@ -335,8 +335,11 @@ fn shards_started_apart_share_the_start_at_schedule() {
     };
     let apart = (median(0) - median(1)).abs();
     eprintln!("shard schedules apart by {apart:.3} ms (medians)");
+    // The shards started 2 s apart: a shard that anchored the schedule on its own start would be
+    // about 2,000 ms off the other. 20 ms leaves room for two processes' timer wake-ups on a
+    // 2-core machine (one run measured its shards 9.7 ms apart, each within 36 ms of the schedule).
     assert!(
-        apart < 5.0,
+        apart < 20.0,
         "shards' schedules {apart} ms apart: {deviation:?}"
     );
 

@@ -4,20 +4,27 @@
 
 use std::process::Command;
 
-#[test]
-fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
+/// `cargo ARGS` in the crate's directory (the cargo running the tests); its stdout, and a failed
+/// command fails the test with its stderr.
+fn cargo(args: &[&str]) -> Vec<u8> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "cargo {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let listed = String::from_utf8(out.stdout).unwrap();
+    out.stdout
+}
+
+#[test]
+fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
+    let listed =
+        String::from_utf8(cargo(&["package", "--list", "--allow-dirty", "--offline"])).unwrap();
     let files: Vec<&str> = listed.lines().collect();
     for wanted in [
         "Cargo.toml",
@@ -49,18 +56,8 @@ fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
 /// what the dependencies declare, from `cargo metadata`, with no network).
 #[test]
 fn no_dependency_needs_a_newer_rust_than_rust_version_states() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let metadata = cargo(&["metadata", "--format-version", "1", "--offline", "--locked"]);
+    let meta: serde_json::Value = serde_json::from_slice(&metadata).unwrap();
     let packages = meta["packages"].as_array().unwrap().len();
     assert!(packages > 100, "cargo metadata listed {packages} packages");
     let (ours, too_new) = needing_newer_rust(&meta);

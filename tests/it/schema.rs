@@ -9,13 +9,22 @@ use fleetstorm::scenario::Scenario;
 use fleetstorm::schema::SchemaKind;
 use serde_json::Value;
 
+use crate::common;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn validator(kind: SchemaKind) -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(&kind.generate()).unwrap();
-    jsonschema::validator_for(&schema).unwrap()
+/// A schema checked by the reference validator, Python's `jsonschema` (an implementation
+/// independent of the schemars types that generate the schema; installed by the test).
+struct Validator {
+    schema: Value,
+}
+
+fn validator(kind: SchemaKind) -> Validator {
+    Validator {
+        schema: serde_json::from_str(&kind.generate()).unwrap(),
+    }
 }
 
 /// TOML text as the JSON value the schema describes.
@@ -24,12 +33,48 @@ fn as_json(toml_text: &str) -> Value {
     serde_json::to_value(doc).unwrap()
 }
 
-/// The schema's complaints about `toml_text`, one line each.
-fn schema_errors(validator: &jsonschema::Validator, toml_text: &str) -> Vec<String> {
-    validator
-        .iter_errors(&as_json(toml_text))
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect()
+impl Validator {
+    /// The schema's complaints about each of `toml_texts` (one line each; empty: valid), in one
+    /// run of the validator.
+    fn errors<S: AsRef<str>>(&self, toml_texts: &[S]) -> Vec<Vec<String>> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let bin = common::python_venv(
+            "schema-venv",
+            "tests/schema/requirements.txt",
+            "import jsonschema",
+        );
+        let input = serde_json::json!({
+            "schema": self.schema,
+            "instances": toml_texts.iter().map(|t| as_json(t.as_ref())).collect::<Vec<_>>(),
+        });
+        let mut child = Command::new(bin.join("python"))
+            .arg(root().join("tests/schema/validate.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python in the schema venv");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "validate.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let errors: Vec<Vec<String>> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(errors.len(), toml_texts.len());
+        errors
+    }
 }
 
 fn shipped_scenarios() -> Vec<PathBuf> {
@@ -47,6 +92,7 @@ fn every_shipped_scenario_passes_the_schema_it_names_on_its_first_line() {
     let validator = validator(SchemaKind::Scenario);
     let scenarios = shipped_scenarios();
     assert!(scenarios.len() >= 5, "{scenarios:?}");
+    let mut files = Vec::new();
     for path in &scenarios {
         let text = std::fs::read_to_string(path).unwrap();
         let first = text.lines().next().unwrap_or("");
@@ -58,13 +104,15 @@ fn every_shipped_scenario_passes_the_schema_it_names_on_its_first_line() {
         );
         let target = path.parent().unwrap().join(&first["#:schema ".len()..]);
         assert!(target.is_file(), "{}", target.display());
-        let errors = schema_errors(&validator, &text);
-        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+        files.push((path.clone(), text));
     }
     // The Kubernetes example's scenario is shipped too (its folder is rendered from it).
     let example = root().join("deploy/kubernetes/example-scenario.toml");
-    let errors = schema_errors(&validator, &std::fs::read_to_string(&example).unwrap());
-    assert!(errors.is_empty(), "{}: {errors:#?}", example.display());
+    files.push((example.clone(), std::fs::read_to_string(&example).unwrap()));
+    let texts: Vec<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
+    for ((path, _), errors) in files.iter().zip(validator.errors(&texts)) {
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+    }
 }
 
 const MINIMAL: &str = "[devices]\ncount = 10\n\n[[schedule]]\nexecutor = \"burst\"\ncount = 10\n";
@@ -92,9 +140,8 @@ fn the_scenario_schema_refuses_what_the_loader_refuses() {
         ),
         format!("{MINIMAL}\n[[variants]]\nname = \"a\"\nset = {{ \"devices.count\" = 5 }}\n"),
     ];
-    for text in &accepted {
+    for (text, errors) in accepted.iter().zip(validator.errors(&accepted)) {
         assert_eq!(loads(text), Ok(()), "{text}");
-        let errors = schema_errors(&validator, text);
         assert!(errors.is_empty(), "{text}\n{errors:#?}");
     }
     let refused = [
@@ -112,12 +159,9 @@ fn the_scenario_schema_refuses_what_the_loader_refuses() {
             "{MINIMAL}\n[target]\nkind = \"endpoint\"\nca = \"a\"\nclaim_cert = \"b\"\nclaim_key = \"c\"\n"
         ),
     ];
-    for text in &refused {
+    for (text, errors) in refused.iter().zip(validator.errors(&refused)) {
         assert!(loads(text).is_err(), "the loader took:\n{text}");
-        assert!(
-            !schema_errors(&validator, text).is_empty(),
-            "the schema took:\n{text}"
-        );
+        assert!(!errors.is_empty(), "the schema took:\n{text}");
     }
 }
 
@@ -125,26 +169,24 @@ fn the_scenario_schema_refuses_what_the_loader_refuses() {
 fn the_mock_settings_schema_refuses_what_the_loader_refuses() {
     let validator = validator(SchemaKind::MockSettings);
     let loads = |text: &str| toml::from_str::<MockSettings>(text).map(|_| ());
-    for text in [
+    let accepted = [
         "keys = \"p256\"\ntoken_ttl = \"10m\"\n[quotas]\nenabled = true\n",
         "[hooks.FleetProvisioningTemplate]\nkind = \"serial-prefix\"\nprefix = \"123\"\n",
         "[mqtt5]\nserver_keep_alive = \"always\"\n",
-    ] {
+    ];
+    for (text, errors) in accepted.iter().zip(validator.errors(&accepted)) {
         assert!(loads(text).is_ok(), "{text}");
-        let errors = schema_errors(&validator, text);
         assert!(errors.is_empty(), "{text}\n{errors:#?}");
     }
-    for text in [
+    let refused = [
         "regoin = \"eu-west-1\"\n",
         "[quotas]\nenabeld = true\n",
         "key_pool_size = \"many\"\n",
         "token_ttl = 600\n",
         "[hooks.T]\nkind = \"lambda\"\n",
-    ] {
+    ];
+    for (text, errors) in refused.iter().zip(validator.errors(&refused)) {
         assert!(loads(text).is_err(), "the loader took:\n{text}");
-        assert!(
-            !schema_errors(&validator, text).is_empty(),
-            "the schema took:\n{text}"
-        );
+        assert!(!errors.is_empty(), "the schema took:\n{text}");
     }
 }

@@ -41,6 +41,16 @@ fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
     ] {
         assert!(files.contains(&wanted), "{wanted} not packaged:\n{listed}");
     }
+    // What the build reads besides the sources: a file an `include_str!` names and the package
+    // leaves out breaks `cargo install` from the registry while every local build passes.
+    let included = included_files(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(included.len() >= 10, "{included:?}");
+    for wanted in &included {
+        assert!(
+            files.contains(&wanted.as_str()),
+            "{wanted} is included by the sources but not packaged"
+        );
+    }
     for file in &files {
         assert!(
             !["results/", "target/", "fuzz/", "tests/", "benches/", ".ci/"]
@@ -49,6 +59,51 @@ fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
             "{file} packaged"
         );
     }
+}
+
+/// Every file `include_str!` / `include_bytes!` names under `dir`, relative to the crate root.
+fn included_files(dir: &std::path::Path) -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(included_files(&path));
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+            for (at, _) in text.match_indices(macro_name) {
+                let rest = &text[at + macro_name.len()..];
+                let relative = &rest[..rest.find('"').unwrap()];
+                let file = path.parent().unwrap().join(relative);
+                let file = file
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{}: {relative}: {e}", path.display()));
+                let file = file.strip_prefix(root.canonicalize().unwrap()).unwrap();
+                out.push(file.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn included_files_are_found_relative_to_the_including_file() {
+    // Under target/ (never packaged): target/.tmpX/inner/a.rs names files three levels up.
+    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    std::fs::create_dir(dir.path().join("inner")).unwrap();
+    std::fs::write(
+        dir.path().join("inner/a.rs"),
+        "const X: &str = include_str!(\"../../../Cargo.toml\");\nconst Y: &[u8] = include_bytes!(\"../../../LICENSE\");\n",
+    )
+    .unwrap();
+    assert_eq!(included_files(dir.path()), ["Cargo.toml", "LICENSE"]);
 }
 
 /// `rust-version` is a promise: no dependency in the lock file may need a newer Rust than it

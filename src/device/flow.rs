@@ -467,6 +467,7 @@ impl<'a> Flow<'a> {
             stages: self.stages,
             provisioned_at: self.provisioned_at,
             outcome,
+            tally: super::Tally::default(),
         }
     }
 }

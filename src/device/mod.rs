@@ -16,6 +16,7 @@ mod codec;
 pub mod flow;
 mod lean;
 mod rules;
+mod tally;
 mod tls;
 
 pub use crate::protocol::Format;
@@ -25,6 +26,7 @@ use codec::Codec;
 use flow::{Action, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
 pub use rules::{Class, Classify, Rules};
+pub use tally::{ConnectWindow, Tally};
 pub use tls::DeviceTls;
 
 /// Where devices connect.
@@ -212,6 +214,8 @@ pub struct DeviceReport {
     /// When the device was connected with its own certificate (the end of provisioning).
     pub provisioned_at: Option<Instant>,
     pub outcome: Result<Provisioned, Failure>,
+    /// This attempt's counts (connects, certificates issued, registrations).
+    pub tally: Tally,
 }
 
 /// The keep-alive devices ask for (AWS accepts 30–1200 s).
@@ -247,6 +251,7 @@ async fn run<P: Codec>(
                 stages: Vec::new(),
                 provisioned_at: None,
                 outcome: Err(failure),
+                tally: Tally::default(),
             };
         }
     };

@@ -136,6 +136,9 @@ struct DeviceResult {
     /// Provisioning time from the actual start (service) and from the intended start (latency).
     total: (Duration, Duration),
     attempts: u32,
+    /// The device's counts summed over its attempts.
+    #[allow(dead_code)] // read by the aggregator's amplification figures, which come next
+    tally: device::Tally,
 }
 
 /// Live counters the scheduler and devices update (atomics: no lock).

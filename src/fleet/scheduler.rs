@@ -28,6 +28,7 @@ fn aborted() -> device::DeviceReport {
             device::FailureReason::Aborted,
             "run stopped before the device finished",
         )),
+        tally: device::Tally::default(),
     }
 }
 
@@ -162,6 +163,7 @@ impl Launch for Launcher {
         tasks.spawn(async move {
             let begun = Instant::now();
             let mut attempts = 0;
+            let mut tally = device::Tally::default();
             let report = loop {
                 attempts += 1;
                 handles.attempt = attempts;
@@ -169,6 +171,10 @@ impl Launch for Launcher {
                     r = device::provision(&endpoint, &tls, &spec, &handles) => r,
                     _ = devices_stop.cancelled() => break aborted(),
                 };
+                tally.add(&device::Tally {
+                    attempts: 1,
+                    ..report.tally
+                });
                 match &report.outcome {
                     Err(f) if retry.retries(f.reason.class(), attempts) => {
                         let pause = retry.backoff(attempts, rand::RngExt::random::<f64>(&mut rng));
@@ -193,6 +199,7 @@ impl Launch for Launcher {
                 report,
                 total,
                 attempts,
+                tally,
             })));
         });
     }

@@ -292,9 +292,14 @@ fn done(seq: u64, offset_ms: u64, start: Instant, failure: Option<FailureReason>
             stages,
             provisioned_at: outcome.is_ok().then_some(ended),
             outcome,
+            tally: device::Tally::default(),
         },
         total: (Duration::from_millis(5), Duration::from_millis(5)),
         attempts: 1,
+        tally: device::Tally {
+            attempts: 1,
+            ..Default::default()
+        },
     }))
 }
 

@@ -26,7 +26,7 @@ use codec::Codec;
 use flow::{Action, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
 pub use rules::{Class, Classify, Rules};
-pub use tally::{ConnectWindow, Tally};
+pub use tally::{Activity, ConnectWindow, Tally};
 pub use tls::DeviceTls;
 
 /// Where devices connect.
@@ -133,6 +133,8 @@ pub struct Handles {
     pub created: Option<tokio::sync::mpsc::UnboundedSender<Created>>,
     /// The whole-flow attempt (1-based) this flow is, for [`Created::attempt`].
     pub attempt: u32,
+    /// The run's live counts (connects, certificates issued, retries); `None`: not counted.
+    pub activity: Option<Arc<Activity>>,
 }
 
 /// Holds one count in [`Handles::connected`] while the device's own session is up.

@@ -32,6 +32,19 @@ impl Tally {
     }
 }
 
+/// The run's live counts of what AWS charges, as they happen (every device of a run shares one):
+/// the per-second columns of `timeseries.csv`, the dashboard and the metrics endpoint read
+/// them. The device driver counts connects and certificates; the fleet counts whole-flow retries.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// MQTT connects attempted (claim and own certificate, connect retries included).
+    pub connects: std::sync::atomic::AtomicU64,
+    /// Accepted CreateKeysAndCertificate / CreateCertificateFromCsr responses.
+    pub certificates_issued: std::sync::atomic::AtomicU64,
+    /// Whole-flow attempts after the first (retries of a failed attempt).
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
 /// The connects of one client ID in the last second, to find the most in any one-second
 /// window without allocating: a fixed ring of the last `N` connect instants (a device that
 /// connects more than `N` times a second is reported as `N`, far above AWS's 1/s limit).

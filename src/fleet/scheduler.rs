@@ -105,6 +105,7 @@ impl Launcher {
             release: stop.child_token(),
             created: Some(created),
             attempt: 1,
+            activity: None,
         };
         Launcher {
             live,

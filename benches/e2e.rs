@@ -745,13 +745,16 @@ fn stay(args: &Args) {
         mode: CertificateMode::Csr,
         csr_key: KeyAlgorithm::P256,
         protocol: args.protocol.protocol(),
-        payload: args.payload.format(),
-        timeouts: Timeouts {
-            connect: Duration::from_secs(60),
-            subscribe: Duration::from_secs(60),
-            create_certificate: Duration::from_secs(60),
-            register_thing: Duration::from_secs(60),
-        },
+        profile: Arc::new(fleetstorm::device::Profile {
+            payload: args.payload.format(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(60),
+                subscribe: Duration::from_secs(60),
+                create_certificate: Duration::from_secs(60),
+                register_thing: Duration::from_secs(60),
+            },
+            ..fleetstorm::device::Profile::generic()
+        }),
         classify: Default::default(),
         after: After {
             action: AfterAction::Stay,

@@ -124,9 +124,21 @@ async fn run_flows(
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
+    let profile = Arc::new(fleetstorm::device::Profile {
+        timeouts: Timeouts {
+            connect: Duration::from_secs(30),
+            ..Timeouts::default()
+        },
+        ..fleetstorm::device::Profile::generic()
+    });
     for _ in 0..args.concurrency {
-        let (endpoint, tls, next, failed) =
-            (endpoint.clone(), tls.clone(), next.clone(), failed.clone());
+        let (endpoint, tls, next, failed, profile) = (
+            endpoint.clone(),
+            tls.clone(),
+            next.clone(),
+            failed.clone(),
+            profile.clone(),
+        );
         let flows = args.flows;
         workers.spawn(async move {
             loop {
@@ -146,11 +158,7 @@ async fn run_flows(
                     mode,
                     csr_key: KeyAlgorithm::P256,
                     protocol: fleetstorm::device::Protocol::Mqtt311,
-                    payload: fleetstorm::device::Format::Json,
-                    timeouts: Timeouts {
-                        connect: Duration::from_secs(30),
-                        ..Timeouts::default()
-                    },
+                    profile: profile.clone(),
                     classify: Default::default(),
                     after: Default::default(),
                 };

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::device::flow::{Action as FlowAction, Csr, Event, Flow, Identity};
-use crate::device::{
-    After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Protocol, Timeouts,
-};
+use crate::device::{After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Protocol};
 use crate::iot::policy::{self, Action, ArnContext, PolicyDocument, PolicyVars};
 use crate::iot::template::RenderContext;
 use crate::mock::registry::Registry;
@@ -191,12 +189,14 @@ pub fn device_response(input: &[u8]) {
         } else {
             Protocol::Mqtt311
         },
-        payload: if mode & 32 != 0 {
-            Format::Cbor
-        } else {
-            Format::Json
-        },
-        timeouts: Timeouts::default(),
+        profile: std::sync::Arc::new(crate::device::Profile {
+            payload: if mode & 32 != 0 {
+                Format::Cbor
+            } else {
+                Format::Json
+            },
+            ..crate::device::Profile::generic()
+        }),
         after: After {
             action: if mode & 8 != 0 {
                 AfterAction::Telemetry
@@ -227,7 +227,7 @@ pub fn device_response(input: &[u8]) {
     let registered = serde_json::json!({"thingName": "thing-1", "deviceConfiguration": {}});
     let valid = |body: serde_json::Value| Event::Response {
         rejected: false,
-        payload: match spec.payload {
+        payload: match spec.profile.payload {
             Format::Json => Bytes::from(body.to_string()),
             Format::Cbor => {
                 let mut cbor = Vec::new();

@@ -100,7 +100,7 @@ pub fn check(
         plan.things = plan.things.saturating_add(devices);
         plan.certificates = plan
             .certificates
-            .saturating_add(devices.saturating_mul(u64::from(s.devices.retry.max_attempts)));
+            .saturating_add(devices.saturating_mul(u64::from(s.profile.flow_retry.attempts)));
     }
     if plan.variants == 0 {
         Decision::Local

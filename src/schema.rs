@@ -14,16 +14,23 @@ pub enum SchemaKind {
     Scenario,
     /// A mock settings file (`fleetstorm mock --config FILE`; a scenario's `[target.mock]`).
     MockSettings,
+    /// A device behaviour profile, whole (`fleetstorm profiles show NAME` prints the built-ins).
+    Profile,
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 2] = [SchemaKind::Scenario, SchemaKind::MockSettings];
+    pub const ALL: [SchemaKind; 3] = [
+        SchemaKind::Scenario,
+        SchemaKind::MockSettings,
+        SchemaKind::Profile,
+    ];
 
     /// The file name of its committed copy under `schema/`.
     pub fn file_name(self) -> &'static str {
         match self {
             SchemaKind::Scenario => "scenario.json",
             SchemaKind::MockSettings => "mock-settings.json",
+            SchemaKind::Profile => "profile.json",
         }
     }
 
@@ -35,6 +42,7 @@ impl SchemaKind {
             SchemaKind::MockSettings => {
                 generator.into_root_schema_for::<crate::mock_settings::MockSettings>()
             }
+            SchemaKind::Profile => generator.into_root_schema_for::<crate::device::Profile>(),
         };
         let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
         text.push('\n');

@@ -111,6 +111,11 @@ pub enum Command {
         #[arg(long, default_value = "quickstart", value_parser = tools::template_names())]
         from: String,
     },
+    /// The built-in device behaviour profiles (`[devices] profile`, docs/profiles.md).
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
     /// Print the JSON Schema of a file kind, for editors (a `#:schema PATH` first line in
     /// Even Better TOML / taplo).
     Schema {
@@ -197,6 +202,14 @@ fn parse_run_id(s: &str) -> Result<String, String> {
             crate::scenario::MAX_RUN_ID
         ))
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// One line per built-in profile: its name and what it reproduces.
+    List,
+    /// Print a built-in profile as shipped (its values and their sources).
+    Show { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +318,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run_scenario(args))),
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::New { file, from } => tools::new(&file, &from),
+        Command::Profiles { command } => tools::profiles(command),
         Command::Schema { kind } => tools::schema(kind),
         Command::Completions { shell } => tools::completions(shell),
         Command::Man { out } => tools::man(&out),

@@ -35,6 +35,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../scenarios/hook-compare.toml"),
     ),
     (
+        "profile-compare",
+        include_str!("../../scenarios/profile-compare.toml"),
+    ),
+    (
         "protocol-compare",
         include_str!("../../scenarios/protocol-compare.toml"),
     ),
@@ -59,6 +63,27 @@ const SCHEMA_DIRECTIVE: &str = "#:schema ";
 
 pub(super) fn schema(kind: SchemaKind) -> Result<u8, CommandFailure> {
     print(&kind.generate())
+}
+
+pub(super) fn profiles(command: super::ProfilesCommand) -> Result<u8, CommandFailure> {
+    use crate::device::profile;
+    match command {
+        super::ProfilesCommand::List => {
+            let width = profile::names().map(str::len).max().unwrap_or(0);
+            for name in profile::names() {
+                let p = crate::device::Profile::builtin(name).expect("a built-in");
+                out!("{name:width$}  {}", p.description);
+            }
+            Ok(exit::OK)
+        }
+        super::ProfilesCommand::Show { name } => match profile::builtin_text(&name) {
+            Some(text) => print(text),
+            None => Err(CommandFailure::usage(format!(
+                "profiles show: {}",
+                profile::unknown(&name)
+            ))),
+        },
+    }
 }
 
 pub(super) fn completions(shell: clap_complete::Shell) -> Result<u8, CommandFailure> {

@@ -46,6 +46,9 @@ pub(super) enum View<'a> {
         pkid: u16,
         reason: u8,
     },
+    UnsubAck {
+        pkid: u16,
+    },
     PingResp,
     /// MQTT 5: the endpoint is closing the connection, and says why.
     Disconnect {
@@ -60,7 +63,9 @@ pub(super) trait Codec: Send + Sync + 'static {
     type Error: std::fmt::Display;
 
     fn connect(client_id: &str, keep_alive: u16, buf: &mut BytesMut) -> Result<usize, Self::Error>;
-    fn subscribe(pkid: u16, filters: &[&str], buf: &mut BytesMut) -> Result<usize, Self::Error>;
+    fn subscribe(pkid: u16, filters: &[String], buf: &mut BytesMut) -> Result<usize, Self::Error>;
+    fn unsubscribe(pkid: u16, filters: &[String], buf: &mut BytesMut)
+    -> Result<usize, Self::Error>;
     /// A QoS 1 PUBLISH, without copying the payload into a `Vec` first.
     fn publish(
         topic: &str,
@@ -92,14 +97,26 @@ impl Codec for V311 {
         connect.write(buf)
     }
 
-    fn subscribe(pkid: u16, filters: &[&str], buf: &mut BytesMut) -> Result<usize, Self::Error> {
+    fn subscribe(pkid: u16, filters: &[String], buf: &mut BytesMut) -> Result<usize, Self::Error> {
         let mut subscribe = rumqttc::Subscribe::new_many(
             filters
                 .iter()
-                .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce)),
+                .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
         );
         subscribe.pkid = pkid;
         subscribe.write(buf)
+    }
+
+    fn unsubscribe(
+        pkid: u16,
+        filters: &[String],
+        buf: &mut BytesMut,
+    ) -> Result<usize, Self::Error> {
+        let unsubscribe = rumqttc::Unsubscribe {
+            pkid,
+            topics: filters.to_vec(),
+        };
+        unsubscribe.write(buf)
     }
 
     fn publish(
@@ -157,6 +174,7 @@ impl Codec for V311 {
                 pkid: ack.pkid,
                 reason: 0,
             },
+            Packet::UnsubAck(ack) => View::UnsubAck { pkid: ack.pkid },
             Packet::PingResp => View::PingResp,
             _ => View::Other,
         }
@@ -203,15 +221,28 @@ impl Codec for V5 {
         connect.write(&None, &None, buf)
     }
 
-    fn subscribe(pkid: u16, filters: &[&str], buf: &mut BytesMut) -> Result<usize, Self::Error> {
+    fn subscribe(pkid: u16, filters: &[String], buf: &mut BytesMut) -> Result<usize, Self::Error> {
         let mut subscribe = p5::Subscribe::new_many(
             filters
                 .iter()
-                .map(|f| p5::Filter::new(f.to_string(), mqttbytes5::QoS::AtLeastOnce)),
+                .map(|f| p5::Filter::new(f.clone(), mqttbytes5::QoS::AtLeastOnce)),
             None,
         );
         subscribe.pkid = pkid;
         subscribe.write(buf)
+    }
+
+    fn unsubscribe(
+        pkid: u16,
+        filters: &[String],
+        buf: &mut BytesMut,
+    ) -> Result<usize, Self::Error> {
+        let unsubscribe = p5::Unsubscribe {
+            pkid,
+            filters: filters.to_vec(),
+            properties: None,
+        };
+        unsubscribe.write(buf)
     }
 
     fn publish(
@@ -310,6 +341,7 @@ impl Codec for V5 {
                 pkid: ack.pkid,
                 reason: puback_code(ack.reason),
             },
+            Packet::UnsubAck(ack) => View::UnsubAck { pkid: ack.pkid },
             Packet::PingResp(_) => View::PingResp,
             Packet::Disconnect(d) => View::Disconnect {
                 reason: d.reason_code as u8,
@@ -517,6 +549,24 @@ mod tests {
         assert!(buf.is_empty());
         V5::disconnect(&mut buf).unwrap();
         assert_eq!(&buf[..], [0xE0, 0x00]);
+    }
+
+    #[test]
+    fn unsubscribes_are_encoded_by_rumqttc_and_unsubacks_read_in_both_versions() {
+        let filters = ["a/accepted".to_string(), "a/rejected".to_string()];
+        let mut buf = BytesMut::new();
+        V311::unsubscribe(4, &filters, &mut buf).unwrap();
+        assert_eq!(buf[0], 0xA2, "UNSUBSCRIBE with its reserved flags");
+        let mut buf = BytesMut::new();
+        V5::unsubscribe(4, &filters, &mut buf).unwrap();
+        assert_eq!(buf[0], 0xA2);
+        let ack = V311::read(&mut BytesMut::from(&[0xB0, 0x02, 0x00, 0x04][..])).ok();
+        assert_eq!(V311::view(&ack.unwrap()), View::UnsubAck { pkid: 4 });
+        // MQTT 5: pkid, no properties, one reason code per filter.
+        assert_eq!(
+            view5(&[0xB0, 0x05, 0x00, 0x04, 0x00, 0x00, 0x00]),
+            "UnsubAck { pkid: 4 }"
+        );
     }
 
     #[test]

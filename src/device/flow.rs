@@ -1,15 +1,20 @@
 //! The provisioning flow as a sans-IO state machine: the driver feeds it what happened on the
 //! wire ([`Event`]) and gets back the one thing to do next ([`Action`]); no sockets, no clocks.
+//!
+//! The device's profile decides its timeouts, its subscriptions (once per connection, or around
+//! each step) and how a failed connect is retried (the backoff waits are [`Action::Wait`]s).
+//! A failure anywhere else ends the flow: the whole-flow retry is the fleet's.
 
 use std::io::Write as _;
 use std::mem;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use super::classify::{self, Failure, FailureReason};
 use super::codec::{reason_name, return_code_name};
-use super::{AfterAction, CertificateMode, DeviceReport, DeviceSpec, Protocol, Provisioned};
+use super::profile::{self, Subscriptions};
+use super::{AfterAction, CertificateMode, DeviceReport, DeviceSpec, Protocol, Provisioned, Tally};
 use crate::protocol::{
     CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,
     CreateKeysAndCertificateResponse, ErrorResponse, Format, RegisterThingRequest,
@@ -35,17 +40,26 @@ pub enum Action<'a> {
     },
     /// SUBSCRIBE at QoS 1; answered by [`Event::SubAck`].
     Subscribe {
-        filters: [&'a str; 4],
+        filters: &'a [String],
+        deadline: Instant,
+    },
+    /// UNSUBSCRIBE; answered by [`Event::UnsubAck`].
+    Unsubscribe {
+        filters: &'a [String],
         deadline: Instant,
     },
     /// PUBLISH a request at QoS 1; answered by [`Event::Response`] on one of `responses`
-    /// (accepted, rejected).
+    /// (accepted, rejected), which must come with the PUBACK when `await_puback`.
     Request {
         topic: &'a str,
         payload: &'a [u8],
         responses: [&'a str; 2],
         deadline: Instant,
+        await_puback: bool,
     },
+    /// Wait until `until` (the backoff before connecting again, no session up); answered by
+    /// [`Event::Elapsed`].
+    Wait { until: Instant },
     /// Close the claim session and build the TLS configuration of the new identity; answered by
     /// [`Event::Adopted`] or [`Event::Unusable`].
     Adopt {
@@ -74,6 +88,8 @@ pub enum Event {
     ConnAck(u8),
     /// A SUBACK: its first failure code (3.1.1: 0x80; MQTT 5: a reason code ≥ 0x80), if any.
     SubAck { refused: Option<u8> },
+    /// An UNSUBACK.
+    UnsubAck,
     /// A response PUBLISH: on the rejected topic or not, and its payload.
     Response {
         rejected: bool,
@@ -85,7 +101,7 @@ pub enum Event {
     Unusable(String),
     /// A PUBACK: its reason code (always 0 in 3.1.1; MQTT 5 refuses with ≥ 0x80).
     PubAck(u8),
-    /// An [`Action::Idle`] ran to its end.
+    /// An [`Action::Idle`] or [`Action::Wait`] ran to its end.
     Elapsed,
     /// The awaited answer did not come by the action's deadline.
     Timeout,
@@ -98,11 +114,19 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     ConnectClaim,
+    /// The backoff before the next claim connect.
+    ClaimBackoff,
+    /// Per connection: every response topic; per step: CreateCertificate's.
     Subscribe,
     CreateCertificate,
+    /// Per step only: around RegisterThing.
+    UnsubscribeCreate,
+    SubscribeRegister,
     RegisterThing,
+    UnsubscribeRegister,
     Adopt,
     ConnectDevice,
+    DeviceBackoff,
     Stay,
     Telemetry,
     TelemetryWait,
@@ -117,17 +141,29 @@ pub struct Csr {
     pub csr_pem: String,
 }
 
-/// Topics of one flow: each request topic, then its accepted and rejected topics.
+/// The steps' indexes: topics `[create accepted, create rejected, register accepted, register
+/// rejected, create request, register request]`, so a step's responses are `2 * step..` and
+/// both steps' the first four.
 const CREATE: usize = 0;
-const REGISTER: usize = 3;
+const REGISTER: usize = 1;
 
 /// One device's flow from the claim connection to `Done` or `Failed`.
 pub struct Flow<'a> {
     spec: &'a DeviceSpec,
     state: State,
-    /// When the current stage started, and when its answer is due.
+    /// When the current stage started (a connect's first try), and when its answer is due.
     started: Instant,
     deadline: Instant,
+    /// Connects made for the connect under way (retries included).
+    connects: u32,
+    /// The connect backoff: waits so far (from the last reset) and the last one.
+    backoff_step: u32,
+    backoff_prev: Duration,
+    /// When the claim session came up (for the backoff's `reset_after`).
+    connected_at: Option<Instant>,
+    /// The jitter source's state ([`profile::unit`]).
+    jitter: u64,
+    tally: Tally,
     topics: [String; 6],
     /// The request or telemetry payload being sent.
     payload: Vec<u8>,
@@ -151,7 +187,7 @@ pub struct Flow<'a> {
 impl<'a> Flow<'a> {
     /// A flow for `spec`; `csr` is the device's key and CSR in CSR mode.
     pub fn new(spec: &'a DeviceSpec, csr: Option<Csr>, now: Instant) -> Flow<'a> {
-        let format = spec.payload;
+        let format = spec.profile.payload;
         let create = match spec.mode {
             CertificateMode::Keys => RequestTopic::create_keys(format),
             CertificateMode::Csr => RequestTopic::create_from_csr(format),
@@ -166,14 +202,18 @@ impl<'a> Flow<'a> {
             create,
             register,
         ];
-        // Kept in the order [request, accepted, rejected] per API.
-        let [ca, cr, ra, rr, c, r] = topics;
         Flow {
             spec,
             state: State::ConnectClaim,
             started: now,
-            deadline: now + spec.timeouts.connect,
-            topics: [c, ca, cr, r, ra, rr],
+            deadline: now + spec.profile.timeouts.connect,
+            connects: 0,
+            backoff_step: 0,
+            backoff_prev: Duration::ZERO,
+            connected_at: None,
+            jitter: 0,
+            tally: Tally::default(),
+            topics,
             payload: Vec::new(),
             csr,
             token: String::new(),
@@ -190,6 +230,17 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// This flow with its jitter source at `state` (the same state, the same draws).
+    pub fn with_jitter(mut self, state: u64) -> Flow<'a> {
+        self.jitter = state;
+        self
+    }
+
+    /// The jitter source's state now (a later attempt continues from it).
+    pub fn jitter(&self) -> u64 {
+        self.jitter
+    }
+
     /// The certificate the endpoint issued to this flow (empty until it did).
     pub fn certificate_id(&self) -> &str {
         &self.provisioned.certificate_id
@@ -203,11 +254,13 @@ impl<'a> Flow<'a> {
     /// The stage under way (the one a failure now would be charged to).
     pub fn stage(&self) -> Stage {
         match self.state {
-            State::ConnectClaim => Stage::ConnectClaim,
-            State::Subscribe => Stage::Subscribe,
-            State::CreateCertificate | State::Adopt => Stage::CreateCertificate,
-            State::RegisterThing => Stage::RegisterThing,
-            State::ConnectDevice => Stage::ConnectDevice,
+            State::ConnectClaim | State::ClaimBackoff => Stage::ConnectClaim,
+            State::Subscribe | State::SubscribeRegister => Stage::Subscribe,
+            State::CreateCertificate | State::UnsubscribeCreate | State::Adopt => {
+                Stage::CreateCertificate
+            }
+            State::RegisterThing | State::UnsubscribeRegister => Stage::RegisterThing,
+            State::ConnectDevice | State::DeviceBackoff => Stage::ConnectDevice,
             State::Stay | State::Telemetry | State::TelemetryWait | State::Done | State::Failed => {
                 Stage::Telemetry
             }
@@ -223,13 +276,26 @@ impl<'a> Flow<'a> {
                 deadline: self.deadline,
             },
             State::Subscribe => Action::Subscribe {
-                filters: [
-                    &self.topics[CREATE + 1],
-                    &self.topics[CREATE + 2],
-                    &self.topics[REGISTER + 1],
-                    &self.topics[REGISTER + 2],
-                ],
+                filters: match self.spec.profile.subscriptions {
+                    Subscriptions::PerConnection => &self.topics[..4],
+                    Subscriptions::PerStep => self.responses(CREATE),
+                },
                 deadline: self.deadline,
+            },
+            State::SubscribeRegister => Action::Subscribe {
+                filters: self.responses(REGISTER),
+                deadline: self.deadline,
+            },
+            State::UnsubscribeCreate => Action::Unsubscribe {
+                filters: self.responses(CREATE),
+                deadline: self.deadline,
+            },
+            State::UnsubscribeRegister => Action::Unsubscribe {
+                filters: self.responses(REGISTER),
+                deadline: self.deadline,
+            },
+            State::ClaimBackoff | State::DeviceBackoff => Action::Wait {
+                until: self.deadline,
             },
             State::CreateCertificate => self.request(CREATE),
             State::RegisterThing => self.request(REGISTER),
@@ -255,22 +321,71 @@ impl<'a> Flow<'a> {
         }
     }
 
-    fn request(&self, api: usize) -> Action<'_> {
+    /// A step's accepted and rejected topics.
+    fn responses(&self, step: usize) -> &[String] {
+        &self.topics[2 * step..2 * step + 2]
+    }
+
+    fn request(&self, step: usize) -> Action<'_> {
         Action::Request {
-            topic: &self.topics[api],
+            topic: &self.topics[4 + step],
             payload: &self.payload,
-            responses: [&self.topics[api + 1], &self.topics[api + 2]],
+            responses: [&self.topics[2 * step], &self.topics[2 * step + 1]],
             deadline: self.deadline,
+            // Only RegisterThing's PUBACK is a profile's choice; CreateCertificate's is not awaited
+            // (the response is what the device waits for).
+            await_puback: step == REGISTER && self.spec.profile.await_register_thing_puback,
         }
     }
 
     /// Take in what happened at `now`; returns what to do next.
     pub fn handle(&mut self, now: Instant, event: Event) -> Action<'_> {
+        let connecting = matches!(self.state, State::ConnectClaim | State::ConnectDevice);
+        if connecting && matches!(event, Event::ConnAck(_) | Event::Timeout | Event::Lost(_)) {
+            self.connects += 1;
+            self.tally.connects += 1;
+        }
         if let Err(failure) = self.step(now, event) {
-            self.state = State::Failed;
-            self.failure = Some(failure);
+            match connecting.then(|| self.reconnect_pause(&failure)).flatten() {
+                Some(pause) => {
+                    self.state = match self.state {
+                        State::ConnectClaim => State::ClaimBackoff,
+                        _ => State::DeviceBackoff,
+                    };
+                    self.deadline = now + pause;
+                }
+                None => {
+                    self.state = State::Failed;
+                    self.failure = Some(failure);
+                }
+            }
         }
         self.action()
+    }
+
+    /// The wait before connecting again after `failure`, when the profile retries it.
+    fn reconnect_pause(&mut self, failure: &Failure) -> Option<Duration> {
+        let profile = &self.spec.profile;
+        let class = failure.reason.class();
+        let step = self.backoff_step + 1;
+        let jitter = &mut self.jitter;
+        let pause = profile.connect_pause(class, self.connects, step, self.backoff_prev, || {
+            profile::unit(jitter)
+        })?;
+        self.backoff_step = step;
+        self.backoff_prev = pause;
+        Some(pause)
+    }
+
+    /// The claim session ended at `now`: one that lasted `reset_after` starts the connect
+    /// backoff afresh.
+    fn claim_session_ended(&mut self, now: Instant) {
+        if let Some(up) = self.connected_at.take()
+            && now.saturating_duration_since(up) >= self.spec.profile.connect_retry.reset_after
+        {
+            self.backoff_step = 0;
+            self.backoff_prev = Duration::ZERO;
+        }
     }
 
     fn step(&mut self, now: Instant, event: Event) -> Result<(), Failure> {
@@ -282,26 +397,34 @@ impl<'a> Flow<'a> {
                 self.state = State::Done;
             }
             (_, Event::Timeout) => return Err(self.timeout(stage)),
+            (State::ClaimBackoff | State::DeviceBackoff, Event::Elapsed) => {
+                self.state = match self.state {
+                    State::ClaimBackoff => State::ConnectClaim,
+                    _ => State::ConnectDevice,
+                };
+                self.deadline = now + self.timeouts().connect;
+            }
             (State::ConnectClaim, Event::ConnAck(code)) => {
                 accepted(stage, self.spec.protocol, code)?;
                 self.finish(now);
-                self.enter(State::Subscribe, now, self.spec.timeouts.subscribe);
+                self.connected_at = Some(now);
+                self.enter(State::Subscribe, now, self.timeouts().subscribe);
             }
+            (State::SubscribeRegister, Event::SubAck { refused }) => {
+                suback(self.spec.protocol, refused)?;
+                self.state = State::RegisterThing;
+                self.deadline = now + self.timeouts().register_thing;
+            }
+            (State::UnsubscribeCreate, Event::UnsubAck) => {
+                self.state = State::SubscribeRegister;
+                self.deadline = now + self.timeouts().subscribe;
+            }
+            (State::UnsubscribeRegister, Event::UnsubAck) => self.state = State::Adopt,
             (State::Subscribe, Event::SubAck { refused }) => {
-                if let Some(code) = refused {
-                    return Err(match self.spec.protocol {
-                        Protocol::Mqtt311 => {
-                            Failure::new(FailureReason::SubscribeRefused, "SUBACK failure")
-                        }
-                        Protocol::Mqtt5 => Failure::new(
-                            FailureReason::SubscribeReason(code),
-                            format!("SUBACK {code:#04x} {}", reason_name(code)),
-                        ),
-                    });
-                }
+                suback(self.spec.protocol, refused)?;
                 self.finish(now);
                 self.payload.clear();
-                let format = self.spec.payload;
+                let format = self.spec.profile.payload;
                 match &mut self.csr {
                     Some(csr) => {
                         let request = CreateCertificateFromCsrRequest {
@@ -315,7 +438,7 @@ impl<'a> Flow<'a> {
                         Format::Cbor => &[0xA0],
                     }),
                 }
-                let timeout = self.spec.timeouts.create_certificate;
+                let timeout = self.timeouts().create_certificate;
                 self.enter(State::CreateCertificate, now, timeout);
             }
             (State::CreateCertificate, Event::Response { rejected, payload }) => {
@@ -338,18 +461,29 @@ impl<'a> Flow<'a> {
                         self.token = r.certificate_ownership_token;
                     }
                 }
+                self.tally.certificates_issued += 1;
                 self.finish(now);
                 let request = RegisterThingRequest {
                     certificate_ownership_token: Some(mem::take(&mut self.token)),
                     parameters: Some(self.spec.parameters.clone()),
                 };
                 self.payload.clear();
-                serialize(self.spec.payload, &mut self.payload, &request);
-                let timeout = self.spec.timeouts.register_thing;
-                self.enter(State::RegisterThing, now, timeout);
+                serialize(self.spec.profile.payload, &mut self.payload, &request);
+                let timeouts = self.timeouts();
+                match self.spec.profile.subscriptions {
+                    Subscriptions::PerConnection => {
+                        self.enter(State::RegisterThing, now, timeouts.register_thing);
+                    }
+                    // The RegisterThing stage is timed from its request: the UNSUBACK and
+                    // SUBACK waits before it are the device's, not the endpoint's answer.
+                    Subscriptions::PerStep => {
+                        self.enter(State::UnsubscribeCreate, now, timeouts.subscribe);
+                    }
+                }
             }
             (State::RegisterThing, Event::Response { rejected, payload }) => {
                 let r: RegisterThingResponse = response(self.spec, stage, rejected, &payload)?;
+                self.tally.registered += 1;
                 self.finish(now);
                 self.client_id = if r.thing_name.is_empty() {
                     format!("{}-device", self.spec.client_id)
@@ -358,13 +492,21 @@ impl<'a> Flow<'a> {
                 };
                 self.provisioned.thing_name = r.thing_name;
                 self.provisioned.device_configuration = r.device_configuration;
-                self.state = State::Adopt;
+                match self.spec.profile.subscriptions {
+                    Subscriptions::PerConnection => self.state = State::Adopt,
+                    Subscriptions::PerStep => {
+                        self.state = State::UnsubscribeRegister;
+                        self.deadline = now + self.timeouts().subscribe;
+                    }
+                }
             }
             (State::Adopt, Event::Adopted) => {
                 // The claim phase's buffers are not needed by a device that may stay for hours.
                 self.payload = Vec::new();
                 self.topics = Default::default();
-                self.enter(State::ConnectDevice, now, self.spec.timeouts.connect);
+                self.claim_session_ended(now);
+                self.connects = 0;
+                self.enter(State::ConnectDevice, now, self.timeouts().connect);
             }
             (State::Adopt, Event::Unusable(detail)) => {
                 return Err(Failure::new(
@@ -444,12 +586,17 @@ impl<'a> Flow<'a> {
         let pad = after.payload_bytes.saturating_sub(self.payload.len() + 2);
         self.payload.resize(self.payload.len() + pad, b'x');
         self.payload.extend_from_slice(b"\"}");
-        self.enter(State::Telemetry, now, self.spec.timeouts.connect);
+        self.enter(State::Telemetry, now, self.timeouts().connect);
+    }
+
+    fn timeouts(&self) -> super::Timeouts {
+        self.spec.profile.timeouts
     }
 
     fn timeout(&self, stage: Stage) -> Failure {
         let detail = match self.state {
-            State::Subscribe => "no SUBACK",
+            State::Subscribe | State::SubscribeRegister => "no SUBACK",
+            State::UnsubscribeCreate | State::UnsubscribeRegister => "no UNSUBACK",
             State::CreateCertificate | State::RegisterThing => "no response",
             State::Telemetry => "no PUBACK",
             _ => "timed out",
@@ -467,7 +614,7 @@ impl<'a> Flow<'a> {
             stages: self.stages,
             provisioned_at: self.provisioned_at,
             outcome,
-            tally: super::Tally::default(),
+            tally: self.tally,
         }
     }
 }
@@ -490,6 +637,18 @@ fn accepted(stage: Stage, protocol: Protocol, code: u8) -> Result<(), Failure> {
     })
 }
 
+/// A SUBACK's first failure code, if any, as the failure it is.
+fn suback(protocol: Protocol, refused: Option<u8>) -> Result<(), Failure> {
+    let Some(code) = refused else { return Ok(()) };
+    Err(match protocol {
+        Protocol::Mqtt311 => Failure::new(FailureReason::SubscribeRefused, "SUBACK failure"),
+        Protocol::Mqtt5 => Failure::new(
+            FailureReason::SubscribeReason(code),
+            format!("SUBACK {code:#04x} {}", reason_name(code)),
+        ),
+    })
+}
+
 /// An accepted response's body, or the failure a rejected one describes.
 fn response<T: DeserializeOwned>(
     spec: &DeviceSpec,
@@ -498,10 +657,10 @@ fn response<T: DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, Failure> {
     if rejected {
-        let error: ErrorResponse = decode(spec.payload, body, stage)?;
+        let error: ErrorResponse = decode(spec.profile.payload, body, stage)?;
         return Err(classify::rejection(stage, error, &spec.classify));
     }
-    decode(spec.payload, body, stage)
+    decode(spec.profile.payload, body, stage)
 }
 
 fn decode<T: DeserializeOwned>(format: Format, body: &[u8], stage: Stage) -> Result<T, Failure> {
@@ -522,5 +681,7 @@ fn serialize(format: Format, buf: &mut Vec<u8>, value: &impl serde::Serialize) {
     }
 }
 
+#[cfg(test)]
+mod profile_tests;
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,9 @@
 //! of devices, and rumqttc allocates ~24 KB per connection that cannot be configured (two 8 KB
 //! codec buffers and an 8 KB table of QoS 2 packet IDs), plus a request channel and event queue;
 //! on the claim connection the same allocations (zeroed) cost CPU on every flow. A device only
-//! needs clean sessions at QoS 0/1: CONNECT, SUBSCRIBE, PUBLISH, PUBACK, PINGREQ and DISCONNECT
-//! out; CONNACK, SUBACK, PUBLISH, PUBACK and PINGRESP (and MQTT 5's DISCONNECT) in. Its buffers
+//! needs clean sessions at QoS 0/1: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PUBLISH, PUBACK, PINGREQ and
+//! DISCONNECT out; CONNACK, SUBACK, UNSUBACK, PUBLISH, PUBACK and PINGRESP (and MQTT 5's
+//! DISCONNECT) in. Its buffers
 //! start at a few dozen bytes and grow only when a bigger packet arrives.
 
 use std::io;
@@ -25,6 +26,7 @@ use tokio_rustls::client::TlsStream;
 use super::Endpoint;
 use super::classify::{Failure, FailureReason, handshake_failure, io_reason};
 use super::codec::{Codec, ReadError, View, reason_name};
+use super::profile::KeepAlive;
 use crate::stage::Stage;
 
 /// Read room kept free before each read: CONNACK, PINGRESP and PUBACK are 2–4 bytes.
@@ -46,10 +48,12 @@ pub(super) struct Session<P: Codec> {
     rbuf: BytesMut,
     wbuf: BytesMut,
     keep_alive: Duration,
+    /// How long a PINGREQ may stay unanswered.
+    ping_timeout: Duration,
     /// When the next PINGREQ is due (keep-alive after the last packet sent).
     next_ping: Instant,
-    /// A PINGREQ is unanswered.
-    awaiting_pong: bool,
+    /// A PINGREQ is unanswered: its PINGRESP is due by then.
+    pong_due: Option<Instant>,
     next_pkid: u16,
     /// CONNACK accepted: from then on a TLS error is a lost connection, not a handshake failure.
     connected: bool,
@@ -66,7 +70,7 @@ impl<P: Codec> Session<P> {
         tls: Arc<rustls::ClientConfig>,
         stage: Stage,
         deadline: Instant,
-        keep_alive: Duration,
+        keep_alive: KeepAlive,
     ) -> Result<Connected<P>, Failure> {
         tokio::time::timeout_at(
             deadline.into(),
@@ -81,7 +85,7 @@ impl<P: Codec> Session<P> {
         client_id: &str,
         tls: Arc<rustls::ClientConfig>,
         stage: Stage,
-        keep_alive: Duration,
+        keep_alive: KeepAlive,
     ) -> Result<Connected<P>, Failure> {
         let tcp = tcp_connect(endpoint, stage).await?;
         // Without TCP_NODELAY a small packet can wait out Nagle against delayed ACKs (~40 ms).
@@ -94,7 +98,7 @@ impl<P: Codec> Session<P> {
             )
         })?;
         let mut packet = BytesMut::new();
-        let seconds = u16::try_from(keep_alive.as_secs()).unwrap_or(u16::MAX);
+        let seconds = u16::try_from(keep_alive.interval.as_secs()).unwrap_or(u16::MAX);
         P::connect(client_id, seconds, &mut packet)
             .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
         // The CONNECT waits in rustls until the handshake completes and leaves with the client's
@@ -112,9 +116,10 @@ impl<P: Codec> Session<P> {
             stream,
             rbuf: BytesMut::with_capacity(READ_ROOM),
             wbuf: BytesMut::new(),
-            keep_alive,
-            next_ping: Instant::now() + keep_alive,
-            awaiting_pong: false,
+            keep_alive: keep_alive.interval,
+            ping_timeout: keep_alive.ping_timeout,
+            next_ping: Instant::now() + keep_alive.interval,
+            pong_due: None,
             next_pkid: 0,
             connected: false,
             pongs: 0,
@@ -150,7 +155,7 @@ impl<P: Codec> Session<P> {
     /// first failure code (`None` when every filter was granted), or `None` when none came.
     pub(super) async fn subscribe(
         &mut self,
-        filters: &[&str],
+        filters: &[String],
         deadline: Instant,
         stage: Stage,
     ) -> Result<Option<Option<u8>>, Failure> {
@@ -170,8 +175,30 @@ impl<P: Codec> Session<P> {
         }))
     }
 
-    /// Publish a request at QoS 1 and wait until `deadline` for a PUBLISH on one of `topics`;
-    /// returns which one (its index) and the payload, or `None` when none came.
+    /// Unsubscribe from `filters` and wait for the UNSUBACK until `deadline` (`false`: none
+    /// came).
+    pub(super) async fn unsubscribe(
+        &mut self,
+        filters: &[String],
+        deadline: Instant,
+        stage: Stage,
+    ) -> Result<bool, Failure> {
+        let pkid = self.pkid();
+        self.send(|buf| P::unsubscribe(pkid, filters, buf), stage)
+            .await?;
+        let ack = self
+            .wait(
+                deadline,
+                stage,
+                |p| matches!(p, View::UnsubAck { pkid: id } if *id == pkid),
+            )
+            .await?;
+        Ok(ack.is_some())
+    }
+
+    /// Publish a request at QoS 1 and wait until `deadline` for a PUBLISH on one of `topics`
+    /// (and, when `await_puback`, for the request's PUBACK too, in either order); returns which
+    /// topic (its index) and the payload, or `None` when they did not come.
     pub(super) async fn request(
         &mut self,
         topic: &str,
@@ -179,23 +206,37 @@ impl<P: Codec> Session<P> {
         topics: [&str; 2],
         deadline: Instant,
         stage: Stage,
+        await_puback: bool,
     ) -> Result<Option<(usize, Bytes)>, Failure> {
         let pkid = self.pkid();
         self.send(|buf| P::publish(topic, pkid, payload, buf), stage)
             .await?;
-        let response = self
-            .wait(deadline, stage, |p| {
-                matches!(p, View::Publish { topic, .. }
-                    if topics.iter().any(|t| t.as_bytes() == *topic))
-            })
-            .await?;
-        Ok(response.map(|p| {
+        let mut acked = !await_puback;
+        let mut response = None;
+        loop {
+            if acked && response.is_some() {
+                return Ok(response);
+            }
+            let waiting = response.is_none();
+            let got = self
+                .wait(deadline, stage, |p| match p {
+                    View::Publish { topic, .. } => {
+                        waiting && topics.iter().any(|t| t.as_bytes() == *topic)
+                    }
+                    View::PubAck { pkid: id, .. } => !acked && *id == pkid,
+                    _ => false,
+                })
+                .await?;
+            let Some(p) = got else { return Ok(None) };
             let index = match P::view(&p) {
                 View::Publish { topic, .. } => usize::from(topic != topics[0].as_bytes()),
-                _ => unreachable!("only a PUBLISH is awaited"),
+                _ => {
+                    acked = true;
+                    continue;
+                }
             };
-            (index, P::into_payload(p))
-        }))
+            response = Some((index, P::into_payload(p)));
+        }
     }
 
     fn pkid(&mut self) -> u16 {
@@ -255,17 +296,22 @@ impl<P: Codec> Session<P> {
             if now >= until {
                 return Ok(None);
             }
-            if now >= self.next_ping {
-                if self.awaiting_pong {
-                    return Err(Failure::new(
-                        FailureReason::Disconnected(stage),
-                        "no PINGRESP within the keep-alive interval",
-                    ));
-                }
-                self.send(P::pingreq, stage).await?;
-                self.awaiting_pong = true;
+            if let Some(due) = self.pong_due
+                && now >= due
+            {
+                return Err(Failure::new(
+                    FailureReason::Timeout(stage),
+                    format!(
+                        "no PINGRESP within the ping timeout ({} ms)",
+                        self.ping_timeout.as_millis()
+                    ),
+                ));
             }
-            let wake = until.min(self.next_ping);
+            if self.pong_due.is_none() && now >= self.next_ping {
+                self.send(P::pingreq, stage).await?;
+                self.pong_due = Some(Instant::now() + self.ping_timeout);
+            }
+            let wake = until.min(self.pong_due.unwrap_or(self.next_ping));
             // `read_packet` keeps partial input in `rbuf`, so a timeout loses nothing.
             let packet = match tokio::time::timeout_at(wake.into(), self.read_packet(stage)).await {
                 Err(_) => continue,
@@ -292,7 +338,7 @@ impl<P: Codec> Session<P> {
         let view = P::view(&packet);
         match view {
             View::PingResp => {
-                self.awaiting_pong = false;
+                self.pong_due = None;
                 self.pongs += 1;
             }
             View::Publish {
@@ -418,8 +464,8 @@ mod tests {
     use super::*;
     use crate::device::codec::{V5, V311};
     use crate::device::{
-        After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Format, Handles, Protocol,
-        Provisioned, Timeouts, provision,
+        After, AfterAction, CertificateMode, DeviceSpec, DeviceTls, Format, Handles, Profile,
+        Protocol, Provisioned, provision,
     };
     use crate::mock::{self, MockConfig, MockHandle, MockSettings};
     use crate::pki::{KeyAlgorithm, Pki};
@@ -477,8 +523,7 @@ mod tests {
             mode: CertificateMode::Csr,
             csr_key: KeyAlgorithm::P256,
             protocol: Protocol::Mqtt311,
-            payload: Format::Json,
-            timeouts: Timeouts::default(),
+            profile: Arc::new(Profile::generic()),
             after,
             classify: Default::default(),
         }
@@ -521,7 +566,10 @@ mod tests {
             identity,
             Stage::ConnectDevice,
             Instant::now() + WAIT,
-            keep_alive,
+            KeepAlive {
+                interval: keep_alive,
+                ping_timeout: keep_alive,
+            },
         )
         .await
     }
@@ -640,7 +688,10 @@ mod tests {
     async fn a_cbor_device_provisions_against_the_mock() {
         let f = start_mock().await;
         let mut spec = spec("cbor", After::default());
-        spec.payload = Format::Cbor;
+        spec.profile = Arc::new(Profile {
+            payload: Format::Cbor,
+            ..Profile::generic()
+        });
         let report = provision(&f.endpoint, &f.tls, &spec, &Handles::default()).await;
         let device = report.outcome.unwrap();
         assert!(!device.certificate_id.is_empty());
@@ -686,7 +737,10 @@ mod tests {
     async fn an_mqtt5_device_and_a_311_one_provision_side_by_side_in_json_and_cbor() {
         let f = start_mock().await;
         let cbor5 = DeviceSpec {
-            payload: Format::Cbor,
+            profile: Arc::new(Profile {
+                payload: Format::Cbor,
+                ..Profile::generic()
+            }),
             ..mqtt5("five-cbor", After::default())
         };
         let json5 = mqtt5("five-json", After::default());
@@ -758,12 +812,16 @@ mod tests {
         assert_eq!(ack, Some(0x87));
         let granted = "$aws/certificates/create/json/accepted";
         let codes = session
-            .subscribe(&[granted, "device/elsewhere"], deadline, Stage::Subscribe)
+            .subscribe(
+                &[granted.to_string(), "device/elsewhere".to_string()],
+                deadline,
+                Stage::Subscribe,
+            )
             .await
             .unwrap();
         assert_eq!(codes, Some(Some(0x87)));
         let codes = session
-            .subscribe(&[granted], deadline, Stage::Subscribe)
+            .subscribe(&[granted.to_string()], deadline, Stage::Subscribe)
             .await
             .unwrap();
         assert_eq!(codes, Some(None));

@@ -15,6 +15,7 @@ mod classify;
 mod codec;
 pub mod flow;
 mod lean;
+pub mod profile;
 mod rules;
 mod tally;
 mod tls;
@@ -25,6 +26,7 @@ pub use classify::{Failure, FailureReason, HookCause};
 use codec::Codec;
 use flow::{Action, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
+pub use profile::{Jitter, JitterSeed, Profile, Reaction, Subscriptions};
 pub use rules::{Class, Classify, Rules};
 pub use tally::{Activity, ConnectWindow, Tally};
 pub use tls::DeviceTls;
@@ -70,8 +72,10 @@ pub enum CertificateMode {
     Csr,
 }
 
-/// Per-stage timeouts (`[devices.timeouts]`).
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// Per-stage timeouts (a profile's `timeouts`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     #[serde(with = "humantime_serde")]
@@ -190,9 +194,9 @@ pub struct DeviceSpec {
     pub csr_key: KeyAlgorithm,
     /// The MQTT version of both connections.
     pub protocol: Protocol,
-    /// The provisioning API's payload format (`…/json` or `…/cbor` topics).
-    pub payload: Format,
-    pub timeouts: Timeouts,
+    /// How the device behaves: timeouts, keep-alive, subscriptions, payload format (`…/json`
+    /// or `…/cbor` topics), retries; one for the whole run, shared.
+    pub profile: Arc<Profile>,
     pub after: After,
     /// Which rejection codes are throttled / hook denied (`[target.classify]`), shared.
     pub classify: Arc<Rules>,
@@ -220,23 +224,54 @@ pub struct DeviceReport {
     pub tally: Tally,
 }
 
-/// The keep-alive devices ask for (AWS accepts 30–1200 s).
-const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// What one device keeps from one whole-flow attempt to the next: its jitter source, the key it
+/// reuses (a profile with `flow_retry.new_key = false`, csr mode) and its connects of the last
+/// second (for [`Tally::max_connects_per_s`]).
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// The jitter source's state ([`profile::unit`]): connect backoffs draw from it, and the
+    /// fleet's whole-flow backoff too.
+    pub jitter: u64,
+    key: Option<Csr>,
+    pub window: ConnectWindow,
+}
 
-/// Run the full flow once: this task does the I/O (sockets, TLS, timers) and [`Flow`] decides.
-pub fn provision<'a>(
+impl Carry {
+    /// A device's carry with its jitter source at `jitter`.
+    pub fn new(jitter: u64) -> Carry {
+        Carry {
+            jitter,
+            ..Carry::default()
+        }
+    }
+}
+
+/// Run the full flow once (a single attempt, nothing carried): see [`attempt`].
+pub async fn provision(
+    endpoint: &Endpoint,
+    tls: &DeviceTls,
+    spec: &DeviceSpec,
+    handles: &Handles,
+) -> DeviceReport {
+    attempt(endpoint, tls, spec, handles, &mut Carry::default()).await
+}
+
+/// Run the full flow once, as one whole-flow attempt of a device that keeps `carry` between
+/// attempts: this task does the I/O (sockets, TLS, timers) and [`Flow`] decides.
+pub fn attempt<'a>(
     endpoint: &'a Endpoint,
     tls: &'a DeviceTls,
     spec: &'a DeviceSpec,
     handles: &'a Handles,
+    carry: &'a mut Carry,
 ) -> impl Future<Output = DeviceReport> + Send + 'a {
     use futures_util::future::Either;
     // The version is picked once per flow; each is its own monomorphic code (no box, no
     // dynamic dispatch per packet), and the future is the bigger of the two, not a wrapper
     // holding either: a 3.1.1 device costs what it cost before MQTT 5.
     match spec.protocol {
-        Protocol::Mqtt311 => Either::Left(run::<codec::V311>(endpoint, tls, spec, handles)),
-        Protocol::Mqtt5 => Either::Right(run::<codec::V5>(endpoint, tls, spec, handles)),
+        Protocol::Mqtt311 => Either::Left(run::<codec::V311>(endpoint, tls, spec, handles, carry)),
+        Protocol::Mqtt5 => Either::Right(run::<codec::V5>(endpoint, tls, spec, handles, carry)),
     }
 }
 
@@ -245,8 +280,9 @@ async fn run<P: Codec>(
     tls: &DeviceTls,
     spec: &DeviceSpec,
     handles: &Handles,
+    carry: &mut Carry,
 ) -> DeviceReport {
-    let csr = match device_key(spec).await {
+    let csr = match attempt_key(spec, carry).await {
         Ok(csr) => csr,
         Err(failure) => {
             return DeviceReport {
@@ -257,8 +293,9 @@ async fn run<P: Codec>(
             };
         }
     };
-    let mut flow = Flow::new(spec, csr, Instant::now());
-    let mut created = CreatedReporter::new(handles.created.as_ref(), handles.attempt.max(1));
+    let mut flow = Flow::new(spec, csr, Instant::now()).with_jitter(carry.jitter);
+    let mut created = CreatedReporter::new(handles, handles.attempt.max(1));
+    let keep_alive = spec.profile.keep_alive;
     let mut session: Option<Session<P>> = None;
     let mut own = None;
     let mut _connected = None;
@@ -277,8 +314,14 @@ async fn run<P: Codec>(
                 match config {
                     None => lost(stage, "no identity to connect with"),
                     Some(config) => {
+                        carry.window.connect(Instant::now());
+                        if let Some(activity) = &handles.activity {
+                            activity.connects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // A retried own connect presents the same identity again.
+                        let retry = (identity == Identity::Own).then(|| config.clone());
                         let connect = Session::<P>::connect(
-                            endpoint, client_id, config, stage, deadline, KEEP_ALIVE,
+                            endpoint, client_id, config, stage, deadline, keep_alive,
                         );
                         match Box::pin(connect).await {
                             Ok(Connected::Accepted(s)) => {
@@ -288,9 +331,15 @@ async fn run<P: Codec>(
                                 }
                                 Event::ConnAck(0)
                             }
-                            Ok(Connected::Refused(code)) => Event::ConnAck(code),
-                            Ok(Connected::TimedOut) => Event::Timeout,
-                            Err(failure) => Event::Lost(failure),
+                            result => {
+                                own = retry;
+                                match result {
+                                    Ok(Connected::Refused(code)) => Event::ConnAck(code),
+                                    Ok(Connected::TimedOut) => Event::Timeout,
+                                    Err(failure) => Event::Lost(failure),
+                                    Ok(Connected::Accepted(_)) => unreachable!("matched above"),
+                                }
+                            }
                         }
                     }
                 }
@@ -319,6 +368,12 @@ async fn run<P: Codec>(
                 break;
             }
             Action::Failed => break,
+            // The backoff before connecting again; the claim session of a failed connect is
+            // gone already.
+            Action::Wait { until } => {
+                tokio::time::sleep_until(until.into()).await;
+                Event::Elapsed
+            }
             exchange => match session.as_mut() {
                 Some(s) => exchange_on(s, exchange, stage, &handles.release).await,
                 None => lost(stage, "no session"),
@@ -328,7 +383,31 @@ async fn run<P: Codec>(
         created.check(spec, &flow);
     }
     drop(session);
-    flow.into_report()
+    carry.jitter = flow.jitter();
+    let mut report = flow.into_report();
+    report.tally.max_connects_per_s = carry.window.max();
+    report
+}
+
+/// This attempt's key and CSR in csr mode: a new one, or the first attempt's again when the
+/// profile reuses it (kept in `carry`; only then is it copied).
+async fn attempt_key(spec: &DeviceSpec, carry: &mut Carry) -> Result<Option<Csr>, Failure> {
+    let retry = &spec.profile.flow_retry;
+    let reuse = !retry.new_key && retry.attempts > 1;
+    if reuse && let Some(kept) = &carry.key {
+        return Ok(Some(Csr {
+            key_pem: kept.key_pem.clone(),
+            csr_pem: kept.csr_pem.clone(),
+        }));
+    }
+    let csr = device_key(spec).await?;
+    if reuse && let Some(csr) = &csr {
+        carry.key = Some(Csr {
+            key_pem: csr.key_pem.clone(),
+            csr_pem: csr.csr_pem.clone(),
+        });
+    }
+    Ok(csr)
 }
 
 /// One MQTT exchange on a connected session.
@@ -340,19 +419,30 @@ async fn exchange_on<P: Codec>(
 ) -> Event {
     let result = match action {
         Action::Subscribe { filters, deadline } => session
-            .subscribe(&filters, deadline, stage)
+            .subscribe(filters, deadline, stage)
             .await
             .map(|ack| match ack {
                 Some(refused) => Event::SubAck { refused },
                 None => Event::Timeout,
+            }),
+        Action::Unsubscribe { filters, deadline } => session
+            .unsubscribe(filters, deadline, stage)
+            .await
+            .map(|acked| {
+                if acked {
+                    Event::UnsubAck
+                } else {
+                    Event::Timeout
+                }
             }),
         Action::Request {
             topic,
             payload,
             responses,
             deadline,
+            await_puback,
         } => session
-            .request(topic, payload, responses, deadline, stage)
+            .request(topic, payload, responses, deadline, stage, await_puback)
             .await
             .map(|response| match response {
                 Some((index, payload)) => Event::Response {
@@ -423,21 +513,21 @@ pub struct Created {
     pub at: std::time::SystemTime,
 }
 
-/// Reports a flow's certificate and thing once each, as soon as the flow holds them.
+/// Reports a flow's certificate and thing once each, as soon as the flow holds them (and
+/// counts the certificate in the run's [`Activity`]).
 struct CreatedReporter<'a> {
     sink: Option<&'a tokio::sync::mpsc::UnboundedSender<Created>>,
+    activity: Option<&'a Activity>,
     attempt: u32,
     certificate: bool,
     thing: bool,
 }
 
 impl<'a> CreatedReporter<'a> {
-    fn new(
-        sink: Option<&'a tokio::sync::mpsc::UnboundedSender<Created>>,
-        attempt: u32,
-    ) -> CreatedReporter<'a> {
+    fn new(handles: &'a Handles, attempt: u32) -> CreatedReporter<'a> {
         CreatedReporter {
-            sink,
+            sink: handles.created.as_ref(),
+            activity: handles.activity.as_deref(),
             attempt,
             certificate: false,
             thing: false,
@@ -446,9 +536,17 @@ impl<'a> CreatedReporter<'a> {
 
     /// After each event: a string comparison or two, and one message per new fact.
     fn check(&mut self, spec: &DeviceSpec, flow: &Flow<'_>) {
-        let Some(sink) = self.sink else { return };
+        if self.sink.is_none() && self.activity.is_none() {
+            return;
+        }
         let new_certificate = !self.certificate && !flow.certificate_id().is_empty();
         let new_thing = !self.thing && !flow.thing_name().is_empty();
+        if let Some(activity) = self.activity.filter(|_| new_certificate) {
+            activity.certificates_issued.fetch_add(1, Ordering::Relaxed);
+        }
+        self.certificate |= new_certificate;
+        self.thing |= new_thing;
+        let Some(sink) = self.sink else { return };
         for thing in [
             new_certificate.then_some(""),
             new_thing.then(|| flow.thing_name()),
@@ -464,8 +562,6 @@ impl<'a> CreatedReporter<'a> {
                 at: std::time::SystemTime::now(),
             });
         }
-        self.certificate |= new_certificate;
-        self.thing |= new_thing;
     }
 }
 
@@ -489,8 +585,7 @@ mod created_tests {
             mode: CertificateMode::Keys,
             csr_key: KeyAlgorithm::P256,
             protocol: Protocol::Mqtt311,
-            payload: Format::Json,
-            timeouts: Timeouts::default(),
+            profile: Arc::new(Profile::generic()),
             after: After::default(),
             classify: Default::default(),
         }
@@ -500,7 +595,11 @@ mod created_tests {
     fn reported(register: Event) -> Vec<Created> {
         let spec = keys_spec("dev-7");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut reporter = CreatedReporter::new(Some(&tx), 3);
+        let handles = Handles {
+            created: Some(tx),
+            ..Handles::default()
+        };
+        let mut reporter = CreatedReporter::new(&handles, 3);
         let mut flow = Flow::new(&spec, None, Instant::now());
         for event in [
             Event::ConnAck(0),
@@ -563,10 +662,20 @@ mod size_tests {
         let tls =
             DeviceTls::new(&p.root_ca_pem, &p.claim_cert_pem, &p.claim_key_pem, false).unwrap();
         let h = Handles::default();
-        let v311 = std::mem::size_of_val(&run::<codec::V311>(&endpoint, &tls, &spec, &h));
-        let v5 = std::mem::size_of_val(&run::<codec::V5>(&endpoint, &tls, &spec, &h));
-        let either = std::mem::size_of_val(&provision(&endpoint, &tls, &spec, &h));
+        let c = &mut Carry::default();
+        let v311 = std::mem::size_of_val(&run::<codec::V311>(&endpoint, &tls, &spec, &h, c));
+        let v5 = std::mem::size_of_val(&run::<codec::V5>(&endpoint, &tls, &spec, &h, c));
+        let either = std::mem::size_of_val(&attempt(&endpoint, &tls, &spec, &h, c));
+        eprintln!("device future: 3.1.1 {v311} bytes, MQTT 5 {v5}, dispatched {either}");
         assert!(v5 <= v311, "MQTT 5 {v5} bytes, 3.1.1 {v311}");
-        assert!(either <= v311 + 8, "provision {either} bytes, 3.1.1 {v311}");
+        assert!(either <= v311 + 8, "attempt {either} bytes, 3.1.1 {v311}");
+        // Measured; the profile machinery (retries, per-step subscriptions, ping timeout)
+        // must not grow it unnoticed.
+        assert!(
+            v311 <= SIZE_311,
+            "3.1.1 flow {v311} bytes, more than {SIZE_311}"
+        );
     }
+
+    const SIZE_311: usize = 6_040;
 }

@@ -137,7 +137,7 @@ struct DeviceResult {
     total: (Duration, Duration),
     attempts: u32,
     /// The device's counts summed over its attempts.
-    #[allow(dead_code)] // read by the aggregator's amplification figures, which come next
+    #[allow(dead_code)] // read by the aggregator's amplification figures
     tally: device::Tally,
 }
 
@@ -150,6 +150,9 @@ struct Live {
     max_lag_us: AtomicU64,
     /// Devices connected with their own identity right now (stay / telemetry).
     connected: Arc<AtomicU64>,
+    /// What the devices did that AWS counts (connects, certificates issued, whole-flow
+    /// retries), as it happens.
+    activity: Arc<device::Activity>,
 }
 
 impl Live {

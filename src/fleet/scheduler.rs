@@ -17,7 +17,7 @@ use super::target::Prepared;
 use super::{DeviceResult, Live, Record};
 use crate::device::{self, DeviceSpec, DeviceTls, Endpoint};
 use crate::live::ScheduleClock;
-use crate::scenario::{Pattern, Plan, PlannedPhase, RetrySettings};
+use crate::scenario::{Pattern, Plan, PlannedPhase};
 use crate::shard::Shard;
 
 fn aborted() -> device::DeviceReport {
@@ -54,7 +54,6 @@ pub(super) struct Launcher {
     endpoint: Endpoint,
     tls: DeviceTls,
     seed: u64,
-    retry: RetrySettings,
     spec_base: DeviceSpec,
     handles: device::Handles,
     client_id: Pattern,
@@ -94,8 +93,7 @@ impl Launcher {
             mode: devices.certificate,
             csr_key: devices.csr_key,
             protocol: devices.protocol,
-            payload: devices.payload,
-            timeouts: devices.timeouts,
+            profile: scenario.profile.clone(),
             classify: scenario.classify.clone(),
             after: devices.after.clone(),
         };
@@ -105,7 +103,7 @@ impl Launcher {
             release: stop.child_token(),
             created: Some(created),
             attempt: 1,
-            activity: None,
+            activity: Some(live.activity.clone()),
         };
         Launcher {
             live,
@@ -114,7 +112,6 @@ impl Launcher {
             endpoint: target.endpoint.clone(),
             tls: target.tls.clone(),
             seed: scenario.seed,
-            retry: devices.retry.clone(),
             spec_base,
             handles,
             client_id,
@@ -152,39 +149,47 @@ impl Launch for Launcher {
             .collect();
         self.live.started.fetch_add(1, Ordering::Relaxed);
         self.live.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (live, tx, endpoint, tls, devices_stop, retry, mut handles) = (
+        let mut carry = device::Carry::new(spec.profile.jitter_state(self.seed, seq));
+        let (live, tx, endpoint, tls, devices_stop, mut handles) = (
             self.live.clone(),
             self.tx.clone(),
             self.endpoint.clone(),
             self.tls.clone(),
             self.devices_stop.clone(),
-            self.retry.clone(),
             self.handles.clone(),
         );
         tasks.spawn(async move {
             let begun = Instant::now();
             let mut attempts = 0;
             let mut tally = device::Tally::default();
+            let mut pause = Duration::ZERO;
             let report = loop {
                 attempts += 1;
                 handles.attempt = attempts;
                 let report = tokio::select! {
-                    r = device::provision(&endpoint, &tls, &spec, &handles) => r,
+                    r = device::attempt(&endpoint, &tls, &spec, &handles, &mut carry) => r,
                     _ = devices_stop.cancelled() => break aborted(),
                 };
                 tally.add(&device::Tally {
                     attempts: 1,
                     ..report.tally
                 });
-                match &report.outcome {
-                    Err(f) if retry.retries(f.reason.class(), attempts) => {
-                        let pause = retry.backoff(attempts, rand::RngExt::random::<f64>(&mut rng));
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = devices_stop.cancelled() => break report,
-                        }
-                    }
-                    _ => break report,
+                let Err(f) = &report.outcome else {
+                    break report;
+                };
+                let next = spec
+                    .profile
+                    .flow_pause(f.reason.class(), attempts, pause, || {
+                        device::profile::unit(&mut carry.jitter)
+                    });
+                let Some(next) = next else { break report };
+                pause = next;
+                if let Some(activity) = &handles.activity {
+                    activity.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = devices_stop.cancelled() => break report,
                 }
             };
             let end = report.provisioned_at.unwrap_or_else(Instant::now);

@@ -202,7 +202,7 @@ fn cpu_per_flow(scenario: &Plan) -> f64 {
         (Target::Endpoint { .. }, true) => CPU_CSR_CLIENT_S,
         (Target::Endpoint { .. }, false) => CPU_KEYS_RSA_CLIENT_S,
     };
-    if scenario.devices.payload == Format::Cbor {
+    if scenario.profile.payload == Format::Cbor {
         base * CBOR_FACTOR
     } else {
         base

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::schedule::{MAX_RATE, MAX_SCHEDULE, MAX_STEPS};
-use super::{Pattern, Phase, Plan, RampStage, Scenario, ScenarioError, Target};
+use super::{Pattern, Phase, Plan, ProfileChoice, RampStage, Scenario, ScenarioError, Target};
 use crate::metrics::Threshold;
 
 /// One override of the file: a `--set path=value` argument or an entry of a variant's `set`,
@@ -32,6 +32,9 @@ impl Override {
 
     fn apply(&self, doc: &mut toml::Table) -> Result<(), String> {
         let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        if let ["devices", "profile", _, ..] = keys.as_slice() {
+            profile_as_table(doc);
+        }
         set_in_table(doc, &keys, self.value.clone()).map_err(|m| format!("{}: {m}", self.label))
     }
 }
@@ -214,9 +217,7 @@ impl Plan {
                 "devices.after.interval: must be positive (the time between publishes)".into(),
             );
         }
-        if s.devices.retry.max_attempts == 0 {
-            return Err("devices.retry.max_attempts: must be at least 1".into());
-        }
+        let profile = Arc::new(s.devices.resolve_profile()?);
         if s.schedule.is_empty() {
             return Err("schedule: at least one phase is required".into());
         }
@@ -258,7 +259,49 @@ impl Plan {
             client_id,
             parameters,
             classify,
+            profile,
         })
+    }
+}
+
+impl super::Devices {
+    /// The profile these devices follow: `profile` (a built-in's name, or a table of
+    /// overrides on a `base`), then the fields given in `[devices.timeouts]` and `payload`,
+    /// then, for the generic profile only, `[devices.retry]`. Errors name the field.
+    fn resolve_profile(&self) -> Result<crate::device::Profile, String> {
+        use crate::device::profile;
+        const AT: &str = "devices.profile";
+        let (mut p, base) = match &self.profile {
+            None => (crate::device::Profile::generic(), profile::DEFAULT),
+            Some(ProfileChoice::Name(name)) => (
+                crate::device::Profile::builtin(name)
+                    .ok_or_else(|| format!("{AT}: {}", profile::unknown(name)))?,
+                name.as_str(),
+            ),
+            Some(ProfileChoice::Custom(table)) => (
+                profile::resolve(table, AT)?,
+                table
+                    .get("base")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or(profile::DEFAULT),
+            ),
+        };
+        self.timeouts.apply(&mut p.timeouts);
+        if let Some(format) = self.payload {
+            p.payload = format;
+        }
+        if let Some(retry) = &self.retry {
+            if base != profile::DEFAULT {
+                return Err(format!(
+                    "devices.retry: only the generic profile takes [devices.retry]; profile {base:?} retries as its flow_retry and reaction say: set devices.profile.flow_retry / devices.profile.reaction instead"
+                ));
+            }
+            if retry.max_attempts == 0 {
+                return Err("devices.retry.max_attempts: must be at least 1".into());
+            }
+            retry.apply(&mut p);
+        }
+        Ok(p)
     }
 }
 
@@ -418,6 +461,19 @@ fn parse(doc: &toml::Table, text: Option<&str>) -> Result<Scenario, (String, Str
         let bare = e.message().trim_end().to_string();
         (crate::toml_error_message(&merged, &e), bare)
     })
+}
+
+/// `[devices] profile = "NAME"` as the table `{ base = "NAME" }`, so that an override of one
+/// of its fields (`--set devices.profile.flow_retry.attempts=5`) applies on top of NAME.
+fn profile_as_table(doc: &mut toml::Table) {
+    let Some(toml::Value::Table(devices)) = doc.get_mut("devices") else {
+        return;
+    };
+    if let Some(toml::Value::String(name)) = devices.get("profile") {
+        let base =
+            toml::Table::from_iter([("base".to_string(), toml::Value::String(name.clone()))]);
+        devices.insert("profile".into(), toml::Value::Table(base));
+    }
 }
 
 /// Reports an error in the scenario file at `path`.

@@ -186,19 +186,87 @@ pub struct Devices {
     /// MQTT version: `mqtt311` (default) or `mqtt5`.
     #[serde(default)]
     pub protocol: crate::device::Protocol,
-    /// Provisioning API payloads: `json` (default) or `cbor` (the `…/cbor` topics).
+    /// The device behaviour profile: a built-in's name (default `generic`), or a table with
+    /// `base` (a built-in, default `generic`) and overrides of any profile field
+    /// (docs/profiles.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileChoice>,
+    /// Provisioning API payloads: `json` or `cbor` (the `…/cbor` topics); default: the
+    /// profile's (`json` for `generic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<crate::protocol::Format>,
+    /// Per-stage timeouts; a field given here overrides the profile's.
     #[serde(default)]
-    pub payload: crate::protocol::Format,
-    #[serde(default)]
-    pub timeouts: crate::device::Timeouts,
-    #[serde(default)]
-    pub retry: RetrySettings,
+    pub timeouts: TimeoutOverrides,
+    /// The generic profile's whole-flow retry (with another profile: its `flow_retry` and
+    /// `reaction`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySettings>,
     /// After registration: `disconnect` (default), `stay` connected, or publish `telemetry`.
     #[serde(default)]
     pub after: crate::device::After,
 }
 
-/// Whole-flow retries with exponential backoff and full jitter.
+/// `[devices] profile`: a built-in's name or a table of overrides on a `base`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ProfileChoice {
+    Name(String),
+    Custom(#[schemars(with = "BTreeMap<String, serde_json::Value>")] toml::Table),
+}
+
+/// `[devices.timeouts]`: each field given overrides the profile's `timeouts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutOverrides {
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub connect: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub subscribe: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub create_certificate: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub register_thing: Option<Duration>,
+}
+
+impl TimeoutOverrides {
+    /// `timeouts` with the fields given here in place of theirs.
+    pub fn apply(&self, timeouts: &mut crate::device::Timeouts) {
+        for (over, slot) in [
+            (self.connect, &mut timeouts.connect),
+            (self.subscribe, &mut timeouts.subscribe),
+            (self.create_certificate, &mut timeouts.create_certificate),
+            (self.register_thing, &mut timeouts.register_thing),
+        ] {
+            if let Some(d) = over {
+                *slot = d;
+            }
+        }
+    }
+}
+
+/// Whole-flow retries with exponential backoff and full jitter: the generic profile's
+/// `flow_retry` and `reaction` under their older names.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
@@ -227,17 +295,20 @@ impl Default for RetrySettings {
 }
 
 impl RetrySettings {
-    /// The backoff before the attempt after `attempt` (1-based), given a uniform sample in [0, 1).
-    pub fn backoff(&self, attempt: u32, unit: f64) -> Duration {
-        let exp = self.base_delay.saturating_mul(
-            1u32.checked_shl(attempt.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        exp.min(self.max_delay).mul_f64(unit.clamp(0.0, 1.0))
-    }
-
-    pub fn retries(&self, class: FailureClass, attempt: u32) -> bool {
-        attempt < self.max_attempts && self.on.contains(&class)
+    /// These settings in `profile`: max_attempts is `flow_retry.attempts`, base_delay
+    /// `delay`, max_delay `delay_max`, full jitter, and `on` the classes whose reaction is
+    /// `retry` (every other class fatal).
+    pub fn apply(&self, profile: &mut crate::device::Profile) {
+        let r = &mut profile.flow_retry;
+        r.attempts = self.max_attempts;
+        r.delay = self.base_delay;
+        r.delay_max = self.max_delay;
+        r.jitter = crate::device::Jitter::Full;
+        profile.reaction = self
+            .on
+            .iter()
+            .map(|c| (*c, crate::device::Reaction::Retry))
+            .collect();
     }
 }
 
@@ -253,20 +324,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_exponentially_up_to_the_cap_with_full_jitter() {
+    fn retry_settings_are_the_generic_profiles_flow_retry_with_full_jitter() {
         let r = RetrySettings {
-            max_attempts: 5,
+            max_attempts: 9,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
             on: vec![FailureClass::Throttled],
         };
-        assert_eq!(r.backoff(1, 1.0), Duration::from_millis(100));
-        assert_eq!(r.backoff(3, 1.0), Duration::from_millis(400));
-        assert_eq!(r.backoff(9, 1.0), Duration::from_secs(1));
-        assert_eq!(r.backoff(3, 0.5), Duration::from_millis(200));
-        assert_eq!(r.backoff(3, 0.0), Duration::ZERO);
-        assert!(r.retries(FailureClass::Throttled, 4));
-        assert!(!r.retries(FailureClass::Throttled, 5));
-        assert!(!r.retries(FailureClass::HookDenied, 1));
+        let mut p = crate::device::Profile::generic();
+        r.apply(&mut p);
+        let pause = |class, attempt, unit| p.flow_pause(class, attempt, Duration::ZERO, || unit);
+        let ms = Duration::from_millis;
+        assert_eq!(pause(FailureClass::Throttled, 1, 1.0), Some(ms(100)));
+        assert_eq!(pause(FailureClass::Throttled, 3, 1.0), Some(ms(400)));
+        assert_eq!(pause(FailureClass::Throttled, 3, 0.5), Some(ms(200)));
+        assert_eq!(pause(FailureClass::Throttled, 3, 0.0), Some(Duration::ZERO));
+        assert_eq!(
+            pause(FailureClass::Throttled, 5, 1.0),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(pause(FailureClass::Throttled, 9, 1.0), None);
+        assert_eq!(pause(FailureClass::Timeout, 1, 1.0), None);
     }
 }

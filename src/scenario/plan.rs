@@ -32,6 +32,9 @@ pub struct Plan {
     pub parameters: Vec<(String, Pattern)>,
     /// `[target.classify]`, compiled; shared by every device.
     pub classify: Arc<Rules>,
+    /// The device behaviour profile, resolved: `devices.profile` with `[devices.timeouts]`,
+    /// `[devices] payload` and (generic only) `[devices.retry]` applied; shared by every device.
+    pub profile: Arc<crate::device::Profile>,
 }
 
 impl std::ops::Deref for Plan {

@@ -197,8 +197,7 @@ pub fn seed_device(name: &str, template: &str) -> fleetstorm::device::DeviceSpec
         mode: fleetstorm::device::CertificateMode::Keys,
         csr_key: KeyAlgorithm::P256,
         protocol: fleetstorm::device::Protocol::Mqtt311,
-        payload: fleetstorm::device::Format::Json,
-        timeouts: fleetstorm::device::Timeouts::default(),
+        profile: std::sync::Arc::new(fleetstorm::device::Profile::generic()),
         after: Default::default(),
         classify: Default::default(),
     }

@@ -39,6 +39,7 @@ mod mqtt5_mock;
 mod mqtt5_run;
 mod new;
 mod packaging;
+mod profiles;
 mod prometheus;
 mod registry;
 mod report;

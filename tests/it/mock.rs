@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{Client, TestMock, start_mock};
-use fleetstorm::device::{self, CertificateMode, DeviceSpec, FailureReason, Stage, Timeouts};
+use fleetstorm::device::{self, CertificateMode, DeviceSpec, FailureReason, Stage};
 use fleetstorm::mock::registry::CertificateStatus;
 use fleetstorm::pki::{self, KeyAlgorithm};
 use fleetstorm::protocol::{
@@ -31,8 +31,7 @@ fn spec(name: &str, mode: CertificateMode) -> DeviceSpec {
         mode,
         csr_key: KeyAlgorithm::P256,
         protocol: fleetstorm::device::Protocol::Mqtt311,
-        payload: fleetstorm::device::Format::Json,
-        timeouts: Timeouts::default(),
+        profile: std::sync::Arc::new(fleetstorm::device::Profile::generic()),
         classify: Default::default(),
         after: Default::default(),
     }

@@ -68,7 +68,7 @@ fn protocol_and_payload_load_from_set_and_variants_and_bad_values_are_refused() 
     let quick = scenarios().join("quickstart.toml");
     let s = Scenario::load(&quick, &[]).unwrap();
     assert_eq!(
-        (s.devices.protocol, s.devices.payload),
+        (s.devices.protocol, s.profile.payload),
         (Protocol::Mqtt311, Format::Json)
     );
     let sets = ["devices.protocol=mqtt5".to_string()];
@@ -86,7 +86,7 @@ fn protocol_and_payload_load_from_set_and_variants_and_bad_values_are_refused() 
             (
                 v.variant.clone().unwrap(),
                 v.devices.protocol,
-                v.devices.payload,
+                v.profile.payload,
             )
         })
         .collect();

@@ -38,6 +38,8 @@ fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
         "scenarios/quickstart.toml",
         "schema/scenario.json",
         "schema/mock-settings.json",
+        "schema/profile.json",
+        "profiles/embedded-c-demo.toml",
     ] {
         assert!(files.contains(&wanted), "{wanted} not packaged:\n{listed}");
     }

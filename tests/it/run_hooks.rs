@@ -107,8 +107,7 @@ async fn parameter_overrides_show_in_the_registered_thing() {
         mode: fleetstorm::device::CertificateMode::Csr,
         csr_key: fleetstorm::pki::KeyAlgorithm::P256,
         protocol: fleetstorm::device::Protocol::Mqtt311,
-        payload: fleetstorm::device::Format::Json,
-        timeouts: Default::default(),
+        profile: std::sync::Arc::new(fleetstorm::device::Profile::generic()),
         classify: Default::default(),
         after: Default::default(),
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::device::{After, HookCause, Timeouts};
+use crate::device::{After, HookCause, Profile};
 use crate::pki::KeyAlgorithm;
 
 const MS: Duration = Duration::from_millis(1);
@@ -19,8 +19,7 @@ fn spec(mode: CertificateMode, action: AfterAction) -> DeviceSpec {
         mode,
         csr_key: KeyAlgorithm::P256,
         protocol: Protocol::Mqtt311,
-        payload: Format::Json,
-        timeouts: Timeouts::default(),
+        profile: std::sync::Arc::new(Profile::generic()),
         classify: Default::default(),
         after: After {
             action,
@@ -122,7 +121,7 @@ fn a_new_flow_should_connect_with_the_claim_identity() {
         Action::Connect {
             identity: Identity::Claim,
             client_id: "client-1",
-            deadline: t0 + s.timeouts.connect,
+            deadline: t0 + s.profile.timeouts.connect,
         }
     );
 }
@@ -133,18 +132,19 @@ fn an_accepted_claim_connack_should_subscribe_to_both_apis_responses() {
     let t0 = Instant::now();
     let mut flow = Flow::new(&s, None, t0);
     let action = flow.handle(t0 + 3 * MS, ok());
+    let Action::Subscribe { filters, deadline } = action else {
+        panic!("{action:?}")
+    };
     assert_eq!(
-        action,
-        Action::Subscribe {
-            filters: [
-                "$aws/certificates/create/json/accepted",
-                "$aws/certificates/create/json/rejected",
-                "$aws/provisioning-templates/Tpl/provision/json/accepted",
-                "$aws/provisioning-templates/Tpl/provision/json/rejected",
-            ],
-            deadline: t0 + 3 * MS + s.timeouts.subscribe,
-        }
+        filters,
+        [
+            "$aws/certificates/create/json/accepted",
+            "$aws/certificates/create/json/rejected",
+            "$aws/provisioning-templates/Tpl/provision/json/accepted",
+            "$aws/provisioning-templates/Tpl/provision/json/rejected",
+        ]
     );
+    assert_eq!(deadline, t0 + 3 * MS + s.profile.timeouts.subscribe);
     let report = flow.into_report();
     assert_eq!(report.stages.len(), 1);
     assert_eq!(report.stages[0].stage, Stage::ConnectClaim);
@@ -192,7 +192,8 @@ fn a_suback_should_request_new_keys_with_an_empty_object() {
                 "$aws/certificates/create/json/accepted",
                 "$aws/certificates/create/json/rejected",
             ],
-            deadline: now + s.timeouts.create_certificate,
+            deadline: now + s.profile.timeouts.create_certificate,
+            await_puback: false,
         }
     );
 }
@@ -227,16 +228,21 @@ fn accepted_keys_should_register_with_the_ownership_token_and_parameters() {
         payload,
         responses,
         deadline,
+        await_puback,
     } = flow.action()
     else {
         panic!("{:?}", flow.action());
     };
+    assert!(
+        await_puback,
+        "the generic profile awaits RegisterThing's PUBACK"
+    );
     assert_eq!(topic, "$aws/provisioning-templates/Tpl/provision/json");
     assert_eq!(
         responses[1],
         "$aws/provisioning-templates/Tpl/provision/json/rejected"
     );
-    assert_eq!(deadline, now + s.timeouts.register_thing);
+    assert_eq!(deadline, now + s.profile.timeouts.register_thing);
     let body: serde_json::Value = serde_json::from_slice(payload).unwrap();
     assert_eq!(body["certificateOwnershipToken"], "tok");
     assert_eq!(body["parameters"]["SerialNumber"], "42");
@@ -446,7 +452,7 @@ fn an_adopted_identity_should_connect_as_the_thing() {
         Action::Connect {
             identity: Identity::Own,
             client_id: "thing-1",
-            deadline: now + s.timeouts.connect,
+            deadline: now + s.profile.timeouts.connect,
         }
     );
 }
@@ -581,7 +587,7 @@ fn telemetry_should_publish_every_interval_until_its_duration_ends() {
             text.starts_with(&format!("{{\"sequence\":{published},")),
             "{text}"
         );
-        assert_eq!(deadline, now + s.timeouts.connect);
+        assert_eq!(deadline, now + s.profile.timeouts.connect);
         let sent = now;
         now += 2 * MS;
         let Action::Idle { until } = flow.handle(now, Event::PubAck(0)) else {
@@ -766,7 +772,10 @@ fn cbor(value: &serde_json::Value) -> Event {
 
 fn cbor_spec(mode: CertificateMode) -> DeviceSpec {
     let mut s = spec(mode, AfterAction::Disconnect);
-    s.payload = Format::Cbor;
+    s.profile = std::sync::Arc::new(Profile {
+        payload: Format::Cbor,
+        ..Profile::generic()
+    });
     s
 }
 

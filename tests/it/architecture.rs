@@ -618,7 +618,7 @@ fn find_cycles(graph: &Graph, what: &str) -> Vec<String> {
 }
 
 /// Every `.rs` file under `dir`, as (path relative to `root`, contents).
-fn sources(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+pub(crate) fn sources(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())

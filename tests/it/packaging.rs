@@ -65,27 +65,25 @@ fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
 
 /// Every file `include_str!` / `include_bytes!` names under `dir`, relative to the crate root.
 fn included_files(dir: &std::path::Path) -> Vec<String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .unwrap();
+    let mut sources = Vec::new();
+    crate::architecture::sources(dir, dir, &mut sources);
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(included_files(&path));
-            continue;
-        }
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
+    for (relative_source, text) in &sources {
+        let path = dir.join(relative_source);
         for macro_name in ["include_str!(\"", "include_bytes!(\""] {
             for (at, _) in text.match_indices(macro_name) {
                 let rest = &text[at + macro_name.len()..];
                 let relative = &rest[..rest.find('"').unwrap()];
-                let file = path.parent().unwrap().join(relative);
-                let file = file
+                let file = path
+                    .parent()
+                    .unwrap()
+                    .join(relative)
                     .canonicalize()
                     .unwrap_or_else(|e| panic!("{}: {relative}: {e}", path.display()));
-                let file = file.strip_prefix(root.canonicalize().unwrap()).unwrap();
+                let file = file.strip_prefix(&root).unwrap();
                 out.push(file.to_string_lossy().into_owned());
             }
         }

@@ -211,3 +211,66 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A `fleetstorm mock` process (the standalone mock, as a user starts it), killed on drop
+/// (SIGKILL: nothing is written at stop).
+pub struct MockProcess {
+    pub child: std::process::Child,
+    /// Kept open so the mock's later stdout lines never meet a closed pipe.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// Its first line: "fleetstorm mock listening on ADDR control http://ADDR (ca ..., claim ...)".
+    pub ready: String,
+    /// The MQTT listener's address.
+    pub addr: std::net::SocketAddr,
+}
+
+impl MockProcess {
+    /// Start `fleetstorm ARGS` (ARGS holds `mock` and its flags; give `--listen 127.0.0.1:0` for
+    /// an ephemeral loopback port) and wait for its ready line; stderr goes to `stderr`.
+    pub fn start<I, S>(args: I, stderr: std::process::Stdio) -> MockProcess
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetstorm"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn fleetstorm mock");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        let addr = ready
+            .strip_prefix("fleetstorm mock listening on ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no address in the mock's ready line {ready:?}");
+        };
+        MockProcess {
+            child,
+            _stdout: stdout,
+            ready,
+            addr,
+        }
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            host: self.addr.ip().to_string(),
+            port: self.addr.port(),
+        }
+    }
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

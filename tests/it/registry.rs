@@ -3,9 +3,8 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleetstorm::device::{self, DeviceTls, Endpoint, Provisioned};
@@ -16,54 +15,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 const DEVICES: usize = 12;
 
 /// A `fleetstorm mock` process on an ephemeral loopback port; SIGKILLed on drop.
-struct MockProcess {
-    child: Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    endpoint: Endpoint,
-}
-
-impl Drop for MockProcess {
-    fn drop(&mut self) {
-        // std's kill() is SIGKILL: nothing is written at stop.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_mock(pki: &Path, config: &Path) -> MockProcess {
-    let mut child = Command::new(BIN)
-        .args([
-            "mock",
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-        ])
-        .arg("--pki")
-        .arg(pki)
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    // "fleetstorm mock listening on 127.0.0.1:PORT control ..."
-    let mut ready = String::new();
-    stdout.read_line(&mut ready).unwrap();
-    let addr: std::net::SocketAddr = ready
-        .split_whitespace()
-        .nth(4)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {ready:?}"));
-    MockProcess {
-        child,
-        _stdout: stdout,
-        endpoint: Endpoint {
-            host: "127.0.0.1".into(),
-            port: addr.port(),
-        },
-    }
+fn start_mock(pki: &Path, config: &Path) -> common::MockProcess {
+    let mut args: Vec<std::ffi::OsString> = [
+        "mock",
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        "127.0.0.1:0",
+    ]
+    .map(Into::into)
+    .into();
+    args.extend(["--pki".into(), pki.into(), "--config".into(), config.into()]);
+    common::MockProcess::start(args, Stdio::null())
 }
 
 fn claim_tls(pki_dir: &Path) -> DeviceTls {
@@ -141,7 +104,7 @@ async fn restart_keeps_every_device(mode: &str) {
 
     let first = start_mock(&pki_dir, &config);
     let tls = claim_tls(&pki_dir);
-    let devices = provision(&first.endpoint, &tls, &format!("{mode}-before"), DEVICES).await;
+    let devices = provision(&first.endpoint(), &tls, &format!("{mode}-before"), DEVICES).await;
     let names: Vec<String> = devices.iter().map(|d| d.thing_name.clone()).collect();
     wait_journaled(&pki_dir, &names);
     drop(first); // kill -9
@@ -149,16 +112,16 @@ async fn restart_keeps_every_device(mode: &str) {
     let second = start_mock(&pki_dir, &config);
     for device in &devices {
         assert_eq!(
-            connack(&second.endpoint, &tls, device).await,
+            connack(&second.endpoint(), &tls, device).await,
             ConnectReturnCode::Success,
             "{mode}: {} refused after the restart",
             device.thing_name
         );
     }
     // The restarted mock goes on provisioning, and knows the earlier things are taken.
-    let later = provision(&second.endpoint, &tls, &format!("{mode}-after"), 2).await;
+    let later = provision(&second.endpoint(), &tls, &format!("{mode}-after"), 2).await;
     assert_eq!(
-        connack(&second.endpoint, &tls, &later[0]).await,
+        connack(&second.endpoint(), &tls, &later[0]).await,
         ConnectReturnCode::Success
     );
 }

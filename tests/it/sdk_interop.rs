@@ -5,10 +5,9 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -29,18 +28,9 @@ fn venv_python() -> PathBuf {
 }
 
 struct Mock {
-    child: Child,
-    /// Kept open so the mock's later stdout lines never meet a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
+    process: common::MockProcess,
     port: u16,
     pki: PathBuf,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_mock(dir: &Path, host: &str) -> Mock {
@@ -70,27 +60,22 @@ fn start_mock(dir: &Path, host: &str) -> Mock {
         .unwrap()
         .next()
         .expect("localhost resolves");
-    let mut child = Command::new(BIN)
-        .args([
-            "--log",
-            "info",
-            "mock",
-            "--listen",
-            &listen.to_string(),
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--template")
-        .arg(format!("RegionTemplate={}", template.display()))
-        .arg("--pki")
-        .arg(&pki)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
+    let process = common::MockProcess::start(
+        [
+            "--log".into(),
+            "info".into(),
+            "mock".into(),
+            "--listen".into(),
+            listen.to_string().into(),
+            "--config".into(),
+            config.into_os_string(),
+            "--template".into(),
+            format!("RegionTemplate={}", template.display()).into(),
+            "--pki".into(),
+            pki.clone().into_os_string(),
+        ] as [std::ffi::OsString; 11],
+        Stdio::inherit(),
+    );
     let expected_tail = format!(
         "(ca {}, claim {} {})",
         pki.join("root-ca.pem").display(),
@@ -98,18 +83,13 @@ fn start_mock(dir: &Path, host: &str) -> Mock {
         pki.join("claim.key").display()
     );
     assert!(
-        line.trim_end().ends_with(&expected_tail),
-        "ready line: {line:?}"
+        process.ready.trim_end().ends_with(&expected_tail),
+        "ready line: {:?}",
+        process.ready
     );
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("fleetstorm mock listening on ")
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("ready line: {line:?}"));
     Mock {
-        child,
-        _stdout: stdout,
-        port: addr.port(),
+        port: process.addr.port(),
+        process,
         pki,
     }
 }
@@ -269,11 +249,11 @@ fn official_python_sdk_provisions_against_the_mock() {
     // SIGTERM: the mock writes its registry and exits cleanly.
     let mut mock = mock;
     let status = Command::new("kill")
-        .args(["-TERM", &mock.child.id().to_string()])
+        .args(["-TERM", &mock.process.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = mock.child.wait().unwrap();
+    let exit = mock.process.child.wait().unwrap();
     assert!(exit.success(), "mock exit: {exit}");
     let registry: Value =
         serde_json::from_slice(&std::fs::read(mock.pki.join("registry.json")).unwrap()).unwrap();

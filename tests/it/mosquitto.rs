@@ -160,8 +160,10 @@ fn start() -> Broker {
     panic!("mosquitto did not start on three ports");
 }
 
-/// `fleetstorm run` of `count` devices against the broker: the summary.
-fn run(broker: &Broker, protocol: &str, payload: &str, certificate: &str) -> serde_json::Value {
+/// `fleetstorm run` of `count` devices named after `what` against the broker, with `devices`
+/// added to `[devices]` (keys, then any `[devices.*]` tables): the summary and devices.csv's
+/// rows.
+fn run(broker: &Broker, what: &str, count: u32, devices: &str) -> (serde_json::Value, Rows) {
     let dir = tempfile::tempdir().unwrap();
     let pki = |name: &str| broker.pki.join(name).display().to_string();
     let scenario = format!(
@@ -175,18 +177,11 @@ ca = "{ca}"
 claim_cert = "{cert}"
 claim_key = "{key}"
 [devices]
-count = 12
-client_id = "mosq-{protocol}-{payload}-{{seq:03}}"
-certificate = "{certificate}"
-protocol = "{protocol}"
-payload = "{payload}"
+count = {count}
+client_id = "mosq-{what}-{{seq:03}}"
+{devices}
 [devices.parameters]
-DeviceName = "thing-{protocol}-{payload}-{{seq:03}}"
-[devices.timeouts]
-connect = "10s"
-subscribe = "10s"
-create_certificate = "20s"
-register_thing = "20s"
+DeviceName = "thing-{what}-{{seq:03}}"
 # One device in flight at a time: a plain broker delivers the responses on the shared $aws
 # topics to every subscriber, where AWS delivers them to the requesting connection only.
 [[schedule]]
@@ -217,19 +212,27 @@ stages = [{{ target = 1, duration = "60s" }}]
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    serde_json::from_str(&summary).unwrap()
+    (
+        serde_json::from_str(&summary).unwrap(),
+        crate::profiles::device_rows(&out),
+    )
 }
 
-fn assert_all_provisioned(summary: &serde_json::Value, what: &str) {
+type Rows = Vec<std::collections::BTreeMap<String, String>>;
+
+fn assert_all_provisioned(summary: &serde_json::Value, what: &str, count: u32) {
     let devices = &summary["devices"];
-    assert_eq!(devices["planned"], 12, "{what}: {summary}");
+    assert_eq!(devices["planned"], count, "{what}: {summary}");
     assert_eq!(
-        devices["provisioned"], 12,
+        devices["provisioned"], count,
         "{what}: {}",
         summary["failures"]
     );
     // The reconnect with the new certificate is part of every provisioned flow.
-    assert_eq!(summary["stages"]["connect_device"]["count"], 12, "{what}");
+    assert_eq!(
+        summary["stages"]["connect_device"]["count"], count,
+        "{what}"
+    );
 }
 
 #[test]
@@ -241,7 +244,37 @@ fn devices_provision_through_mosquitto_over_mqtt311_and_mqtt5_in_json_and_cbor()
         ("mqtt5", "json", "keys"),
         ("mqtt5", "cbor", "csr"),
     ] {
-        let what = format!("{protocol}/{payload}/{certificate}");
-        assert_all_provisioned(&run(&broker, protocol, payload, certificate), &what);
+        let what = format!("{protocol}-{payload}-{certificate}");
+        let devices = format!(
+            "certificate = \"{certificate}\"\nprotocol = \"{protocol}\"\npayload = \"{payload}\"\n\
+             [devices.timeouts]\nconnect = \"10s\"\nsubscribe = \"10s\"\n\
+             create_certificate = \"20s\"\nregister_thing = \"20s\""
+        );
+        assert_all_provisioned(&run(&broker, &what, 12, &devices).0, &what, 12);
+    }
+}
+
+/// Every built-in profile against the broker, with its own timeouts, keep-alive, payload format
+/// (CBOR for embedded-c-demo), subscription pattern (embedded-c-demo subscribes and
+/// unsubscribes around each step) and PUBACK waits (greengrass-fp does not await
+/// RegisterThing's), over its client's MQTT version: nothing is slow, so every device
+/// provisions on its first attempt.
+#[test]
+fn every_built_in_profile_provisions_through_mosquitto() {
+    const COUNT: u32 = 3;
+    let broker = start();
+    for name in fleetstorm::device::profile::names() {
+        let (protocol, certificate) = crate::profiles::client(name);
+        let began = std::time::Instant::now();
+        let devices = format!(
+            "profile = \"{name}\"\nprotocol = \"{protocol}\"\ncertificate = \"{certificate}\""
+        );
+        let (summary, rows) = run(&broker, name, COUNT, &devices);
+        assert_all_provisioned(&summary, name, COUNT);
+        assert!(
+            rows.iter().all(|r| r["attempts"] == "1"),
+            "{name}: {rows:?}"
+        );
+        eprintln!("mosquitto {name}: {COUNT} devices in {:?}", began.elapsed());
     }
 }

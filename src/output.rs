@@ -59,12 +59,15 @@ impl DeviceRow {
         total: Duration,
         attempts: u32,
     ) -> DeviceRow {
+        // A stage's service time; the sum when it ran more than once (per-step subscriptions
+        // wait for two SUBACKs).
         let stage = |s: Stage| {
             report
                 .stages
                 .iter()
-                .find(|t| t.stage == s)
+                .filter(|t| t.stage == s)
                 .map(|t| t.service.as_micros() as u64)
+                .reduce(|a, b| a + b)
         };
         let (outcome, reason, thing_name) = match &report.outcome {
             Ok(p) => ("provisioned", String::new(), p.thing_name.clone()),

@@ -134,6 +134,14 @@ enum State {
     Failed,
 }
 
+/// Where a device's connect backoff stands: waits so far (since the last reset) and the last
+/// one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backoff {
+    step: u32,
+    previous: Duration,
+}
+
 /// A device-generated key and its CSR, both PEM.
 #[derive(Debug)]
 pub struct Csr {
@@ -156,10 +164,11 @@ pub struct Flow<'a> {
     deadline: Instant,
     /// Connects made for the connect under way (retries included).
     connects: u32,
-    /// The connect backoff: waits so far (from the last reset) and the last one.
+    /// The connect backoff: waits so far (from the last reset) and the last one (two fields,
+    /// not a [`Backoff`]: the u32 packs beside `connects`).
     backoff_step: u32,
     backoff_prev: Duration,
-    /// When the claim session came up (for the backoff's `reset_after`).
+    /// When the session up now came up (for the backoff's `reset_after`).
     connected_at: Option<Instant>,
     /// The jitter source's state ([`profile::unit`]).
     jitter: u64,
@@ -239,6 +248,26 @@ impl<'a> Flow<'a> {
     /// The jitter source's state now (a later attempt continues from it).
     pub fn jitter(&self) -> u64 {
         self.jitter
+    }
+
+    /// This flow with the connect backoff where the device's last attempt left it, as a client
+    /// object kept across the application's retries keeps it; with `reset_after = 0` each
+    /// connection's backoff starts from the minimum (a backoff context per connect), so
+    /// nothing is carried.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Flow<'a> {
+        if !self.spec.profile.connect_retry.reset_after.is_zero() {
+            self.backoff_step = backoff.step;
+            self.backoff_prev = backoff.previous;
+        }
+        self
+    }
+
+    /// The connect backoff now (a later attempt continues from it, [`Flow::with_backoff`]).
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            step: self.backoff_step,
+            previous: self.backoff_prev,
+        }
     }
 
     /// The certificate the endpoint issued to this flow (empty until it did).
@@ -332,9 +361,10 @@ impl<'a> Flow<'a> {
             payload: &self.payload,
             responses: [&self.topics[2 * step], &self.topics[2 * step + 1]],
             deadline: self.deadline,
-            // Only RegisterThing's PUBACK is a profile's choice; CreateCertificate's is not awaited
-            // (the response is what the device waits for).
-            await_puback: step == REGISTER && self.spec.profile.await_register_thing_puback,
+            await_puback: match step {
+                CREATE => self.spec.profile.await_create_certificate_puback,
+                _ => self.spec.profile.await_register_thing_puback,
+            },
         }
     }
 
@@ -355,6 +385,9 @@ impl<'a> Flow<'a> {
                     self.deadline = now + pause;
                 }
                 None => {
+                    // A session lost in a step ends here: one that lasted `reset_after` leaves
+                    // the next attempt's backoff at the minimum.
+                    self.session_ended(now);
                     self.state = State::Failed;
                     self.failure = Some(failure);
                 }
@@ -377,9 +410,9 @@ impl<'a> Flow<'a> {
         Some(pause)
     }
 
-    /// The claim session ended at `now`: one that lasted `reset_after` starts the connect
-    /// backoff afresh.
-    fn claim_session_ended(&mut self, now: Instant) {
+    /// The session up ended at `now`: one that lasted `reset_after` starts the connect backoff
+    /// afresh.
+    fn session_ended(&mut self, now: Instant) {
         if let Some(up) = self.connected_at.take()
             && now.saturating_duration_since(up) >= self.spec.profile.connect_retry.reset_after
         {
@@ -410,14 +443,16 @@ impl<'a> Flow<'a> {
                 self.connected_at = Some(now);
                 self.enter(State::Subscribe, now, self.timeouts().subscribe);
             }
+            // Per step: the second SUBACK's wait is a `subscribe` stage time of its own, and
+            // RegisterThing is timed from its request.
             (State::SubscribeRegister, Event::SubAck { refused }) => {
                 suback(self.spec.protocol, refused)?;
-                self.state = State::RegisterThing;
-                self.deadline = now + self.timeouts().register_thing;
+                self.finish(now);
+                let timeout = self.timeouts().register_thing;
+                self.enter(State::RegisterThing, now, timeout);
             }
             (State::UnsubscribeCreate, Event::UnsubAck) => {
-                self.state = State::SubscribeRegister;
-                self.deadline = now + self.timeouts().subscribe;
+                self.enter(State::SubscribeRegister, now, self.timeouts().subscribe);
             }
             (State::UnsubscribeRegister, Event::UnsubAck) => self.state = State::Adopt,
             (State::Subscribe, Event::SubAck { refused }) => {
@@ -474,8 +509,7 @@ impl<'a> Flow<'a> {
                     Subscriptions::PerConnection => {
                         self.enter(State::RegisterThing, now, timeouts.register_thing);
                     }
-                    // The RegisterThing stage is timed from its request: the UNSUBACK and
-                    // SUBACK waits before it are the device's, not the endpoint's answer.
+                    // The UNSUBACK's wait is in no stage (the device's total has it).
                     Subscriptions::PerStep => {
                         self.enter(State::UnsubscribeCreate, now, timeouts.subscribe);
                     }
@@ -504,7 +538,7 @@ impl<'a> Flow<'a> {
                 // The claim phase's buffers are not needed by a device that may stay for hours.
                 self.payload = Vec::new();
                 self.topics = Default::default();
-                self.claim_session_ended(now);
+                self.session_ended(now);
                 self.connects = 0;
                 self.enter(State::ConnectDevice, now, self.timeouts().connect);
             }
@@ -517,6 +551,7 @@ impl<'a> Flow<'a> {
             (State::ConnectDevice, Event::ConnAck(code)) => {
                 accepted(stage, self.spec.protocol, code)?;
                 self.finish(now);
+                self.connected_at = Some(now);
                 self.provisioned_at = Some(now);
                 let after = &self.spec.after;
                 match after.action {

@@ -24,7 +24,7 @@ pub use crate::protocol::Format;
 pub use crate::stage::{FailureClass, Stage, StageTime};
 pub use classify::{Failure, FailureReason, HookCause};
 use codec::Codec;
-use flow::{Action, Csr, Event, Flow, Identity};
+use flow::{Action, Backoff, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
 pub use profile::{Jitter, JitterSeed, Profile, Reaction, Subscriptions};
 pub use rules::{Class, Classify, Rules};
@@ -224,14 +224,16 @@ pub struct DeviceReport {
     pub tally: Tally,
 }
 
-/// What one device keeps from one whole-flow attempt to the next: its jitter source, the key it
-/// reuses (a profile with `flow_retry.new_key = false`, csr mode) and its connects of the last
-/// second (for [`Tally::max_connects_per_s`]).
+/// What one device keeps from one whole-flow attempt to the next: its jitter source, its
+/// connect backoff (for `connect_retry.reset_after`), the key it reuses (a profile with
+/// `flow_retry.new_key = false`, csr mode) and its connects of the last second (for
+/// [`Tally::max_connects_per_s`]).
 #[derive(Debug, Default)]
 pub struct Carry {
     /// The jitter source's state ([`profile::unit`]): connect backoffs draw from it, and the
     /// fleet's whole-flow backoff too.
     pub jitter: u64,
+    backoff: Backoff,
     key: Option<Csr>,
     pub window: ConnectWindow,
 }
@@ -293,7 +295,9 @@ async fn run<P: Codec>(
             };
         }
     };
-    let mut flow = Flow::new(spec, csr, Instant::now()).with_jitter(carry.jitter);
+    let mut flow = Flow::new(spec, csr, Instant::now())
+        .with_jitter(carry.jitter)
+        .with_backoff(carry.backoff);
     let mut created = CreatedReporter::new(handles, handles.attempt.max(1));
     let keep_alive = spec.profile.keep_alive;
     let mut session: Option<Session<P>> = None;
@@ -384,6 +388,7 @@ async fn run<P: Codec>(
     }
     drop(session);
     carry.jitter = flow.jitter();
+    carry.backoff = flow.backoff();
     let mut report = flow.into_report();
     report.tally.max_connects_per_s = carry.window.max();
     report

@@ -56,6 +56,8 @@ pub struct Profile {
     pub description: String,
     pub subscriptions: Subscriptions,
     pub payload: Format,
+    /// Whether CreateCertificate's PUBACK is awaited as well as its response.
+    pub await_create_certificate_puback: bool,
     /// Whether RegisterThing's PUBACK is awaited as well as its response.
     pub await_register_thing_puback: bool,
     pub jitter_seed: JitterSeed,
@@ -395,6 +397,7 @@ mod tests {
             for field in [
                 "subscriptions",
                 "payload",
+                "await_create_certificate_puback",
                 "await_register_thing_puback",
                 "jitter_seed",
                 "timeouts",

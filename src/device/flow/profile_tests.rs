@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::device::{After, FailureClass, Profile, Reaction};
+use crate::device::{After, FailureClass, Jitter, Profile, Reaction};
 use crate::pki::KeyAlgorithm;
 
 /// What the endpoint does with one action of the device.
@@ -41,8 +41,10 @@ struct Device {
     log: Log,
     outcome: Result<Provisioned, Failure>,
     tally: Tally,
-    /// The Register requests' `await_puback`.
-    await_puback: Vec<bool>,
+    /// Every request's step and `await_puback`.
+    await_puback: Vec<(Step, bool)>,
+    /// The last attempt's stage times, as service times in ms.
+    stages: Vec<(Stage, u64)>,
 }
 
 fn spec(profile: &str, mode: CertificateMode) -> DeviceSpec {
@@ -106,6 +108,7 @@ fn run(s: &DeviceSpec, mut script: impl FnMut(u32, Step) -> Option<Reply>) -> De
     let at = |now: Instant| (now - t0).as_millis() as u64;
     let mut now = t0;
     let mut jitter = s.profile.jitter_state(1, 0);
+    let mut backoff = Backoff::default();
     let (mut log, mut tally, mut pause, mut await_puback) =
         (Log::new(), Tally::default(), Duration::ZERO, Vec::new());
     for attempt in 1.. {
@@ -113,7 +116,9 @@ fn run(s: &DeviceSpec, mut script: impl FnMut(u32, Step) -> Option<Reply>) -> De
             key_pem: format!("KEY-{attempt}"),
             csr_pem: format!("CSR-{attempt}"),
         });
-        let mut flow = Flow::new(s, csr, now).with_jitter(jitter);
+        let mut flow = Flow::new(s, csr, now)
+            .with_jitter(jitter)
+            .with_backoff(backoff);
         loop {
             let (step, deadline) = match flow.action() {
                 Action::Done | Action::Failed => break,
@@ -149,9 +154,10 @@ fn run(s: &DeviceSpec, mut script: impl FnMut(u32, Step) -> Option<Reply>) -> De
                     ..
                 } => {
                     if topic.contains("provision") {
-                        await_puback.push(a);
+                        await_puback.push((Step::Register, a));
                         (Step::Register, deadline)
                     } else {
+                        await_puback.push((Step::Create, a));
                         if let Action::Request { payload, .. } = flow.action() {
                             let sent = String::from_utf8_lossy(payload).into_owned();
                             if let Some(csr) = ["CSR-1", "CSR-2", "CSR-3"]
@@ -189,7 +195,13 @@ fn run(s: &DeviceSpec, mut script: impl FnMut(u32, Step) -> Option<Reply>) -> De
             flow.handle(now, event);
         }
         jitter = flow.jitter();
+        backoff = flow.backoff();
         let report = flow.into_report();
+        let stages = report
+            .stages
+            .iter()
+            .map(|t| (t.stage, t.service.as_millis() as u64))
+            .collect();
         tally.add(&Tally {
             attempts: 1,
             ..report.tally
@@ -201,6 +213,7 @@ fn run(s: &DeviceSpec, mut script: impl FnMut(u32, Step) -> Option<Reply>) -> De
                     outcome: Ok(p),
                     tally,
                     await_puback,
+                    stages,
                 };
             }
             Err(f) => f,
@@ -226,6 +239,7 @@ fn run(s: &DeviceSpec, mut script: impl FnMut(u32, Step) -> Option<Reply>) -> De
                     outcome: Err(failure),
                     tally,
                     await_puback,
+                    stages,
                 };
             }
         }
@@ -398,16 +412,12 @@ fn crt_mqtt5_reconnects_with_full_jitter_within_its_bounds_and_waits_20_s_for_a_
         d.outcome.unwrap_err().reason.label(),
         "connection_refused.connect_claim"
     );
-    // No CONNACK: the wait is 20 s (a timeout is not among the classes it reconnects on).
+    // No CONNACK: the wait is 20 s, then the client reconnects (the next test).
     let d = run(&s, |_, step| {
         (step == Step::ConnectClaim).then_some(Reply::Silent)
     });
     let first: Vec<u64> = d.log.iter().take(2).map(|(t, ..)| *t).collect();
     assert_eq!(first, [0, 20_000], "CONNACK timeout 20 s");
-    assert_eq!(
-        d.outcome.unwrap_err().reason.label(),
-        "timeout.connect_claim"
-    );
     // A device with nothing slow provisions on one connect per identity.
     let ok = run(&s, |_, _| None);
     assert!(ok.outcome.is_ok());
@@ -467,7 +477,13 @@ fn greengrass_fp_retries_a_timeout_treats_a_rejection_as_fatal_and_does_not_awai
         "{:#?}",
         lines(&d)
     );
-    assert_eq!(d.await_puback, [false, false, false]);
+    let register: Vec<bool> = d
+        .await_puback
+        .iter()
+        .filter(|(step, _)| *step == Step::Register)
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(register, [false, false, false]);
     let d = run(&s, |_, step| {
         (step == Step::Register).then(|| Reply::After(10 * MS, rejected(&s)))
     });
@@ -475,7 +491,10 @@ fn greengrass_fp_retries_a_timeout_treats_a_rejection_as_fatal_and_does_not_awai
     assert!(d.outcome.is_err());
     // Every other profile awaits RegisterThing's PUBACK.
     let generic = run(&spec("generic", CertificateMode::Keys), |_, _| None);
-    assert_eq!(generic.await_puback, [true]);
+    assert_eq!(
+        generic.await_puback,
+        [(Step::Create, false), (Step::Register, true)]
+    );
 }
 
 #[test]
@@ -569,4 +588,169 @@ fn shared_jitter_gives_every_device_the_same_draws_per_device_its_own() {
     let own = Profile::builtin("crt-mqtt5").unwrap();
     assert_ne!(own.jitter_state(7, 1), own.jitter_state(7, 2));
     assert_ne!(own.jitter_state(7, 1), own.jitter_state(8, 1));
+}
+
+#[test]
+fn crt_mqtt5_reconnects_after_a_connack_timeout_with_its_jittered_backoff() {
+    let s = spec("crt-mqtt5", CertificateMode::Keys);
+    // The first two CONNECTs get no CONNACK; the third is accepted and the device provisions.
+    let mut silent = 0;
+    let d = run(&s, |_, step| match step {
+        Step::ConnectClaim if silent < 2 => {
+            silent += 1;
+            Some(Reply::Silent)
+        }
+        _ => None,
+    });
+    assert!(d.outcome.is_ok(), "{:#?}", lines(&d));
+    let w = waits(&d);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0] <= 1000 && w[1] <= 2000, "full jitter from 1 s: {w:?}");
+    let connects: Vec<u64> = d
+        .log
+        .iter()
+        .filter(|(_, _, what)| what == "ConnectClaim")
+        .map(|(t, ..)| *t)
+        .collect();
+    // Each CONNACK wait is the profile's 20 s, then the backoff (logged in whole ms).
+    assert_eq!(connects.len(), 3, "{:#?}", lines(&d));
+    for (n, pair) in connects.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        assert!(gap.abs_diff(20_000 + w[n]) <= 1, "{:#?}", lines(&d));
+    }
+    assert_eq!((d.tally.attempts, d.tally.connects), (1, 4));
+    // Never a CONNACK: 8 connects in all, then the timeout is the device's failure.
+    let d = run(&s, |_, step| {
+        (step == Step::ConnectClaim).then_some(Reply::Silent)
+    });
+    assert_eq!(d.tally.connects, 8, "{:#?}", lines(&d));
+    assert_eq!(waits(&d).len(), 7);
+    assert_eq!(
+        d.outcome.unwrap_err().reason.label(),
+        "timeout.connect_claim"
+    );
+}
+
+#[test]
+fn create_certificates_puback_is_awaited_when_the_profile_says_so() {
+    let awaited = |name: &str| {
+        let d = run(&spec(name, CertificateMode::Keys), |_, _| None);
+        assert!(d.outcome.is_ok(), "{name}");
+        d.await_puback
+    };
+    // The Device Client waits for both publishes to complete before each response.
+    assert_eq!(
+        awaited("device-client"),
+        [(Step::Create, true), (Step::Register, true)]
+    );
+    // Greengrass leaves only RegisterThing's unawaited.
+    assert_eq!(
+        awaited("greengrass-fp"),
+        [(Step::Create, true), (Step::Register, false)]
+    );
+    // generic is the device before profiles: the response alone for CreateCertificate.
+    assert_eq!(
+        awaited("generic"),
+        [(Step::Create, false), (Step::Register, true)]
+    );
+    let mut p = Profile::generic();
+    p.await_create_certificate_puback = true;
+    p.await_register_thing_puback = false;
+    let mut s = spec("generic", CertificateMode::Csr);
+    s.profile = Arc::new(p);
+    let d = run(&s, |_, _| None);
+    assert_eq!(
+        d.await_puback,
+        [(Step::Create, true), (Step::Register, false)]
+    );
+}
+
+#[test]
+fn per_step_subscriptions_time_both_subacks_and_register_thing_from_its_request() {
+    let s = spec("embedded-c-demo", CertificateMode::Csr);
+    // SUBACKs after 40 and 70 ms, the UNSUBACK after 50 ms, RegisterThing's response 200 ms
+    // after its request; everything else after 10 ms.
+    let mut subscribes = 0;
+    let d = run(&s, |_, step| match step {
+        Step::Subscribe => {
+            subscribes += 1;
+            let ms = if subscribes == 1 { 40 } else { 70 };
+            Some(Reply::After(ms * MS, accepted(&s, step)))
+        }
+        Step::Unsubscribe => Some(Reply::After(50 * MS, accepted(&s, step))),
+        Step::Register => Some(Reply::After(200 * MS, accepted(&s, step))),
+        _ => None,
+    });
+    assert!(d.outcome.is_ok(), "{:#?}", lines(&d));
+    assert_eq!(
+        d.stages,
+        [
+            (Stage::ConnectClaim, 10),
+            (Stage::Subscribe, 40),
+            (Stage::CreateCertificate, 10),
+            (Stage::Subscribe, 70),
+            (Stage::RegisterThing, 200),
+            (Stage::ConnectDevice, 10),
+        ]
+    );
+    // Per connection: one SUBACK, and RegisterThing follows CreateCertificate at once.
+    let g = run(&spec("generic", CertificateMode::Csr), |_, _| None);
+    let subscribe: Vec<_> = g
+        .stages
+        .iter()
+        .filter(|(st, _)| *st == Stage::Subscribe)
+        .collect();
+    assert_eq!(subscribe, [&(Stage::Subscribe, 10)]);
+}
+
+/// crt-mqtt311 with a whole-flow retry (a custom profile): the application retries on the same
+/// client, whose reconnect backoff carries on from where the last attempt left it unless the
+/// session lasted `reset_after` (10 s).
+#[test]
+fn reset_after_holds_across_whole_flow_attempts() {
+    let mut p = Profile::builtin("crt-mqtt311").unwrap();
+    p.flow_retry.attempts = 2;
+    let mut s = spec("crt-mqtt311", CertificateMode::Keys);
+    s.profile = Arc::new(p);
+    // Attempt 1: two refused connects (1 s, 2 s), the third up, then lost `up` into
+    // CreateCertificate. Attempt 2: one refused connect, then all goes well.
+    let script = |up: Duration| {
+        let mut refused_claims = 0;
+        move |attempt: u32, step: Step| match (attempt, step) {
+            (1, Step::ConnectClaim) | (2, Step::ConnectClaim) if refused_claims < attempt + 1 => {
+                refused_claims += 1;
+                Some(Reply::Drop(MS, refused()))
+            }
+            (1, Step::Create) => Some(Reply::Drop(
+                up,
+                FailureReason::Disconnected(Stage::CreateCertificate),
+            )),
+            _ => None,
+        }
+    };
+    // A session of 1 s: attempt 2's first reconnect waits 4 s, the backoff's third wait.
+    let d = run(&s, script(Duration::from_secs(1)));
+    assert!(d.outcome.is_ok(), "{:#?}", lines(&d));
+    assert_eq!(d.tally.attempts, 2);
+    assert_eq!(waits(&d), [1000, 2000, 4000], "{:#?}", lines(&d));
+    // A session of 11 s (at least reset_after): attempt 2 starts the backoff from 1 s again.
+    let d = run(&s, script(Duration::from_secs(11)));
+    assert!(d.outcome.is_ok(), "{:#?}", lines(&d));
+    assert_eq!(waits(&d), [1000, 2000, 1000], "{:#?}", lines(&d));
+    // embedded-c-demo (reset_after 0): a backoff context per connect, so nothing carries
+    // (no jitter here, to see the waits): attempt 2 starts from 500 ms again.
+    let mut p = Profile::builtin("embedded-c-demo").unwrap();
+    p.connect_retry.jitter = Jitter::None;
+    let mut s = spec("embedded-c-demo", CertificateMode::Csr);
+    s.profile = Arc::new(p);
+    let d = run(&s, |attempt, step| {
+        (attempt < 3 && step == Step::ConnectClaim).then(|| Reply::Drop(MS, refused()))
+    });
+    assert!(d.outcome.is_ok(), "{:#?}", lines(&d));
+    assert_eq!(
+        waits(&d),
+        [500, 1000, 2000, 4000, 500, 1000, 2000, 4000],
+        "{:#?}",
+        lines(&d)
+    );
 }

@@ -489,11 +489,11 @@ fn greengrass_fp_retries_a_timeout_treats_a_rejection_as_fatal_and_does_not_awai
     });
     assert_eq!(d.tally.attempts, 1);
     assert!(d.outcome.is_err());
-    // Every other profile awaits RegisterThing's PUBACK.
-    let generic = run(&spec("generic", CertificateMode::Keys), |_, _| None);
+    // Another profile awaits RegisterThing's PUBACK.
+    let crt = run(&spec("crt-mqtt5", CertificateMode::Keys), |_, _| None);
     assert_eq!(
-        generic.await_puback,
-        [(Step::Create, false), (Step::Register, true)]
+        crt.await_puback,
+        [(Step::Create, true), (Step::Register, true)]
     );
 }
 
@@ -648,20 +648,27 @@ fn create_certificates_puback_is_awaited_when_the_profile_says_so() {
         awaited("greengrass-fp"),
         [(Step::Create, true), (Step::Register, false)]
     );
-    // generic is the device before profiles: the response alone for CreateCertificate.
+    // generic is the device before profiles: the responses alone.
     assert_eq!(
         awaited("generic"),
-        [(Step::Create, false), (Step::Register, true)]
+        [(Step::Create, false), (Step::Register, false)]
     );
     let mut p = Profile::generic();
     p.await_create_certificate_puback = true;
-    p.await_register_thing_puback = false;
     let mut s = spec("generic", CertificateMode::Csr);
     s.profile = Arc::new(p);
     let d = run(&s, |_, _| None);
     assert_eq!(
         d.await_puback,
         [(Step::Create, true), (Step::Register, false)]
+    );
+    let mut p = Profile::generic();
+    p.await_register_thing_puback = true;
+    s.profile = Arc::new(p);
+    let d = run(&s, |_, _| None);
+    assert_eq!(
+        d.await_puback,
+        [(Step::Create, false), (Step::Register, true)]
     );
 }
 

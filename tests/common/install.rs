@@ -38,7 +38,7 @@ pub fn command(commands: &[&str], package: &str, purpose: &str) -> PathBuf {
         (None, result) => panic!(
             "\n\n*** `{}` is required: {purpose}. It is missing and could not be installed{}.\n\
              *** Install Debian's package: apt-get install -y --no-install-recommends {package}\n\
-             *** (.ci/run does this).\n\n",
+             *** (.ci/prepare does this).\n\n",
             commands[0],
             match result {
                 Err(why) => format!(" ({why})"),

@@ -18,6 +18,7 @@ mod aws_e2e;
 #[cfg(feature = "aws")]
 mod aws_moto;
 mod chaos;
+mod ci;
 mod classify;
 mod cli;
 #[path = "../common/mod.rs"]

@@ -4,47 +4,39 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+/// The string literals in `text`, in order (no escapes: the arguments read here have none).
+fn literals(text: &str) -> impl Iterator<Item = &str> {
+    text.split('"').skip(1).step_by(2)
+}
+
+/// The text after each `function(` in `source`.
+fn calls<'a>(source: &'a str, function: &str) -> Vec<&'a str> {
+    let open = format!("{function}(");
+    source
+        .match_indices(&open)
+        .map(|(at, _)| &source[at + open.len()..])
+        .collect()
+}
+
 /// The string literals given to each call of `function` in `source`, in order: the first
 /// `count` arguments, which must be literals.
 fn literal_arguments(source: &str, function: &str, count: usize) -> Vec<Vec<String>> {
-    let mut calls = Vec::new();
-    let mut rest = source;
-    while let Some(at) = rest.find(&format!("{function}(")) {
-        rest = &rest[at + function.len() + 1..];
-        let mut arguments = Vec::new();
-        let mut scan = rest;
-        while arguments.len() < count {
-            let Some(open) = scan.find('"') else { break };
-            let Some(close) = scan[open + 1..].find('"') else {
-                break;
-            };
-            arguments.push(scan[open + 1..open + 1 + close].to_string());
-            scan = &scan[open + close + 2..];
-        }
-        calls.push(arguments);
-    }
-    calls
+    calls(source, function)
+        .into_iter()
+        .map(|call| literals(call).take(count).map(String::from).collect())
+        .collect()
 }
 
-/// The Debian package of each `install::command(&["cmd", ...], "package", ...)` in `source`.
+/// The Debian package of each `install::command(&["cmd", ...], "package", ...)` in `source`:
+/// the first literal after the list of commands.
 fn installed_packages(source: &str) -> Vec<String> {
-    let mut packages = Vec::new();
-    let mut rest = source;
-    while let Some(at) = rest.find("install::command(") {
-        rest = &rest[at + "install::command(".len()..];
-        let Some(list_end) = rest.find("],") else {
-            break;
-        };
-        let after = &rest[list_end + 2..];
-        if let Some(package) = literal_arguments(&format!("f({after}"), "f", 1)
-            .into_iter()
-            .next()
-            .and_then(|call| call.into_iter().next())
-        {
-            packages.push(package);
-        }
-    }
-    packages
+    calls(source, "install::command")
+        .into_iter()
+        .filter_map(|call| {
+            let after = &call[call.find("],")? + 2..];
+            literals(after).next().map(String::from)
+        })
+        .collect()
 }
 
 fn test_sources() -> Vec<(String, String)> {

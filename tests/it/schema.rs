@@ -190,3 +190,67 @@ fn the_mock_settings_schema_refuses_what_the_loader_refuses() {
         assert!(!errors.is_empty(), "the schema took:\n{text}");
     }
 }
+
+fn shipped_profiles() -> Vec<(PathBuf, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("profiles"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+/// Whether the loader takes `text` as a whole profile (serde, then the checks serde cannot
+/// express).
+fn loads_profile(text: &str) -> Result<(), String> {
+    let profile: fleetstorm::device::Profile = toml::from_str(text).map_err(|e| e.to_string())?;
+    profile.check("profile")
+}
+
+#[test]
+fn every_built_in_profile_passes_the_profile_schema_and_the_schema_refuses_what_the_loader_refuses()
+{
+    let validator = validator(SchemaKind::Profile);
+    let profiles = shipped_profiles();
+    assert_eq!(profiles.len(), 8, "{profiles:?}");
+    let generic = profiles
+        .iter()
+        .find(|(p, _)| p.ends_with("generic.toml"))
+        .map(|(_, t)| t.clone())
+        .unwrap();
+    let refused = [
+        // Misspelled fields, at the top and in a table.
+        generic.replace("jitter_seed =", "jiter_seed ="),
+        generic.replace("new_key =", "new_keys ="),
+        // Wrong types: a string for a number, a number for a duration, an unknown jitter, an
+        // unknown reaction.
+        generic.replace(
+            "attempts = 1                # fleetstorm: [devices.retry]",
+            "attempts = \"one\" #",
+        ),
+        generic.replace("interval = \"30s\"", "interval = 30"),
+        generic.replace("jitter = \"full\"", "jitter = \"half\""),
+        generic.replace("throttled = \"retry\"", "throttled = \"again\""),
+    ];
+    for (text, original) in refused.iter().zip(std::iter::repeat(&generic)) {
+        assert_ne!(text, original, "a replacement missed its text");
+    }
+    let mut texts: Vec<&str> = profiles.iter().map(|(_, t)| t.as_str()).collect();
+    texts.extend(refused.iter().map(String::as_str));
+    let errors = validator.errors(&texts);
+    for ((path, text), errors) in profiles.iter().zip(&errors) {
+        assert_eq!(loads_profile(text), Ok(()), "{}", path.display());
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+    }
+    for (text, errors) in refused.iter().zip(&errors[profiles.len()..]) {
+        assert!(loads_profile(text).is_err(), "the loader took:\n{text}");
+        assert!(!errors.is_empty(), "the schema took:\n{text}");
+    }
+}

@@ -30,7 +30,8 @@ pub const NOT_CONFIRMED: u8 = 2;
 /// A scenario, settings, template or registry journal file is invalid, or a results file is
 /// missing or malformed.
 pub const CONFIG: u8 = 3;
-/// A PEM file, key or PKI directory is unusable (including a TLS configuration made from it).
+/// A PEM file, key or PKI directory is unusable (including a TLS configuration made from it, and
+/// a PKI directory whose registry another running mock holds).
 pub const PKI: u8 = 4;
 /// The run completed but a threshold failed.
 pub const THRESHOLDS: u8 = 5;
@@ -71,7 +72,8 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
     (
         PKI,
-        "unusable PEM file, key or PKI directory (a TLS configuration made from them included); \
+        "unusable PEM file, key or PKI directory (a TLS configuration made from them included; \
+         a PKI directory whose registry another running mock holds); \
          `aws`: an unusable `--root-ca`",
     ),
     (
@@ -136,6 +138,7 @@ impl Code for JournalError {
         match self {
             JournalError::Io { .. } => RUNTIME,
             JournalError::Corrupt { .. } => CONFIG,
+            JournalError::InUse { .. } => PKI,
         }
     }
 }

@@ -130,6 +130,13 @@ fn mock_errors() -> Vec<(MockError, u8)> {
             }),
             CONFIG,
         ),
+        (
+            MockError::Journal(JournalError::InUse {
+                dir: path(),
+                holder: "pid 7".into(),
+            }),
+            PKI,
+        ),
         (MockError::Bind(bind_error()), RUNTIME),
     ]
 }
@@ -329,6 +336,7 @@ fn every_error_kind_of_every_command_has_the_documented_code() {
         MockError::Io(_) => "Io",
         MockError::Journal(JournalError::Io { .. }) => "JournalIo",
         MockError::Journal(JournalError::Corrupt { .. }) => "JournalCorrupt",
+        MockError::Journal(JournalError::InUse { .. }) => "JournalInUse",
         MockError::Bind(_) => "Bind",
     });
     kinds!(RunError, run_errors(), {

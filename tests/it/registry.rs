@@ -107,7 +107,35 @@ async fn restart_keeps_every_device(mode: &str) {
     let devices = provision(&first.endpoint(), &tls, &format!("{mode}-before"), DEVICES).await;
     let names: Vec<String> = devices.iter().map(|d| d.thing_name.clone()).collect();
     wait_journaled(&pki_dir, &names);
-    drop(first); // kill -9
+    // A second mock on the directory while the first runs is refused before it touches the
+    // journal (it would replay a log being appended to and rename its snapshot over it).
+    let log = pki_dir.join(fleetstorm::mock::registry::journal::LOG_FILE);
+    let journal_before = std::fs::read(&log).unwrap();
+    let (code, stderr) = run_to_end(
+        &[
+            "mock",
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--pki",
+        ]
+        .map(std::ffi::OsStr::new)
+        .into_iter()
+        .chain([pki_dir.as_os_str(), "--config".as_ref(), config.as_os_str()])
+        .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    let pid = first.child.id();
+    assert!(
+        stderr.contains(&format!(
+            "{}: in use by another running fleetstorm mock (pid {pid})",
+            pki_dir.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), journal_before);
+    drop(first); // kill -9: the kernel releases its lock
 
     let second = start_mock(&pki_dir, &config);
     for device in &devices {

@@ -9,6 +9,12 @@
 //!
 //! A write cut short by `kill -9` leaves a partial last line: it is skipped with a warning.
 //! Any other line that does not parse is an error naming the file and line.
+//!
+//! One mock at a time journals into a directory: the journal is opened under an exclusive
+//! `flock` on [`LOCK_FILE`], held for the registry's life. A second mock would replay a log
+//! the first is still appending to and rename its snapshot over it; it is refused instead. The
+//! kernel releases the lock when its holder dies, `kill -9` included, so a crash leaves no lock
+//! to clear by hand.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -29,6 +35,9 @@ use crate::iot::policy::PolicyDocument;
 /// The journal's file name in the PKI directory.
 pub const LOG_FILE: &str = "registry.log";
 
+/// The lock file in the PKI directory (it holds the pid of the mock holding the lock).
+pub const LOCK_FILE: &str = "mock.lock";
+
 /// How often buffered changes are written out.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -47,6 +56,11 @@ pub enum JournalError {
         line: usize,
         message: String,
     },
+    #[error(
+        "{}: in use by another running fleetstorm mock ({holder}); stop it, or give this one another PKI directory",
+        dir.display()
+    )]
+    InUse { dir: PathBuf, holder: String },
 }
 
 /// One change, as written.
@@ -383,8 +397,53 @@ fn load(path: &Path, inner: &mut Inner) -> Result<usize, JournalError> {
 /// The writer thread of an open journal.
 pub(super) struct Journal {
     path: PathBuf,
+    /// The directory's lock, held while the registry lives (closing the file releases it).
+    _lock: fs::File,
     stop: Mutex<Option<mpsc::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Take the exclusive lock on `dir`'s [`LOCK_FILE`] without waiting, and write this process's
+/// pid into it; a lock held by another process is [`JournalError::InUse`], naming its pid.
+/// (`flock` by hand through rustix, already a dependency, rather than a locking crate: std's
+/// `File::try_lock` is newer than this crate's `rust-version`.)
+fn lock_dir(dir: &Path) -> Result<fs::File, JournalError> {
+    use rustix::fs::{FlockOperation, flock};
+    use std::io::{Read as _, Seek as _};
+    let path = dir.join(LOCK_FILE);
+    let io = |source| JournalError::Io {
+        path: path.clone(),
+        source,
+    };
+    // Not truncated on open: the holder's pid stays readable for the refusal's message.
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "its pid is not recorded".to_string(),
+                pid => pid.to_string(),
+            };
+            return Err(JournalError::InUse {
+                dir: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(e) => return Err(io(e.into())),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "pid {}", std::process::id()).map_err(io)?;
+    file.flush().map_err(io)?;
+    Ok(file)
 }
 
 impl Registry {
@@ -396,6 +455,7 @@ impl Registry {
             let path = path.to_path_buf();
             move |source| JournalError::Io { path, source }
         };
+        let lock = lock_dir(dir)?;
         let mut inner = Inner {
             mode,
             ..Inner::default()
@@ -437,6 +497,7 @@ impl Registry {
             inner,
             journal: Some(Journal {
                 path,
+                _lock: lock,
                 stop: Mutex::new(Some(stop)),
                 thread: Mutex::new(Some(thread)),
             }),

@@ -639,3 +639,76 @@ async fn over_the_control_plane_quota_calls_get_throttling_exception() {
         "{statuses:?}"
     );
 }
+
+/// UpdateCertificate from ACTIVE closes the connections made with that certificate (AWS: "within
+/// a few minutes of updating a certificate from the ACTIVE state to any other state, AWS IoT
+/// disconnects all devices that used that certificate"; the mock closes them at once), under
+/// both MQTT versions, and leaves the connections of other certificates open.
+#[tokio::test]
+async fn a_certificate_set_inactive_or_revoked_loses_its_open_connections() {
+    use crate::mqtt5_mock::V5;
+    use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+    let m = start_mock(|_| {}).await;
+    let api = Api::new(&m);
+    let device = device::provision(
+        &m.endpoint,
+        &m.tls,
+        &common::seed_device("kept", "FleetProvisioningTemplate"),
+        &device::Handles::default(),
+    )
+    .await
+    .outcome
+    .expect("provisioned");
+    let own = m
+        .tls
+        .for_identity(&device.certificate_pem, &device.private_key_pem)
+        .unwrap();
+    let mut claim_v311 = common::Client::connect(&m, "claim-311", m.tls.claim()).await;
+    let mut claim_v5 = V5::connected(&m, "claim-5", m.tls.claim()).await;
+    let mut kept = common::Client::connect(&m, &device.thing_name, own.clone()).await;
+
+    let claim_id = fleetstorm::pki::certificate_id(&m.handle.pki.claim_cert_der);
+    api.send(
+        "PUT",
+        &format!("/certificates/{claim_id}?newStatus=INACTIVE"),
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(
+        claim_v5.disconnected().await,
+        DisconnectReasonCode::AdministrativeAction
+    );
+    let e = claim_v311.closed().await;
+    assert!(
+        !matches!(e, rumqttc::ConnectionError::ConnectionRefused(_)),
+        "{e}"
+    );
+    // The claim can no longer connect; the device's own certificate is untouched.
+    let (_, ack) = V5::connect(&m, "claim-again", m.tls.claim(), 30).await;
+    assert_eq!(
+        ack.code,
+        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::NotAuthorized
+    );
+    kept.subscribe(&format!("things/{}/shadow/get/accepted", device.thing_name))
+        .await;
+
+    api.send(
+        "PUT",
+        &format!("/certificates/{}?newStatus=REVOKED", device.certificate_id),
+        None,
+    )
+    .await
+    .ok();
+    kept.closed().await;
+    let mut again = common::Client::new(&m, &device.thing_name, own);
+    assert!(
+        matches!(
+            again.next().await,
+            Err(rumqttc::ConnectionError::ConnectionRefused(
+                rumqttc::ConnectReturnCode::NotAuthorized
+            ))
+        ),
+        "a revoked certificate connected again"
+    );
+}

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::client::TlsStream;
 
 /// A raw MQTT 5 connection.
-struct V5 {
+pub(crate) struct V5 {
     tls: TlsStream<tokio::net::TcpStream>,
     buf: BytesMut,
     next_pkid: u16,
@@ -33,7 +33,7 @@ struct V5 {
 
 impl V5 {
     /// Open TLS and send a CONNECT; returns the connection and the CONNACK.
-    async fn connect(
+    pub(crate) async fn connect(
         m: &TestMock,
         client_id: &str,
         tls: Arc<rustls::ClientConfig>,
@@ -62,7 +62,11 @@ impl V5 {
     }
 
     /// Connect and insist on success.
-    async fn connected(m: &TestMock, client_id: &str, tls: Arc<rustls::ClientConfig>) -> V5 {
+    pub(crate) async fn connected(
+        m: &TestMock,
+        client_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> V5 {
         let (c, ack) = V5::connect(m, client_id, tls, 30).await;
         assert_eq!(ack.code, ConnectReturnCode::Success, "{ack:?}");
         c
@@ -153,7 +157,7 @@ impl V5 {
     }
 
     /// Read until the server's DISCONNECT; returns its reason code once the connection closed.
-    async fn disconnected(&mut self) -> DisconnectReasonCode {
+    pub(crate) async fn disconnected(&mut self) -> DisconnectReasonCode {
         loop {
             match self.next().await {
                 Some(Packet::Disconnect(d)) => {

@@ -118,6 +118,12 @@ pub(super) fn update(state: &State, id: &str, call: &Call) -> Reply {
         None => return Err(ApiError::invalid("newStatus is required")),
     };
     state.registry.update_certificate_status(id, status)?;
+    if status != CertificateStatus::Active {
+        let closed = state.close_sessions_of(id);
+        if closed > 0 {
+            tracing::info!(certificate = %id, ?status, closed, "UpdateCertificate: connections closed");
+        }
+    }
     Ok(None)
 }
 

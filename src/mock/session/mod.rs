@@ -49,6 +49,8 @@ enum Close {
     ProtocolViolation,
     KeepAlive,
     TakenOver,
+    /// Its certificate was set INACTIVE or REVOKED (UpdateCertificate).
+    CertificateNotActive,
     Shutdown,
     /// Injected fault.
     Fault,
@@ -371,23 +373,36 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         }
         // The newest connection with a client ID wins; the older one is closed.
         let kicked = CancellationToken::new();
-        let previous = lock(&self.state.sessions)
-            .insert(client.client_id.clone(), (self.number, kicked.clone()));
-        if let Some((_, old)) = previous {
+        let deactivated = CancellationToken::new();
+        let previous = lock(&self.state.sessions).insert(
+            client.client_id.clone(),
+            super::OpenSession {
+                number: self.number,
+                certificate_id: cert_id,
+                kicked: kicked.clone(),
+                deactivated: deactivated.clone(),
+            },
+        );
+        if let Some(old) = previous {
             self.state.stats.takeovers.fetch_add(1, Ordering::Relaxed);
-            old.cancel();
+            old.kicked.cancel();
         }
         self.state
             .stats
             .connects_accepted
             .fetch_add(1, Ordering::Relaxed);
         let close = self
-            .session(hello.keep_alive, &client, &kicked, &shutdown)
+            .session(
+                hello.keep_alive,
+                &client,
+                [&kicked, &deactivated],
+                &shutdown,
+            )
             .await;
         let mut sessions = lock(&self.state.sessions);
         if sessions
             .get(&client.client_id)
-            .is_some_and(|(n, _)| *n == self.number)
+            .is_some_and(|s| s.number == self.number)
         {
             sessions.remove(&client.client_id);
         }
@@ -421,7 +436,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         &mut self,
         requested_keep_alive: u16,
         client: &Client,
-        kicked: &CancellationToken,
+        [kicked, deactivated]: [&CancellationToken; 2],
         shutdown: &CancellationToken,
     ) -> Close {
         let accepted = match self.proto {
@@ -458,6 +473,10 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
                 _ = kicked.cancelled() => {
                     info!(client_id = %client.client_id, "connection taken over by a newer one with the same client ID");
                     return Close::TakenOver;
+                }
+                _ = deactivated.cancelled() => {
+                    info!(client_id = %client.client_id, "certificate no longer ACTIVE: closing its connection");
+                    return Close::CertificateNotActive;
                 }
                 _ = shutdown.cancelled() => return Close::Shutdown,
                 Some(response) = next_response(&mut self.worker) => {

@@ -101,6 +101,8 @@ pub(crate) fn disconnect_reason(close: Close) -> Option<DisconnectReasonCode> {
         Close::PolicyViolation => DisconnectReasonCode::NotAuthorized,
         Close::KeepAlive => DisconnectReasonCode::KeepAliveTimeout,
         Close::TakenOver => DisconnectReasonCode::SessionTakenOver,
+        // UNCONFIRMED: no AWS source gives the reason code of this DISCONNECT.
+        Close::CertificateNotActive => DisconnectReasonCode::AdministrativeAction,
         Close::Shutdown => DisconnectReasonCode::ServerShuttingDown,
         Close::PacketTooLarge => DisconnectReasonCode::PacketTooLarge,
         Close::TopicInvalid => DisconnectReasonCode::TopicNameInvalid,

@@ -16,6 +16,9 @@ pub(super) async fn run_mock(args: MockArgs) -> Result<u8, CommandFailure> {
         eprintln!("created PKI in {}", args.pki.display());
     }
     let mut config = MockConfig::new(Arc::new(pki), settings)?;
+    if args.empty {
+        config = config.empty();
+    }
     config.write_registry = true;
     config.control = Some(args.control);
     let metrics = crate::exporter::bind_optional(args.metrics_listen).await?;
@@ -27,19 +30,52 @@ pub(super) async fn run_mock(args: MockArgs) -> Result<u8, CommandFailure> {
     let handle = mock::start(config, listener, shutdown.clone()).await?;
     let metrics =
         metrics.map(|l| l.serve_with(crate::exporter::mock::registry(handle.observer()), limits));
-    out!(
-        "fleetstorm mock listening on {} control http://{} (ca {}, claim {} {})",
-        handle.addr,
-        handle
-            .control_addr
-            .map_or_else(|| "-".to_string(), |a| a.to_string()),
-        handle.root_ca_path.display(),
-        handle.claim_cert_path.display(),
-        handle.claim_key_path.display()
-    );
+    let control = handle
+        .control_addr
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
+    let preloaded = handle.preloaded();
+    match &preloaded.claim_certificate {
+        Some(claim_id) => {
+            out!(
+                "fleetstorm mock listening on {} control http://{control} (ca {}, claim {} {})",
+                handle.addr,
+                handle.root_ca_path.display(),
+                handle.claim_cert_path.display(),
+                handle.claim_key_path.display()
+            );
+            out!(
+                "  preloaded: template {}; policy {} attached to the claim certificate {claim_id} (ACTIVE); --empty starts without them",
+                preloaded.templates.join(", "),
+                preloaded.policies.join(", ")
+            );
+        }
+        None => {
+            out!(
+                "fleetstorm mock listening on {} control http://{control} (ca {}; empty account: no policy, no claim certificate)",
+                handle.addr,
+                handle.root_ca_path.display()
+            );
+            let counts = handle.registry().counts();
+            if counts.things + counts.certificates + counts.policies > 0 {
+                out!(
+                    "  {} brought back {} things, {} certificates, {} policies from earlier runs (a new --pki directory starts with none)",
+                    args.pki
+                        .join(crate::mock::registry::journal::LOG_FILE)
+                        .display(),
+                    counts.things,
+                    counts.certificates,
+                    counts.policies
+                );
+            }
+        }
+    }
     out!(
         "  templates: {}; keys: {} ({} pooled)",
-        templates.join(", "),
+        if templates.is_empty() {
+            "none".to_string()
+        } else {
+            templates.join(", ")
+        },
         key_type.as_str(),
         handle.key_pool().pooled
     );

@@ -251,6 +251,11 @@ pub struct MockArgs {
     /// port 0 picks a free port. Printed in the ready lines.
     #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Start like a fresh AWS account: no seed template, no policy, the PKI's claim certificate
+    /// not registered (create them over the control plane, as on AWS). Without it the mock
+    /// preloads them, and its ready lines name them.
+    #[arg(long)]
+    pub empty: bool,
 }
 
 fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {

@@ -119,6 +119,9 @@ pub struct MockConfig {
     /// Preload the ready-to-run account: the claim policy of every template, attached to the
     /// PKI's claim certificate, registered ACTIVE. Off after [`MockConfig::empty`].
     pub preload: bool,
+    /// Check every control-plane request's SigV4 signature against these keys; `None`: any
+    /// `Authorization` header is accepted.
+    pub credentials: Option<Arc<control::auth::Credentials>>,
 }
 
 impl MockConfig {
@@ -167,6 +170,7 @@ impl MockConfig {
             persist_registry: true,
             control: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
             preload: true,
+            credentials: None,
         })
     }
 
@@ -341,6 +345,8 @@ pub(crate) struct State {
     next_connection: AtomicU64,
     /// What the account held before any request.
     preloaded: Preloaded,
+    /// The control plane's SigV4 keys, when given.
+    credentials: Option<Arc<control::auth::Credentials>>,
 }
 
 /// The running mock.
@@ -618,6 +624,7 @@ pub async fn start(
         active: watch::Sender::new(0),
         next_connection: AtomicU64::new(1),
         preloaded,
+        credentials: config.credentials,
         settings,
     });
     let write_registry = config.write_registry;

@@ -32,7 +32,12 @@ struct Cli<'a> {
     aws: PathBuf,
     endpoint_url: String,
     dir: &'a Path,
+    /// The secret access key signed with (of access key `AKIDEXAMPLE`).
+    secret: &'static str,
 }
+
+/// The secret `Cli` signs with unless told otherwise.
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 impl Cli<'_> {
     fn run(&self, args: &[&str]) -> Output {
@@ -42,10 +47,7 @@ impl Cli<'_> {
             .args(args)
             .current_dir(self.dir)
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            )
+            .env("AWS_SECRET_ACCESS_KEY", self.secret)
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_DEFAULT_OUTPUT", "json")
             .env("AWS_CONFIG_FILE", "/nonexistent")
@@ -120,6 +122,7 @@ fn tutorial<'a>(mock: &support::Mock, work: &'a Path) -> Cli<'a> {
         aws: venv_aws(),
         endpoint_url: mock.control.clone(),
         dir: work,
+        secret: SECRET,
     }
 }
 
@@ -410,4 +413,123 @@ fn a_preloading_mock_names_what_it_preloaded_and_a_colliding_create_points_at_em
     cli.ok(&create_other);
     let message = cli.refused(&create_other, "ResourceAlreadyExistsException");
     assert!(!message.contains("--empty"), "{message}");
+}
+
+/// With `--credentials FILE` the control plane checks SigV4: the AWS CLI signing with the file's
+/// key works, with another secret or key it gets AWS's error and exit code, and an unsigned
+/// request is refused.
+#[test]
+fn with_credentials_the_control_plane_accepts_only_requests_signed_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let file = work.join("mock-credentials");
+    std::fs::write(
+        &file,
+        format!("[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    let mock =
+        support::start_mock_with(work, &["--empty", "--credentials", file.to_str().unwrap()]);
+    let mut cli = tutorial(&mock, work);
+    // The tutorial's commands work with the keys unchanged (a body, a path, a query string).
+    cli.ok(CREATE_TEMPLATE);
+    cli.ok(CREATE_POLICY);
+    let endpoint = cli.ok(&[
+        "iot",
+        "describe-endpoint",
+        "--endpoint-type",
+        "iot:Data-ATS",
+    ]);
+    assert_eq!(endpoint["endpointAddress"], "127.0.0.1");
+    let listed = cli.ok(&["iot", "list-policies", "--page-size", "1"]);
+    assert_eq!(listed["policies"].as_array().unwrap().len(), 1, "{listed}");
+
+    // The right key with a wrong secret: AWS's code, and the exit code awscli v1 gives a
+    // service error (255).
+    cli.secret = "not-the-secret";
+    let out = cli.run(&["iot", "list-policies"]);
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "{}",
+        common::output_text(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("An error occurred (InvalidSignatureException) when calling the ListPolicies operation: The request signature we calculated does not match"),
+        "{stderr}"
+    );
+    // A key the mock was not given.
+    let out = Command::new(&cli.aws)
+        .args(["--endpoint-url", &mock.control, "iot", "list-policies"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDUNKNOWN")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "{}",
+        common::output_text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(UnrecognizedClientException)"),
+        "{}",
+        common::output_text(&out)
+    );
+
+    // An unsigned request, as curl sends it.
+    use std::io::{Read as _, Write as _};
+    let host = mock.control.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        tcp,
+        "GET /policies HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-amzn-errortype: missingauthenticationtokenexception:"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with(r#"{"message":"Missing Authentication Token"}"#),
+        "{response}"
+    );
+}
+
+/// A control plane on a non-loopback address without credentials is refused before anything
+/// is bound (the test binds nothing but loopback: the refusal comes first).
+#[test]
+fn a_non_loopback_control_plane_without_credentials_exits_2_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let out = support::offline(&[
+        "mock",
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        "0.0.0.0:0",
+        "--pki",
+        pki.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", support::text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--control 0.0.0.0:0: not a loopback address")
+            && stderr.contains("--credentials FILE")
+            && stderr.contains("--insecure-control"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", support::text(&out));
+    // Refused before the PKI directory is even created.
+    assert!(!pki.exists());
 }

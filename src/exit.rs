@@ -60,7 +60,9 @@ pub const TABLE: &[(u8, &str)] = &[
          scenarios, overlapping shards, missing or incomplete shards without `--partial`, \
          different runs without `--mixed-runs`, a variants folder); `aws`: bad flags \
          (`--endpoint-url` included), no credentials, or a cleanup refused (not confirmed to be \
-         the run's account and Region, or a progress file made elsewhere)",
+         the run's account and Region, or a progress file made elsewhere); `mock`: `--control` \
+         or `--metrics-listen` on a non-loopback address without `--credentials` or \
+         `--insecure-control` (refused before anything is bound)",
     ),
     (
         CONFIG,
@@ -68,7 +70,8 @@ pub const TABLE: &[(u8, &str)] = &[
          unreadable or malformed results file (the message names the file, line and field); \
          `merge`: a shard's `latency.hlog` holds other counts than its `summary.json`; `aws`: an \
          unreadable or malformed `created.csv` (an empty or header-less one too), \
-         `cleanup-progress.csv`, `aws-setup.json` or template file",
+         `cleanup-progress.csv`, `aws-setup.json` or template file; `mock`: an unreadable or \
+         malformed `--credentials` file",
     ),
     (
         PKI,

@@ -243,14 +243,28 @@ pub struct MockArgs {
     /// Key type CreateKeysAndCertificate returns: rsa2048 (as AWS, pooled) or p256 (fast).
     #[arg(long)]
     pub keys: Option<KeyAlgorithm>,
-    /// Address of the AWS IoT control plane (REST API over plain HTTP; SigV4 not checked), e.g.
-    /// 127.0.0.1:8443; port 0 picks a free port. Printed in the ready line.
+    /// Address of the AWS IoT control plane (REST API over plain HTTP; SigV4 checked with
+    /// `--credentials`), e.g. 127.0.0.1:8443; port 0 picks a free port. Printed in the ready
+    /// line. A non-loopback address needs `--credentials` (or `--insecure-control`).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub control: SocketAddr,
+    /// AWS shared credentials file (`[profile]`, `aws_access_key_id`, `aws_secret_access_key`):
+    /// the control plane accepts only requests SigV4-signed with one of its keys.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Serve the control plane (and `--metrics-listen`) on a non-loopback address without
+    /// `--credentials`: anyone who reaches it can create certificates signed by the mock's CA.
+    #[arg(long)]
+    pub insecure_control: bool,
     /// Serve the mock's counters as Prometheus metrics (OpenMetrics) at http://ADDR/metrics;
     /// port 0 picks a free port. Printed in the ready lines.
     #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Start like a fresh AWS account: no seed template, no policy, the PKI's claim certificate
+    /// not registered (create them over the control plane, as on AWS). Without it the mock
+    /// preloads them, and its ready lines name them.
+    #[arg(long)]
+    pub empty: bool,
 }
 
 fn parse_template_arg(s: &str) -> Result<(String, PathBuf), String> {

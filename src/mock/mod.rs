@@ -103,7 +103,8 @@ impl MockSettings {
 pub struct MockConfig {
     pub pki: Arc<Pki>,
     pub settings: MockSettings,
-    /// Templates by name; the seed template is always present as `FleetProvisioningTemplate`.
+    /// Templates by name; the seed template is present as `FleetProvisioningTemplate` unless
+    /// [`MockConfig::empty`] removed it.
     pub templates: BTreeMap<String, Arc<Template>>,
     /// The JSON text of each template, as DescribeProvisioningTemplate returns it.
     pub template_bodies: BTreeMap<String, String>,
@@ -115,6 +116,12 @@ pub struct MockConfig {
     /// Where the control plane (AWS IoT REST API) listens; `None`: not served. Default: an
     /// ephemeral loopback port.
     pub control: Option<SocketAddr>,
+    /// Preload the ready-to-run account: the claim policy of every template, attached to the
+    /// PKI's claim certificate, registered ACTIVE. Off after [`MockConfig::empty`].
+    pub preload: bool,
+    /// Check every control-plane request's SigV4 signature against these keys; `None`: any
+    /// `Authorization` header is accepted.
+    pub credentials: Option<Arc<control::auth::Credentials>>,
 }
 
 impl MockConfig {
@@ -162,8 +169,60 @@ impl MockConfig {
             write_registry: false,
             persist_registry: true,
             control: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
+            preload: true,
+            credentials: None,
         })
     }
+
+    /// Start like a fresh AWS account (`fleetstorm mock --empty`): no built-in seed template, no
+    /// policy, the PKI's claim certificate not registered. Templates the settings name are kept:
+    /// they were asked for.
+    pub fn empty(mut self) -> MockConfig {
+        if !self
+            .settings
+            .templates
+            .contains_key(template::SEED_TEMPLATE_NAME)
+        {
+            self.templates.remove(template::SEED_TEMPLATE_NAME);
+            self.template_bodies.remove(template::SEED_TEMPLATE_NAME);
+        }
+        self.preload = false;
+        self
+    }
+}
+
+/// What the mock put into its account before any request: what a create of the same name
+/// collides with (`ResourceAlreadyExistsException`), named in the ready line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preloaded {
+    /// Provisioning templates loaded at start (the seed's and those of the settings).
+    pub templates: Vec<String>,
+    /// The claim policies, one per template.
+    pub policies: Vec<String>,
+    /// The PKI's claim certificate (its ID), registered ACTIVE with `policies` attached.
+    pub claim_certificate: Option<String>,
+}
+
+impl Preloaded {
+    /// The note a colliding create's message ends with, when `name` of `kind` was preloaded.
+    pub(crate) fn collision_note(&self, kind: PreloadedKind, name: &str) -> &'static str {
+        let names = match kind {
+            PreloadedKind::Template => &self.templates,
+            PreloadedKind::Policy => &self.policies,
+        };
+        if names.iter().any(|n| n == name) {
+            " (the mock preloads it; `fleetstorm mock --empty` starts an account without it)"
+        } else {
+            ""
+        }
+    }
+}
+
+/// The kinds of resource a create can collide with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PreloadedKind {
+    Template,
+    Policy,
 }
 
 fn load_template(
@@ -310,6 +369,10 @@ pub(crate) struct State {
     stats: Stats,
     active: watch::Sender<u64>,
     next_connection: AtomicU64,
+    /// What the account held before any request.
+    preloaded: Preloaded,
+    /// The control plane's SigV4 keys, when given.
+    credentials: Option<Arc<control::auth::Credentials>>,
 }
 
 /// The running mock.
@@ -356,6 +419,11 @@ impl MockHandle {
 
     pub fn key_pool(&self) -> KeyPoolStats {
         self.state.keys.stats()
+    }
+
+    /// What the mock put into its account at start (nothing with [`MockConfig::empty`]).
+    pub fn preloaded(&self) -> &Preloaded {
+        &self.state.preloaded
     }
 
     /// Read access to the counters, for the metrics endpoint; it outlives the handle.
@@ -510,25 +578,11 @@ pub async fn start(
     for group in &settings.thing_groups {
         registry.add_thing_group(group);
     }
-    // The claim certificate carries the seed's claim policy (+ create-from-csr) for every template.
-    let claim_id = pki::certificate_id(config.pki.claim_cert_der.as_ref());
-    let mut policy_names = Vec::new();
-    for name in config.templates.keys() {
-        let json = policy::claim_policy_json(&arn, name);
-        let doc = PolicyDocument::parse(&json).map_err(|e| MockError::Config {
-            path: "built-in claim policy".into(),
-            message: e.to_string(),
-        })?;
-        let policy_name = if name == template::SEED_TEMPLATE_NAME {
-            CLAIM_POLICY_NAME.to_string()
-        } else {
-            format!("{CLAIM_POLICY_NAME}-{name}")
-        };
-        registry.add_policy(&policy_name, doc, json);
-        policy_names.push(policy_name);
-    }
-    let policy_refs: Vec<&str> = policy_names.iter().map(String::as_str).collect();
-    registry.add_certificate(&claim_id, CertificateStatus::Active, &policy_refs);
+    let preloaded = if config.preload {
+        preload_claim(&config.pki, &config.templates, &arn, &registry)?
+    } else {
+        Preloaded::default()
+    };
 
     let mut hook_map = HashMap::new();
     for (template_name, hook_settings) in &settings.hooks {
@@ -595,6 +649,8 @@ pub async fn start(
         stats: Stats::default(),
         active: watch::Sender::new(0),
         next_connection: AtomicU64::new(1),
+        preloaded,
+        credentials: config.credentials,
         settings,
     });
     let write_registry = config.write_registry;
@@ -623,6 +679,39 @@ pub async fn start(
         state,
         shutdown,
         task,
+    })
+}
+
+/// The ready-to-run account: the claim certificate carries the seed's claim policy (+
+/// create-from-csr) for every template.
+fn preload_claim(
+    pki: &Pki,
+    templates: &BTreeMap<String, Arc<Template>>,
+    arn: &ArnContext,
+    registry: &Registry,
+) -> Result<Preloaded, MockError> {
+    let claim_id = pki::certificate_id(pki.claim_cert_der.as_ref());
+    let mut policy_names = Vec::new();
+    for name in templates.keys() {
+        let json = policy::claim_policy_json(arn, name);
+        let doc = PolicyDocument::parse(&json).map_err(|e| MockError::Config {
+            path: "built-in claim policy".into(),
+            message: e.to_string(),
+        })?;
+        let policy_name = if name == template::SEED_TEMPLATE_NAME {
+            CLAIM_POLICY_NAME.to_string()
+        } else {
+            format!("{CLAIM_POLICY_NAME}-{name}")
+        };
+        registry.add_policy(&policy_name, doc, json);
+        policy_names.push(policy_name);
+    }
+    let policy_refs: Vec<&str> = policy_names.iter().map(String::as_str).collect();
+    registry.add_certificate(&claim_id, CertificateStatus::Active, &policy_refs);
+    Ok(Preloaded {
+        templates: templates.keys().cloned().collect(),
+        policies: policy_names,
+        claim_certificate: Some(claim_id),
     })
 }
 

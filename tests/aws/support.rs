@@ -58,6 +58,8 @@ pub struct Mock {
     pub mqtt: std::net::SocketAddr,
     pub control: String,
     pub pki: PathBuf,
+    /// The ready lines, from "fleetstorm mock listening on" to "  templates: ...".
+    pub ready: Vec<String>,
 }
 
 impl Drop for Mock {
@@ -79,8 +81,13 @@ fn addr_after(line: &str, key: &str) -> Option<String> {
 }
 
 pub fn start_mock(dir: &Path) -> Mock {
+    start_mock_with(dir, &[])
+}
+
+/// [`start_mock`] with more `fleetstorm mock` flags (`--empty`).
+pub fn start_mock_with(dir: &Path, flags: &[&str]) -> Mock {
     let pki = dir.join("pki");
-    let mut child = command(&[
+    let mut args = vec![
         "mock",
         "--listen",
         "127.0.0.1:0",
@@ -90,11 +97,13 @@ pub fn start_mock(dir: &Path) -> Mock {
         "p256",
         "--pki",
         pki.to_str().unwrap(),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .unwrap();
+    ];
+    args.extend_from_slice(flags);
+    let mut child = command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     // "fleetstorm mock listening on MQTTADDR control http://CTRLADDR (ca ...)"
     let mut ready = String::new();
@@ -103,9 +112,19 @@ pub fn start_mock(dir: &Path) -> Mock {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("{ready}"));
     let control = addr_after(&ready, "control http://").unwrap_or_else(|| panic!("{ready}"));
+    // The ready lines end with "  templates: ...".
+    let mut lines = vec![ready];
+    while !lines.last().is_some_and(|l| l.starts_with("  templates:")) {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("the mock's ready lines end early: {lines:?}");
+        }
+        lines.push(line);
+    }
     Mock {
         child,
         _stdout: stdout,
+        ready: lines,
         mqtt,
         control: format!("http://{control}"),
         pki,

@@ -18,7 +18,7 @@ fn manifest_dir() -> &'static Path {
 }
 
 /// The venv's python, creating the venv on first use.
-fn venv_python() -> PathBuf {
+pub(crate) fn venv_python() -> PathBuf {
     common::python_venv(
         "sdk-venv",
         "tests/sdk/requirements.txt",

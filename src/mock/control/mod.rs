@@ -8,9 +8,11 @@
 //! what devices provision is listed and deleted here, and certificates, policies and templates
 //! created here are what devices connect and provision with.
 //!
-//! Plain HTTP on its own port. SigV4 is NOT checked: the `Authorization` header is accepted
-//! whatever it holds, with any region and credentials.
+//! Plain HTTP on its own port. With credentials ([`auth`], `fleetstorm mock --credentials`)
+//! every request's SigV4 signature is checked; without them the `Authorization` header is
+//! accepted whatever it holds (the CLI allows that on loopback only).
 
+pub mod auth;
 mod certificates;
 mod error;
 mod policies;
@@ -176,11 +178,25 @@ async fn handle(
     let reply = match Limited::new(body, MAX_BODY).collect().await {
         _ if !state.quotas.allow_control() => Err(ApiError::throttled()),
         Ok(collected) => {
+            let body = collected.to_bytes();
+            if let Some(credentials) = &state.credentials
+                && let Err(e) = auth::verify(
+                    credentials,
+                    parts.method.as_str(),
+                    &parts.uri,
+                    &parts.headers,
+                    &body,
+                    SystemTime::now(),
+                )
+            {
+                info!(method = %parts.method, %path, status = e.status, code = e.code, "control plane: refused");
+                return e.response(&request_id);
+            }
             let call = Call {
                 method: parts.method.clone(),
                 query: parse_query(parts.uri.query().unwrap_or("")),
                 headers: parts.headers,
-                body: collected.to_bytes(),
+                body,
             };
             route(state, mqtt, &path, &call).await
         }

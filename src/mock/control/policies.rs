@@ -45,7 +45,10 @@ pub(super) fn create(state: &State, name: &str, call: &Call) -> Reply {
         .registry
         .create_policy(name, document, json)
         .map_err(|_| {
-            ApiError::already_exists(format!("Policy {name} already exists."), name, &arn)
+            let note = state
+                .preloaded
+                .collision_note(crate::mock::PreloadedKind::Policy, name);
+            ApiError::already_exists(format!("Policy {name} already exists.{note}"), name, &arn)
         })?;
     Ok(Some(json!({
         "policyName": name,

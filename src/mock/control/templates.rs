@@ -182,7 +182,12 @@ pub(super) fn create(state: &State, call: &Call) -> Reply {
         let mut map = state.templates.write();
         if map.contains_key(&name) {
             return Err(ApiError::already_exists(
-                format!("Template {name} already exists"),
+                format!(
+                    "Template {name} already exists{}",
+                    state
+                        .preloaded
+                        .collision_note(crate::mock::PreloadedKind::Template, &name)
+                ),
                 &name,
                 &arn,
             ));

@@ -327,32 +327,6 @@ pub struct StatsSnapshot {
     pub throttled_connects: u64,
 }
 
-/// An open MQTT session, by client ID in [`State::sessions`].
-struct OpenSession {
-    /// The connection's number (a newer connection with the client ID replaces the entry).
-    number: u64,
-    /// The certificate it authenticated with.
-    certificate_id: String,
-    /// Cancelled when a newer connection takes the client ID over.
-    kicked: CancellationToken,
-    /// Cancelled when its certificate stops being ACTIVE (UpdateCertificate).
-    deactivated: CancellationToken,
-}
-
-impl State {
-    /// Close every open session that authenticated with `certificate_id`, as AWS does "within a
-    /// few minutes of updating a certificate from the ACTIVE state to any other state" (the
-    /// UpdateCertificate API reference; the mock closes them at once). Returns how many.
-    pub(crate) fn close_sessions_of(&self, certificate_id: &str) -> usize {
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions
-            .values()
-            .filter(|s| s.certificate_id == certificate_id)
-            .map(|s| s.deactivated.cancel())
-            .count()
-    }
-}
-
 pub(crate) struct State {
     settings: MockSettings,
     arn: ArnContext,
@@ -365,7 +339,7 @@ pub(crate) struct State {
     quotas: quotas::Quotas,
     hooks: HashMap<String, hooks::Hook>,
     /// client ID -> its open session: the newest connection wins.
-    sessions: Mutex<HashMap<String, OpenSession>>,
+    sessions: Mutex<HashMap<String, session::OpenSession>>,
     stats: Stats,
     active: watch::Sender<u64>,
     next_connection: AtomicU64,

@@ -38,6 +38,32 @@ const IDLE_ROOM: usize = 64;
 /// Longest client ID AWS accepts, in bytes.
 const MAX_CLIENT_ID: usize = 128;
 
+/// An open MQTT session, by client ID in [`State::sessions`].
+pub(super) struct OpenSession {
+    /// The connection's number (a newer connection with the client ID replaces the entry).
+    pub(super) number: u64,
+    /// The certificate it authenticated with.
+    pub(super) certificate_id: String,
+    /// Cancelled when a newer connection takes the client ID over.
+    pub(super) kicked: CancellationToken,
+    /// Cancelled when its certificate stops being ACTIVE (UpdateCertificate).
+    pub(super) deactivated: CancellationToken,
+}
+
+impl super::State {
+    /// Close every open session that authenticated with `certificate_id`, as AWS does "within a
+    /// few minutes of updating a certificate from the ACTIVE state to any other state" (the
+    /// UpdateCertificate API reference; the mock closes them at once). Returns how many.
+    pub(crate) fn close_sessions_of(&self, certificate_id: &str) -> usize {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .values()
+            .filter(|s| s.certificate_id == certificate_id)
+            .map(|s| s.deactivated.cancel())
+            .count()
+    }
+}
+
 /// Why a session ended (for logs and counters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
@@ -376,7 +402,7 @@ impl<S: AsyncRead + AsyncWrite> Connection<S> {
         let deactivated = CancellationToken::new();
         let previous = lock(&self.state.sessions).insert(
             client.client_id.clone(),
-            super::OpenSession {
+            OpenSession {
                 number: self.number,
                 certificate_id: cert_id,
                 kicked: kicked.clone(),

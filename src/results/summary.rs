@@ -82,7 +82,7 @@ pub struct Certificates {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Attempts {
-    /// Whole-flow attempts of all of them.
+    /// Whole-flow attempts of the devices that finished, retries included.
     pub total: u64,
     /// `total` ÷ devices that finished (provisioned or failed); 0 when none did.
     pub mean: f64,

@@ -403,6 +403,10 @@ impl<'a> Aggregator<'a> {
                 lag_max: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
                 cpu_percent,
                 cores: self.cores,
+                certificates_issued: activity.certificates_issued,
+                connects: activity.connects,
+                retries: activity.retries,
+                max_connects_per_s: self.counted.max_connects_per_s,
                 stages,
                 failures,
             }

@@ -256,6 +256,13 @@ pub struct Snapshot {
     /// the bottleneck and latencies include its queueing.
     pub cpu_percent: f64,
     pub cores: usize,
+    /// What the devices did that AWS counts, so far: certificates issued, MQTT connects and
+    /// whole-flow retries (in-flight devices included), and the most connects one client ID
+    /// made in a one-second window (devices that finished).
+    pub certificates_issued: u64,
+    pub connects: u64,
+    pub retries: u64,
+    pub max_connects_per_s: u64,
     pub stages: Vec<StageView>,
     /// Sorted by count, largest first.
     pub failures: Vec<FailureView>,

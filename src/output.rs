@@ -116,6 +116,10 @@ pub struct Interval<'a> {
     pub cpu_percent: f64,
     /// The live arrival-rate multiplier (0 while paused).
     pub multiplier: f64,
+    /// Certificates issued, connects attempted and whole-flow retries started in the interval.
+    pub certificates_issued: u64,
+    pub connects: u64,
+    pub retries: u64,
 }
 
 /// Everything the summary needs.
@@ -143,6 +147,8 @@ pub struct Totals<'a> {
     pub scenario_sha256: Option<&'a str>,
     /// Which shard this is (summary.json's `shard`).
     pub shard: Option<crate::results::ShardSummary>,
+    /// What the finished devices did that AWS counts (the amplification figures' counts).
+    pub counted: crate::results::summary::Counted,
 }
 
 pub struct Outputs {
@@ -301,6 +307,9 @@ impl Outputs {
             rate_multiplier: i.multiplier,
             connected: i.connected,
             cpu_percent: i.cpu_percent,
+            certificates_issued: i.certificates_issued,
+            connects: i.connects,
+            retries: i.retries,
         };
         let ts = self.dir.join("timeseries.csv");
         self.timeseries
@@ -361,6 +370,7 @@ impl Outputs {
             duration_s: t.duration.as_secs_f64(),
             window_s: t.stages.provisioning_window().map(|w| w.as_secs_f64()),
             levels: t.levels,
+            counted: t.counted,
         };
         let d = derive(&measured, &t.scenario.thresholds, &t.scenario.analysis);
         let summary = Summary {
@@ -377,6 +387,9 @@ impl Outputs {
             throughput: d.throughput,
             success_rate: d.success_rate,
             stages: d.stages,
+            certificates: d.certificates,
+            attempts: d.attempts,
+            connects: d.connects,
             failures: t.failures.clone(),
             thresholds: d.thresholds,
             scheduler: Scheduler {
@@ -422,6 +435,26 @@ pub fn render_table(s: &Summary) -> String {
         s.success_rate,
         s.scheduler.max_start_lag_ms
     );
+    let (c, a, n) = (&s.certificates, &s.attempts, &s.connects);
+    let _ = writeln!(
+        out,
+        "  amplification: {} certificates issued ({:.2} per provisioned, {} orphaned), attempts mean {:.2} max {}, {} connects ({:.2} per provisioned), at most {} connects/s per client ID",
+        c.issued,
+        c.per_provisioned,
+        c.orphaned,
+        a.mean,
+        a.max,
+        n.total,
+        n.per_provisioned,
+        n.max_per_client_id_per_s
+    );
+    if let Some(m) = &s.mock {
+        let _ = writeln!(
+            out,
+            "  mock: the run added {} things, {} ACTIVE and {} PENDING_ACTIVATION certificates",
+            m.things, m.certificates_active, m.certificates_pending
+        );
+    }
     let _ = writeln!(
         out,
         "\n  {:<20} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   {:>11}",

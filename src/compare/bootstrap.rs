@@ -144,6 +144,26 @@ pub(super) fn bootstrap_mean(samples: &[f64], resamples: usize, rng: &mut StdRng
         .collect()
 }
 
+/// Bootstrap replicates of `Σ numerators ÷ Σ denominators` over intervals resampled with
+/// replacement (pairs kept together; 0 when the resampled denominators add up to 0): a ratio of
+/// two per-interval counts, such as certificates issued per device provisioned.
+pub(super) fn bootstrap_ratio(
+    pairs: &[(f64, f64)],
+    resamples: usize,
+    rng: &mut StdRng,
+) -> Vec<f64> {
+    let n = pairs.len();
+    (0..resamples)
+        .map(|_| {
+            let (num, den) = (0..n).fold((0.0, 0.0), |(a, b), _| {
+                let (x, y) = pairs[rng.random_range(0..n)];
+                (a + x, b + y)
+            });
+            if den == 0.0 { 0.0 } else { num / den }
+        })
+        .collect()
+}
+
 /// Whether the central `CONFIDENCE` interval of `variant[b] - baseline[b]` excludes 0.
 fn excludes_zero(baseline: &[f64], variant: &[f64]) -> bool {
     let mut diffs: Vec<f64> = variant.iter().zip(baseline).map(|(v, b)| v - b).collect();
@@ -203,6 +223,25 @@ pub(super) fn significance(replicates: &Replicates, k: usize) -> Vec<Option<bool
 mod tests {
     use super::*;
     use crate::metrics::histogram;
+
+    #[test]
+    fn a_ratio_bootstrap_keeps_pairs_together_and_centres_on_the_ratio_of_sums() {
+        // Every interval issues two certificates per device: every replicate is exactly 2.
+        let pairs: Vec<(f64, f64)> = (1..=20).map(|i| (2.0 * i as f64, i as f64)).collect();
+        let mut rng = rng_for(1, 0, "ratio");
+        let r = bootstrap_ratio(&pairs, 200, &mut rng);
+        assert!(r.iter().all(|x| (*x - 2.0).abs() < 1e-12), "{r:?}");
+        // Intervals with certificates but no device done still count in the numerator.
+        let pairs = [(3.0, 0.0), (1.0, 1.0), (1.0, 1.0)];
+        let r = bootstrap_ratio(&pairs, 2000, &mut rng);
+        let mean = r.iter().sum::<f64>() / r.len() as f64;
+        assert!(mean > 1.5 && mean < 3.0, "{mean}");
+        assert!(
+            bootstrap_ratio(&[(1.0, 0.0)], 5, &mut rng)
+                .iter()
+                .all(|x| *x == 0.0)
+        );
+    }
 
     fn hist(values: &[u64]) -> Histogram<u64> {
         let mut h = histogram();

@@ -21,7 +21,9 @@ use std::path::PathBuf;
 
 use crate::metrics::{Percentiles, STAGE_NAMES};
 use crate::results::{ResultsError, RunResults};
-use bootstrap::{Replicates, bootstrap_mean, latency_replicates, rng_for, significance};
+use bootstrap::{
+    Replicates, bootstrap_mean, bootstrap_ratio, latency_replicates, rng_for, significance,
+};
 
 /// Bootstrap resamples per test.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
@@ -315,6 +317,7 @@ pub fn compare_runs(runs: &[RunResults], seed: u64) -> Result<Comparison, Compar
             .collect(),
         none.clone(),
     ));
+    amplification_rows(runs, seed, &mut rows);
     let reasons: BTreeSet<&String> = runs
         .iter()
         .flat_map(|r| r.summary.failures.keys())
@@ -336,6 +339,95 @@ pub fn compare_runs(runs: &[RunResults], seed: u64) -> Result<Comparison, Compar
         notes,
         seed,
     })
+}
+
+/// Per interval of `run`'s `timeseries.csv` (full intervals only): the sum of the `numerators`
+/// columns and of the `denominators`; None without the columns or enough intervals.
+fn interval_pairs(
+    run: &RunResults,
+    numerators: &[&str],
+    denominators: &[&str],
+) -> Option<Vec<(f64, f64)>> {
+    let ts = run.timeseries.as_ref()?;
+    let sum = |names: &[&str]| -> Option<Vec<f64>> {
+        let mut total: Option<Vec<f64>> = None;
+        for name in names {
+            ts.header().iter().find(|h| h == name)?;
+            let values: Vec<f64> = ts.full_intervals(name).iter().map(|v| v.1).collect();
+            match &mut total {
+                None => total = Some(values),
+                Some(t) if t.len() == values.len() => {
+                    t.iter_mut().zip(values).for_each(|(a, b)| *a += b);
+                }
+                Some(_) => return None,
+            }
+        }
+        total
+    };
+    let (num, den) = (sum(numerators)?, sum(denominators)?);
+    (num.len() == den.len() && num.len() >= MIN_INTERVALS)
+        .then(|| num.into_iter().zip(den).collect())
+}
+
+/// The amplification figures' rows. Certificates and connects per provisioned device, and
+/// attempts per finished device, are tested as ratios of per-second counts of
+/// `timeseries.csv` (intervals resampled, [`bootstrap_ratio`]); the counts and maxima are not.
+fn amplification_rows(runs: &[RunResults], seed: u64, rows: &mut Vec<Row>) {
+    let none = vec![None; runs.len()];
+    let ratio_test = |name: &str, numerators: &[&str], denominators: &[&str]| -> Replicates {
+        runs.iter()
+            .enumerate()
+            .map(|(r, run)| {
+                let pairs = interval_pairs(run, numerators, denominators)?;
+                let mut rng = rng_for(seed, r, name);
+                let ratios = bootstrap_ratio(&pairs, BOOTSTRAP_RESAMPLES, &mut rng);
+                Some(ratios.into_iter().map(|m| vec![m]).collect())
+            })
+            .collect()
+    };
+    let certificates = ratio_test("certificates", &["certificates_issued"], &["completed"]);
+    let attempts = ratio_test(
+        "attempts",
+        &["started", "retries"],
+        &["completed", "failed"],
+    );
+    let connects = ratio_test("connects", &["connects"], &["completed"]);
+    type Figure = fn(&crate::results::Summary) -> f64;
+    let figures: [(&str, Figure, Option<&Replicates>); 8] = [
+        (
+            "certificates.issued",
+            |s| s.certificates.issued as f64,
+            None,
+        ),
+        (
+            "certificates.per_provisioned",
+            |s| s.certificates.per_provisioned,
+            Some(&certificates),
+        ),
+        (
+            "certificates.orphaned",
+            |s| s.certificates.orphaned as f64,
+            None,
+        ),
+        ("attempts.mean", |s| s.attempts.mean, Some(&attempts)),
+        ("attempts.max", |s| s.attempts.max as f64, None),
+        ("connects.total", |s| s.connects.total as f64, None),
+        (
+            "connects.per_provisioned",
+            |s| s.connects.per_provisioned,
+            Some(&connects),
+        ),
+        (
+            "connects.max_per_client_id_per_s",
+            |s| s.connects.max_per_client_id_per_s as f64,
+            None,
+        ),
+    ];
+    for (metric, figure, test) in figures {
+        let values = runs.iter().map(|r| Some(figure(&r.summary))).collect();
+        let significant = test.map_or_else(|| none.clone(), |t| significance(t, 0));
+        rows.push(row(metric.into(), values, significant));
+    }
 }
 
 impl Comparison {

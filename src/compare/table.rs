@@ -7,7 +7,17 @@ use super::{BOOTSTRAP_RESAMPLES, CONFIDENCE, CompareError, Comparison, MIN_INTER
 
 /// Counts print as integers; everything else (ms, per second, percent) with 2 decimals.
 fn is_count(metric: &str) -> bool {
-    metric.ends_with(".count") || metric.starts_with("devices.") || metric.starts_with("failures.")
+    metric.ends_with(".count")
+        || metric.starts_with("devices.")
+        || metric.starts_with("failures.")
+        || matches!(
+            metric,
+            "certificates.issued"
+                | "certificates.orphaned"
+                | "attempts.max"
+                | "connects.total"
+                | "connects.max_per_client_id_per_s"
+        )
 }
 
 fn format_value(metric: &str, v: Option<f64>, signed: bool) -> String {

@@ -28,7 +28,7 @@ use flow::{Action, Backoff, Csr, Event, Flow, Identity};
 use lean::{Connected, Session};
 pub use profile::{Jitter, JitterSeed, Profile, Reaction, Subscriptions};
 pub use rules::{Class, Classify, Rules};
-pub use tally::{Activity, ConnectWindow, Tally};
+pub use tally::{Activity, ConnectWindow, ConnectWindows, Tally};
 pub use tls::DeviceTls;
 
 /// Where devices connect.
@@ -226,8 +226,8 @@ pub struct DeviceReport {
 
 /// What one device keeps from one whole-flow attempt to the next: its jitter source, its
 /// connect backoff (for `connect_retry.reset_after`), the key it reuses (a profile with
-/// `flow_retry.new_key = false`, csr mode) and its connects of the last second (for
-/// [`Tally::max_connects_per_s`]).
+/// `flow_retry.new_key = false`, csr mode) and its connects of the last second, per client ID
+/// (for [`Tally::max_connects_per_s`]).
 #[derive(Debug, Default)]
 pub struct Carry {
     /// The jitter source's state ([`profile::unit`]): connect backoffs draw from it, and the
@@ -235,7 +235,7 @@ pub struct Carry {
     pub jitter: u64,
     backoff: Backoff,
     key: Option<Csr>,
-    pub window: ConnectWindow,
+    pub window: ConnectWindows,
 }
 
 impl Carry {
@@ -318,7 +318,9 @@ async fn run<P: Codec>(
                 match config {
                     None => lost(stage, "no identity to connect with"),
                     Some(config) => {
-                        carry.window.connect(Instant::now());
+                        carry
+                            .window
+                            .connect(&spec.client_id, client_id, Instant::now());
                         if let Some(activity) = &handles.activity {
                             activity.connects.fetch_add(1, Ordering::Relaxed);
                         }

@@ -16,13 +16,14 @@ pub struct Tally {
     pub certificates_issued: u32,
     /// Accepted RegisterThing responses.
     pub registered: u32,
-    /// The most connects this device's client ID made in any one-second window.
+    /// The most connects one of this device's client IDs (claim, own) made in any one-second
+    /// window.
     pub max_connects_per_s: u32,
 }
 
 impl Tally {
     /// Add a later attempt's counts to these (the per-second maximum is the larger of the two:
-    /// a window spanning two attempts is seen by [`ConnectWindow`], which outlives attempts).
+    /// a window spanning two attempts is seen by [`ConnectWindows`], which outlive attempts).
     pub fn add(&mut self, later: &Tally) {
         self.attempts += later.attempts;
         self.connects += later.connects;
@@ -77,6 +78,33 @@ impl ConnectWindow {
     }
 }
 
+/// A device's connect windows, one per client ID: the claim connection's (the device's client
+/// ID) and the own-certificate connection's (the thing name), which AWS limits separately. A
+/// device whose own connection uses the claim's client ID counts both in the claim's window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectWindows {
+    claim: ConnectWindow,
+    own: ConnectWindow,
+}
+
+impl ConnectWindows {
+    /// Record a connect at `at` with `client_id`, for a device whose claim connection uses
+    /// `claim_client_id`.
+    pub fn connect(&mut self, claim_client_id: &str, client_id: &str, at: Instant) {
+        let window = if client_id == claim_client_id {
+            &mut self.claim
+        } else {
+            &mut self.own
+        };
+        window.connect(at);
+    }
+
+    /// The most connects any one of the device's client IDs made in a one-second window.
+    pub fn max(&self) -> u32 {
+        self.claim.max().max(self.own.max())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +125,24 @@ mod tests {
             spread.connect(t0 + Duration::from_secs(s));
         }
         assert_eq!(spread.max(), 1);
+    }
+
+    #[test]
+    fn the_claim_and_the_own_client_id_have_a_window_each() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Claim, own (the thing name) 100 ms later, claim again: 2 for the claim's client ID.
+        let mut w = ConnectWindows::default();
+        w.connect("dev-1", "dev-1", t0);
+        w.connect("dev-1", "thing-1", t0 + ms(100));
+        assert_eq!(w.max(), 1, "two client IDs, one connect each");
+        w.connect("dev-1", "dev-1", t0 + ms(200));
+        assert_eq!(w.max(), 2);
+        // An own connection with the claim's client ID is the same client ID.
+        let mut same = ConnectWindows::default();
+        same.connect("dev-1", "dev-1", t0);
+        same.connect("dev-1", "dev-1", t0 + ms(100));
+        assert_eq!(same.max(), 2);
     }
 
     #[test]

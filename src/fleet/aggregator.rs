@@ -46,6 +46,8 @@ pub(super) struct Aggregator<'a> {
     provisioned: u64,
     failed: u64,
     dropped: u64,
+    /// The finished devices' tallies, added (summary.json's amplification figures).
+    counted: crate::results::summary::Counted,
     stopping: bool,
     /// Cores this process may use (the dashboard's CPU scale), read once.
     cores: usize,
@@ -95,6 +97,7 @@ impl<'a> Aggregator<'a> {
             provisioned: 0,
             failed: 0,
             dropped: 0,
+            counted: Default::default(),
             stopping: false,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             created_rows,
@@ -207,6 +210,7 @@ impl<'a> Aggregator<'a> {
             complete,
             scenario_sha256: self.options.scenario_sha256.as_deref(),
             shard: self.shard.clone(),
+            counted: self.counted,
         }
     }
 
@@ -240,6 +244,7 @@ impl<'a> Aggregator<'a> {
     }
 
     fn done(&mut self, r: DeviceResult) -> Result<(), RunError> {
+        self.counted.device(&r.tally);
         let ok = r.report.outcome.is_ok();
         let total = ok.then_some(r.total);
         let w = &mut self.window;
@@ -296,6 +301,7 @@ impl<'a> Aggregator<'a> {
         let multiplier = if rate.paused { 0.0 } else { rate.multiplier };
         let target_rate = self.scenario.rate_at(schedule_now).map(|r| r * multiplier);
         let cpu = process_cpu_s(self.target.mock.as_ref());
+        let activity = Activity::of(&live.activity);
         let w = &mut self.window;
         let offered = started - w.started_before + dropped - w.dropped_before;
         let length = now - w.opened;
@@ -319,6 +325,10 @@ impl<'a> Aggregator<'a> {
             target_rate,
             multiplier,
             cpu_percent,
+            certificates_issued: activity.certificates_issued
+                - w.activity_before.certificates_issued,
+            connects: activity.connects - w.activity_before.connects,
+            retries: activity.retries - w.activity_before.retries,
         };
         self.outputs.interval(&interval)?;
         let line = super::progress::line(&interval);
@@ -393,11 +403,16 @@ impl<'a> Aggregator<'a> {
                 lag_max: Duration::from_micros(live.max_lag_us.load(Ordering::Relaxed)),
                 cpu_percent,
                 cores: self.cores,
+                certificates_issued: activity.certificates_issued,
+                connects: activity.connects,
+                retries: activity.retries,
+                max_connects_per_s: self.counted.max_connects_per_s,
                 stages,
                 failures,
             }
         });
         w.reset(now, started, dropped, cpu);
+        w.activity_before = activity;
         Ok((line, snapshot))
     }
 }
@@ -415,6 +430,26 @@ struct Window {
     dropped_before: u64,
     /// This process's CPU seconds when the window opened.
     cpu_opened: f64,
+    /// The run's live activity counts when the window opened.
+    activity_before: Activity,
+}
+
+/// The run's live activity counts ([`device::Activity`]) at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct Activity {
+    certificates_issued: u64,
+    connects: u64,
+    retries: u64,
+}
+
+impl Activity {
+    fn of(a: &device::Activity) -> Activity {
+        Activity {
+            certificates_issued: a.certificates_issued.load(Ordering::Relaxed),
+            connects: a.connects.load(Ordering::Relaxed),
+            retries: a.retries.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// CPU seconds this process has used (all threads, user + system), less what the embedded
@@ -438,6 +473,7 @@ impl Window {
             started_before: 0,
             dropped_before: 0,
             cpu_opened: cpu,
+            activity_before: Activity::default(),
         }
     }
 

@@ -137,7 +137,6 @@ struct DeviceResult {
     total: (Duration, Duration),
     attempts: u32,
     /// The device's counts summed over its attempts.
-    #[allow(dead_code)] // read by the aggregator's amplification figures
     tally: device::Tally,
 }
 

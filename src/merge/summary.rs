@@ -11,7 +11,7 @@ use super::MergeError;
 use super::hlog::{Buckets, totals};
 use super::inputs::{Input, Plan};
 use crate::metrics::{Analysis, LevelCounts, STAGE_NAMES, Threshold};
-use crate::results::summary::{Measured, derive};
+use crate::results::summary::{Counted, Measured, derive};
 use crate::results::{DeviceCounts, ResultsError, Scheduler, Summary};
 
 /// What the merge needs of `scenario.toml`.
@@ -75,6 +75,16 @@ fn levels(inputs: &[Input]) -> LevelCounts {
         levels.add(l.target_per_s, l.offered, l.completed, l.throttled);
     }
     levels
+}
+
+/// The shards' amplification counts added: sums, and the largest of the per-device maxima (a
+/// device runs in one shard).
+fn counted(inputs: &[Input]) -> Counted {
+    let mut counted = Counted::default();
+    for input in inputs {
+        counted.add(&Counted::of(&input.run.summary));
+    }
+    counted
 }
 
 /// The merged summary of `inputs` (checked), written to `out` later.
@@ -143,6 +153,7 @@ pub(super) fn build(
         duration_s,
         window_s,
         levels: &levels,
+        counted: counted(inputs),
     };
     let d = derive(&measured, &thresholds, &analysis);
     let mut rate_changes: Vec<crate::results::RateChange> = inputs
@@ -173,6 +184,9 @@ pub(super) fn build(
         throughput: d.throughput,
         success_rate: d.success_rate,
         stages: d.stages,
+        certificates: d.certificates,
+        attempts: d.attempts,
+        connects: d.connects,
         failures,
         thresholds: d.thresholds,
         scheduler: Scheduler {

@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod hooks;
 mod http_hook;
 pub mod keypool;
+mod preloaded;
 mod provisioning;
 pub mod quotas;
 pub mod registry;
@@ -76,6 +77,8 @@ pub enum MockError {
 }
 
 pub use crate::mock_settings::MockSettings;
+pub use preloaded::Preloaded;
+pub(crate) use preloaded::PreloadedKind;
 
 impl MockSettings {
     /// Read a TOML settings file; errors name the file, line and field.
@@ -191,40 +194,6 @@ impl MockConfig {
     }
 }
 
-/// What the mock put into its account before any request: what a create of the same name
-/// collides with (`ResourceAlreadyExistsException`), named in the ready line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Preloaded {
-    /// Provisioning templates loaded at start (the seed's and those of the settings).
-    pub templates: Vec<String>,
-    /// The claim policies, one per template.
-    pub policies: Vec<String>,
-    /// The PKI's claim certificate (its ID), registered ACTIVE with `policies` attached.
-    pub claim_certificate: Option<String>,
-}
-
-impl Preloaded {
-    /// The note a colliding create's message ends with, when `name` of `kind` was preloaded.
-    pub(crate) fn collision_note(&self, kind: PreloadedKind, name: &str) -> &'static str {
-        let names = match kind {
-            PreloadedKind::Template => &self.templates,
-            PreloadedKind::Policy => &self.policies,
-        };
-        if names.iter().any(|n| n == name) {
-            " (the mock preloads it; `fleetstorm mock --empty` starts an account without it)"
-        } else {
-            ""
-        }
-    }
-}
-
-/// The kinds of resource a create can collide with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PreloadedKind {
-    Template,
-    Policy,
-}
-
 fn load_template(
     name: &str,
     path: &str,
@@ -338,6 +307,14 @@ pub(crate) struct State {
     keys: KeyPool,
     quotas: quotas::Quotas,
     hooks: HashMap<String, hooks::Hook>,
+    /// The connections' provisioning workers, which outlive their connection: the mock waits
+    /// for them when it stops, so its report counts what they completed.
+    workers: TaskTracker,
+    /// Cancelled when the mock stops: workers start no further request.
+    stopping: CancellationToken,
+    /// What the registry held when the mock was ready (the claim certificate, a registry
+    /// loaded from the PKI directory): the report's run figures are counted from it.
+    at_start: RegistryCounts,
     /// client ID -> its open session: the newest connection wins.
     sessions: Mutex<HashMap<String, session::OpenSession>>,
     stats: Stats,
@@ -370,6 +347,20 @@ pub struct MockReport {
     pub stats: StatsSnapshot,
     /// What the registry holds at the end.
     pub registry: RegistryCounts,
+    /// What the registry held when the mock was ready, before any device connected: the claim
+    /// certificate (ACTIVE), and what a registry loaded from the PKI directory held.
+    pub registry_at_start: RegistryCounts,
+    /// Things the registry gained during the run (`registry.things` less
+    /// `registry_at_start.things`).
+    pub things: usize,
+    /// ACTIVE certificates the registry gained during the run: one per RegisterThing the mock
+    /// completed, whether or not its device learnt of it. More than the devices provisioned
+    /// means registrations completed after their device had given up.
+    pub certificates_active: usize,
+    /// PENDING_ACTIVATION certificates the registry gained during the run: issued, never
+    /// registered. Equals `certificates.orphaned` less the registrations completed after their
+    /// device gave up (`certificates_active` − `certificates.registered`).
+    pub certificates_pending: usize,
     /// The RSA key pool's use.
     pub keys: KeyPoolStats,
     /// Key type CreateKeysAndCertificate returned (`rsa2048` or `p256`).
@@ -482,9 +473,19 @@ impl State {
     }
 
     fn report(&self, registry_file: Option<PathBuf>, cached_keys: usize) -> MockReport {
+        let registry = self.registry.counts();
+        let start = self.at_start;
         MockReport {
             stats: self.snapshot(),
-            registry: self.registry.counts(),
+            registry,
+            registry_at_start: start,
+            things: registry.things.saturating_sub(start.things),
+            certificates_active: registry
+                .active_certificates
+                .saturating_sub(start.active_certificates),
+            certificates_pending: registry
+                .pending_certificates
+                .saturating_sub(start.pending_certificates),
             keys: self.keys.stats(),
             key_type: self.keys.algorithm().as_str(),
             registry_file,
@@ -607,6 +608,7 @@ pub async fn start(
     }
     let cache = config.pki.dir.join(keypool::POOL_FILE);
     let keys = KeyPool::new(settings.keys, settings.key_pool_size, Some(cache));
+    let at_start = registry.counts();
     let state = Arc::new(State {
         arn,
         pki: config.pki.clone(),
@@ -620,6 +622,9 @@ pub async fn start(
         quotas: quotas::Quotas::new(&settings.quotas),
         hooks: hook_map,
         sessions: Mutex::new(HashMap::new()),
+        workers: TaskTracker::new(),
+        stopping: shutdown.clone(),
+        at_start,
         stats: Stats::default(),
         active: watch::Sender::new(0),
         next_connection: AtomicU64::new(1),
@@ -715,6 +720,8 @@ async fn accept_loop(
     drop(listener);
     tracker.close();
     tracker.wait().await;
+    state.workers.close();
+    state.workers.wait().await;
     for hook in state.hooks.values() {
         hook.shutdown().await;
     }

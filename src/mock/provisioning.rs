@@ -81,13 +81,24 @@ pub(super) async fn worker(
         connection,
     };
     let mut dice = None;
-    while let Some(job) = jobs.recv().await {
+    // Requests queued when the connection closed are still answered (see `session::Worker`);
+    // once the mock stops, none is started (the one under way completes).
+    loop {
+        let job = tokio::select! {
+            biased;
+            _ = state.stopping.cancelled() => return,
+            job = jobs.recv() => job,
+        };
+        let Some(job) = job else { return };
         let Some(response) = answer(&state, &requester, &mut dice, job).await else {
             continue;
         };
-        let close = matches!(response, Response::Close);
-        if out.send(response).await.is_err() || close {
+        if matches!(response, Response::Close) {
             return;
+        }
+        if out.send(response).await.is_err() {
+            // The connection is gone: the response is lost, as AWS's is.
+            state.stats.undelivered.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -28,7 +28,8 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputEr
     Ok(())
 }
 
-/// `summary.json` and `summary.csv` (one row per stage) of `summary`, in `dir`.
+/// `summary.json` and `summary.csv` (one row per stage, then one per amplification figure) of
+/// `summary`, in `dir`.
 pub(crate) fn write_summary(dir: &Path, summary: &Summary) -> Result<(), OutputError> {
     let path = dir.join("summary.json");
     let json = serde_json::to_vec_pretty(summary)
@@ -65,6 +66,34 @@ pub(crate) fn write_summary(dir: &Path, summary: &Summary) -> Result<(), OutputE
             format!("{:.3}", s.service.p99_ms),
         ])
         .map_err(csv_err)?;
+    }
+    // The amplification figures, one row each: the figure's name, its value in `count`.
+    let (c, a, n) = (&summary.certificates, &summary.attempts, &summary.connects);
+    let figures = [
+        ("certificates.issued", c.issued.to_string()),
+        ("certificates.registered", c.registered.to_string()),
+        (
+            "certificates.per_provisioned",
+            format!("{:.3}", c.per_provisioned),
+        ),
+        ("certificates.orphaned", c.orphaned.to_string()),
+        ("attempts.total", a.total.to_string()),
+        ("attempts.mean", format!("{:.3}", a.mean)),
+        ("attempts.max", a.max.to_string()),
+        ("connects.total", n.total.to_string()),
+        (
+            "connects.per_provisioned",
+            format!("{:.3}", n.per_provisioned),
+        ),
+        (
+            "connects.max_per_client_id_per_s",
+            n.max_per_client_id_per_s.to_string(),
+        ),
+    ];
+    for (name, value) in figures {
+        let mut row = vec![name.to_string(), value];
+        row.resize(10, String::new());
+        w.write_record(&row).map_err(csv_err)?;
     }
     let bytes = w
         .into_inner()

@@ -118,6 +118,36 @@ fn summary_section(s: &Summary) -> Markup {
     }
 }
 
+/// The amplification figures (docs/results.md#amplification), and the embedded mock's count of
+/// what the run registered.
+fn amplification_section(s: &Summary) -> Markup {
+    let (c, a, n) = (&s.certificates, &s.attempts, &s.connects);
+    html! {
+        section #amplification {
+            h2 { "Amplification" }
+            div.cards {
+                (card("certificates issued", c.issued))
+                (card("certificates per provisioned", format!("{:.2}", c.per_provisioned)))
+                (card("certificates orphaned", c.orphaned))
+                (card("attempts mean", format!("{:.2}", a.mean)))
+                (card("attempts max", a.max))
+                (card("connects", n.total))
+                (card("connects per provisioned", format!("{:.2}", n.per_provisioned)))
+                (card("max connects/s per client ID", n.max_per_client_id_per_s))
+            }
+            @if let Some(m) = &s.mock {
+                p.note { (format!(
+                    "The embedded mock's registry gained {} things, {} ACTIVE and {} PENDING_ACTIVATION certificates during the run.",
+                    m.things, m.certificates_active, m.certificates_pending
+                )) }
+            }
+            @if n.max_per_client_id_per_s > 1 {
+                p.note { "A client ID connected more than once in one second: AWS allows one connect per second per client ID." }
+            }
+        }
+    }
+}
+
 fn thresholds_section(s: &Summary) -> Markup {
     html! {
         section #thresholds {
@@ -280,6 +310,7 @@ pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, R
         (super::notice::incomplete_banner(s))
         (super::notice::merge_banner(s))
         (summary_section(s))
+        (amplification_section(s))
         (thresholds_section(s))
         section #throughput { h2 { "Throughput over time" } (throughput_chart(run)?) }
         (rate_changes_section(s))
@@ -307,7 +338,8 @@ fn runs_table(runs: &[RunData], link: bool) -> Markup {
         div.scroll { table {
             tr {
                 th { "run" } th { "provisioned" } th { "failed" } th { "dropped" } th { "throughput (/s)" }
-                th { "success rate" } th { "total p50 (ms)" } th { "total p99 (ms)" } th { "thresholds" }
+                th { "success rate" } th { "total p50 (ms)" } th { "total p99 (ms)" }
+                th { "certificates per provisioned" } th { "attempts max" } th { "thresholds" }
             }
             @for (i, r) in runs.iter().enumerate() {
                 @let s = &r.summary;
@@ -325,6 +357,7 @@ fn runs_table(runs: &[RunData], link: bool) -> Markup {
                     td { (s.devices.provisioned) "/" (s.devices.planned) } td { (s.devices.failed) }
                     td { (s.devices.dropped) } td { (format!("{:.2}", s.throughput.provisioned_per_s)) }
                     td { (format!("{:.2} %", s.success_rate)) } td { (ms(total.p50_ms)) } td { (ms(total.p99_ms)) }
+                    td { (format!("{:.2}", s.certificates.per_provisioned)) } td { (s.attempts.max) }
                     td { (verdict(&s.thresholds)) }
                 }
             }

@@ -59,6 +59,102 @@ pub struct Scheduler {
     pub max_start_lag_ms: f64,
 }
 
+/// `certificates` in summary.json: what the devices were issued and registered (counted on the
+/// device side, so true against AWS too), summed over the whole-flow attempts of the devices
+/// that finished.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Certificates {
+    /// Accepted CreateKeysAndCertificate / CreateCertificateFromCsr responses, every attempt.
+    pub issued: u64,
+    /// Accepted RegisterThing responses: certificates this run registered, and learnt it had.
+    pub registered: u64,
+    /// `issued` ÷ `devices.provisioned` (0 when none was provisioned): 1.00 for a client that
+    /// never gives up on a certificate it was issued.
+    pub per_provisioned: f64,
+    /// Certificates issued that this run never registered (`issued` − `registered`): left
+    /// PENDING_ACTIVATION in the account, or registered by AWS after the device gave up.
+    pub orphaned: u64,
+}
+
+/// `attempts` in summary.json: whole-flow attempts per device that finished (every started
+/// device, at the end of a run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Attempts {
+    /// Whole-flow attempts of the devices that finished, retries included.
+    pub total: u64,
+    /// `total` ÷ devices that finished (provisioned or failed); 0 when none did.
+    pub mean: f64,
+    /// The most attempts one device made.
+    pub max: u64,
+}
+
+/// `connects` in summary.json: MQTT connects the devices attempted, claim and own certificate,
+/// connect retries included (device side).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Connects {
+    /// Connects attempted, every device and attempt.
+    pub total: u64,
+    /// `total` ÷ `devices.provisioned` (0 when none was provisioned): 2.00 for a flow that
+    /// connects once with the claim and once with its own certificate.
+    pub per_provisioned: f64,
+    /// The most connects one client ID made in any one-second window (a device's claim and own
+    /// client IDs count apart): above 1, some client ID exceeded AWS's limit of one connect
+    /// per second per client ID.
+    pub max_per_client_id_per_s: u64,
+}
+
+/// What the devices did that AWS counts, summed (and the per-device maxima) over the devices
+/// that finished: what [`derive`] makes `certificates`, `attempts` and `connects` of. A run
+/// adds its devices' tallies; `merge` adds its shards' ([`Counted::of`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counted {
+    pub attempts: u64,
+    pub attempts_max: u64,
+    pub connects: u64,
+    pub certificates_issued: u64,
+    pub registered: u64,
+    pub max_connects_per_s: u64,
+}
+
+impl Counted {
+    /// Add one device's tally (summed over its attempts).
+    pub fn device(&mut self, t: &crate::device::Tally) {
+        self.add(&Counted {
+            attempts: t.attempts.into(),
+            attempts_max: t.attempts.into(),
+            connects: t.connects.into(),
+            certificates_issued: t.certificates_issued.into(),
+            registered: t.registered.into(),
+            max_connects_per_s: t.max_connects_per_s.into(),
+        });
+    }
+
+    /// Add another part's counts: sums, and the larger of the maxima.
+    pub fn add(&mut self, o: &Counted) {
+        self.attempts += o.attempts;
+        self.attempts_max = self.attempts_max.max(o.attempts_max);
+        self.connects += o.connects;
+        self.certificates_issued += o.certificates_issued;
+        self.registered += o.registered;
+        self.max_connects_per_s = self.max_connects_per_s.max(o.max_connects_per_s);
+    }
+
+    /// The counts a summary's figures were derived from.
+    pub fn of(s: &Summary) -> Counted {
+        Counted {
+            attempts: s.attempts.total,
+            attempts_max: s.attempts.max,
+            connects: s.connects.total,
+            certificates_issued: s.certificates.issued,
+            registered: s.certificates.registered,
+            max_connects_per_s: s.connects.max_per_client_id_per_s,
+        }
+    }
+}
+
 /// `summary.json`, as a run writes it and as `report` and `compare` read it. Unknown fields are
 /// ignored and optional ones may be missing, so summaries of older and newer versions read alike.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -100,6 +196,15 @@ pub struct Summary {
     /// Latency per flow stage, by stage name (`connect_claim`, `subscribe`,
     /// `create_certificate`, `register_thing`, ...).
     pub stages: BTreeMap<String, StageSummary>,
+    /// Certificates issued and registered, per provisioned device, orphaned (device side).
+    #[serde(default)]
+    pub certificates: Certificates,
+    /// Whole-flow attempts per device.
+    #[serde(default)]
+    pub attempts: Attempts,
+    /// MQTT connects, per provisioned device, and the highest rate of one client ID.
+    #[serde(default)]
+    pub connects: Connects,
     /// Failed devices by failure label (e.g. `throttled.register_thing`, `timeout.connect_claim`).
     #[serde(default)]
     pub failures: BTreeMap<String, u64>,
@@ -217,6 +322,8 @@ pub struct Measured<'a> {
     pub window_s: Option<f64>,
     /// Arrivals by offered-rate level.
     pub levels: &'a LevelCounts,
+    /// What the devices that finished did that AWS counts.
+    pub counted: Counted,
 }
 
 /// A summary's derived figures.
@@ -228,11 +335,41 @@ pub struct Derived {
     pub thresholds: Vec<ThresholdResult>,
     pub throttle: Option<ThrottleAnalysis>,
     pub sustainable_rate_per_s: Option<f64>,
+    pub certificates: Certificates,
+    pub attempts: Attempts,
+    pub connects: Connects,
+}
+
+/// `n` ÷ `of`, 0 when `of` is 0.
+fn ratio(n: u64, of: u64) -> f64 {
+    if of == 0 { 0.0 } else { n as f64 / of as f64 }
+}
+
+/// The amplification figures of `c`, for `d`'s devices.
+fn amplification(c: &Counted, d: &DeviceCounts) -> (Certificates, Attempts, Connects) {
+    let certificates = Certificates {
+        issued: c.certificates_issued,
+        registered: c.registered,
+        per_provisioned: ratio(c.certificates_issued, d.provisioned),
+        orphaned: c.certificates_issued.saturating_sub(c.registered),
+    };
+    let attempts = Attempts {
+        total: c.attempts,
+        mean: ratio(c.attempts, d.provisioned + d.failed),
+        max: c.attempts_max,
+    };
+    let connects = Connects {
+        total: c.connects,
+        per_provisioned: ratio(c.connects, d.provisioned),
+        max_per_client_id_per_s: c.max_connects_per_s,
+    };
+    (certificates, attempts, connects)
 }
 
 /// Every derived figure of a summary: per-stage percentiles, the success rate (of the devices
 /// that finished or were dropped), throughput over the provisioning window and over the whole
-/// run, `thresholds` judged, and the throttle-limit analysis of the rate levels.
+/// run, `thresholds` judged, the throttle-limit analysis of the rate levels, and the
+/// amplification figures (`certificates`, `attempts`, `connects`).
 pub fn derive(m: &Measured<'_>, thresholds: &[Threshold], analysis: &Analysis) -> Derived {
     let of = |h: Option<&Histogram<u64>>| h.map(Percentiles::of).unwrap_or_default();
     let stages: BTreeMap<String, StageSummary> = m
@@ -269,7 +406,11 @@ pub fn derive(m: &Measured<'_>, thresholds: &[Threshold], analysis: &Analysis) -
     };
     let thresholds = thresholds.iter().map(|t| t.evaluate(&inputs)).collect();
     let throttle = throttle_analysis(analysis, m.levels, m.failures);
+    let (certificates, attempts, connects) = amplification(&m.counted, d);
     Derived {
+        certificates,
+        attempts,
+        connects,
         sustainable_rate_per_s: throttle
             .as_ref()
             .and_then(ThrottleAnalysis::sustainable_rate),
@@ -305,8 +446,117 @@ mod tests {
             duration_s,
             window_s,
             levels: &LevelCounts::default(),
+            counted: Counted::default(),
         };
         derive(&measured, &[], &Analysis::default())
+    }
+
+    /// The figures of `d` when its devices did what `counted` says.
+    fn amplified(d: &DeviceCounts, counted: Counted) -> Derived {
+        let measured = Measured {
+            devices: d,
+            failures: &BTreeMap::new(),
+            stages: Vec::new(),
+            duration_s: 1.0,
+            window_s: None,
+            levels: &LevelCounts::default(),
+            counted,
+        };
+        derive(&measured, &[], &Analysis::default())
+    }
+
+    #[test]
+    fn certificates_per_provisioned_and_orphaned_are_of_the_issued_ones() {
+        // 261 provisioned of 300: 496 issued, 261 registered as far as the devices know.
+        let counted = Counted {
+            certificates_issued: 496,
+            registered: 261,
+            ..Counted::default()
+        };
+        let c = amplified(&devices(261, 39, 0), counted).certificates;
+        assert_eq!((c.issued, c.registered, c.orphaned), (496, 261, 235));
+        assert!((c.per_provisioned - 496.0 / 261.0).abs() < 1e-12);
+        // None provisioned: no ratio; more registered than issued cannot go below 0.
+        let none = Counted {
+            certificates_issued: 3,
+            registered: 4,
+            ..Counted::default()
+        };
+        let c = amplified(&devices(0, 3, 0), none).certificates;
+        assert_eq!((c.per_provisioned, c.orphaned), (0.0, 0));
+    }
+
+    #[test]
+    fn attempts_mean_is_per_finished_device_and_max_is_one_devices() {
+        let counted = Counted {
+            attempts: 9,
+            attempts_max: 3,
+            ..Counted::default()
+        };
+        // 4 provisioned and 2 failed finished (the dropped arrival never started).
+        let a = amplified(&devices(4, 2, 1), counted).attempts;
+        assert_eq!((a.total, a.mean, a.max), (9, 1.5, 3));
+        let a = amplified(&devices(0, 0, 0), Counted::default()).attempts;
+        assert_eq!((a.mean, a.max), (0.0, 0));
+    }
+
+    #[test]
+    fn connects_per_provisioned_and_the_highest_rate_of_one_client_id() {
+        let counted = Counted {
+            connects: 25,
+            max_connects_per_s: 2,
+            ..Counted::default()
+        };
+        let c = amplified(&devices(10, 1, 0), counted).connects;
+        assert_eq!(
+            (c.total, c.per_provisioned, c.max_per_client_id_per_s),
+            (25, 2.5, 2)
+        );
+        assert_eq!(
+            amplified(&devices(0, 1, 0), counted)
+                .connects
+                .per_provisioned,
+            0.0
+        );
+    }
+
+    #[test]
+    fn counts_add_up_over_devices_and_parts_and_read_back_from_a_summary() {
+        let mut a = Counted::default();
+        for (attempts, connects, issued, registered, rate) in [(1, 2, 1, 1, 1), (3, 6, 3, 2, 2)] {
+            a.device(&crate::device::Tally {
+                attempts,
+                connects,
+                certificates_issued: issued,
+                registered,
+                max_connects_per_s: rate,
+            });
+        }
+        let b = Counted {
+            attempts: 1,
+            attempts_max: 1,
+            connects: 2,
+            certificates_issued: 1,
+            registered: 1,
+            max_connects_per_s: 1,
+        };
+        a.add(&b);
+        let want = Counted {
+            attempts: 5,
+            attempts_max: 3,
+            connects: 10,
+            certificates_issued: 5,
+            registered: 4,
+            max_connects_per_s: 2,
+        };
+        assert_eq!(a, want);
+        // What a summary says is what it was derived from.
+        let d = amplified(&devices(3, 0, 0), want);
+        let mut s: Summary =
+            serde_json::from_str(r#"{"devices":{},"throughput":{},"success_rate":0,"stages":{}}"#)
+                .unwrap();
+        (s.certificates, s.attempts, s.connects) = (d.certificates, d.attempts, d.connects);
+        assert_eq!(Counted::of(&s), want);
     }
 
     #[test]
@@ -355,6 +605,7 @@ mod tests {
             duration_s: 1.0,
             window_s: Some(1.0),
             levels: &LevelCounts::default(),
+            counted: Counted::default(),
         };
         let stages = derive(&measured, &[], &Analysis::default()).stages;
         let s = &stages["subscribe"];
@@ -373,6 +624,7 @@ mod tests {
             duration_s: 10.0,
             window_s: Some(3.0),
             levels: &LevelCounts::default(),
+            counted: Counted::default(),
         };
         let thresholds = crate::scenario::parse_thresholds(&[
             "success_rate > 95%".into(),
@@ -416,6 +668,7 @@ mod tests {
             duration_s: 30.0,
             window_s: Some(30.0),
             levels: &levels,
+            counted: Counted::default(),
         };
         let derived = derive(&measured, &[], &Analysis::default());
         let throttle = derived.throttle.expect("rate levels");

@@ -79,6 +79,9 @@ pub fn columns() -> Vec<Column> {
     out.push(column("rate_multiplier", Measure::Mean, 2));
     out.push(column("connected", Measure::Level, 0));
     out.push(column("cpu_percent", Measure::Max, 1));
+    for name in ["certificates_issued", "connects", "retries"] {
+        out.push(column(name, Measure::Count, 0));
+    }
     out
 }
 
@@ -108,6 +111,11 @@ pub struct TimeseriesRow {
     pub connected: u64,
     /// This process's CPU over the interval, percent of one core.
     pub cpu_percent: f64,
+    /// Certificates issued to the devices, MQTT connects they attempted, and whole-flow
+    /// retries they started, in the interval.
+    pub certificates_issued: u64,
+    pub connects: u64,
+    pub retries: u64,
 }
 
 impl TimeseriesRow {
@@ -130,6 +138,9 @@ impl TimeseriesRow {
         values.push(Some(self.rate_multiplier));
         values.push(Some(self.connected as f64));
         values.push(Some(self.cpu_percent));
+        values.extend(
+            [self.certificates_issued, self.connects, self.retries].map(|v| Some(v as f64)),
+        );
         columns()
             .iter()
             .zip(values)

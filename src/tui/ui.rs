@@ -141,9 +141,30 @@ fn render_header(frame: &mut Frame, area: Rect, app: &App) {
                 s.in_flight, s.connected, s.dropped
             )),
         ]),
-        Line::from(vec![cpu_span(s), lag]),
+        Line::from(vec![cpu_span(s), lag, amplification_span(s)]),
     ];
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The amplification figures so far; the connect rate red above AWS's 1/s per client ID.
+fn amplification_span(s: &Snapshot) -> Span<'static> {
+    let per = if s.provisioned == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({:.2}/provisioned)",
+            s.certificates_issued as f64 / s.provisioned as f64
+        )
+    };
+    let text = format!(
+        "  certificates {}{per}  connects {}  retries {}  max {} connects/s per client ID",
+        s.certificates_issued, s.connects, s.retries, s.max_connects_per_s
+    );
+    if s.max_connects_per_s > 1 {
+        Span::styled(text, Style::new().fg(Color::Red).bold())
+    } else {
+        Span::raw(text)
+    }
 }
 
 /// fleetstorm's own CPU; red when it is near all the cores it has, where latencies start to
@@ -466,6 +487,10 @@ mod tests {
                 count: 3,
                 latest: "ThrottlingException: rate exceeded".into(),
             }],
+            certificates_issued: provisioned * 2,
+            connects: provisioned * 3,
+            retries: provisioned,
+            max_connects_per_s: 1,
             ..Snapshot::default()
         }
     }
@@ -520,6 +545,8 @@ mod tests {
             "ThrottlingException: rate exceeded",
             "offered/s",
             "provisioned/s",
+            "certificates 100 (2.00/provisioned)  connects 150  retries 50",
+            "max 1 connects/s per client ID",
         ] {
             assert!(
                 screen.contains(expected),

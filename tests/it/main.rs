@@ -6,6 +6,7 @@
 //!
 //! The `aws_*` modules drive `fleetstorm aws`, so they need the default `aws` feature.
 
+mod amplification;
 mod architecture;
 #[cfg(feature = "aws")]
 mod aws_cleanup;

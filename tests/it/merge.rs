@@ -972,3 +972,45 @@ fn real_2_and_4_shard_runs_merge_to_the_unsharded_runs_devices() {
         assert!(html.contains(&format!("merge of {n} shards")), "n = {n}");
     }
 }
+
+/// The amplification figures of shards merge as the run's would: counts summed, maxima the
+/// largest of the shards', the ratios derived again from the sums (not averaged).
+#[test]
+fn amplification_figures_are_summed_maxed_and_derived_again() {
+    let run = the_run();
+    let parent = scratch("amplification");
+    let shards = split(run, &parent.join("job"), 2, 23);
+    // (issued, registered, attempts, attempts max, connects, connects/s max) per shard.
+    let figures = [(30, 10, 14, 3, 40, 2), (12, 10, 10, 1, 20, 1)];
+    let mut provisioned = 0;
+    let mut finished = 0;
+    for (dir, (issued, registered, attempts, max, connects, rate)) in shards.iter().zip(figures) {
+        edit_summary(dir, |s| {
+            provisioned += s["devices"]["provisioned"].as_u64().unwrap();
+            finished += s["devices"]["provisioned"].as_u64().unwrap()
+                + s["devices"]["failed"].as_u64().unwrap();
+            s["certificates"] = serde_json::json!({"issued": issued, "registered": registered,
+                "per_provisioned": 99.0, "orphaned": 99});
+            s["attempts"] = serde_json::json!({"total": attempts, "mean": 99.0, "max": max});
+            s["connects"] = serde_json::json!({"total": connects, "per_provisioned": 99.0,
+                "max_per_client_id_per_s": rate});
+        });
+    }
+    let out = parent.join("merged");
+    let o = merge(&paths(&shards), &out, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let m = json(&out.join("summary.json"));
+    let p = provisioned as f64;
+    assert_eq!(
+        m["certificates"],
+        serde_json::json!({"issued": 42, "registered": 20, "per_provisioned": 42.0 / p, "orphaned": 22})
+    );
+    assert_eq!(
+        m["attempts"],
+        serde_json::json!({"total": 24, "mean": 24.0 / finished as f64, "max": 3})
+    );
+    assert_eq!(
+        m["connects"],
+        serde_json::json!({"total": 60, "per_provisioned": 60.0 / p, "max_per_client_id_per_s": 2})
+    );
+}

@@ -660,3 +660,45 @@ async fn a_template_can_leave_the_certificate_inactive() {
     );
     assert!(m.handle.registry().thing("sleepy").is_some());
 }
+
+/// A device that disconnects while its RegisterThing waits for a slow pre-provisioning hook:
+/// AWS completes the request (the hook returns, the thing is registered, the certificate
+/// activated) though nobody learns of it; so does the mock, and its report, taken when it has
+/// stopped, counts it. The report's run figures leave out the claim certificate it started with.
+#[tokio::test]
+async fn a_request_whose_device_disconnected_is_completed_and_counted() {
+    let m = start_mock(|s| {
+        s.hooks.insert(
+            "FleetProvisioningTemplate".into(),
+            toml::from_str("kind = \"serial-prefix\"\nprefix = \"123456\"\nlatency = \"300ms\"")
+                .unwrap(),
+        );
+    })
+    .await;
+    let mut c = claim_client(&m, "gives-up").await;
+    let issued = create_keys(&mut c).await;
+    c.publish(
+        &RequestTopic::register_thing("FleetProvisioningTemplate", Format::Json).topic(),
+        register_payload(&issued.certificate_ownership_token, "given-up"),
+    );
+    // The broker has the request (its PUBACK), then the device is gone before the answer.
+    loop {
+        if let rumqttc::Packet::PubAck(_) = c.next().await.unwrap() {
+            break;
+        }
+    }
+    drop(c);
+    let report = m.handle.stop().await;
+    assert_eq!(report.registry_at_start.active_certificates, 1, "the claim");
+    assert_eq!(
+        (
+            report.things,
+            report.certificates_active,
+            report.certificates_pending
+        ),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.stats.register_thing_accepted, 1);
+    assert_eq!(report.stats.undelivered_responses, 1);
+}

@@ -275,6 +275,16 @@ fn every_run_writes_a_self_contained_report_with_data_in_every_chart() {
         serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
     let provisioned = summary["devices"]["provisioned"].as_u64().unwrap();
     assert!(html.contains(&format!("<div class=\"v\">{provisioned}</div>")));
+    // The amplification figures: certificates issued, one per device reached create_certificate.
+    let issued = summary["certificates"]["issued"].as_u64().unwrap();
+    assert!(issued > 0, "{summary}");
+    assert!(html.contains("<h2>Amplification</h2>"), "the section");
+    assert!(
+        html.contains(&format!(
+            "<div class=\"k\">certificates issued</div><div class=\"v\">{issued}</div>"
+        )),
+        "{issued}"
+    );
     assert!(
         html.contains("<code>success_rate &gt; 10%</code>"),
         "escaped"

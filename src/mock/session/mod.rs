@@ -260,18 +260,20 @@ struct Connection<S> {
     worker: Option<Worker>,
 }
 
-/// This connection's provisioning worker: requests in, responses out, aborted with the connection.
+/// This connection's provisioning worker: requests in, responses out. It outlives the
+/// connection: a request the broker accepted is completed, as AWS completes it, when its device
+/// has disconnected meanwhile (a RegisterThing whose hook is slower than the device waits still
+/// registers the thing; nobody learns of its certificate). The mock waits for it when it stops.
 struct Worker {
     jobs: mpsc::Sender<Job>,
     responses: mpsc::Receiver<Response>,
-    _task: AbortOnDrop,
 }
 
 impl Worker {
     fn start(state: &Arc<State>, client: &Client, connection: u64) -> Worker {
         let (jobs, job_rx) = mpsc::channel(16);
         let (out_tx, responses) = mpsc::channel::<Response>(16);
-        let task = tokio::spawn(provisioning::worker(
+        state.workers.spawn(provisioning::worker(
             state.clone(),
             client.client_id.clone(),
             client.identity.certificate_id.clone(),
@@ -279,11 +281,7 @@ impl Worker {
             job_rx,
             out_tx,
         ));
-        Worker {
-            jobs,
-            responses,
-            _task: AbortOnDrop(task),
-        }
+        Worker { jobs, responses }
     }
 }
 
@@ -736,14 +734,6 @@ pub(super) fn connect_protocol_level(frame: &[u8]) -> Option<u8> {
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

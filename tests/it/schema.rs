@@ -77,14 +77,19 @@ impl Validator {
     }
 }
 
-fn shipped_scenarios() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("scenarios"))
+/// The `.toml` files of the crate's folder `dir`, sorted.
+fn toml_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
     files
+}
+
+fn shipped_scenarios() -> Vec<PathBuf> {
+    toml_files("scenarios")
 }
 
 #[test]
@@ -192,13 +197,7 @@ fn the_mock_settings_schema_refuses_what_the_loader_refuses() {
 }
 
 fn shipped_profiles() -> Vec<(PathBuf, String)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("profiles"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
+    toml_files("profiles")
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();

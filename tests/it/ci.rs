@@ -73,13 +73,17 @@ fn ci_prepare_fetches_every_virtualenv_and_debian_package_the_tests_install() {
     let run = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
     assert!(run.contains(".ci/prepare"), ".ci/run starts .ci/prepare");
     // Clippy runs as the workspace's compiler in the builds, denying warnings, over every
-    // target `cargo clippy --all-targets` covers: the benches' build and the test build.
+    // target `cargo clippy --all-targets` covers: the benches' build and the test build. Then
+    // the install a user runs.
     for wanted in [
         "export RUSTC_WORKSPACE_WRAPPER",
         "clippy-driver",
         "export CLIPPY_ARGS=\"-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__\"",
         "cargo build --release --benches",
         "cargo test --release",
+        // The install a user runs, from the clean clone, and the installed binary alone.
+        "cargo install --path . --locked",
+        "target/ci-install/bin/fleetstorm validate",
     ] {
         assert!(run.contains(wanted), ".ci/run lacks {wanted}");
     }

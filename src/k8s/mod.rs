@@ -10,6 +10,7 @@
 //! The manifests are built as JSON values and written as YAML by `yaml_serde` (the YAML
 //! organisation's maintained fork of the archived serde_yaml), one document per resource.
 
+mod mock;
 pub mod sizing;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ pub const FILES: [&str; 5] = [
     "job.yaml",
     "merge-job.yaml",
 ];
+
+/// The files `--mock` adds: the in-cluster mock's Deployment and Service.
+pub const MOCK_FILES: [&str; 2] = ["mock-deployment.yaml", "mock-service.yaml"];
 
 #[derive(Debug, clap::Subcommand)]
 pub enum K8sCommand {
@@ -78,8 +82,23 @@ pub struct RenderArgs {
     #[arg(long)]
     pub run_id: Option<String>,
     /// Target this endpoint instead of the scenario's (HOST or HOST:PORT), passed to the pods.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mock")]
     pub endpoint: Option<String>,
+    /// Also run one standalone `fleetstorm mock` in the cluster (a Deployment and its Service,
+    /// with the scenario's [target.mock] settings) and point every shard at it, instead of one
+    /// embedded mock per shard. A mock target only; the pods' runs then need --yes.
+    #[arg(long)]
+    pub mock: bool,
+    /// With --mock: Secret holding the mock's PKI directory, made with `fleetstorm pki init DIR
+    /// --hostname <name>-mock` (root-ca.pem, root-ca.key, server.pem, server.key, claim.pem,
+    /// claim.key).
+    #[arg(long, default_value = "fleetstorm-pki")]
+    pub pki_secret: String,
+    /// With --mock: Secret holding an AWS shared credentials file under the key `credentials`;
+    /// the mock's control plane and metrics are then served to the cluster, SigV4-checked
+    /// against its keys. Without it the control plane stays on the pod's loopback.
+    #[arg(long, requires = "mock")]
+    pub control_secret: Option<String>,
     /// Override a scenario field (path=value, repeatable), passed to the pods.
     #[arg(long = "set")]
     pub sets: Vec<String>,
@@ -182,6 +201,9 @@ pub struct Rendered {
     pub documents: Vec<String>,
     /// Warnings for stderr.
     pub notes: Vec<String>,
+    /// The file of each document under `--out DIR`, in order: [`FILES`], then with `--mock`
+    /// [`MOCK_FILES`].
+    pub file_names: Vec<&'static str>,
     pub name: String,
     pub start_at: String,
     pub run_id: String,
@@ -204,7 +226,8 @@ impl Rendered {
 
     /// (file name, contents) of `--out DIR`: one file per resource and a kustomization.yaml.
     pub fn files(&self) -> Vec<(String, String)> {
-        let mut files: Vec<(String, String)> = FILES
+        let mut files: Vec<(String, String)> = self
+            .file_names
             .iter()
             .zip(&self.documents)
             .map(|(f, doc)| (f.to_string(), format!("{}{doc}", self.comment())))
@@ -213,7 +236,7 @@ impl Rendered {
         kustomization.push_str(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
         );
-        for f in FILES {
+        for f in &self.file_names {
             kustomization.push_str(&format!("- {f}\n"));
         }
         files.push(("kustomization.yaml".into(), kustomization));
@@ -246,8 +269,27 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         &scenarios,
     )
     .map_err(usage)?;
-    let endpoint = args
-        .endpoint
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => default_name(&scenario.name),
+    };
+    check_name("--name", &name, MAX_NAME)?;
+    // --mock: the shards' endpoint is the in-cluster mock's Service.
+    let mock_settings = match args.mock {
+        true => {
+            check_name("--pki-secret", &args.pki_secret, 253)?;
+            if let Some(secret) = &args.control_secret {
+                check_name("--control-secret", secret, 253)?;
+            }
+            Some(mock::settings(&scenarios, &args.scenario)?)
+        }
+        false => None,
+    };
+    let endpoint_arg = match args.mock {
+        true => Some(format!("{name}-mock:{}", mock::MQTT_PORT)),
+        false => args.endpoint.clone(),
+    };
+    let endpoint = endpoint_arg
         .as_deref()
         .map(crate::guard::parse_endpoint)
         .transpose()
@@ -272,11 +314,6 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         }
     }
 
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => default_name(&scenario.name),
-    };
-    check_name("--name", &name, MAX_NAME)?;
     if let Some(ns) = &args.namespace {
         check_name("--namespace", ns, 63)?;
     }
@@ -355,7 +392,7 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
         "--metrics-linger=30s".into(),
     ];
-    if let Some(e) = &args.endpoint {
+    if let Some(e) = &endpoint_arg {
         run_args.push(format!("--endpoint={e}"));
     }
     if endpoint_target {
@@ -370,7 +407,10 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     for set in &args.sets {
         run_args.push(format!("--set={set}"));
     }
-    if let Target::Mock { pki: Some(_), .. } = &scenario.target {
+    if args.mock {
+        // The in-cluster mock's PKI, from its Secret: the claim identity and the CA.
+        run_args.push(format!("--set=target.pki={}", mock::PKI_SECRET_DIR));
+    } else if let Target::Mock { pki: Some(_), .. } = &scenario.target {
         // The scenario's PKI folder is on this machine: each pod makes its own in /tmp.
         run_args.push("--set=target.pki=/tmp/pki".into());
     }
@@ -381,26 +421,51 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         run_args.push("--wait-long".into());
     }
 
-    let documents = [
-        config_map(&ctx, &text),
+    let secret = match args.mock {
+        true => Some((args.pki_secret.as_str(), mock::PKI_SECRET_DIR)),
+        false => endpoint_target.then_some((args.claim_secret.as_str(), CLAIM_DIR)),
+    };
+    let mut documents = vec![
+        config_map(&ctx, &text, mock_settings.as_deref()),
         pvc(&ctx, sizing.storage_gib),
         service(&ctx),
-        shard_job(
-            &ctx,
-            shards,
-            run_args,
-            &sizing,
-            endpoint_target.then_some(args.claim_secret.as_str()),
-        ),
+        shard_job(&ctx, shards, run_args, &sizing, secret),
         merge_job(&ctx, shards, &sizing),
-    ]
-    .iter()
-    .map(|v| yaml_serde::to_string(v).map_err(|e| config(format!("YAML: {e}"))))
-    .collect::<Result<Vec<_>, _>>()?;
+    ];
+    let mut file_names = FILES.to_vec();
+    if args.mock {
+        header.push(format!(
+            "The mock's PKI: fleetstorm pki init pki --hostname {name}-mock; kubectl create secret generic {} --from-file=pki/",
+            args.pki_secret
+        ));
+        header.push(match &args.control_secret {
+            Some(s) => format!(
+                "Its control plane, http://{name}-mock:{}, takes SigV4 with the keys of Secret {s} (kubectl create secret generic {s} --from-file=credentials=FILE, an AWS shared credentials file).",
+                mock::CONTROL_PORT
+            ),
+            None => format!(
+                "Its control plane listens on the pod's loopback only: kubectl port-forward deployment/{name}-mock {}",
+                mock::CONTROL_PORT
+            ),
+        });
+        documents.push(mock::deployment(
+            &ctx,
+            &args.pki_secret,
+            args.control_secret.as_deref(),
+            sizing.merge_memory_mib,
+        ));
+        documents.push(mock::service(&ctx, args.control_secret.is_some()));
+        file_names.extend(MOCK_FILES);
+    }
+    let documents = documents
+        .iter()
+        .map(|v| yaml_serde::to_string(v).map_err(|e| config(format!("YAML: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Rendered {
         header,
         documents,
         notes,
+        file_names,
         name,
         start_at,
         run_id,
@@ -497,12 +562,17 @@ impl Ctx<'_> {
     }
 }
 
-fn config_map(ctx: &Ctx, text: &str) -> Value {
+/// The scenario file byte for byte, and with `--mock` the in-cluster mock's settings file.
+fn config_map(ctx: &Ctx, text: &str, mock_settings: Option<&str>) -> Value {
+    let mut data = json!({ "scenario.toml": text });
+    if let Some(settings) = mock_settings {
+        data[mock::SETTINGS_KEY] = json!(settings);
+    }
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": ctx.metadata(&format!("{}-scenario", ctx.name), "scenario"),
-        "data": { "scenario.toml": text },
+        "data": data,
     })
 }
 
@@ -556,7 +626,7 @@ fn shard_job(
     shards: u64,
     args: Vec<String>,
     sizing: &sizing::Sizing,
-    claim_secret: Option<&str>,
+    secret: Option<(&str, &str)>,
 ) -> Value {
     let resources = json!({
         "cpu": format!("{}m", sizing.cpu_millis),
@@ -572,8 +642,9 @@ fn shard_job(
         json!({ "name": "results", "persistentVolumeClaim": { "claimName": ctx.results_claim() } }),
         json!({ "name": "tmp", "emptyDir": { "sizeLimit": "256Mi" } }),
     ];
-    if let Some(secret) = claim_secret {
-        mounts.push(json!({ "name": "claim", "mountPath": CLAIM_DIR, "readOnly": true }));
+    // The claim identity (an endpoint target) or the in-cluster mock's PKI (`--mock`).
+    if let Some((secret, dir)) = secret {
+        mounts.push(json!({ "name": "claim", "mountPath": dir, "readOnly": true }));
         // 0440: readable by the pod's group (fsGroup), never written.
         volumes.push(
             json!({ "name": "claim", "secret": { "secretName": secret, "defaultMode": 0o440 } }),

@@ -274,3 +274,18 @@ impl Drop for MockProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A plain HTTP/1.1 GET of `path` from `host` (HOST:PORT) with no signature, as `curl` sends
+/// it: the whole response, status line first.
+pub fn unsigned_get(host: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}

@@ -483,16 +483,7 @@ fn with_credentials_the_control_plane_accepts_only_requests_signed_with_them() {
     );
 
     // An unsigned request, as curl sends it.
-    use std::io::{Read as _, Write as _};
-    let host = mock.control.trim_start_matches("http://");
-    let mut tcp = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        tcp,
-        "GET /policies HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).unwrap();
+    let response = common::unsigned_get(mock.control.trim_start_matches("http://"), "/policies");
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
     assert!(
         response

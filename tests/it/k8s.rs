@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use serde::Deserialize as _;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_fleetstorm");
 /// The oldest version where backoffLimitPerIndex is GA, and the validator's newest.
 const VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
 const BASE_FLAGS: [&str; 10] = [
@@ -41,7 +41,7 @@ fn venv_bin() -> PathBuf {
 
 /// Run the validator strictly on `files` against each of [`VERSIONS`]: (all passed, output).
 /// A kind without a schema only warns and passes, so a warning counts as a failure here.
-fn validate(files: &[PathBuf]) -> (bool, String) {
+pub(crate) fn validate(files: &[PathBuf]) -> (bool, String) {
     let validator = venv_bin().join("kubernetes-validate");
     let mut ok = true;
     let mut text = String::new();
@@ -62,7 +62,7 @@ fn validate(files: &[PathBuf]) -> (bool, String) {
     (ok, text)
 }
 
-fn render(scenario: &Path, args: &[&str]) -> Output {
+pub(crate) fn render(scenario: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(["k8s", "render"])
         .arg(scenario)
@@ -71,7 +71,7 @@ fn render(scenario: &Path, args: &[&str]) -> Output {
         .expect("run fleetstorm")
 }
 
-fn stdout_of(out: &Output) -> String {
+pub(crate) fn stdout_of(out: &Output) -> String {
     assert!(
         out.status.success(),
         "render failed: {}",
@@ -81,19 +81,19 @@ fn stdout_of(out: &Output) -> String {
 }
 
 /// The documents of a YAML stream, as JSON values.
-fn documents(stream: &str) -> Vec<Value> {
+pub(crate) fn documents(stream: &str) -> Vec<Value> {
     yaml_serde::Deserializer::from_str(stream)
         .map(|d| Value::deserialize(d).expect("YAML document"))
         .collect()
 }
 
-fn kind_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+pub(crate) fn kind_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name} in {docs:#?}"))
 }
 
-fn args_of(job: &Value) -> Vec<String> {
+pub(crate) fn args_of(job: &Value) -> Vec<String> {
     job["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .expect("args")

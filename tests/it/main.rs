@@ -34,6 +34,7 @@ mod generated;
 mod guard;
 mod http_limits;
 mod k8s;
+mod k8s_mock;
 mod merge;
 mod mock;
 mod mosquitto;

@@ -18,6 +18,10 @@ mod aws_dry_run;
 mod aws_e2e;
 #[cfg(feature = "aws")]
 mod aws_moto;
+#[cfg(feature = "aws")]
+mod aws_policies_certs;
+#[cfg(feature = "aws")]
+mod aws_things;
 mod chaos;
 mod ci;
 mod classify;

@@ -9,6 +9,8 @@
 mod amplification;
 mod architecture;
 #[cfg(feature = "aws")]
+mod aws_account;
+#[cfg(feature = "aws")]
 mod aws_cleanup;
 #[cfg(feature = "aws")]
 mod aws_cli;

@@ -358,3 +358,44 @@ fn aws_setup_creates_the_seed_templates_thing_group_and_teardown_removes_it() {
     );
     cli.ok(&describe);
 }
+
+/// The default policy version is the one a certificate's connections get: a new default that
+/// allows nothing stops the claim certificate from provisioning, the old one set back lets it.
+#[test]
+fn the_default_policy_version_is_what_devices_connect_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = support::start_mock(dir.path());
+    let cli = Cli::new(&mock, dir.path());
+    assert_eq!(
+        provision(&mock, "FleetProvisioningTemplate", "v-1").unwrap(),
+        "v-1"
+    );
+    let nothing = crate::aws_policies_certs::policy("iot:Connect").replace(
+        "\"Resource\":\"*\"",
+        "\"Resource\":\"arn:aws:iot:us-east-1:123456789012:client/nobody\"",
+    );
+    assert!(nothing.contains("client/nobody"), "{nothing}");
+    cli.ok(&[
+        "iot",
+        "create-policy-version",
+        "--policy-name",
+        "fleet-provisioning_Policy",
+        "--policy-document",
+        &nothing,
+        "--set-as-default",
+    ]);
+    let failure = provision(&mock, "FleetProvisioningTemplate", "v-2").unwrap_err();
+    assert!(failure.contains("Connect"), "{failure}");
+    cli.ok(&[
+        "iot",
+        "set-default-policy-version",
+        "--policy-name",
+        "fleet-provisioning_Policy",
+        "--policy-version-id",
+        "1",
+    ]);
+    assert_eq!(
+        provision(&mock, "FleetProvisioningTemplate", "v-2").unwrap(),
+        "v-2"
+    );
+}

@@ -157,6 +157,27 @@ fn things_are_created_idempotently_and_updated_with_merge_version_and_type() {
         ],
         "ResourceNotFoundException",
     );
+    // DeleteThing checks expectedVersion too.
+    cli.ok(&["iot", "create-thing", "--thing-name", "short-lived"]);
+    cli.refused(
+        &[
+            "iot",
+            "delete-thing",
+            "--thing-name",
+            "short-lived",
+            "--expected-version",
+            "2",
+        ],
+        "VersionConflictException",
+    );
+    cli.ok(&[
+        "iot",
+        "delete-thing",
+        "--thing-name",
+        "short-lived",
+        "--expected-version",
+        "1",
+    ]);
     let listed = cli.ok(&["iot", "list-things", "--thing-type-name", "sensor"]);
     assert_eq!(names(&listed, "things", "thingName"), ["t1"]);
 

@@ -147,13 +147,7 @@ pub(super) fn list_groups(state: &State, call: &Call) -> Reply {
 /// DELETE /thing-groups/{thingGroupName}?expectedVersion=
 pub(super) fn delete_group(state: &State, name: &str, call: &Call) -> Reply {
     let name = checked("thingGroupName", name)?;
-    let expected = call
-        .query("expectedVersion")
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| ApiError::invalid(format!("Invalid expectedVersion {v:?}")))
-        })
-        .transpose()?;
+    let expected = call.number("expectedVersion")?;
     state.registry.delete_thing_group(name, expected)?;
     Ok(None)
 }

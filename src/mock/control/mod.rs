@@ -72,6 +72,16 @@ impl Call {
         }
     }
 
+    /// A whole-number query parameter (`expectedVersion`), absent as `None`.
+    pub fn number(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.query(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::invalid(format!("Invalid {name} {v:?}: a whole number")))
+            })
+            .transpose()
+    }
+
     /// The JSON body (an empty body reads as `{}`).
     pub fn json(&self) -> Result<serde_json::Map<String, Value>, ApiError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
@@ -321,7 +331,7 @@ async fn route(state: &Arc<State>, mqtt: SocketAddr, path: &str, call: &Call) ->
         (["things", name], &Method::GET) => things::describe(state, name),
         (["things", name], &Method::POST) => things::create(state, name, call),
         (["things", name], &Method::PATCH) => things::update(state, name, call),
-        (["things", name], &Method::DELETE) => things::delete(state, name),
+        (["things", name], &Method::DELETE) => things::delete(state, name, call),
         (["things", name, "principals-v2"], &Method::GET) => {
             things::principals_v2(state, name, call)
         }

@@ -226,9 +226,11 @@ pub(super) fn describe(state: &State, name: &str) -> Reply {
 }
 
 /// DELETE /things/{thingName}?expectedVersion=
-pub(super) fn delete(state: &State, name: &str) -> Reply {
+pub(super) fn delete(state: &State, name: &str, call: &Call) -> Reply {
     let name = checked_name(name)?;
-    state.registry.delete_thing(name)?;
+    state
+        .registry
+        .delete_thing(name, call.number("expectedVersion")?)?;
     Ok(None)
 }
 

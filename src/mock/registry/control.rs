@@ -386,12 +386,19 @@ impl Registry {
     }
 
     /// DeleteThing. A thing that does not exist is deleted already (as AWS documents it); one
-    /// with principals attached is refused.
-    pub fn delete_thing(&self, name: &str) -> Result<(), Refusal> {
+    /// with principals attached is refused, as is a stale `expected` version.
+    pub fn delete_thing(&self, name: &str, expected: Option<u64>) -> Result<(), Refusal> {
         let mut inner = self.lock();
         let Some(thing) = inner.things.get(name) else {
             return Ok(());
         };
+        if let Some(v) = expected
+            && v != thing.version
+        {
+            return Err(Refusal::VersionConflict(format!(
+                "The version for thing {name} does not match the expected version."
+            )));
+        }
         if !thing.certificates.is_empty() {
             return Err(Refusal::InvalidRequest(format!(
                 "Cannot delete. Thing {name} is still attached to one or more principals"

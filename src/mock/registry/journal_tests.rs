@@ -193,7 +193,7 @@ fn deletions_are_journaled() {
     let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
     provision(&r, "c1", "dev-1");
     r.detach_thing_principal("dev-1", "c1").unwrap();
-    r.delete_thing("dev-1").unwrap();
+    r.delete_thing("dev-1", None).unwrap();
     r.update_certificate_status("c1", CertificateStatus::Inactive)
         .unwrap();
     r.delete_certificate("c1", true, "arn").unwrap();

@@ -6,7 +6,8 @@ use super::state::{
 };
 
 /// The plan: each step and the `aws` CLI command that does it by hand.
-pub fn plan(opts: &SetupOptions, names: &Names) -> Vec<(String, String)> {
+/// `groups` are the thing groups the template names.
+pub fn plan(opts: &SetupOptions, names: &Names, groups: &[String]) -> Vec<(String, String)> {
     let f = opts.conn.cli_flags();
     let out = opts.out.display();
     let template_file = opts
@@ -55,6 +56,12 @@ pub fn plan(opts: &SetupOptions, names: &Names) -> Vec<(String, String)> {
             names.template
         ),
     ));
+    for group in groups {
+        steps.push((
+            format!("thing group {group} (the template names it): reuse or create"),
+            format!("aws iot create-thing-group{f} --thing-group-name {group}"),
+        ));
+    }
     steps.push((
         format!("claim certificate and key in {out} (key 0600): reuse or create"),
         format!(
@@ -95,14 +102,14 @@ pub fn plan(opts: &SetupOptions, names: &Names) -> Vec<(String, String)> {
 }
 
 /// Print the dry run: the plan and the equivalent `aws` commands.
-pub fn print_plan(opts: &SetupOptions, names: &Names) {
+pub fn print_plan(opts: &SetupOptions, names: &Names, groups: &[String]) {
     println!(
         "dry run: fleetstorm aws setup would do this (region {}); nothing is sent",
         opts.conn
             .region_hint()
             .unwrap_or_else(|| "from the profile".into())
     );
-    for (i, (what, cli)) in plan(opts, names).iter().enumerate() {
+    for (i, (what, cli)) in plan(opts, names, groups).iter().enumerate() {
         println!("  {}. {what}", i + 1);
         if !cli.is_empty() {
             println!("     $ {cli}");
@@ -131,7 +138,7 @@ mod tests {
             root_ca: None,
             dry_run: true,
         };
-        let steps = plan(&opts, &Names::new("fs").unwrap());
+        let steps = plan(&opts, &Names::new("fs").unwrap(), &["g1".to_string()]);
         let cli: Vec<&str> = steps
             .iter()
             .map(|(_, c)| c.as_str())
@@ -148,6 +155,9 @@ mod tests {
         assert!(
             cli.iter()
                 .any(|c| c.contains("describe-endpoint") && c.contains("iot:Data-ATS"))
+        );
+        assert!(
+            cli.contains(&"aws iot create-thing-group --region eu-west-1 --thing-group-name g1")
         );
     }
 }

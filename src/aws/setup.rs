@@ -45,6 +45,74 @@ pub fn template_body(file: Option<&Path>) -> Result<(String, Template), AwsError
     Ok((body, template))
 }
 
+/// The thing groups a template body names literally (`ThingGroups` lists of strings of its
+/// `AWS::IoT::Thing` resources), in order, once each. Groups computed from parameters are not
+/// known before a device provisions.
+pub fn template_groups(body: &str) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let mut groups: Vec<String> = Vec::new();
+    let resources = json.get("Resources").and_then(|r| r.as_object());
+    for resource in resources.into_iter().flat_map(|r| r.values()) {
+        if resource.get("Type").and_then(|t| t.as_str()) != Some("AWS::IoT::Thing") {
+            continue;
+        }
+        let listed = resource
+            .pointer("/Properties/ThingGroups")
+            .and_then(|g| g.as_array());
+        for name in listed.into_iter().flatten().filter_map(|g| g.as_str()) {
+            if !groups.iter().any(|g| g == name) {
+                groups.push(name.to_string());
+            }
+        }
+    }
+    groups
+}
+
+/// Reuse each thing group the template names, or create it; the groups as recorded (`created`
+/// also when an earlier setup created it) and one line each.
+async fn ensure_groups(
+    iot: &Client,
+    pacer: &Pacer,
+    groups: &[String],
+    previous: &[Resource],
+    lines: &mut Vec<String>,
+) -> Result<Vec<Resource>, AwsError> {
+    let mut out = Vec::new();
+    for name in groups {
+        let described = pacer
+            .call(Api::Other, &[], || {
+                iot.describe_thing_group().thing_group_name(name).send()
+            })
+            .await
+            .map_err(runtime)?;
+        let (arn, created_now) = match described {
+            Some(d) => (d.thing_group_arn().unwrap_or_default().to_string(), false),
+            None => {
+                let made = pacer
+                    .call(Api::Other, &[], || {
+                        iot.create_thing_group().thing_group_name(name).send()
+                    })
+                    .await
+                    .map_err(runtime)?;
+                let arn = made
+                    .as_ref()
+                    .and_then(|m| m.thing_group_arn())
+                    .unwrap_or_default()
+                    .to_string();
+                (arn, true)
+            }
+        };
+        let before = previous.iter().any(|p| p.created && p.name == *name);
+        lines.push(format!("{} thing group         {name}", verb(created_now)));
+        out.push(Resource {
+            name: name.clone(),
+            arn,
+            created: created_now || before,
+        });
+    }
+    Ok(out)
+}
+
 /// The account in an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:...`).
 pub fn arn_account(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|a| !a.is_empty())
@@ -221,8 +289,9 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
         }
         None => None,
     };
+    let groups = template_groups(&body);
     if opts.dry_run {
-        super::plan::print_plan(opts, &names);
+        super::plan::print_plan(opts, &names, &groups);
         return Ok(None);
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| AwsError::io(&opts.out, e))?;
@@ -297,6 +366,8 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
         verb(template_new),
         names.template
     ));
+    let thing_groups =
+        ensure_groups(&iot, &pacer, &groups, &previous.thing_groups, &mut lines).await?;
 
     // 3. Claim certificate.
     let cert_path = opts.out.join(CLAIM_CERT_FILE);
@@ -351,6 +422,7 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
             certificates.push(c.clone());
             let partial = SetupState {
                 certificates: certificates.clone(),
+                thing_groups: thing_groups.clone(),
                 role: Some(role.clone()),
                 template: Some(template_res.clone()),
                 ..previous.clone()
@@ -466,6 +538,7 @@ pub async fn setup(opts: &SetupOptions) -> Result<Option<SetupReport>, AwsError>
         template: Some(template_res),
         policy: Some(policy),
         certificates,
+        thing_groups,
         endpoint,
         files,
     };
@@ -580,6 +653,16 @@ mod tests {
         let err = template_body(Some(&path)).unwrap_err();
         assert!(err.to_string().contains("t.json: line 3"), "{err}");
         assert_eq!(err.code(), 3);
+    }
+
+    #[test]
+    fn the_seed_template_names_one_group_and_computed_groups_are_skipped() {
+        let (body, _) = template_body(None).unwrap();
+        assert_eq!(template_groups(&body), ["fleet-provisioning-group"]);
+        let computed = r#"{"Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {
+            "ThingGroups": ["a", {"Ref": "G"}, "a", "b"]}}, "p": {"Type": "AWS::IoT::Policy",
+            "Properties": {"ThingGroups": ["not-a-thing"]}}}}"#;
+        assert_eq!(template_groups(computed), ["a", "b"]);
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct SetupState {
     /// Claim certificates (ID in `name`); the last one is current.
     #[serde(default)]
     pub certificates: Vec<Resource>,
+    /// The thing groups the template names (RegisterThing fails while one is missing).
+    #[serde(default)]
+    pub thing_groups: Vec<Resource>,
     pub endpoint: String,
     /// Files setup wrote in the output folder.
     #[serde(default)]

@@ -54,6 +54,9 @@ pub async fn teardown(opts: &TeardownOptions) -> Result<Vec<String>, AwsError> {
         if let Some(t) = created(&state.template) {
             println!("  provisioning template {}", t.name);
         }
+        for g in state.thing_groups.iter().filter(|g| g.created) {
+            println!("  thing group {}", g.name);
+        }
         if let Some(r) = created(&state.role) {
             println!(
                 "  IAM role {} (detach AWSIoTThingsRegistration, delete)",
@@ -138,6 +141,16 @@ pub async fn teardown(opts: &TeardownOptions) -> Result<Vec<String>, AwsError> {
             word(r.map(|_| ())),
             t.name
         ));
+    }
+    for g in state.thing_groups.iter().filter(|g| g.created) {
+        // DeleteThingGroup answers success for a group that is gone already.
+        pacer
+            .call(Api::Other, &[], || {
+                iot.delete_thing_group().thing_group_name(&g.name).send()
+            })
+            .await
+            .map_err(runtime)?;
+        lines.push(format!("deleted thing group {}", g.name));
     }
     if let Some(role) = created(&state.role) {
         let iam = aws_sdk_iam::Client::new(&config);

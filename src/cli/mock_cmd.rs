@@ -71,10 +71,10 @@ pub(super) async fn run_mock(args: MockArgs) -> Result<u8, CommandFailure> {
     let metrics = crate::exporter::bind_optional(args.metrics_listen).await?;
     let listener = crate::mock::listen(args.listen)?;
     let shutdown = CancellationToken::new();
-    let templates: Vec<String> = config.templates.keys().cloned().collect();
     let key_type = config.settings.keys;
     let limits = config.settings.http;
     let handle = mock::start(config, listener, shutdown.clone()).await?;
+    let templates = handle.template_names();
     let metrics =
         metrics.map(|l| l.serve_with(crate::exporter::mock::registry(handle.observer()), limits));
     let control = handle

@@ -387,6 +387,11 @@ impl MockHandle {
     }
 
     /// What the mock put into its account at start (nothing with [`MockConfig::empty`]).
+    /// The templates devices can provision with now (journaled ones included).
+    pub fn template_names(&self) -> Vec<String> {
+        self.state.templates.names()
+    }
+
     pub fn preloaded(&self) -> &Preloaded {
         &self.state.preloaded
     }
@@ -553,7 +558,7 @@ pub async fn start(
     for group in &settings.thing_groups {
         registry.add_thing_group(group);
     }
-    let preloaded = if config.preload {
+    let mut preloaded = if config.preload {
         preload_claim(&config.pki, &config.templates, &arn, &registry)?
     } else {
         Preloaded::default()
@@ -609,13 +614,16 @@ pub async fn start(
     let cache = config.pki.dir.join(keypool::POOL_FILE);
     let keys = KeyPool::new(settings.keys, settings.key_pool_size, Some(cache));
     let at_start = registry.counts();
+    let templates =
+        control::templates::TemplateStore::new(config.templates, &config.template_bodies);
+    templates.restore(registry.journaled_templates(), &arn);
+    preloaded
+        .templates
+        .retain(|t| templates.names().contains(t));
     let state = Arc::new(State {
         arn,
         pki: config.pki.clone(),
-        templates: control::templates::TemplateStore::new(
-            config.templates,
-            &config.template_bodies,
-        ),
+        templates,
         tls,
         registry,
         keys,

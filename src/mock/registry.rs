@@ -10,10 +10,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+mod account;
 pub mod control;
 pub mod journal;
 mod names;
+mod versions;
+
+pub use account::{AttributePayload, ThingUpdate};
 
 pub use crate::mock_settings::RegistryMode;
 pub use names::Names;
@@ -57,6 +62,83 @@ pub struct ThingRecord {
     pub thing_type_name: Option<String>,
     pub billing_group: Option<String>,
     pub certificates: Names,
+    /// Raised by every UpdateThing (DescribeThing's `version`, UpdateThing's `expectedVersion`).
+    #[serde(default = "first_version")]
+    pub version: u64,
+}
+
+fn first_version() -> u64 {
+    1
+}
+
+/// A thing group: its properties as CreateThingGroup gave them (`thingGroupProperties`), its
+/// parent, creation time and version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GroupRecord {
+    pub parent: Option<String>,
+    pub properties: Value,
+    pub created: f64,
+    pub version: u64,
+}
+
+impl Default for GroupRecord {
+    fn default() -> GroupRecord {
+        GroupRecord::new(None, Value::Object(Default::default()))
+    }
+}
+
+impl GroupRecord {
+    pub fn new(parent: Option<String>, properties: Value) -> GroupRecord {
+        GroupRecord {
+            parent,
+            properties,
+            created: journal::unix_seconds(SystemTime::now()),
+            version: 1,
+        }
+    }
+}
+
+/// A thing type: its properties as CreateThingType gave them (`thingTypeProperties`), whether
+/// and since when it is deprecated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TypeRecord {
+    pub properties: Value,
+    pub created: f64,
+    pub deprecated: Option<f64>,
+}
+
+impl Default for TypeRecord {
+    fn default() -> TypeRecord {
+        TypeRecord {
+            properties: Value::Object(Default::default()),
+            created: journal::unix_seconds(SystemTime::now()),
+            deprecated: None,
+        }
+    }
+}
+
+/// One version of a policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    pub id: u32,
+    pub document: Value,
+    pub created: f64,
+}
+
+/// Every version of one policy, which is the default, and the next version ID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyVersions {
+    pub default: u32,
+    pub next: u32,
+    pub versions: Vec<PolicyVersion>,
+}
+
+impl PolicyVersions {
+    pub(super) fn get(&self, id: u32) -> Option<&PolicyVersion> {
+        self.versions.iter().find(|v| v.id == id)
+    }
 }
 
 /// What a connection needs to know about its certificate, taken once at CONNECT.
@@ -85,7 +167,14 @@ struct Inner {
     certificates: HashMap<String, CertificateRecord>,
     things: HashMap<String, ThingRecord>,
     policies: HashMap<String, (Arc<PolicyDocument>, serde_json::Value)>,
-    thing_groups: std::collections::BTreeSet<String>,
+    thing_groups: BTreeMap<String, GroupRecord>,
+    thing_types: BTreeMap<String, TypeRecord>,
+    /// Every version of a policy whose versions the control plane changed; a policy not here
+    /// has its one version 1 (`policies` holds the default version's document).
+    policy_versions: HashMap<String, PolicyVersions>,
+    /// Provisioning templates created, updated (`Some`, as the control plane describes them) or
+    /// deleted (`None`) over REST: kept only to be journaled and handed back at start.
+    templates: BTreeMap<String, Option<serde_json::Value>>,
     tokens: HashMap<String, TokenRecord>,
     /// Journal lines not yet written (only with a journal).
     log: Option<Vec<u8>>,
@@ -168,15 +257,22 @@ impl Registry {
     pub fn add_policy(&self, name: &str, document: PolicyDocument, json: serde_json::Value) {
         let mut inner = self.lock();
         inner.log_policy(name, &json);
+        inner.forget_versions(name);
         inner
             .policies
             .insert(name.to_string(), (Arc::new(document), json));
     }
 
+    /// A thing group that exists from the start (the settings' `thing_groups`).
     pub fn add_thing_group(&self, name: &str) {
         let mut inner = self.lock();
-        if inner.thing_groups.insert(name.to_string()) {
-            inner.log_line(&journal::Line::Group { name });
+        if !inner.thing_groups.contains_key(name) {
+            let record = GroupRecord::new(None, serde_json::json!({}));
+            inner.log_line(&journal::Line::Group {
+                name,
+                record: &record,
+            });
+            inner.thing_groups.insert(name.to_string(), record);
         }
     }
 
@@ -314,11 +410,12 @@ impl Registry {
                 });
             }
         }
-        if let Some(thing) = &rendered.thing
-            && inner.mode == RegistryMode::Full
-        {
-            // A compact registry keeps no attributes, groups or type to compare.
-            check_thing_conflicts(inner.things.get(&thing.thing_name), thing)?;
+        if let Some(thing) = &rendered.thing {
+            inner.check_groups_and_type(thing)?;
+            if inner.mode == RegistryMode::Full {
+                // A compact registry keeps no attributes, groups or type to compare.
+                check_thing_conflicts(inner.things.get(&thing.thing_name), thing)?;
+            }
         }
 
         inner.tokens.remove(token);
@@ -346,11 +443,6 @@ impl Registry {
             inner.shared_policies(rendered.policies.iter().map(|p| &p.policy_name).collect());
         let compact = inner.mode == RegistryMode::Compact;
         if let Some(thing) = &rendered.thing {
-            if !compact {
-                for group in &thing.thing_groups {
-                    inner.thing_groups.insert(group.clone());
-                }
-            }
             upsert_thing(&mut inner.things, thing, &certificate_id, compact);
         }
         let Some(cert) = inner.certificates.get_mut(&certificate_id) else {
@@ -443,7 +535,7 @@ impl Registry {
             "things": things,
             "certificates": certs,
             "policies": policies,
-            "thingGroups": inner.thing_groups,
+            "thingGroups": inner.thing_groups.keys().collect::<Vec<_>>(),
         })
     }
 }
@@ -518,6 +610,7 @@ fn upsert_thing(
                 thing_type_name: spec.thing_type_name.clone(),
                 billing_group: spec.billing_group.clone(),
                 certificates: [certificate_id].into_iter().collect(),
+                version: 1,
             };
             if compact {
                 record.strip();

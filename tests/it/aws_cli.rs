@@ -23,24 +23,34 @@ fn manifest_dir() -> &'static Path {
 }
 
 /// The venv's `aws`, creating the venv on first use.
-fn venv_aws() -> PathBuf {
+pub(crate) fn venv_aws() -> PathBuf {
     common::python_venv("awscli-venv", "tests/aws/requirements.txt", "import awscli").join("aws")
 }
 
 /// Runs `aws --endpoint-url CONTROL ARGS...` in `dir` with dummy credentials and no config.
-struct Cli<'a> {
-    aws: PathBuf,
-    endpoint_url: String,
-    dir: &'a Path,
+pub(crate) struct Cli<'a> {
+    pub aws: PathBuf,
+    pub endpoint_url: String,
+    pub dir: &'a Path,
     /// The secret access key signed with (of access key `AKIDEXAMPLE`).
-    secret: &'static str,
+    pub secret: &'static str,
 }
 
 /// The secret `Cli` signs with unless told otherwise.
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
-impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> Output {
+impl<'a> Cli<'a> {
+    /// The CLI against `mock`'s control plane, run in `dir`.
+    pub fn new(mock: &support::Mock, dir: &'a Path) -> Cli<'a> {
+        Cli {
+            aws: venv_aws(),
+            endpoint_url: mock.control.clone(),
+            dir,
+            secret: SECRET,
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
         Command::new(&self.aws)
             .arg("--endpoint-url")
             .arg(&self.endpoint_url)
@@ -59,7 +69,7 @@ impl Cli<'_> {
 
     /// A command that must succeed; its JSON output (`Null` when it prints nothing).
     #[track_caller]
-    fn ok(&self, args: &[&str]) -> Value {
+    pub fn ok(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -75,7 +85,7 @@ impl Cli<'_> {
 
     /// A command that must fail with AWS error `code`; its message.
     #[track_caller]
-    fn refused(&self, args: &[&str], code: &str) -> String {
+    pub fn refused(&self, args: &[&str], code: &str) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success(), "aws {args:?} succeeded");
@@ -118,12 +128,7 @@ fn tutorial<'a>(mock: &support::Mock, work: &'a Path) -> Cli<'a> {
     ] {
         std::fs::copy(manifest_dir().join("tests/aws").join(file), work.join(file)).unwrap();
     }
-    Cli {
-        aws: venv_aws(),
-        endpoint_url: mock.control.clone(),
-        dir: work,
-        secret: SECRET,
-    }
+    Cli::new(mock, work)
 }
 
 /// Against `fleetstorm mock --empty`, a fresh account: the seed tutorial's set-up runs command

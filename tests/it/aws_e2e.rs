@@ -39,7 +39,7 @@ pub fn assert_nothing_removed(o: &Output) {
     }
 }
 
-fn run(mock: &Mock, scenario: &Path, out: &Path, devices: u32) {
+pub(crate) fn run(mock: &Mock, scenario: &Path, out: &Path, devices: u32) {
     let o = fleetstorm(&[
         "run",
         scenario.to_str().unwrap(),
@@ -57,7 +57,7 @@ fn run(mock: &Mock, scenario: &Path, out: &Path, devices: u32) {
 }
 
 /// `fleetstorm aws setup` against the mock's control plane (any role ARN, the mock's CA).
-fn setup(mock: &Mock, out: &Path, name: &str) -> Output {
+pub(crate) fn setup(mock: &Mock, out: &Path, name: &str) -> Output {
     let ca = mock.pki.join("root-ca.pem");
     fleetstorm(&[
         "aws",

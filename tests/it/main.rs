@@ -9,6 +9,8 @@
 mod amplification;
 mod architecture;
 #[cfg(feature = "aws")]
+mod aws_account;
+#[cfg(feature = "aws")]
 mod aws_cleanup;
 #[cfg(feature = "aws")]
 mod aws_cli;
@@ -18,6 +20,10 @@ mod aws_dry_run;
 mod aws_e2e;
 #[cfg(feature = "aws")]
 mod aws_moto;
+#[cfg(feature = "aws")]
+mod aws_policies_certs;
+#[cfg(feature = "aws")]
+mod aws_things;
 mod chaos;
 mod ci;
 mod classify;

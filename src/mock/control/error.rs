@@ -93,6 +93,8 @@ impl From<Refusal> for ApiError {
             Refusal::DeleteConflict(m) => ApiError::new(409, "DeleteConflictException", m),
             Refusal::CertificateState(m) => ApiError::new(406, "CertificateStateException", m),
             Refusal::InvalidRequest(m) => ApiError::invalid(m),
+            Refusal::VersionConflict(m) => ApiError::new(409, "VersionConflictException", m),
+            Refusal::VersionsLimit(m) => ApiError::new(409, "VersionsLimitExceededException", m),
         }
     }
 }

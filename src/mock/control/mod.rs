@@ -1,10 +1,12 @@
 //! The AWS IoT control plane (REST, restJson1) over the mock's registry.
 //!
-//! The subset of the AWS IoT API that `fleetstorm aws setup/cleanup` and the seed's set-up
-//! commands use, with AWS's methods, paths, query strings, JSON shapes and error shapes (the
-//! reference is botocore's `iot` service model): provisioning templates, certificates
-//! (CreateKeysAndCertificate signs with the mock's CA), policies and their targets, things and
-//! their principals (both ways), DescribeEndpoint. It reads and changes the one registry the MQTT side uses:
+//! The subset of the AWS IoT API that `fleetstorm aws setup/cleanup`, the seed's set-up
+//! commands and a provisioning back end's own scripts use, with AWS's methods, paths, query
+//! strings, JSON shapes and error shapes (the reference is botocore's `iot` service model):
+//! provisioning templates, certificates (CreateKeysAndCertificate and CreateCertificateFromCsr
+//! sign with the mock's CA; RegisterCertificate, RegisterCertificateWithoutCA), policies, their
+//! versions and targets, things (created, updated) and their principals (both ways), thing
+//! groups, thing types, DescribeEndpoint. It reads and changes the one registry the MQTT side uses:
 //! what devices provision is listed and deleted here, and certificates, policies and templates
 //! created here are what devices connect and provision with.
 //!
@@ -15,6 +17,7 @@
 pub mod auth;
 mod certificates;
 mod error;
+mod groups;
 mod policies;
 pub mod templates;
 mod things;
@@ -67,6 +70,16 @@ impl Call {
                 "Invalid value {other:?} for {name}: true or false"
             ))),
         }
+    }
+
+    /// A whole-number query parameter (`expectedVersion`), absent as `None`.
+    pub fn number(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.query(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::invalid(format!("Invalid {name} {v:?}: a whole number")))
+            })
+            .transpose()
     }
 
     /// The JSON body (an empty body reads as `{}`).
@@ -287,6 +300,11 @@ async fn route(state: &Arc<State>, mqtt: SocketAddr, path: &str, call: &Call) ->
         (["provisioning-templates", name], &Method::PATCH) => templates::update(state, name, call),
         (["provisioning-templates", name], &Method::DELETE) => templates::delete(state, name),
         (["keys-and-certificate"], &Method::POST) => certificates::create(state, call).await,
+        (["certificates"], &Method::POST) => certificates::create_from_csr(state, call),
+        (["certificate", "register"], &Method::POST) => certificates::register(state, call, true),
+        (["certificate", "register-no-ca"], &Method::POST) => {
+            certificates::register(state, call, false)
+        }
         (["certificates"], &Method::GET) => certificates::list(state, call),
         (["certificates", id], &Method::GET) => certificates::describe(state, id),
         (["certificates", id], &Method::PUT) => certificates::update(state, id, call),
@@ -295,12 +313,51 @@ async fn route(state: &Arc<State>, mqtt: SocketAddr, path: &str, call: &Call) ->
         (["policies", name], &Method::POST) => policies::create(state, name, call),
         (["policies", name], &Method::GET) => policies::get(state, name),
         (["policies", name], &Method::DELETE) => policies::delete(state, name),
+        (["policies", name, "version"], &Method::POST) => {
+            policies::create_version(state, name, call)
+        }
+        (["policies", name, "version"], &Method::GET) => policies::list_versions(state, name),
+        (["policies", name, "version", id], &Method::GET) => policies::get_version(state, name, id),
+        (["policies", name, "version", id], &Method::PATCH) => {
+            policies::set_default_version(state, name, id)
+        }
+        (["policies", name, "version", id], &Method::DELETE) => {
+            policies::delete_version(state, name, id)
+        }
         (["target-policies", name], &Method::PUT) => policies::attach(state, name, call),
         (["target-policies", name], &Method::POST) => policies::detach(state, name, call),
         (["policy-targets", name], &Method::POST) => policies::targets(state, name, call),
         (["things"], &Method::GET) => things::list(state, call),
         (["things", name], &Method::GET) => things::describe(state, name),
-        (["things", name], &Method::DELETE) => things::delete(state, name),
+        (["things", name], &Method::POST) => things::create(state, name, call),
+        (["things", name], &Method::PATCH) => things::update(state, name, call),
+        (["things", name], &Method::DELETE) => things::delete(state, name, call),
+        (["things", name, "principals-v2"], &Method::GET) => {
+            things::principals_v2(state, name, call)
+        }
+        (["things", name, "thing-groups"], &Method::GET) => {
+            groups::groups_for_thing(state, name, call)
+        }
+        (["thing-groups"], &Method::GET) => groups::list_groups(state, call),
+        (["thing-groups", "addThingToThingGroup"], &Method::PUT) => {
+            groups::membership(state, call, true)
+        }
+        (["thing-groups", "removeThingFromThingGroup"], &Method::PUT) => {
+            groups::membership(state, call, false)
+        }
+        (["thing-groups", name], &Method::POST) => groups::create_group(state, name, call),
+        (["thing-groups", name], &Method::GET) => groups::describe_group(state, name),
+        (["thing-groups", name], &Method::DELETE) => groups::delete_group(state, name, call),
+        (["thing-groups", name, "things"], &Method::GET) => {
+            groups::things_in_group(state, name, call)
+        }
+        (["thing-types"], &Method::GET) => groups::list_types(state, call),
+        (["thing-types", name], &Method::POST) => groups::create_type(state, name, call),
+        (["thing-types", name], &Method::GET) => groups::describe_type(state, name),
+        (["thing-types", name], &Method::DELETE) => groups::delete_type(state, name),
+        (["thing-types", name, "deprecate"], &Method::POST) => {
+            groups::deprecate_type(state, name, call)
+        }
         (["things", name, "principals"], &Method::GET) => things::principals(state, name, call),
         (["things", name, "principals"], &Method::PUT) => things::attach(state, name, call),
         (["things", name, "principals"], &Method::DELETE) => things::detach(state, name, call),

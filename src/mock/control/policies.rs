@@ -28,18 +28,25 @@ fn target(call: &Call) -> Result<String, ApiError> {
     }
 }
 
-/// POST /policies/{policyName}
-pub(super) fn create(state: &State, name: &str, call: &Call) -> Reply {
-    let name = checked_name(name)?;
+/// The body's `policyDocument`: its text, JSON and parsed policy; a document that is not a
+/// policy is MalformedPolicyException.
+fn policy_document(call: &Call) -> Result<(String, Value, PolicyDocument), ApiError> {
     let body = call.json()?;
     let text = match body.get("policyDocument") {
-        Some(Value::String(t)) => t,
+        Some(Value::String(t)) => t.clone(),
         _ => return Err(ApiError::invalid("policyDocument is required")),
     };
-    let json: Value = serde_json::from_str(text)
+    let json: Value = serde_json::from_str(&text)
         .map_err(|e| ApiError::malformed_policy(format!("Policy document is not JSON: {e}")))?;
     let document =
         PolicyDocument::parse(&json).map_err(|e| ApiError::malformed_policy(e.to_string()))?;
+    Ok((text, json, document))
+}
+
+/// POST /policies/{policyName}
+pub(super) fn create(state: &State, name: &str, call: &Call) -> Reply {
+    let name = checked_name(name)?;
+    let (text, json, document) = policy_document(call)?;
     let arn = state.iot_arn("policy", name);
     state
         .registry
@@ -58,19 +65,104 @@ pub(super) fn create(state: &State, name: &str, call: &Call) -> Reply {
     })))
 }
 
-/// GET /policies/{policyName}
+/// GET /policies/{policyName}: the default version's document.
 pub(super) fn get(state: &State, name: &str) -> Reply {
-    let json = state
-        .registry
-        .policy_json(name)
-        .ok_or_else(|| ApiError::not_found(format!("Policy {name} does not exist.")))?;
+    let versions = state.registry.policy_versions(name)?;
+    let default = versions
+        .versions
+        .iter()
+        .find(|v| v.id == versions.default)
+        .ok_or_else(|| ApiError::internal(format!("policy {name} has no default version")))?;
+    let first = versions
+        .versions
+        .iter()
+        .map(|v| v.created)
+        .fold(f64::MAX, f64::min);
     Ok(Some(json!({
         "policyName": name,
         "policyArn": state.iot_arn("policy", name),
-        "policyDocument": json.to_string(),
-        "defaultVersionId": "1",
-        "generationId": "1",
+        "policyDocument": default.document.to_string(),
+        "defaultVersionId": versions.default.to_string(),
+        "creationDate": first,
+        "lastModifiedDate": default.created,
+        "generationId": versions.default.to_string(),
     })))
+}
+
+/// botocore `PolicyVersionId`: digits.
+fn version_id(id: &str) -> Result<u32, ApiError> {
+    id.parse::<u32>()
+        .ok()
+        .filter(|_| id.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ApiError::invalid(format!("Invalid policyVersionId {id:?}: digits")))
+}
+
+/// POST /policies/{policyName}/version?setAsDefault=
+pub(super) fn create_version(state: &State, name: &str, call: &Call) -> Reply {
+    let name = checked_name(name)?;
+    let set_as_default = call.flag("setAsDefault", false)?;
+    let (text, json, _) = policy_document(call)?;
+    let (id, default) = state
+        .registry
+        .create_policy_version(name, json, set_as_default)?;
+    Ok(Some(json!({
+        "policyArn": state.iot_arn("policy", name),
+        "policyDocument": text,
+        "policyVersionId": id.to_string(),
+        "isDefaultVersion": default,
+    })))
+}
+
+/// GET /policies/{policyName}/version (not paged: at most five versions).
+pub(super) fn list_versions(state: &State, name: &str) -> Reply {
+    let name = checked_name(name)?;
+    let versions = state.registry.policy_versions(name)?;
+    let list: Vec<Value> = versions
+        .versions
+        .iter()
+        .map(|v| {
+            json!({
+                "versionId": v.id.to_string(),
+                "isDefaultVersion": v.id == versions.default,
+                "createDate": v.created,
+            })
+        })
+        .collect();
+    Ok(Some(json!({ "policyVersions": list })))
+}
+
+/// GET /policies/{policyName}/version/{policyVersionId}
+pub(super) fn get_version(state: &State, name: &str, id: &str) -> Reply {
+    let name = checked_name(name)?;
+    let (version, default) = state.registry.policy_version(name, version_id(id)?)?;
+    Ok(Some(json!({
+        "policyArn": state.iot_arn("policy", name),
+        "policyName": name,
+        "policyDocument": version.document.to_string(),
+        "policyVersionId": version.id.to_string(),
+        "isDefaultVersion": default,
+        "creationDate": version.created,
+        "lastModifiedDate": version.created,
+        "generationId": version.id.to_string(),
+    })))
+}
+
+/// PATCH /policies/{policyName}/version/{policyVersionId}
+pub(super) fn set_default_version(state: &State, name: &str, id: &str) -> Reply {
+    let name = checked_name(name)?;
+    state
+        .registry
+        .set_default_policy_version(name, version_id(id)?)?;
+    Ok(None)
+}
+
+/// DELETE /policies/{policyName}/version/{policyVersionId}
+pub(super) fn delete_version(state: &State, name: &str, id: &str) -> Reply {
+    let name = checked_name(name)?;
+    state
+        .registry
+        .delete_policy_version(name, version_id(id)?)?;
+    Ok(None)
 }
 
 /// DELETE /policies/{policyName}

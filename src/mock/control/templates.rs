@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use super::{ApiError, Call, Reply, epoch, next_token, put};
+use crate::iot::policy::ArnContext;
 use crate::iot::template::Template;
 use crate::mock::State;
 
@@ -88,6 +89,63 @@ impl TemplateStore {
     pub fn names(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
     }
+
+    /// Serve what earlier mocks on the registry's directory journaled: templates created or
+    /// updated over REST replace those of the same name loaded at start, deleted ones go. A
+    /// journaled template that no longer loads (a template rule of a later version) is skipped
+    /// with a warning naming it.
+    pub fn restore(&self, journaled: Vec<(String, Option<Value>)>, arn: &ArnContext) {
+        let mut map = self.write();
+        for (name, record) in journaled {
+            match record {
+                None => {
+                    map.remove(&name);
+                }
+                Some(record) => match from_record(&name, &record, arn) {
+                    Ok(stored) => {
+                        map.insert(name, stored);
+                    }
+                    Err(e) => tracing::warn!("journaled template {name} not restored: {e}"),
+                },
+            }
+        }
+    }
+}
+
+/// A stored template as the journal keeps it.
+fn record(stored: &Stored) -> Value {
+    json!({
+        "body": stored.body,
+        "description": stored.description,
+        "enabled": stored.enabled,
+        "role_arn": stored.role_arn,
+        "hook": stored.hook,
+        "kind": stored.kind,
+        "created": epoch(stored.created),
+        "modified": epoch(stored.modified),
+    })
+}
+
+fn from_record(name: &str, r: &Value, arn: &ArnContext) -> Result<Stored, String> {
+    let text = |key: &str| r.get(key).and_then(Value::as_str).map(str::to_string);
+    let time = |key: &str| {
+        let secs = r.get(key).and_then(Value::as_f64).unwrap_or_default();
+        UNIX_EPOCH + Duration::try_from_secs_f64(secs).unwrap_or_default()
+    };
+    let body = text("body").ok_or("no body")?;
+    let template =
+        crate::mock::load_template(name, "templateBody", &body, arn).map_err(|e| e.to_string())?;
+    Ok(Stored {
+        template,
+        body,
+        description: text("description"),
+        enabled: r.get("enabled").and_then(Value::as_bool).unwrap_or(false),
+        role_arn: text("role_arn"),
+        hook: r.get("hook").filter(|h| h.is_object()).cloned(),
+        kind: text("kind").unwrap_or_else(|| "FLEET_PROVISIONING".into()),
+        created: time("created"),
+        modified: time("modified"),
+    })
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -192,6 +250,9 @@ pub(super) fn create(state: &State, call: &Call) -> Reply {
                 &arn,
             ));
         }
+        state
+            .registry
+            .journal_template(&name, Some(&record(&stored)));
         map.insert(name.clone(), stored);
     }
     Ok(Some(json!({
@@ -304,13 +365,18 @@ pub(super) fn update(state: &State, name: &str, call: &Call) -> Reply {
         stored.hook = None;
     }
     stored.modified = SystemTime::now();
+    state.registry.journal_template(name, Some(&record(stored)));
     Ok(None)
 }
 
 /// DELETE /provisioning-templates/{templateName}
 pub(super) fn delete(state: &State, name: &str) -> Reply {
-    match state.templates.write().remove(name) {
-        Some(_) => Ok(None),
+    let mut map = state.templates.write();
+    match map.remove(name) {
+        Some(_) => {
+            state.registry.journal_template(name, None);
+            Ok(None)
+        }
         None => Err(not_found(name)),
     }
 }

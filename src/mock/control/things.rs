@@ -1,5 +1,6 @@
 //! Things and their principals, and DescribeEndpoint.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
@@ -7,11 +8,11 @@ use sha2::Digest;
 
 use super::{ApiError, Call, Reply, certificate_id_of, next_token, page_sorted, put};
 use crate::mock::State;
-use crate::mock::registry::ThingRecord;
 use crate::mock::registry::control::{ThingFilter, thing_not_found};
+use crate::mock::registry::{AttributePayload, ThingRecord, ThingUpdate};
 
 /// A stable UUID-shaped thing ID derived from the name (the registry keeps no IDs).
-fn thing_id(name: &str) -> String {
+pub(super) fn thing_id(name: &str) -> String {
     let h = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..16]);
     format!(
         "{}-{}-{}-{}-{}",
@@ -23,8 +24,9 @@ fn thing_id(name: &str) -> String {
     )
 }
 
-/// botocore `ThingName`: 1-128 characters of `[a-zA-Z0-9:_-]`.
-fn checked_name(name: &str) -> Result<&str, ApiError> {
+/// botocore `ThingName`, `ThingGroupName`, `ThingTypeName`, `BillingGroupName`: 1-128
+/// characters of `[a-zA-Z0-9:_-]`; `field` names the member in the refusal.
+pub(super) fn checked<'a>(field: &str, name: &'a str) -> Result<&'a str, ApiError> {
     let ok = (1..=128).contains(&name.len())
         && name
             .bytes()
@@ -33,9 +35,155 @@ fn checked_name(name: &str) -> Result<&str, ApiError> {
         Ok(name)
     } else {
         Err(ApiError::invalid(format!(
-            "Invalid thingName {name:?}: 1-128 characters of [a-zA-Z0-9:_-]"
+            "Invalid {field} {name:?}: 1-128 characters of [a-zA-Z0-9:_-]"
         )))
     }
+}
+
+fn checked_name(name: &str) -> Result<&str, ApiError> {
+    checked("thingName", name)
+}
+
+/// An optional string member of a JSON body, checked as a registry name.
+pub(super) fn optional_name(
+    body: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(checked(field, s)?.to_string())),
+        Some(_) => Err(ApiError::invalid(format!("{field} must be a string"))),
+    }
+}
+
+/// `attributePayload` (`{"attributes": {NAME: VALUE}, "merge": BOOL}`) under `field`: the
+/// attributes and the merge flag.
+pub(super) fn attribute_payload(
+    value: Option<&Value>,
+    field: &str,
+) -> Result<Option<AttributePayload>, ApiError> {
+    let payload = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(p)) => p,
+        Some(_) => return Err(ApiError::invalid(format!("{field} must be an object"))),
+    };
+    let mut attributes = BTreeMap::new();
+    match payload.get("attributes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                let Value::String(v) = v else {
+                    return Err(ApiError::invalid(format!(
+                        "{field}.attributes.{k} must be a string"
+                    )));
+                };
+                attributes.insert(k.clone(), v.clone());
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "{field}.attributes must be an object of strings"
+            )));
+        }
+    }
+    let merge = match payload.get("merge") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "{field}.merge must be a boolean"
+            )));
+        }
+    };
+    Ok(Some((attributes, merge)))
+}
+
+/// A thing's ARN, ID and name, as CreateThing answers.
+fn created(state: &State, name: &str) -> Value {
+    json!({
+        "thingName": name,
+        "thingArn": state.iot_arn("thing", name),
+        "thingId": thing_id(name),
+    })
+}
+
+/// POST /things/{thingName}
+pub(super) fn create(state: &State, name: &str, call: &Call) -> Reply {
+    let name = checked_name(name)?;
+    let body = call.json()?;
+    let thing_type = optional_name(&body, "thingTypeName")?;
+    let billing = optional_name(&body, "billingGroupName")?;
+    let attributes = attribute_payload(body.get("attributePayload"), "attributePayload")?
+        .map(|(a, _)| a)
+        .unwrap_or_default();
+    state
+        .registry
+        .create_thing(name, thing_type.as_deref(), attributes, billing.as_deref())?;
+    Ok(Some(created(state, name)))
+}
+
+/// PATCH /things/{thingName}
+pub(super) fn update(state: &State, name: &str, call: &Call) -> Reply {
+    let name = checked_name(name)?;
+    let body = call.json()?;
+    let expected_version = match body.get("expectedVersion") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| ApiError::invalid("expectedVersion must be a whole number"))?,
+        ),
+    };
+    let remove_thing_type = match body.get("removeThingType") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("removeThingType must be a boolean")),
+    };
+    let update = ThingUpdate {
+        thing_type_name: optional_name(&body, "thingTypeName")?,
+        remove_thing_type,
+        attributes: attribute_payload(body.get("attributePayload"), "attributePayload")?,
+        expected_version,
+    };
+    state.registry.update_thing(name, &update)?;
+    Ok(None)
+}
+
+/// GET /things/{thingName}/principals-v2?thingPrincipalType=&nextToken=&maxResults=
+/// (ListThingPrincipalsV2). The mock attaches every principal NON_EXCLUSIVE_THING.
+pub(super) fn principals_v2(state: &State, name: &str, call: &Call) -> Reply {
+    let paging = call.paging("nextToken", "maxResults", 25)?;
+    let thing = state
+        .registry
+        .thing(checked_name(name)?)
+        .ok_or_else(|| ApiError::from(thing_not_found(name)))?;
+    let exclusive = match call.query("thingPrincipalType") {
+        None | Some("NON_EXCLUSIVE_THING") => false,
+        Some("EXCLUSIVE_THING") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid thingPrincipalType {other:?}: EXCLUSIVE_THING or NON_EXCLUSIVE_THING"
+            )));
+        }
+    };
+    let mut arns: Vec<String> = if exclusive {
+        Vec::new()
+    } else {
+        thing
+            .certificates
+            .iter()
+            .map(|id| state.certificate_arn(id))
+            .collect()
+    };
+    arns.sort();
+    let (page, token) = page_sorted(arns, &paging);
+    let objects: Vec<Value> = page
+        .into_iter()
+        .map(|p| json!({ "principal": p, "thingPrincipalType": "NON_EXCLUSIVE_THING" }))
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert("thingPrincipalObjects".into(), Value::Array(objects));
+    put(&mut out, "nextToken", token.map(Value::from));
+    Ok(Some(Value::Object(out)))
 }
 
 fn principal(call: &Call) -> Result<String, ApiError> {
@@ -68,7 +216,7 @@ pub(super) fn describe(state: &State, name: &str) -> Reply {
         thing.thing_type_name.clone().map(Value::from),
     );
     out.insert("attributes".into(), attribute_map(&thing));
-    out.insert("version".into(), json!(1));
+    out.insert("version".into(), json!(thing.version));
     put(
         &mut out,
         "billingGroupName",
@@ -78,9 +226,11 @@ pub(super) fn describe(state: &State, name: &str) -> Reply {
 }
 
 /// DELETE /things/{thingName}?expectedVersion=
-pub(super) fn delete(state: &State, name: &str) -> Reply {
+pub(super) fn delete(state: &State, name: &str, call: &Call) -> Reply {
     let name = checked_name(name)?;
-    state.registry.delete_thing(name)?;
+    state
+        .registry
+        .delete_thing(name, call.number("expectedVersion")?)?;
     Ok(None)
 }
 
@@ -118,7 +268,7 @@ pub(super) fn list(state: &State, call: &Call) -> Reply {
                 json!(state.iot_arn("thing", &t.thing_name)),
             );
             m.insert("attributes".into(), attribute_map(t));
-            m.insert("version".into(), json!(1));
+            m.insert("version".into(), json!(t.version));
             Value::Object(m)
         })
         .collect();

@@ -18,6 +18,10 @@ pub enum Refusal {
     DeleteConflict(String),
     CertificateState(String),
     InvalidRequest(String),
+    /// An `expectedVersion` that is not the current one.
+    VersionConflict(String),
+    /// A sixth policy version.
+    VersionsLimit(String),
 }
 
 /// One page of a listing and whether more follows.
@@ -232,6 +236,7 @@ impl Registry {
             )));
         }
         inner.log_policy(name, &json);
+        inner.forget_versions(name);
         inner
             .policies
             .insert(name.to_string(), (Arc::new(document), json));
@@ -274,7 +279,16 @@ impl Registry {
                 "The policy cannot be deleted as the policy is attached to one or more principals (name={name})"
             )));
         }
+        if Registry::has_other_versions(&inner, name) {
+            // AWS's DeletePolicy reference: non-default versions are deleted first. The code and
+            // the message's start are a real response quoted in rebuy-de/aws-nuke#374; its end
+            // (cut off there) is the mock's.
+            return Err(Refusal::DeleteConflict(format!(
+                "The policy cannot be deleted as versions other than the default version exist (name={name}); delete them with DeletePolicyVersion first"
+            )));
+        }
         inner.policies.remove(name);
+        inner.forget_versions(name);
         inner.log_line(&Line::DropPolicy { name });
         Ok(())
     }
@@ -372,12 +386,19 @@ impl Registry {
     }
 
     /// DeleteThing. A thing that does not exist is deleted already (as AWS documents it); one
-    /// with principals attached is refused.
-    pub fn delete_thing(&self, name: &str) -> Result<(), Refusal> {
+    /// with principals attached is refused, as is a stale `expected` version.
+    pub fn delete_thing(&self, name: &str, expected: Option<u64>) -> Result<(), Refusal> {
         let mut inner = self.lock();
         let Some(thing) = inner.things.get(name) else {
             return Ok(());
         };
+        if let Some(v) = expected
+            && v != thing.version
+        {
+            return Err(Refusal::VersionConflict(format!(
+                "The version for thing {name} does not match the expected version."
+            )));
+        }
         if !thing.certificates.is_empty() {
             return Err(Refusal::InvalidRequest(format!(
                 "Cannot delete. Thing {name} is still attached to one or more principals"

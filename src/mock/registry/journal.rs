@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CertificateRecord, CertificateStatus, Inner, Names, Registry, RegistryMode, ThingRecord,
-    TokenRecord, lock_inner,
+    CertificateRecord, CertificateStatus, GroupRecord, Inner, Names, PolicyVersions, Registry,
+    RegistryMode, ThingRecord, TokenRecord, TypeRecord, lock_inner,
 };
 use crate::iot::policy::PolicyDocument;
 
@@ -84,6 +84,23 @@ pub(super) enum Line<'a> {
     },
     Group {
         name: &'a str,
+        #[serde(flatten)]
+        record: &'a GroupRecord,
+    },
+    ThingType {
+        name: &'a str,
+        #[serde(flatten)]
+        record: &'a TypeRecord,
+    },
+    PolicyVersions {
+        name: &'a str,
+        #[serde(flatten)]
+        record: &'a PolicyVersions,
+    },
+    /// A provisioning template as the control plane stores it (opaque to the registry).
+    Template {
+        name: &'a str,
+        record: &'a serde_json::Value,
     },
     DropCert {
         id: &'a str,
@@ -92,6 +109,15 @@ pub(super) enum Line<'a> {
         name: &'a str,
     },
     DropPolicy {
+        name: &'a str,
+    },
+    DropGroup {
+        name: &'a str,
+    },
+    DropThingType {
+        name: &'a str,
+    },
+    DropTemplate {
         name: &'a str,
     },
 }
@@ -108,6 +134,22 @@ enum Read {
     },
     Group {
         name: String,
+        #[serde(flatten)]
+        record: GroupRecord,
+    },
+    ThingType {
+        name: String,
+        #[serde(flatten)]
+        record: TypeRecord,
+    },
+    PolicyVersions {
+        name: String,
+        #[serde(flatten)]
+        record: PolicyVersions,
+    },
+    Template {
+        name: String,
+        record: serde_json::Value,
     },
     DropCert {
         id: String,
@@ -116,6 +158,15 @@ enum Read {
         name: String,
     },
     DropPolicy {
+        name: String,
+    },
+    DropGroup {
+        name: String,
+    },
+    DropThingType {
+        name: String,
+    },
+    DropTemplate {
         name: String,
     },
 }
@@ -239,10 +290,27 @@ impl Inner {
             }
             Read::Policy { name, document } => {
                 let parsed = PolicyDocument::parse(&document).map_err(|e| e.to_string())?;
+                self.forget_versions(&name);
                 self.policies.insert(name, (Arc::new(parsed), document));
             }
-            Read::Group { name } => {
-                self.thing_groups.insert(name);
+            Read::Group { name, record } => {
+                self.thing_groups.insert(name, record);
+            }
+            Read::ThingType { name, record } => {
+                self.thing_types.insert(name, record);
+            }
+            Read::PolicyVersions { name, record } => self.replay_versions(name, record),
+            Read::Template { name, record } => {
+                self.templates.insert(name, Some(record));
+            }
+            Read::DropGroup { name } => {
+                self.thing_groups.remove(&name);
+            }
+            Read::DropThingType { name } => {
+                self.thing_types.remove(&name);
+            }
+            Read::DropTemplate { name } => {
+                self.templates.insert(name, None);
             }
             Read::DropCert { id } => {
                 pending.remove(&id);
@@ -253,6 +321,7 @@ impl Inner {
             }
             Read::DropPolicy { name } => {
                 self.policies.remove(&name);
+                self.forget_versions(&name);
             }
         }
         Ok(())
@@ -275,11 +344,23 @@ impl Inner {
             serde_json::to_writer(&mut *out, l)?;
             out.write_all(b"\n")
         };
-        for name in &self.thing_groups {
-            line(&Line::Group { name })?;
+        for (name, record) in &self.thing_groups {
+            line(&Line::Group { name, record })?;
+        }
+        for (name, record) in &self.thing_types {
+            line(&Line::ThingType { name, record })?;
         }
         for (name, (_, document)) in &self.policies {
             line(&Line::Policy { name, document })?;
+            if let Some(record) = self.policy_versions.get(name) {
+                line(&Line::PolicyVersions { name, record })?;
+            }
+        }
+        for (name, record) in &self.templates {
+            match record {
+                Some(record) => line(&Line::Template { name, record })?,
+                None => line(&Line::DropTemplate { name })?,
+            }
         }
         let now_wall = SystemTime::now();
         let now = Instant::now();

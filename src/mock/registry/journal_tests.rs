@@ -10,6 +10,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Provision `cert` as thing `name` through the seed template, as RegisterThing does.
 fn provision(r: &Registry, cert: &str, name: &str) {
+    // The seed template's group, as the mock's settings make it.
+    r.add_thing_group("fleet-provisioning-group");
     let token = format!("token-{cert}");
     r.add_pending_certificate(cert, "PEM", "claim", &token, HOUR);
     let parameters: BTreeMap<String, String> = [
@@ -191,7 +193,7 @@ fn deletions_are_journaled() {
     let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
     provision(&r, "c1", "dev-1");
     r.detach_thing_principal("dev-1", "c1").unwrap();
-    r.delete_thing("dev-1").unwrap();
+    r.delete_thing("dev-1", None).unwrap();
     r.update_certificate_status("c1", CertificateStatus::Inactive)
         .unwrap();
     r.delete_certificate("c1", true, "arn").unwrap();
@@ -200,4 +202,114 @@ fn deletions_are_journaled() {
     let again = Registry::open(dir.path(), RegistryMode::Full).unwrap();
     assert!(again.thing("dev-1").is_none());
     assert!(again.certificate("c1").is_none());
+}
+
+#[test]
+fn groups_types_policy_versions_and_templates_come_back_from_the_log_and_its_snapshot() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    // A group line as earlier builds wrote it: a name only.
+    fs::write(
+        dir.path().join(LOG_FILE),
+        "{\"op\":\"group\",\"name\":\"old\"}\n",
+    )
+    .unwrap();
+    let r = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+    r.create_thing_group("g", None, json!({"thingGroupDescription": "d"}))
+        .unwrap();
+    r.create_thing_group("child", Some("g"), json!({})).unwrap();
+    r.create_thing_type("t", json!({})).unwrap();
+    r.deprecate_thing_type("t", false).unwrap();
+    r.create_thing("x", None, BTreeMap::new(), None).unwrap();
+    r.thing_group_member("child", "x", true).unwrap();
+    let v1 = json!({"Version": "2012-10-17", "Statement": []});
+    r.create_policy("p", PolicyDocument::parse(&v1).unwrap(), v1.clone())
+        .unwrap();
+    let v2 = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]});
+    r.create_policy_version("p", v2.clone(), true).unwrap();
+    r.journal_template("a", Some(&json!({"body": "{}"})));
+    r.journal_template("b", None);
+    r.close_journal();
+    drop(r);
+    // Twice: once replaying the log, once replaying the snapshot the first open wrote.
+    for _ in 0..2 {
+        let again = Registry::open(dir.path(), RegistryMode::Full).unwrap();
+        assert!(again.thing_group("old").is_ok());
+        let (group, ancestors) = again.thing_group("child").unwrap();
+        assert_eq!(
+            (group.parent.as_deref(), ancestors),
+            (Some("g"), vec!["g".to_string()])
+        );
+        assert_eq!(
+            again.thing_group("g").unwrap().0.properties,
+            json!({"thingGroupDescription": "d"})
+        );
+        assert!(again.thing_type("t").unwrap().deprecated.is_some());
+        assert_eq!(
+            again.groups_of_thing("x", None, 10).unwrap().items,
+            ["child"]
+        );
+        assert_eq!(
+            again.policy_json("p"),
+            Some(v2.clone()),
+            "the default version"
+        );
+        let versions = again.policy_versions("p").unwrap();
+        assert_eq!((versions.default, versions.versions.len()), (2, 2));
+        assert_eq!(
+            again.journaled_templates(),
+            vec![
+                ("a".to_string(), Some(json!({"body": "{}"}))),
+                ("b".to_string(), None)
+            ]
+        );
+        again.close_journal();
+    }
+}
+
+#[test]
+fn register_thing_refuses_a_missing_group_or_type_and_changes_nothing() {
+    let r = Registry::default();
+    r.add_pending_certificate("c1", "PEM", "claim", "tok", HOUR);
+    let parameters: BTreeMap<String, String> = [
+        ("DeviceName".to_string(), "d".to_string()),
+        ("SerialNumber".to_string(), "1".to_string()),
+        ("DeviceLocation".to_string(), "Berlin".to_string()),
+    ]
+    .into();
+    let mut rendered = Template::parse(SEED_TEMPLATE_JSON)
+        .unwrap()
+        .render(&RenderContext {
+            parameters: &parameters,
+            certificate_id: "c1",
+        })
+        .unwrap();
+    let err = r.apply("tok", &rendered).unwrap_err();
+    assert_eq!(
+        (err.status, err.code, err.message.as_str()),
+        (
+            400,
+            "InvalidParameters",
+            "Thing group fleet-provisioning-group does not exist."
+        )
+    );
+    assert!(r.thing("d").is_none());
+    assert_eq!(
+        r.check_token("tok"),
+        Ok("c1".to_string()),
+        "the token is kept"
+    );
+    r.add_thing_group("fleet-provisioning-group");
+    if let Some(thing) = rendered.thing.as_mut() {
+        thing.thing_type_name = Some("sensor".into());
+    }
+    let err = r.apply("tok", &rendered).unwrap_err();
+    assert_eq!(err.message, "Thing type sensor does not exist.");
+    r.create_thing_type("sensor", serde_json::json!({}))
+        .unwrap();
+    r.apply("tok", &rendered).unwrap();
+    let thing = r.thing("d").unwrap();
+    assert_eq!(thing.thing_type_name.as_deref(), Some("sensor"));
+    assert!(thing.thing_groups.contains("fleet-provisioning-group"));
 }

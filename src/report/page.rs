@@ -134,6 +134,7 @@ fn amplification_section(s: &Summary) -> Markup {
                 (card("connects", n.total))
                 (card("connects per provisioned", format!("{:.2}", n.per_provisioned)))
                 (card("max connects/s per client ID", n.max_per_client_id_per_s))
+                (card(&format!("cost ({}, {})", s.cost.currency, s.cost.label), format!("${}", crate::results::cost::amount(s.cost.total))))
             }
             @if let Some(m) = &s.mock {
                 p.note { (format!(

@@ -327,6 +327,7 @@ pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, R
         }
         (stages_section(s))
         (failures_section(s, failures_chart(run, failures)?))
+        @if let Some(panel) = super::cloudwatch::section(run, failures) { (panel) }
         (throttle_section(s))
         (scenario_section(run))
     };

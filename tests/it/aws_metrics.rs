@@ -190,3 +190,37 @@ fn an_empty_window_and_a_missing_permission_are_messages_not_crashes() {
         text(&out)
     );
 }
+
+/// `run --cloudwatch` reads the metrics after the run (here from moto, through the SDK's
+/// `AWS_ENDPOINT_URL`): a run against the mock has none there, and its last minutes are too
+/// recent anyway, which the end of the run says.
+#[test]
+fn run_cloudwatch_reads_the_window_after_the_run_and_says_when_to_read_again() {
+    let python = venv_python();
+    let moto = Moto::start(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::command(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--no-tui",
+        "--set",
+        "devices.count=5",
+        "--cloudwatch",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ])
+    .env("AWS_ENDPOINT_URL", moto.url_ref())
+    .current_dir(env!("CARGO_MANIFEST_DIR"))
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("cloudwatch: CloudWatch has no AWS/IoT datapoints")
+            && said.contains("may not be in CloudWatch yet: run `fleetstorm aws metrics"),
+        "{said}"
+    );
+    assert!(!csv_rows(dir.path()).is_empty());
+    let report = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(report.contains("Devices and AWS, per minute"));
+}

@@ -3,13 +3,16 @@
 //! A run against AWS creates a thing and at least one certificate per device in someone's
 //! account. Before anything is sent (no DNS lookup, no connection), `fleetstorm run` shows where
 //! the run goes and the most it can create, and goes on only with `--yes` or
-//! `confirm_remote = true` in the scenario's `[target]`. The decision is textual: the host is
+//! `confirm_remote = true` in the scenario's `[target]`. It also shows what the plan will cost
+//! on AWS IoT Core (`results::cost`, from the planned devices' flows). The decision is textual: the host is
 //! loopback when it is `localhost` or an address in 127.0.0.0/8 or `::1`; every other name counts
 //! as remote, because resolving it would already reach out.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use crate::device::profile::Subscriptions;
+use crate::results::cost::{self, Cost, Prices, Usage};
 use crate::scenario::{Plan, PlannedPhase, Target};
 use crate::shard::Shard;
 
@@ -43,6 +46,11 @@ pub struct RemotePlan {
     pub things: u64,
     /// At most one certificate per attempt of every device (`devices.retry.max_attempts`).
     pub certificates: u64,
+    /// What the planned devices' flows cost on AWS, each device succeeding at its first
+    /// attempt (an estimate: the run's summary prices what the devices did).
+    pub cost: Cost,
+    /// The same when every device makes every attempt its retries allow.
+    pub cost_at_most: f64,
 }
 
 /// Decide whether `scenarios` (the variants of one run) may start. `endpoint`: `--endpoint`'s
@@ -60,6 +68,7 @@ pub fn check(
     };
     // Confirmation in the scenario counts only when every remote variant carries it.
     let mut every_variant_confirms = true;
+    let (mut planned, mut most) = (Usage::default(), Usage::default());
     for s in scenarios {
         let (host, port, account, confirm) = match (&s.target, endpoint) {
             (
@@ -98,16 +107,32 @@ pub fn check(
         let devices = shard.share(max_devices(s));
         plan.devices = plan.devices.saturating_add(devices);
         plan.things = plan.things.saturating_add(devices);
+        let attempts = u64::from(s.profile.flow_retry.attempts);
         plan.certificates = plan
             .certificates
-            .saturating_add(devices.saturating_mul(u64::from(s.profile.flow_retry.attempts)));
+            .saturating_add(devices.saturating_mul(attempts));
+        let per_step = s.profile.subscriptions == Subscriptions::PerStep;
+        let device = cost::planned_device(per_step, &s.devices.after);
+        planned = add(planned, device.times(devices));
+        most = add(most, device.times(devices.saturating_mul(attempts)));
     }
+    let on_aws = plan.region.is_some();
+    plan.cost = cost::price(&planned, Prices::shipped(), on_aws);
+    plan.cost_at_most = cost::price(&most, Prices::shipped(), on_aws).total;
     if plan.variants == 0 {
         Decision::Local
     } else if yes || every_variant_confirms {
         Decision::Confirmed(plan)
     } else {
         Decision::Refused(plan)
+    }
+}
+
+fn add(a: Usage, b: Usage) -> Usage {
+    Usage {
+        connection_minutes: a.connection_minutes.saturating_add(b.connection_minutes),
+        messages: a.messages.saturating_add(b.messages),
+        registrations: a.registrations.saturating_add(b.registrations),
     }
 }
 
@@ -175,6 +200,13 @@ pub fn aws_region(host: &str) -> Option<String> {
     (iot > 0 && aws && shaped).then(|| region.to_string())
 }
 
+/// Whether `endpoint` (`HOST:PORT`, or a host) is an AWS IoT data endpoint: what a run there
+/// costs is billed (elsewhere it is what it would cost on AWS).
+pub fn is_aws_endpoint(endpoint: &str) -> bool {
+    let host = parse_endpoint(endpoint).map_or_else(|_| endpoint.to_string(), |(h, _)| h);
+    aws_region(&host).is_some()
+}
+
 /// The ARN of a certificate, when account and region are known.
 pub fn certificate_arn(region: Option<&str>, account: Option<&str>, id: &str) -> String {
     match (region, account) {
@@ -224,6 +256,16 @@ impl RemotePlan {
                     self.shard.index, self.shard.count
                 )
             }
+        );
+        let c = &self.cost;
+        let _ = writeln!(
+            out,
+            "  cost:         about {} for {} connection-minutes, {} messages and {} registry operations (every device provisioned at its first attempt; up to ${} if every device makes every attempt)",
+            cost::render(c),
+            c.connectivity.quantity,
+            c.messaging.quantity,
+            c.registry.quantity,
+            cost::amount(self.cost_at_most)
         );
         let _ = writeln!(
             out,
@@ -320,6 +362,49 @@ mod tests {
             panic!("not refused")
         };
         assert!(!whole.render().contains("shard"), "{}", whole.render());
+    }
+
+    #[test]
+    fn the_guard_shows_the_planned_cost_before_anything_is_sent() {
+        // 20 devices, 3 attempts each at most, disconnecting once provisioned: 2 connection-
+        // minutes, 9 messages (generic profile: one SUBSCRIBE per connection) and 1
+        // registration each (cost::planned_device).
+        let s = vec![scenario(AWS, 20, 3)];
+        let Decision::Refused(plan) = check(&s, None, false, Shard::WHOLE) else {
+            panic!("not refused")
+        };
+        let c = &plan.cost;
+        assert_eq!((c.connectivity.quantity, c.messaging.quantity), (40, 180));
+        let p = Prices::shipped();
+        let registry = 20 * p.registry.per_registration.unwrap_or(0);
+        let by_hand = 40.0 * p.connectivity.per_million / 1e6
+            + 180.0 * p.messaging.per_million / 1e6
+            + registry as f64 * p.registry.per_million / 1e6;
+        assert!((c.total - by_hand).abs() < 1e-15, "{c:?}");
+        assert!((plan.cost_at_most - 3.0 * by_hand).abs() < 1e-15);
+        assert_eq!(c.label, "on AWS", "an AWS IoT host is billed");
+        let text = plan.render();
+        assert!(
+            text.contains(&format!("cost:         about ${}", cost::amount(by_hand)))
+                && text.contains("on AWS (USD, prices of")
+                && text.contains("40 connection-minutes, 180 messages")
+                && text.contains(&format!("up to ${}", cost::amount(3.0 * by_hand))),
+            "{text}"
+        );
+        // A remote host that is not AWS IoT's is what the run would cost there.
+        let host = AWS.replace(
+            "abc123-ats.iot.eu-west-1.amazonaws.com",
+            "broker.example.com",
+        );
+        let other = vec![scenario(&host, 20, 3)];
+        let Decision::Refused(plan) = check(&other, None, false, Shard::WHOLE) else {
+            panic!("not refused")
+        };
+        assert!(
+            plan.render().contains("would cost on AWS"),
+            "{}",
+            plan.render()
+        );
     }
 
     #[test]

@@ -371,6 +371,7 @@ impl Outputs {
             window_s: t.stages.provisioning_window().map(|w| w.as_secs_f64()),
             levels: t.levels,
             counted: t.counted,
+            on_aws: crate::guard::is_aws_endpoint(t.endpoint),
         };
         let d = derive(&measured, &t.scenario.thresholds, &t.scenario.analysis);
         let summary = Summary {
@@ -390,6 +391,7 @@ impl Outputs {
             certificates: d.certificates,
             attempts: d.attempts,
             connects: d.connects,
+            cost: d.cost,
             failures: t.failures.clone(),
             thresholds: d.thresholds,
             scheduler: Scheduler {
@@ -407,6 +409,21 @@ impl Outputs {
         summary_files::write_summary(&self.dir, &summary)?;
         Ok(summary)
     }
+}
+
+/// The cost line of the end table: the total and what it is made of.
+fn cost_line(c: &crate::results::cost::Cost) -> String {
+    use crate::results::cost::{amount, render};
+    format!(
+        "{}: {} connection-minutes ${}, {} messages ${}, {} registry operations ${}",
+        render(c),
+        c.connectivity.quantity,
+        amount(c.connectivity.cost),
+        c.messaging.quantity,
+        amount(c.messaging.cost),
+        c.registry.quantity,
+        amount(c.registry.cost)
+    )
 }
 
 /// The end-of-run table (k6-style).
@@ -448,6 +465,7 @@ pub fn render_table(s: &Summary) -> String {
         n.per_provisioned,
         n.max_per_client_id_per_s
     );
+    let _ = writeln!(out, "  cost: {}", cost_line(&s.cost));
     if let Some(m) = &s.mock {
         let _ = writeln!(
             out,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::cleanup::{CleanupOptions, cleanup};
+use super::metrics::{MetricsOptions, metrics};
 use super::setup::setup;
 use super::state::SetupOptions;
 use super::teardown::{TeardownOptions, teardown};
@@ -21,6 +22,10 @@ pub enum AwsCommand {
     /// template's policies; in the run's account and Region only; paced below the quotas,
     /// idempotent, resumable.
     Cleanup(CleanupArgs),
+    /// Read AWS's own per-minute metrics of a run (AWS/IoT in CloudWatch: connects, throttles,
+    /// provisioning failures, things registered) into RUN_DIR/cloudwatch.csv, and write the
+    /// run's report again with them beside the devices' figures.
+    Metrics(MetricsArgs),
 }
 
 /// Where and as whom to call AWS.
@@ -130,6 +135,36 @@ pub struct CleanupArgs {
     pub restart_progress: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// The run's results folder (summary.json gives the window).
+    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// `TemplateName` of RegisterThingFailed (default: the run's `devices.template`).
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// `ClaimCertificateId` of ApproximateNumberOfThingsRegistered (default: the ID of the
+    /// run's claim certificate, when its file can be read).
+    #[arg(long, value_name = "ID")]
+    pub claim_certificate_id: Option<String>,
+    /// Print the queries (as the `aws cloudwatch get-metric-data` command); send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl MetricsArgs {
+    pub fn options(self) -> MetricsOptions {
+        MetricsOptions {
+            conn: self.conn.into(),
+            run_dir: self.run_dir,
+            template: self.template,
+            claim_certificate_id: self.claim_certificate_id,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 /// Run an `aws` subcommand; `Ok(exit code)`.
 pub async fn run(command: AwsCommand) -> Result<u8, AwsError> {
     match command {
@@ -197,6 +232,12 @@ pub async fn run(command: AwsCommand) -> Result<u8, AwsError> {
                 return Err(AwsError::Runtime(format!(
                     "cleanup: {failed} item(s) failed (listed above); run it again to retry them"
                 )));
+            }
+            Ok(0)
+        }
+        AwsCommand::Metrics(a) => {
+            for line in metrics(&a.options()).await?.lines {
+                println!("fleetstorm aws metrics: {line}");
             }
             Ok(0)
         }

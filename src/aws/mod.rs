@@ -3,6 +3,7 @@
 //! - [`setup`] creates (or reuses) what the seed tutorial creates by hand: provisioning role,
 //!   fleet provisioning template, claim certificate and policy; it writes a ready-to-run scenario
 //!   and a state file that [`teardown`] reads to remove exactly what setup made.
+//! - [`metrics`] reads AWS's own per-minute view of a run from CloudWatch (`cloudwatch.csv`).
 //! - [`cleanup`] removes exactly what a run created, from the run's `created.csv` ([`created`]),
 //!   paced below the control-plane quotas and retried with jitter on throttling ([`pace`]).
 //!
@@ -13,6 +14,7 @@
 pub mod cleanup;
 pub mod command;
 pub mod created;
+pub mod metrics;
 pub mod pace;
 pub mod plan;
 pub mod preflight;

@@ -39,12 +39,14 @@ pub enum Api {
     DescribeCertificate,
     ListCertificates,
     ListPolicies,
+    /// CloudWatch's GetMetricData (`aws metrics`).
+    GetMetricData,
     /// Setup and teardown calls (templates, policies, IAM): few, paced together.
     Other,
 }
 
 impl Api {
-    pub const ALL: [Api; 16] = [
+    pub const ALL: [Api; 17] = [
         Api::ListAttachedPolicies,
         Api::DetachPolicy,
         Api::ListPrincipalThings,
@@ -60,6 +62,7 @@ impl Api {
         Api::DescribeCertificate,
         Api::ListCertificates,
         Api::ListPolicies,
+        Api::GetMetricData,
         Api::Other,
     ];
 
@@ -80,6 +83,7 @@ impl Api {
             Api::DescribeCertificate => "DescribeCertificate",
             Api::ListCertificates => "ListCertificates",
             Api::ListPolicies => "ListPolicies",
+            Api::GetMetricData => "GetMetricData",
             Api::Other => "other",
         }
     }
@@ -90,7 +94,11 @@ impl Api {
     pub fn answers_not_found(self) -> bool {
         !matches!(
             self,
-            Api::DetachPolicy | Api::ListThings | Api::ListCertificates | Api::ListPolicies
+            Api::DetachPolicy
+                | Api::ListThings
+                | Api::ListCertificates
+                | Api::ListPolicies
+                | Api::GetMetricData
         )
     }
 
@@ -114,6 +122,7 @@ impl Api {
             | Api::DescribeCertificate
             | Api::ListCertificates
             | Api::ListPolicies
+            | Api::GetMetricData
             | Api::Other => q(10.0, None, true),
         }
     }

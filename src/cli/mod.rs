@@ -165,6 +165,12 @@ pub struct RunArgs {
     /// Confirm a run against a non-loopback endpoint (it creates things and certificates there).
     #[arg(long)]
     pub yes: bool,
+    /// After each variant, read AWS's own metrics of its window from CloudWatch into
+    /// RUN_DIR/cloudwatch.csv and the report (`fleetstorm aws metrics`; the last minutes may
+    /// need `fleetstorm aws metrics RUN_DIR` again later).
+    #[cfg(feature = "aws")]
+    #[arg(long)]
+    pub cloudwatch: bool,
     /// Serve live Prometheus metrics (OpenMetrics) at http://ADDR/metrics, e.g. 0.0.0.0:9464;
     /// port 0 picks a free port. The address is printed on stderr.
     #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]

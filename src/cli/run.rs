@@ -286,6 +286,10 @@ async fn run_variants(
             "report",
             crate::report::write_run_report(&dir, None),
         ));
+        #[cfg(feature = "aws")]
+        if args.cloudwatch {
+            table.push_str(&cloudwatch_after_run(&dir, &summary.endpoint).await);
+        }
         match ctx.tables.as_mut() {
             Some(tables) => tables.push(table),
             None => out!("{table}"),
@@ -294,4 +298,31 @@ async fn run_variants(
         dirs.push(dir);
     }
     Ok((all_ok, dirs, variants))
+}
+
+/// `run --cloudwatch`: AWS's own metrics of the run's window into `cloudwatch.csv` and the
+/// report, as `fleetstorm aws metrics` reads them (the SDK's credential chain; the Region of the
+/// endpoint's host name, else the environment's or the profile's).
+#[cfg(feature = "aws")]
+async fn cloudwatch_after_run(dir: &Path, endpoint: &str) -> String {
+    let host =
+        crate::guard::parse_endpoint(endpoint).map_or_else(|_| endpoint.to_string(), |(h, _)| h);
+    let opts = crate::aws::metrics::MetricsOptions {
+        conn: crate::aws::Connection {
+            region: crate::guard::aws_region(&host),
+            ..Default::default()
+        },
+        run_dir: dir.to_path_buf(),
+        template: None,
+        claim_certificate_id: None,
+        dry_run: false,
+    };
+    match crate::aws::metrics::metrics(&opts).await {
+        Ok(report) => report
+            .lines
+            .iter()
+            .map(|l| format!("\n  cloudwatch: {l}"))
+            .collect(),
+        Err(e) => format!("\n  cloudwatch: {e}"),
+    }
 }

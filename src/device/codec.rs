@@ -40,6 +40,8 @@ pub(super) enum View<'a> {
         pkid: u16,
         qos1: bool,
         topic: &'a [u8],
+        /// Topic and payload bytes: what AWS meters a PUBLISH on.
+        metered_bytes: usize,
     },
     /// `reason`: 0 in 3.1.1 (no reason code); the MQTT 5 reason code.
     PubAck {
@@ -169,6 +171,7 @@ impl Codec for V311 {
                 pkid: p.pkid,
                 qos1: p.qos == QoS::AtLeastOnce,
                 topic: p.topic.as_bytes(),
+                metered_bytes: p.topic.len() + p.payload.len(),
             },
             Packet::PubAck(ack) => View::PubAck {
                 pkid: ack.pkid,
@@ -336,6 +339,7 @@ impl Codec for V5 {
                 pkid: p.pkid,
                 qos1: p.qos == mqttbytes5::QoS::AtLeastOnce,
                 topic: &p.topic,
+                metered_bytes: p.topic.len() + p.payload.len(),
             },
             Packet::PubAck(ack) => View::PubAck {
                 pkid: ack.pkid,
@@ -540,7 +544,8 @@ mod tests {
             View::Publish {
                 pkid: 9,
                 qos1: true,
-                topic: b"a/b"
+                topic: b"a/b",
+                metered_bytes: 6,
             }
         );
         assert_eq!(&V5::into_payload(publish)[..], b"xyz");

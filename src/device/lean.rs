@@ -23,10 +23,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::Endpoint;
 use super::classify::{Failure, FailureReason, handshake_failure, io_reason};
 use super::codec::{Codec, ReadError, View, reason_name};
 use super::profile::KeepAlive;
+use super::{Endpoint, connection_minutes, message_units};
 use crate::stage::Stage;
 
 /// Read room kept free before each read: CONNACK, PINGRESP and PUBACK are 2–4 bytes.
@@ -59,6 +59,10 @@ pub(super) struct Session<P: Codec> {
     connected: bool,
     /// PINGRESPs received (tests read it).
     pub(super) pongs: u64,
+    /// Messages AWS meters on this connection so far ([`super::message_units`] each).
+    metered: u32,
+    /// When the CONNACK accepted the connection: its connection-minutes run from then.
+    since: Instant,
     codec: PhantomData<P>,
 }
 
@@ -101,6 +105,7 @@ impl<P: Codec> Session<P> {
         let seconds = u16::try_from(keep_alive.interval.as_secs()).unwrap_or(u16::MAX);
         P::connect(client_id, seconds, &mut packet)
             .map_err(|e| Failure::new(FailureReason::Local(stage), e.to_string()))?;
+        let packet_len = packet.len();
         // The CONNECT waits in rustls until the handshake completes and leaves with the client's
         // Finished in one write (TLS 1.3 lets the client send data right after its Finished):
         // one write and one wake-up fewer on each side, and no extra round trip.
@@ -123,6 +128,8 @@ impl<P: Codec> Session<P> {
             next_pkid: 0,
             connected: false,
             pongs: 0,
+            metered: 0,
+            since: Instant::now(),
             codec: PhantomData,
         };
         // Only a CONNACK may come first (or MQTT 5's DISCONNECT); with TLS 1.3 a refused client
@@ -140,6 +147,9 @@ impl<P: Codec> Session<P> {
                     session.next_ping = Instant::now() + session.keep_alive;
                 }
                 session.connected = true;
+                // The CONNECT is metered by its size (no Will here); the CONNACK is not.
+                session.metered = message_units(packet_len);
+                session.since = Instant::now();
                 Ok(Connected::Accepted(session))
             }
             View::ConnAck { code, .. } => Ok(Connected::Refused(code)),
@@ -162,6 +172,8 @@ impl<P: Codec> Session<P> {
         let pkid = self.pkid();
         self.send(|buf| P::subscribe(pkid, filters, buf), stage)
             .await?;
+        // Metered on the size of its topic filters.
+        self.meter(filters.iter().map(String::len).sum());
         let ack = self
             .wait(
                 deadline,
@@ -211,6 +223,7 @@ impl<P: Codec> Session<P> {
         let pkid = self.pkid();
         self.send(|buf| P::publish(topic, pkid, payload, buf), stage)
             .await?;
+        self.meter(topic.len() + payload.len());
         let mut acked = !await_puback;
         let mut response = None;
         loop {
@@ -239,6 +252,17 @@ impl<P: Codec> Session<P> {
         }
     }
 
+    /// Count one metered message of `bytes` (topic and payload, or topic filters).
+    fn meter(&mut self, bytes: usize) {
+        self.metered = self.metered.saturating_add(message_units(bytes));
+    }
+
+    /// What AWS meters this connection as if it ends `now`: (messages, connection-minutes).
+    pub(super) fn metered(&self, now: Instant) -> (u32, u32) {
+        let up = now.saturating_duration_since(self.since);
+        (self.metered, connection_minutes(up))
+    }
+
     fn pkid(&mut self) -> u16 {
         self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         self.next_pkid
@@ -264,6 +288,7 @@ impl<P: Codec> Session<P> {
         let pkid = self.pkid();
         self.send(|buf| P::publish(topic, pkid, payload, buf), stage)
             .await?;
+        self.meter(topic.len() + payload.len());
         let acked = self
             .wait(
                 deadline,
@@ -342,9 +367,18 @@ impl<P: Codec> Session<P> {
                 self.pongs += 1;
             }
             View::Publish {
-                pkid, qos1: true, ..
+                pkid,
+                qos1,
+                metered_bytes,
+                ..
             } => {
-                self.queue(|buf| P::puback(pkid, buf), stage)?;
+                // A PUBLISH the endpoint sends is metered; so is the device's PUBACK of it
+                // (3.1.1: as one 5 KB message; MQTT 5: by its size, which is below that).
+                self.meter(metered_bytes);
+                if qos1 {
+                    self.queue(|buf| P::puback(pkid, buf), stage)?;
+                    self.meter(0);
+                }
             }
             View::Disconnect { reason } => return Err(disconnected_by(stage, reason)),
             _ => {}

@@ -1,8 +1,26 @@
 //! What one device did that AWS counts against its quotas: whole-flow attempts, MQTT connects,
 //! certificates issued and registrations accepted, counted on the device side (so they are true
-//! against real AWS too). The amplification figures of a run are sums and maxima of these.
+//! against real AWS too). The amplification figures of a run are sums and maxima of these, and
+//! its cost is priced from the metered messages and connection-minutes counted here.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// AWS IoT Core meters messages in 5 KB units: a PUBLISH of 6 KB (topic and payload) counts as
+/// two (`pricing/aws-iot-core.toml` says the same; a test checks they agree). Whether a KB is
+/// 1,000 or 1,024 bytes is UNCONFIRMED; 1,024 is taken.
+pub const MESSAGE_UNIT_BYTES: usize = 5 * 1024;
+
+/// The metered messages a packet of `bytes` (as AWS sizes it) counts as: at least one.
+pub fn message_units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(MESSAGE_UNIT_BYTES).max(1)).unwrap_or(u32::MAX)
+}
+
+/// The connection-minutes a connection that lasted `d` counts as: AWS meters connectivity in
+/// one-minute increments (each connection rounded up to a whole minute: UNCONFIRMED whether AWS
+/// rounds per connection or over the month's total; per connection is the dearer reading).
+pub fn connection_minutes(d: Duration) -> u32 {
+    u32::try_from(d.as_millis().div_ceil(60_000).max(1)).unwrap_or(u32::MAX)
+}
 
 /// One device's counts. Per attempt in a [`super::DeviceReport`]; summed over a device's
 /// attempts (with [`Tally::add`]) in the fleet's result for the device.
@@ -19,6 +37,13 @@ pub struct Tally {
     /// The most connects one of this device's client IDs (claim, own) made in any one-second
     /// window.
     pub max_connects_per_s: u32,
+    /// Metered MQTT messages (in [`MESSAGE_UNIT_BYTES`] units) the device's accepted
+    /// connections sent and received: CONNECT, SUBSCRIBE, PUBLISH either way and the PUBACKs the
+    /// device sent; not CONNACK, SUBACK, UNSUBSCRIBE, PINGREQ/PINGRESP, DISCONNECT or the
+    /// endpoint's PUBACKs (AWS's metering page excludes them).
+    pub messages: u32,
+    /// Connection-minutes of the device's accepted connections, each rounded up to a minute.
+    pub connection_minutes: u32,
 }
 
 impl Tally {
@@ -30,6 +55,8 @@ impl Tally {
         self.certificates_issued += later.certificates_issued;
         self.registered += later.registered;
         self.max_connects_per_s = self.max_connects_per_s.max(later.max_connects_per_s);
+        self.messages += later.messages;
+        self.connection_minutes += later.connection_minutes;
     }
 }
 
@@ -153,6 +180,8 @@ mod tests {
             certificates_issued: 1,
             registered: 0,
             max_connects_per_s: 2,
+            messages: 5,
+            connection_minutes: 1,
         };
         a.add(&Tally {
             attempts: 1,
@@ -160,6 +189,8 @@ mod tests {
             certificates_issued: 1,
             registered: 1,
             max_connects_per_s: 1,
+            messages: 9,
+            connection_minutes: 2,
         });
         assert_eq!(
             a,
@@ -168,8 +199,21 @@ mod tests {
                 connects: 4,
                 certificates_issued: 2,
                 registered: 1,
-                max_connects_per_s: 2
+                max_connects_per_s: 2,
+                messages: 14,
+                connection_minutes: 3,
             }
         );
+    }
+
+    #[test]
+    fn messages_are_metered_in_5_kb_units_and_connections_in_whole_minutes() {
+        assert_eq!(message_units(0), 1, "an empty message is still one");
+        assert_eq!(message_units(5 * 1024), 1);
+        assert_eq!(message_units(5 * 1024 + 1), 2);
+        assert_eq!(message_units(6 * 1024), 2);
+        assert_eq!(connection_minutes(Duration::from_millis(300)), 1);
+        assert_eq!(connection_minutes(Duration::from_secs(60)), 1);
+        assert_eq!(connection_minutes(Duration::from_secs(61)), 2);
     }
 }

@@ -154,6 +154,9 @@ pub(super) fn build(
         window_s,
         levels: &levels,
         counted: counted(inputs),
+        on_aws: inputs
+            .iter()
+            .any(|i| crate::guard::is_aws_endpoint(&i.run.summary.endpoint)),
     };
     let d = derive(&measured, &thresholds, &analysis);
     let mut rate_changes: Vec<crate::results::RateChange> = inputs
@@ -187,6 +190,7 @@ pub(super) fn build(
         certificates: d.certificates,
         attempts: d.attempts,
         connects: d.connects,
+        cost: d.cost,
         failures,
         thresholds: d.thresholds,
         scheduler: Scheduler {

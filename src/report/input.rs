@@ -20,13 +20,21 @@ pub struct RunData {
     pub histograms: BTreeMap<String, Histogram<u64>>,
     /// `scenario.toml`; `None` for a run written before fleetstorm wrote it.
     pub scenario: Option<String>,
+    /// `cloudwatch.csv` (`fleetstorm aws metrics`); `None` when the run has none.
+    pub cloudwatch: Option<Vec<crate::results::cloudwatch::CloudWatchRow>>,
 }
 
 impl RunData {
     pub fn new(run: RunResults) -> Result<RunData, ResultsError> {
         let histograms = run.merged()?;
         let missing = run.missing("timeseries.csv");
+        let cloudwatch_csv = run.dir.join(crate::results::cloudwatch::FILE_NAME);
+        let cloudwatch = cloudwatch_csv
+            .exists()
+            .then(|| crate::results::cloudwatch::read(&cloudwatch_csv))
+            .transpose()?;
         Ok(RunData {
+            cloudwatch,
             timeseries: run.timeseries.ok_or(missing)?,
             dir: run.dir,
             label: run.label,

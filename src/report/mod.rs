@@ -9,6 +9,7 @@
 //! timestamp).
 
 mod chart;
+mod cloudwatch;
 mod input;
 mod notice;
 mod page;

@@ -134,6 +134,7 @@ fn amplification_section(s: &Summary) -> Markup {
                 (card("connects", n.total))
                 (card("connects per provisioned", format!("{:.2}", n.per_provisioned)))
                 (card("max connects/s per client ID", n.max_per_client_id_per_s))
+                (card(&format!("cost ({}, {})", s.cost.currency, s.cost.label), format!("${}", crate::results::cost::amount(s.cost.total))))
             }
             @if let Some(m) = &s.mock {
                 p.note { (format!(
@@ -326,6 +327,7 @@ pub fn render_run(run: &RunData, failures: &[(f64, String)]) -> Result<String, R
         }
         (stages_section(s))
         (failures_section(s, failures_chart(run, failures)?))
+        @if let Some(panel) = super::cloudwatch::section(run, failures) { (panel) }
         (throttle_section(s))
         (scenario_section(run))
     };

@@ -25,6 +25,8 @@ macro_rules! csv_row {
 }
 use csv_row;
 
+pub mod cloudwatch;
+pub mod cost;
 pub mod created;
 pub mod devices;
 pub mod failures;

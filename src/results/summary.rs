@@ -12,6 +12,7 @@ use crate::metrics::{
     ThrottleAnalysis, throttle_analysis,
 };
 use crate::mock::MockReport;
+use crate::results::cost::{self, Cost, Prices, Usage};
 
 /// One change made during a run, as recorded in `summary.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -107,8 +108,8 @@ pub struct Connects {
 }
 
 /// What the devices did that AWS counts, summed (and the per-device maxima) over the devices
-/// that finished: what [`derive`] makes `certificates`, `attempts` and `connects` of. A run
-/// adds its devices' tallies; `merge` adds its shards' ([`Counted::of`]).
+/// that finished: what [`derive`] makes `certificates`, `attempts`, `connects` and `cost` of. A
+/// run adds its devices' tallies; `merge` adds its shards' ([`Counted::of`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Counted {
     pub attempts: u64,
@@ -117,6 +118,10 @@ pub struct Counted {
     pub certificates_issued: u64,
     pub registered: u64,
     pub max_connects_per_s: u64,
+    /// Metered MQTT messages (5 KB units).
+    pub messages: u64,
+    /// Connection-minutes, each connection rounded up to a minute.
+    pub connection_minutes: u64,
 }
 
 impl Counted {
@@ -129,6 +134,8 @@ impl Counted {
             certificates_issued: t.certificates_issued.into(),
             registered: t.registered.into(),
             max_connects_per_s: t.max_connects_per_s.into(),
+            messages: t.messages.into(),
+            connection_minutes: t.connection_minutes.into(),
         });
     }
 
@@ -140,6 +147,8 @@ impl Counted {
         self.certificates_issued += o.certificates_issued;
         self.registered += o.registered;
         self.max_connects_per_s = self.max_connects_per_s.max(o.max_connects_per_s);
+        self.messages += o.messages;
+        self.connection_minutes += o.connection_minutes;
     }
 
     /// The counts a summary's figures were derived from.
@@ -151,6 +160,17 @@ impl Counted {
             certificates_issued: s.certificates.issued,
             registered: s.certificates.registered,
             max_connects_per_s: s.connects.max_per_client_id_per_s,
+            messages: s.cost.messaging.quantity,
+            connection_minutes: s.cost.connectivity.quantity,
+        }
+    }
+
+    /// What of these counts AWS IoT Core prices.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            connection_minutes: self.connection_minutes,
+            messages: self.messages,
+            registrations: self.registered,
         }
     }
 }
@@ -205,6 +225,11 @@ pub struct Summary {
     /// MQTT connects, per provisioned device, and the highest rate of one client ID.
     #[serde(default)]
     pub connects: Connects,
+    /// What the run's usage costs on AWS IoT Core at the shipped price table's prices
+    /// (`pricing/aws-iot-core.toml`), per priced item; labelled `would cost on AWS` when the run
+    /// did not go to AWS IoT.
+    #[serde(default)]
+    pub cost: Cost,
     /// Failed devices by failure label (e.g. `throttled.register_thing`, `timeout.connect_claim`).
     #[serde(default)]
     pub failures: BTreeMap<String, u64>,
@@ -324,6 +349,8 @@ pub struct Measured<'a> {
     pub levels: &'a LevelCounts,
     /// What the devices that finished did that AWS counts.
     pub counted: Counted,
+    /// The run went to an AWS IoT endpoint (its cost is billed, not only what it would cost).
+    pub on_aws: bool,
 }
 
 /// A summary's derived figures.
@@ -338,6 +365,7 @@ pub struct Derived {
     pub certificates: Certificates,
     pub attempts: Attempts,
     pub connects: Connects,
+    pub cost: Cost,
 }
 
 /// `n` ÷ `of`, 0 when `of` is 0.
@@ -369,7 +397,8 @@ fn amplification(c: &Counted, d: &DeviceCounts) -> (Certificates, Attempts, Conn
 /// Every derived figure of a summary: per-stage percentiles, the success rate (of the devices
 /// that finished or were dropped), throughput over the provisioning window and over the whole
 /// run, `thresholds` judged, the throttle-limit analysis of the rate levels, and the
-/// amplification figures (`certificates`, `attempts`, `connects`).
+/// amplification figures (`certificates`, `attempts`, `connects`), and the cost of what the
+/// devices did at the shipped prices.
 pub fn derive(m: &Measured<'_>, thresholds: &[Threshold], analysis: &Analysis) -> Derived {
     let of = |h: Option<&Histogram<u64>>| h.map(Percentiles::of).unwrap_or_default();
     let stages: BTreeMap<String, StageSummary> = m
@@ -408,6 +437,7 @@ pub fn derive(m: &Measured<'_>, thresholds: &[Threshold], analysis: &Analysis) -
     let throttle = throttle_analysis(analysis, m.levels, m.failures);
     let (certificates, attempts, connects) = amplification(&m.counted, d);
     Derived {
+        cost: cost::price(&m.counted.usage(), Prices::shipped(), m.on_aws),
         certificates,
         attempts,
         connects,
@@ -447,6 +477,7 @@ mod tests {
             window_s,
             levels: &LevelCounts::default(),
             counted: Counted::default(),
+            on_aws: false,
         };
         derive(&measured, &[], &Analysis::default())
     }
@@ -461,6 +492,7 @@ mod tests {
             window_s: None,
             levels: &LevelCounts::default(),
             counted,
+            on_aws: false,
         };
         derive(&measured, &[], &Analysis::default())
     }
@@ -530,6 +562,8 @@ mod tests {
                 certificates_issued: issued,
                 registered,
                 max_connects_per_s: rate,
+                messages: 9 * attempts,
+                connection_minutes: 2 * attempts,
             });
         }
         let b = Counted {
@@ -539,6 +573,8 @@ mod tests {
             certificates_issued: 1,
             registered: 1,
             max_connects_per_s: 1,
+            messages: 9,
+            connection_minutes: 2,
         };
         a.add(&b);
         let want = Counted {
@@ -548,6 +584,8 @@ mod tests {
             certificates_issued: 5,
             registered: 4,
             max_connects_per_s: 2,
+            messages: 45,
+            connection_minutes: 10,
         };
         assert_eq!(a, want);
         // What a summary says is what it was derived from.
@@ -556,7 +594,26 @@ mod tests {
             serde_json::from_str(r#"{"devices":{},"throughput":{},"success_rate":0,"stages":{}}"#)
                 .unwrap();
         (s.certificates, s.attempts, s.connects) = (d.certificates, d.attempts, d.connects);
+        s.cost = d.cost;
         assert_eq!(Counted::of(&s), want);
+    }
+
+    #[test]
+    fn the_cost_is_priced_from_the_counted_usage() {
+        let counted = Counted {
+            registered: 3,
+            messages: 27,
+            connection_minutes: 6,
+            ..Counted::default()
+        };
+        let c = amplified(&devices(3, 0, 0), counted).cost;
+        let p = Prices::shipped();
+        assert_eq!((c.connectivity.quantity, c.messaging.quantity), (6, 27));
+        let want = 6.0 * p.connectivity.per_million / 1e6 + 27.0 * p.messaging.per_million / 1e6;
+        let registry = 3 * p.registry.per_registration.unwrap_or(0);
+        let want = want + registry as f64 * p.registry.per_million / 1e6;
+        assert!((c.total - want).abs() < 1e-15, "{c:?}");
+        assert_eq!(c.label, "would cost on AWS");
     }
 
     #[test]
@@ -606,6 +663,7 @@ mod tests {
             window_s: Some(1.0),
             levels: &LevelCounts::default(),
             counted: Counted::default(),
+            on_aws: false,
         };
         let stages = derive(&measured, &[], &Analysis::default()).stages;
         let s = &stages["subscribe"];
@@ -625,6 +683,7 @@ mod tests {
             window_s: Some(3.0),
             levels: &LevelCounts::default(),
             counted: Counted::default(),
+            on_aws: false,
         };
         let thresholds = crate::scenario::parse_thresholds(&[
             "success_rate > 95%".into(),
@@ -669,6 +728,7 @@ mod tests {
             window_s: Some(30.0),
             levels: &levels,
             counted: Counted::default(),
+            on_aws: false,
         };
         let derived = derive(&measured, &[], &Analysis::default());
         let throttle = derived.throttle.expect("rate levels");

@@ -4,21 +4,71 @@ serve            start moto on 127.0.0.1, an ephemeral port; print the port; run
 populate URL     create a run's things, certificates and policies plus others that must survive;
                  print them as JSON
 inspect URL      print the things, certificates (id -> status) and policies that exist, as JSON
+put-metrics URL START TEMPLATE CLAIM
+                 put AWS/IoT datapoints into CloudWatch for the minutes from START (Unix seconds,
+                 a minute's start): minute 0 and 1 as a run against AWS would leave them
+deny-user URL    create an IAM user with an access key and no policy; print the key as JSON
+                 (with a server started with INITIAL_NO_AUTH_ACTION_COUNT=2, every later call
+                 with that key is denied)
 """
+import datetime
 import json
 import sys
 
 import boto3
 
 
-def client(url):
+def client(url, service="iot"):
     return boto3.client(
-        "iot",
+        service,
         endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def put_metrics(url, start, template, claim):
+    """Minute 0: 40 connects, 2 throttled; 30 CreateKeysAndCertificate (1 failed); 30
+    RegisterThing with 12 failed (value 1) and 18 succeeded (value 0); 18 things registered.
+    Minute 1: 5 RegisterThing, all failed. Provisioning metrics are 0 or 1 per call."""
+    cw = client(url, "cloudwatch")
+    start = int(start)
+
+    def at(minute, second=10):
+        return datetime.datetime.fromtimestamp(start + minute * 60 + second, datetime.timezone.utc)
+
+    def put(name, minute, values, dimensions=()):
+        data = [
+            {
+                "MetricName": name,
+                "Dimensions": [{"Name": n, "Value": v} for n, v in dimensions],
+                "Timestamp": at(minute),
+                "Value": float(v),
+            }
+            for v in values
+        ]
+        # moto answers 500 to a request of more than a few dozen datapoints: 20 at a time.
+        for i in range(0, len(data), 20):
+            cw.put_metric_data(Namespace="AWS/IoT", MetricData=data[i : i + 20])
+
+    mqtt = [("Protocol", "MQTT")]
+    put("Connect.Success", 0, [40], mqtt)
+    put("Connect.Throttle", 0, [2], mqtt)
+    put("CreateKeysAndCertificateFailed", 0, [1] + [0] * 29)
+    put("RegisterThingFailed", 0, [1] * 12 + [0] * 18, [("TemplateName", template)])
+    put("RegisterThingFailed", 1, [1] * 5, [("TemplateName", template)])
+    # Another template's failures: not this run's.
+    put("RegisterThingFailed", 0, [1] * 99, [("TemplateName", "someone-elses")])
+    put("ApproximateNumberOfThingsRegistered", 0, [18], [("ClaimCertificateId", claim)])
+    print(json.dumps({"ok": True}), flush=True)
+
+
+def deny_user(url):
+    iam = client(url, "iam")
+    iam.create_user(UserName="no-permissions")
+    key = iam.create_access_key(UserName="no-permissions")["AccessKey"]
+    print(json.dumps({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}), flush=True)
 
 
 def serve():
@@ -79,5 +129,9 @@ if __name__ == "__main__":
         populate(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "")
     elif command == "inspect":
         inspect(sys.argv[2])
+    elif command == "put-metrics":
+        put_metrics(*sys.argv[2:6])
+    elif command == "deny-user":
+        deny_user(sys.argv[2])
     else:
         sys.exit(f"unknown command {command}")

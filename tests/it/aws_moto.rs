@@ -29,7 +29,7 @@ fn fixture_script() -> PathBuf {
 }
 
 /// The venv's python, creating the venv on first use.
-fn venv_python() -> PathBuf {
+pub(crate) fn venv_python() -> PathBuf {
     common::python_venv(
         "moto-venv",
         "tests/aws/moto-requirements.txt",
@@ -39,10 +39,11 @@ fn venv_python() -> PathBuf {
 }
 
 /// A moto server on 127.0.0.1 and an ephemeral port; stops when dropped (its stdin closes).
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     stdin: Option<ChildStdin>,
     port: u16,
+    url: String,
 }
 
 impl Drop for Moto {
@@ -54,10 +55,16 @@ impl Drop for Moto {
 }
 
 impl Moto {
-    fn start(python: &Path) -> Moto {
+    pub(crate) fn start(python: &Path) -> Moto {
+        Moto::start_with(python, &[])
+    }
+
+    /// [`Moto::start`] with more environment (moto's own settings).
+    pub(crate) fn start_with(python: &Path, env: &[(&str, &str)]) -> Moto {
         let mut child = Command::new(python)
             .arg(fixture_script())
             .arg("serve")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -78,15 +85,25 @@ impl Moto {
             assert!(Instant::now() < deadline, "moto never listened on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Moto { child, stdin, port }
+        let url = format!("http://127.0.0.1:{port}");
+        Moto {
+            child,
+            stdin,
+            port,
+            url,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.url.clone()
+    }
+
+    pub(crate) fn url_ref(&self) -> &str {
+        &self.url
     }
 }
 
-fn fixture(python: &Path, args: &[&str]) -> Value {
+pub(crate) fn fixture(python: &Path, args: &[&str]) -> Value {
     let out = Command::new(python)
         .arg(fixture_script())
         .args(args)

@@ -104,3 +104,51 @@ async fn a_plain_run_has_no_sustainable_rate_to_report() {
     );
     assert!(html.contains("throughput"));
 }
+
+/// The run's cost prices what its devices counted: each of the 10 devices connected twice for
+/// under a minute, and sent and received what the guard's plan of one device says (the claim
+/// connection's CONNECT, SUBSCRIBE, two requests with their responses and PUBACKs; its own
+/// CONNECT; 15 telemetry publishes); against the mock it is what the run would cost on AWS.
+#[tokio::test]
+async fn the_cost_prices_the_connection_minutes_and_messages_the_devices_counted() {
+    use fleetstorm::results::cost::{Prices, planned_device};
+    let dir = tempfile::tempdir().unwrap();
+    let s = run(
+        dir.path(),
+        "[devices.after]\naction = \"telemetry\"\nduration = \"1500ms\"\ninterval = \"100ms\"\n",
+    )
+    .await;
+    let after = fleetstorm::device::After {
+        action: fleetstorm::device::AfterAction::Telemetry,
+        duration: Duration::from_millis(1500),
+        interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let planned = planned_device(false, &after).times(10);
+    let c = &s.cost;
+    assert_eq!(
+        (c.connectivity.quantity, c.messaging.quantity),
+        (planned.connection_minutes, planned.messages),
+        "{c:?}"
+    );
+    assert_eq!(
+        planned.connection_minutes, 20,
+        "two connections of under a minute each"
+    );
+    let p = Prices::shipped();
+    let registry = 10 * p.registry.per_registration.unwrap_or(0);
+    assert_eq!(c.registry.quantity, registry);
+    let by_hand = 20.0 * p.connectivity.per_million / 1e6
+        + planned.messages as f64 * p.messaging.per_million / 1e6
+        + registry as f64 * p.registry.per_million / 1e6;
+    assert!((c.total - by_hand).abs() < 1e-15, "{c:?}");
+    assert_eq!(
+        (c.label.as_str(), c.currency.as_str()),
+        ("would cost on AWS", "USD")
+    );
+    let table = fleetstorm::output::render_table(&s);
+    assert!(
+        table.contains("  cost: $") && table.contains("would cost on AWS"),
+        "{table}"
+    );
+}

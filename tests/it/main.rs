@@ -19,6 +19,8 @@ mod aws_dry_run;
 #[cfg(feature = "aws")]
 mod aws_e2e;
 #[cfg(feature = "aws")]
+mod aws_metrics;
+#[cfg(feature = "aws")]
 mod aws_moto;
 #[cfg(feature = "aws")]
 mod aws_policies_certs;

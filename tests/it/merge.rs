@@ -994,6 +994,10 @@ fn amplification_figures_are_summed_maxed_and_derived_again() {
             s["attempts"] = serde_json::json!({"total": attempts, "mean": 99.0, "max": max});
             s["connects"] = serde_json::json!({"total": connects, "per_provisioned": 99.0,
                 "max_per_client_id_per_s": rate});
+            // What is priced: connection-minutes and messages, summed and priced again.
+            s["cost"] = serde_json::json!({"total": 99.0,
+                "connectivity": {"quantity": connects, "cost": 99.0},
+                "messaging": {"quantity": 10 * connects, "cost": 99.0}});
         });
     }
     let out = parent.join("merged");
@@ -1013,4 +1017,18 @@ fn amplification_figures_are_summed_maxed_and_derived_again() {
         m["connects"],
         serde_json::json!({"total": 60, "per_provisioned": 60.0 / p, "max_per_client_id_per_s": 2})
     );
+    let cost = &m["cost"];
+    let quantity = |item: &str| cost[item]["quantity"].as_u64().unwrap();
+    assert_eq!((quantity("connectivity"), quantity("messaging")), (60, 600));
+    // 20 registrations, each the price table's registry operations per registration.
+    assert_eq!(quantity("registry") % 20, 0, "{cost}");
+    let priced: f64 = ["connectivity", "messaging", "registry"]
+        .iter()
+        .map(|i| quantity(i) as f64 * cost[i]["per_million"].as_f64().unwrap() / 1e6)
+        .sum();
+    assert!(
+        (cost["total"].as_f64().unwrap() - priced).abs() < 1e-12,
+        "{cost}"
+    );
+    assert_eq!(cost["label"], "would cost on AWS");
 }

@@ -40,6 +40,7 @@ fn the_package_holds_the_sources_schemas_and_licence_and_no_outputs() {
         "schema/mock-settings.json",
         "schema/profile.json",
         "profiles/embedded-c-demo.toml",
+        "pricing/aws-iot-core.toml",
     ] {
         assert!(files.contains(&wanted), "{wanted} not packaged:\n{listed}");
     }

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Ctx, RenderError, config, container_security, pod_security, usage};
+use super::{Ctx, RenderError, config, container_security, pod_security, usage, variant_label};
 use crate::device::CertificateMode;
 use crate::scenario::{Plan, Target};
 
@@ -27,13 +27,17 @@ pub const SETTINGS_KEY: &str = "mock-settings.toml";
 pub const SETTINGS_PATH: &str = "/etc/fleetstorm/mock-settings.toml";
 
 /// The in-cluster mock's Service name, the shards' endpoint host.
-pub(super) fn service_name(ctx: &Ctx) -> String {
-    format!("{}-mock", ctx.name)
+pub(super) fn service_name(name: &str) -> String {
+    format!("{name}-mock")
 }
 
 /// The settings file the in-cluster mock runs with: the scenario's `[target.mock]` (after
 /// `--set`), the same for every variant, since one mock serves them all.
 pub(super) fn settings(scenarios: &[Plan], path: &std::path::Path) -> Result<String, RenderError> {
+    // As the embedded mock: when no device calls CreateKeysAndCertificate, no RSA pool.
+    let csr_only = scenarios
+        .iter()
+        .all(|p| p.devices.certificate == CertificateMode::Csr);
     let mut text: Option<String> = None;
     for plan in scenarios {
         let Target::Mock { mock, .. } = &plan.target else {
@@ -43,11 +47,7 @@ pub(super) fn settings(scenarios: &[Plan], path: &std::path::Path) -> Result<Str
             )));
         };
         let mut settings = mock.clone();
-        if scenarios
-            .iter()
-            .all(|p| p.devices.certificate == CertificateMode::Csr)
-        {
-            // As the embedded mock: no device calls CreateKeysAndCertificate, so no RSA pool.
+        if csr_only {
             settings.key_pool_size = 0;
         }
         let this = toml::to_string(&settings)
@@ -59,10 +59,7 @@ pub(super) fn settings(scenarios: &[Plan], path: &std::path::Path) -> Result<Str
                 return Err(config(format!(
                     "--mock: {}{}: its [target.mock] differs from the first variant's; one mock in the cluster serves every variant",
                     path.display(),
-                    plan.variant
-                        .as_deref()
-                        .map(|v| format!(" (variant {v:?})"))
-                        .unwrap_or_default(),
+                    variant_label(plan),
                 )));
             }
         }
@@ -118,7 +115,7 @@ pub(super) fn deployment(
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": ctx.metadata(&service_name(ctx), "mock"),
+        "metadata": ctx.metadata(&service_name(ctx.name), "mock"),
         "spec": {
             "replicas": 1,
             // Never two mocks on one registry, even for a moment.
@@ -172,7 +169,7 @@ pub(super) fn service(ctx: &Ctx, control: bool) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": ctx.metadata(&service_name(ctx), "mock"),
+        "metadata": ctx.metadata(&service_name(ctx.name), "mock"),
         "spec": { "selector": ctx.labels("mock"), "ports": ports },
     })
 }

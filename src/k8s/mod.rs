@@ -275,19 +275,17 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     };
     check_name("--name", &name, MAX_NAME)?;
     // --mock: the shards' endpoint is the in-cluster mock's Service.
-    let mock_settings = match args.mock {
-        true => {
-            check_name("--pki-secret", &args.pki_secret, 253)?;
-            if let Some(secret) = &args.control_secret {
-                check_name("--control-secret", secret, 253)?;
-            }
-            Some(mock::settings(&scenarios, &args.scenario)?)
+    let (mock_settings, endpoint_arg) = if args.mock {
+        check_name("--pki-secret", &args.pki_secret, 253)?;
+        if let Some(secret) = &args.control_secret {
+            check_name("--control-secret", secret, 253)?;
         }
-        false => None,
-    };
-    let endpoint_arg = match args.mock {
-        true => Some(format!("{name}-mock:{}", mock::MQTT_PORT)),
-        false => args.endpoint.clone(),
+        (
+            Some(mock::settings(&scenarios, &args.scenario)?),
+            Some(format!("{}:{}", mock::service_name(&name), mock::MQTT_PORT)),
+        )
+    } else {
+        (None, args.endpoint.clone())
     };
     let endpoint = endpoint_arg
         .as_deref()
@@ -421,9 +419,10 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
         run_args.push("--wait-long".into());
     }
 
-    let secret = match args.mock {
-        true => Some((args.pki_secret.as_str(), mock::PKI_SECRET_DIR)),
-        false => endpoint_target.then_some((args.claim_secret.as_str(), CLAIM_DIR)),
+    let secret = if args.mock {
+        Some((args.pki_secret.as_str(), mock::PKI_SECRET_DIR))
+    } else {
+        endpoint_target.then_some((args.claim_secret.as_str(), CLAIM_DIR))
     };
     let mut documents = vec![
         config_map(&ctx, &text, mock_settings.as_deref()),
@@ -434,17 +433,18 @@ pub fn render(args: &RenderArgs, now: SystemTime) -> Result<Rendered, RenderErro
     ];
     let mut file_names = FILES.to_vec();
     if args.mock {
+        let host = mock::service_name(&name);
         header.push(format!(
-            "The mock's PKI: fleetstorm pki init pki --hostname {name}-mock; kubectl create secret generic {} --from-file=pki/",
+            "The mock's PKI: fleetstorm pki init pki --hostname {host}; kubectl create secret generic {} --from-file=pki/",
             args.pki_secret
         ));
         header.push(match &args.control_secret {
             Some(s) => format!(
-                "Its control plane, http://{name}-mock:{}, takes SigV4 with the keys of Secret {s} (kubectl create secret generic {s} --from-file=credentials=FILE, an AWS shared credentials file).",
+                "Its control plane, http://{host}:{}, takes SigV4 with the keys of Secret {s} (kubectl create secret generic {s} --from-file=credentials=FILE, an AWS shared credentials file).",
                 mock::CONTROL_PORT
             ),
             None => format!(
-                "Its control plane listens on the pod's loopback only: kubectl port-forward deployment/{name}-mock {}",
+                "Its control plane listens on the pod's loopback only: kubectl port-forward deployment/{host} {}",
                 mock::CONTROL_PORT
             ),
         });
@@ -477,11 +477,7 @@ fn check_portable(scenario: &Plan, path: &Path) -> Result<(), RenderError> {
     let Target::Mock { mock, .. } = &scenario.target else {
         return Ok(());
     };
-    let variant = scenario
-        .variant
-        .as_deref()
-        .map(|v| format!(" (variant {v:?})"))
-        .unwrap_or_default();
+    let variant = variant_label(scenario);
     let refuse = |field: String| {
         config(format!(
             "{}{variant}: {field} names a file, which the pods would not have (only the scenario file is shipped, in a ConfigMap)",
@@ -500,6 +496,14 @@ fn check_portable(scenario: &Plan, path: &Path) -> Result<(), RenderError> {
         }
     }
     Ok(())
+}
+
+/// ` (variant "NAME")` for a variant's messages, or nothing.
+fn variant_label(plan: &Plan) -> String {
+    plan.variant
+        .as_deref()
+        .map(|v| format!(" (variant {v:?})"))
+        .unwrap_or_default()
 }
 
 /// `fleetstorm-<scenario name>` as a DNS label.

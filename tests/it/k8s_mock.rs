@@ -37,10 +37,6 @@ fn flags<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-fn container(doc: &Value) -> &Value {
-    &doc["spec"]["template"]["spec"]["containers"][0]
-}
-
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .expect("an array")
@@ -288,10 +284,7 @@ fn the_rendered_mock_and_shard_commands_provision_against_each_other() {
         assert!(pki.join(file).is_file(), "{file} copied");
     }
 
-    let mock_args: Vec<String> = strings(&container(mock)["args"])
-        .iter()
-        .map(|a| map(a))
-        .collect();
+    let mock_args: Vec<String> = args_of(mock).iter().map(|a| map(a)).collect();
     let process = MockProcess::start(&mock_args, Stdio::inherit());
     assert!(
         process.ready.contains("control http://127.0.0.1:"),
